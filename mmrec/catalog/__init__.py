@@ -1,0 +1,1 @@
+"""Catalog ingest: source adapters -> validation -> typed, versioned items artifact."""
