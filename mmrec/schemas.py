@@ -50,7 +50,8 @@ ITEMS_SCHEMA = pa.schema([
 ], metadata={"mmrec.schema": "items", "mmrec.schema_version": str(ITEMS_SCHEMA_VERSION)})
 
 # Columns compared to decide whether an item changed between two catalog versions.
-ITEM_CONTENT_COLUMNS = tuple(f.name for f in ITEMS_SCHEMA if f.name not in ("updated_at",))
+# image_uri is where the photo lives now, not what the item is: a moved file is not a change.
+ITEM_CONTENT_COLUMNS = tuple(f.name for f in ITEMS_SCHEMA if f.name not in ("updated_at", "image_uri"))
 
 ATTRIBUTE_PREDICTIONS_SCHEMA = pa.schema([
     pa.field("item_id", pa.string(), nullable=False),

@@ -198,7 +198,9 @@ def _validate_one(rec: RawRecord, img: ImageInfo | ImageError | None, cfg: Inges
             error("in_stock", "bad_in_stock", f"in_stock {v!r} is not a boolean (true/false/1/0)")
 
     info: ImageInfo | None = None
-    if rec.image_path is None or (isinstance(img, ImageError) and img.reason == "not_found"):
+    if rec.image_path is None and item_id is None:
+        pass  # the id error already explains it (adapters derive image paths from the id)
+    elif rec.image_path is None or (isinstance(img, ImageError) and img.reason == "not_found"):
         where = f" ({rec.image_path})" if rec.image_path else ""
         (error if need_image else warn)("image", "missing_image", f"no image{where}")
     elif isinstance(img, ImageError):
@@ -226,7 +228,7 @@ def _validate_one(rec: RawRecord, img: ImageInfo | ImageError | None, cfg: Inges
 
     brand = f.get("brand")
     if cfg.title_rules and title:
-        found = extract_title_attributes(str(title), tax, gender=values.get("gender"))
+        found = extract_title_attributes(str(title), tax, gender=values.get("gender"), category=category)
         for name, attr in found.items():
             if name == "brand":
                 brand = brand or attr.value
@@ -250,4 +252,5 @@ def _validate_one(rec: RawRecord, img: ImageInfo | ImageError | None, cfg: Inges
         "image_width": info.width if info else None,
         "image_height": info.height if info else None,
         "attributes": attributes,
+        "source": cfg.format,
     }

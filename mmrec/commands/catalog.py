@@ -52,7 +52,8 @@ def _cfg(args):
     return stage_config(args, "ingest", format=args.format, max_error_rate=args.max_error_rate)
 
 
-def _print_report_summary(report, out=sys.stderr) -> None:
+def _print_report_summary(report, out=None) -> None:
+    out = out or sys.stderr  # resolved at call time: tests swap sys.stderr
     d = report.as_dict()
     print(f"rows in: {d['rows_in']}  items out: {d['items_out']}  "
           f"rows with errors: {d['rows_with_errors']} ({d['error_rate']:.2%})", file=out)

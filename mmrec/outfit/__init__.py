@@ -1,0 +1,1 @@
+"""Outfits: scenes and their rules, compatibility, composition by beam search, explanations."""
