@@ -168,3 +168,18 @@ def test_bomb_image_is_an_unreadable_row_not_a_crash(tmp_path):
     items, report = read_and_validate(src, cfg(), progress=False)
     assert kinds(report) == {"unreadable_image": 1}
     assert "pixels" in report.errors[0].message
+
+
+@pytest.mark.data
+def test_real_myntra_and_hm_catalogs_ingest(shared_data, store):
+    res = ingest_catalog(shared_data / "myntra", cfg(max_error_rate=0.05), store, progress=False)
+    t = load_items(store)
+    assert res.report.rows_in == t.num_rows + res.report.rows_with_errors
+    assert t.num_rows > 11_000
+    assert sum(1 for p in t.column("pattern").to_pylist() if p) >= 2500
+    assert set(t.column("slot").to_pylist()) <= {"top", "bottom", "one-piece", "outerwear", "shoes",
+                                                  "bag", "accessory", "other"}
+    assert all(t.column("image_sha256").to_pylist())
+    hm = ingest_catalog(shared_data / "hm_sample" / "data" / "sample", cfg(format="hm", max_error_rate=0.05),
+                        type(store)(store.root / "hm"), progress=False)
+    assert hm.report.items_out >= 990
