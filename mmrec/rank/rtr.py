@@ -268,7 +268,7 @@ def _segment_lift(table: np.ndarray, p: np.ndarray, item: np.ndarray, seg: np.nd
 
 @dataclass
 class Groups:
-    """Candidate lists: group g is rows offsets[g]:offsets[g+1], the rented item first."""
+    """Candidate lists: group g is rows offsets[g]:offsets[g+1], in random order."""
 
     row: np.ndarray       # rental row giving user/context/time, per candidate
     item: np.ndarray      # candidate item code
@@ -306,10 +306,15 @@ def sample_groups(d: RtrData, pos_rows: np.ndarray, n_neg: int, scheme: str,
             keys[np.arange(len(r)), own] = -np.inf
             neg = act[np.argpartition(-keys, k - 1, axis=1)[:, :k]] if k > 0 else np.zeros((len(r), 0), int)
             cand = np.concatenate([d.item[r][:, None], neg], axis=1)
-            rows_out.append(np.repeat(r, k + 1))
-            items_out.append(cand.ravel())
             lab = np.zeros((len(r), k + 1), np.int8)
             lab[:, 0] = 1
+            # shuffle within each list: LightGBM's NDCG breaks score ties by row order, so a
+            # positive-first layout would reward models that tie everything
+            perm = np.argsort(rng.random(cand.shape), axis=1)
+            cand = np.take_along_axis(cand, perm, axis=1)
+            lab = np.take_along_axis(lab, perm, axis=1)
+            rows_out.append(np.repeat(r, k + 1))
+            items_out.append(cand.ravel())
             labels_out.append(lab.ravel())
             sizes.append(np.full(len(r), k + 1))
     if not rows_out:
@@ -328,3 +333,74 @@ def baseline_scores(d: RtrData, st: RtrStats, g: Groups) -> dict[str, np.ndarray
         "popularity_3m": st.count[p, it] - st.count[lo, it],
         "occasion_popularity": F.gather(st.occ, p, it, occ, fill=0.0),
     }
+
+
+# -- the split -----------------------------------------------------------------------------
+
+def _us(day) -> int:
+    return int((np.datetime64(day, "D") - np.datetime64("1970-01-01", "D"))
+               .astype("timedelta64[us]").astype(np.int64))
+
+
+@dataclass
+class RtrSplit:
+    """Rows of each role. Users are held out by bucket, time by the configured dates."""
+
+    stats: np.ndarray       # training users' rentals, all months: statistics and history
+    train: np.ndarray       # training users, [train_start, test_start), subsampled
+    val: np.ndarray         # validation users, [val_start, test_start)
+    test_new: np.ndarray    # held-out users, >= test_start: never seen in training
+    test_returning: np.ndarray  # training users with earlier rentals, >= test_start
+
+
+def split(d: RtrData, c, rng: np.random.Generator) -> RtrSplit:
+    """Deterministic given the config (``c``: RtrConfig) and ``rng``."""
+    cut_test = int(round(c.test_user_share * 100))
+    cut_val = cut_test + int(round(c.val_user_share * 100))
+    test_u = d.bucket < cut_test
+    val_u = (d.bucket >= cut_test) & (d.bucket < cut_val)
+    train_u = ~(test_u | val_u)
+    t_train, t_val, t_test = _us(c.train_start), _us(c.val_start), _us(c.test_start)
+    stats = np.nonzero(train_u)[0]
+    train = np.nonzero(train_u & (d.ts >= t_train) & (d.ts < t_test))[0]
+    if len(train) > c.max_train_groups:
+        train = np.sort(rng.choice(train, c.max_train_groups, replace=False))
+    val = np.nonzero(val_u & (d.ts >= t_val) & (d.ts < t_test))[0]
+    test_new = np.nonzero(test_u & (d.ts >= t_test))[0]
+    later = np.nonzero(train_u & (d.ts >= t_test))[0]
+    h = history_of(d, stats)
+    prev = F.history_counts(h.user, h.period, d.user[later], d.period[later])
+    returning = later[prev > 0]
+    for name, rows in (("test_new", test_new), ("test_returning", returning)):
+        if len(rows) > c.max_eval_groups:
+            rows = np.sort(rng.choice(rows, c.max_eval_groups, replace=False))
+        if name == "test_new":
+            test_new = rows
+        else:
+            returning = rows
+    if min(len(train), len(val), len(test_new)) == 0:
+        raise InputError(f"RTR split is empty (train {len(train)}, val {len(val)}, test "
+                         f"{len(test_new)} rentals): check rtr.*_start dates and user shares")
+    return RtrSplit(stats, train, val, test_new, returning)
+
+
+@dataclass
+class Prepared:
+    d: RtrData
+    split: RtrSplit
+    stats: RtrStats
+    hist: History
+
+
+def prepare(tables: SourceTables, c) -> Prepared:
+    """Decode, split and compute statistics exactly as training did (seeded by ``c.seed``)."""
+    d = decode(tables)
+    sp = split(d, c, np.random.default_rng([c.seed, 0]))
+    return Prepared(d, sp, build_stats(d, sp.stats), history_of(d, sp.stats))
+
+
+def rated_top(d: RtrData, rows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Rows with a rating and their "rated 10/10" label (the label is review-time, by design)."""
+    v = d.value[rows]
+    ok = np.isfinite(v)
+    return rows[ok], (v[ok] >= 0.999).astype(np.int8)

@@ -1,155 +1,127 @@
-"""LightGBM training: lambdarank grouped by request, a binary propensity variant, calibration.
+"""`mmrec rank train --dataset rtr|hm|myntra-sim`: build features, fit, calibrate, save.
 
-Both models use early stopping on a validation slice that is later in time (and, for RTR,
-made of other users) than the training rows; the calibrators are fitted on that same slice,
-never on training rows, whose scores are optimistic. LightGBM is imported inside functions.
+Artifact kinds (each version records its interactions input and full config):
+- ``ranker``: the Myntra-sim model that serving loads by default (`Ranker.load`).
+- ``ranker_rtr``, ``ranker_hm``: the models of the real-data offline evaluations.
+Each holds LightGBM text models (lambdarank + binary [+ rated10 for RTR]), their calibrators,
+the feature contract and a feature-importance report (`bundle.json`, `importance.json`).
 """
 
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
-from typing import Any
+import sys
+import time
+from typing import Callable
 
 import numpy as np
 
-from mmrec.rank.config import LgbmConfig
-from mmrec.rank.features import FeatureSet
+from mmrec.artifacts import Artifact, ArtifactStore
+from mmrec.errors import InputError
+from mmrec.rank import lgbm
+from mmrec.rank import rtr as R
+from mmrec.rank.config import RankConfig
+from mmrec.rank.interactions import load_tables
+
+DATASETS = ("rtr", "hm", "myntra-sim")
+KINDS = {"rtr": "ranker_rtr", "hm": "ranker_hm", "myntra-sim": "ranker"}
+SCHEMA_VERSION = 1
 
 
-def lgb_params(cfg: LgbmConfig, objective: str) -> dict[str, Any]:
-    params = {
-        "objective": objective,
-        "num_leaves": cfg.num_leaves, "learning_rate": cfg.learning_rate,
-        "min_data_in_leaf": cfg.min_data_in_leaf, "feature_fraction": cfg.feature_fraction,
-        "bagging_fraction": cfg.bagging_fraction, "bagging_freq": cfg.bagging_freq,
-        "lambda_l2": cfg.lambda_l2, "max_bin": cfg.max_bin, "num_threads": cfg.num_threads,
-        "seed": cfg.seed, "deterministic": True, "force_col_wise": True, "verbosity": -1,
-    }
-    if objective == "lambdarank":
-        params.update(metric="ndcg", eval_at=[10], lambdarank_truncation_level=20)
-    else:
-        params.update(metric="binary_logloss")
-    return params
+def _log(msg: str) -> None:
+    print(msg, file=sys.stderr, flush=True)
 
 
-def _dataset(lgb, fs: FeatureSet, y: np.ndarray, sizes: np.ndarray | None, reference=None):
-    return lgb.Dataset(fs.X, label=y, group=sizes, feature_name=fs.names,
-                       categorical_feature=fs.categorical or "auto", reference=reference,
-                       free_raw_data=True)
+def fit_pair(ftr, ytr, sizes_tr, fva, yva, sizes_va, cfg: RankConfig, log: Callable = _log
+             ) -> tuple[dict, dict, dict]:
+    """Lambdarank + binary propensity with early stopping and calibration on the val slice."""
+    out, cals, info = {}, {}, {}
+    for objective in ("lambdarank", "binary"):
+        t0 = time.perf_counter()
+        res = lgbm.train_model(objective, ftr, ytr, fva, yva, cfg.lgbm, sizes=sizes_tr,
+                               val_sizes=sizes_va)
+        raw = lgbm.predict(res.booster, fva.X)
+        # lambdarank scores are only comparable within a list; Platt keeps that order intact
+        method = "platt" if objective == "lambdarank" else cfg.calibration
+        cals[objective] = lgbm.fit_calibrator(method, raw, yva)
+        out[objective] = res.booster
+        info[objective] = {"best_iteration": res.best_iteration,
+                           "val_metric": round(res.best_score, 5),
+                           "val_metric_name": "ndcg@10" if objective == "lambdarank" else "logloss",
+                           "seconds": round(time.perf_counter() - t0, 1)}
+        log(f"  {objective}: {res.best_iteration} trees, val "
+            f"{info[objective]['val_metric_name']} {res.best_score:.4f} "
+            f"({info[objective]['seconds']}s)")
+    return out, cals, info
 
 
-@dataclass
-class TrainResult:
-    booster: Any
-    best_iteration: int
-    best_score: float
-    history: list[float]
+def train_rtr(store: ArtifactStore, cfg: RankConfig, *, interactions: str | None = None,
+              log: Callable = _log) -> Artifact:
+    """Rent the Runway: held-out-user split, sampled candidates, three models."""
+    t0 = time.perf_counter()
+    art_in, tables = load_tables(store, "rtr", interactions)
+    c = cfg.rtr
+    prep = R.prepare(tables, c)
+    d, sp, st, hist = prep.d, prep.split, prep.stats, prep.hist
+    rng = np.random.default_rng([c.seed, 1])
+    gtr = R.sample_groups(d, sp.train, c.negatives_train, c.sampling, rng)
+    gva = R.sample_groups(d, sp.val, c.negatives_eval, c.sampling, rng)
+    ftr = R.features(d, st, gtr.row, gtr.item, hist)
+    fva = R.features(d, st, gva.row, gva.item, hist)
+    log(f"rtr: {gtr.n_groups} training lists ({len(gtr.row)} rows), {gva.n_groups} validation "
+        f"lists; features {len(ftr.names)} ({time.perf_counter() - t0:.1f}s)")
+    boosters, cals, info = fit_pair(ftr, gtr.label, np.diff(gtr.offsets), fva, gva.label,
+                                    np.diff(gva.offsets), cfg, log)
+
+    # "rated 10/10" among the rentals themselves: what the rating says beyond the choice
+    rtr_rows, ytr10 = R.rated_top(d, sp.train)
+    rva_rows, yva10 = R.rated_top(d, sp.val)
+    f10 = R.features(d, st, rtr_rows, d.item[rtr_rows], hist)
+    f10v = R.features(d, st, rva_rows, d.item[rva_rows], hist)
+    res10 = lgbm.train_model("binary", f10, ytr10, f10v, yva10, cfg.lgbm)
+    boosters["rated10"] = res10.booster
+    cals["rated10"] = lgbm.fit_calibrator(cfg.calibration, lgbm.predict(res10.booster, f10v.X), yva10)
+    info["rated10"] = {"best_iteration": res10.best_iteration,
+                       "val_metric": round(res10.best_score, 5), "val_metric_name": "logloss"}
+    log(f"  rated10: {res10.best_iteration} trees, val logloss {res10.best_score:.4f}")
+
+    bundle = lgbm.Bundle(boosters, cals, ftr.names, ftr.categorical, {
+        "dataset": "rtr", "vocabs": d.vocabs, "label": "rented (vs sampled candidates)",
+        "negative_sampling": f"{c.negatives_train} per training rental, {c.sampling}: items "
+                             f"rented by anyone in the same calendar month",
+    })
+    sizes = {"train_lists": gtr.n_groups, "train_rows": int(len(gtr.row)),
+             "val_lists": gva.n_groups, "rated10_train_rows": int(len(rtr_rows))}
+    return _write(store, "rtr", cfg, art_in, bundle, info, sizes, time.perf_counter() - t0)
 
 
-def train_model(objective: str, train: FeatureSet, y: np.ndarray, val: FeatureSet,
-                yv: np.ndarray, cfg: LgbmConfig, *, sizes: np.ndarray | None = None,
-                val_sizes: np.ndarray | None = None, log_every: int = 0) -> TrainResult:
-    """Fit ``lambdarank`` (needs group sizes) or ``binary`` with early stopping on ``val``."""
-    import lightgbm as lgb
-
-    if objective == "lambdarank" and (sizes is None or val_sizes is None):
-        raise ValueError("lambdarank needs group sizes for train and validation")
-    if train.names != val.names:
-        raise ValueError("train and validation feature names differ")
-    dtrain = _dataset(lgb, train, y, sizes)
-    dval = _dataset(lgb, val, yv, val_sizes, reference=dtrain)
-    record: dict[str, dict[str, list[float]]] = {}
-    callbacks = [lgb.early_stopping(cfg.early_stopping_rounds, verbose=False),
-                 lgb.record_evaluation(record)]
-    if log_every:
-        callbacks.append(lgb.log_evaluation(log_every))
-    booster = lgb.train(lgb_params(cfg, objective), dtrain, num_boost_round=cfg.n_estimators,
-                        valid_sets=[dval], valid_names=["val"], callbacks=callbacks)
-    hist = next(iter(record["val"].values())) if record.get("val") else []
-    best = booster.best_iteration or booster.current_iteration()
-    # keep only the trees up to the best iteration: smaller model, faster scoring
-    booster = lgb.Booster(model_str=booster.model_to_string(num_iteration=best))
-    return TrainResult(booster, int(best), float(hist[best - 1]) if hist else float("nan"),
-                       [float(h) for h in hist])
+def _write(store: ArtifactStore, dataset: str, cfg: RankConfig, art_in: Artifact,
+           bundle: lgbm.Bundle, info: dict, sizes: dict, seconds: float,
+           extra_files: dict[str, bytes] | None = None) -> Artifact:
+    with store.write(KINDS[dataset], config=cfg.model_dump(mode="json"),
+                     schema_version=SCHEMA_VERSION) as w:
+        bundle.save(w.path)
+        imp = {name: lgbm.importance(b) for name, b in bundle.boosters.items()}
+        (w.path / "importance.json").write_text(json.dumps(imp, indent=1), encoding="utf-8")
+        for name, data in (extra_files or {}).items():
+            (w.path / name).write_bytes(data)
+        w.add_artifact_input(art_in)
+        w.metrics = {"models": info, **sizes, "train_seconds": round(seconds, 1),
+                     "top_features": {k: [r["feature"] for r in v[:8]] for k, v in imp.items()}}
+        w.extra["dataset"] = dataset
+    return store.load(KINDS[dataset], w.version)
 
 
-def predict(booster, X: np.ndarray) -> np.ndarray:
-    """Raw scores with one thread (the serving setting)."""
-    return booster.predict(X, raw_score=True, num_threads=1)
+def train(dataset: str, store: ArtifactStore, cfg: RankConfig, *, interactions: str | None = None,
+          log: Callable = _log) -> Artifact:
+    if dataset == "rtr":
+        return train_rtr(store, cfg, interactions=interactions, log=log)
+    if dataset == "hm":
+        from mmrec.rank.hm import train_hm
 
+        return train_hm(store, cfg, interactions=interactions, log=log)
+    if dataset == "myntra-sim":
+        from mmrec.rank.myntra import train_myntra
 
-def importance(booster, top: int | None = None) -> list[dict[str, Any]]:
-    """Gain and split importance per feature, highest gain first (gain shares sum to 1)."""
-    names = booster.feature_name()
-    gain = booster.feature_importance("gain")
-    split = booster.feature_importance("split")
-    tot = float(gain.sum()) or 1.0
-    rows = sorted(({"feature": n, "gain_share": round(float(g) / tot, 5), "splits": int(s)}
-                   for n, g, s in zip(names, gain, split)), key=lambda r: -r["gain_share"])
-    return rows[:top] if top else rows
-
-
-# -- calibration ---------------------------------------------------------------------------
-
-@dataclass
-class Calibrator:
-    """Maps raw model scores to probabilities. Platt: sigmoid(a * s + b); isotonic: interp."""
-
-    method: str
-    a: float = 1.0
-    b: float = 0.0
-    x: list[float] | None = None
-    y: list[float] | None = None
-
-    def __call__(self, s: np.ndarray) -> np.ndarray:
-        s = np.asarray(s, np.float64)
-        if self.method == "platt":
-            return 1.0 / (1.0 + np.exp(-(self.a * s + self.b)))
-        return np.interp(s, self.x, self.y)
-
-    def to_json(self) -> str:
-        return json.dumps({"method": self.method, "a": self.a, "b": self.b, "x": self.x,
-                           "y": self.y})
-
-    @classmethod
-    def from_json(cls, text: str) -> "Calibrator":
-        return cls(**json.loads(text))
-
-
-def fit_platt(scores: np.ndarray, labels: np.ndarray, iters: int = 100) -> Calibrator:
-    """Logistic fit of labels on one score by Newton's method (Platt's target smoothing)."""
-    s = np.asarray(scores, np.float64)
-    y = (np.asarray(labels) > 0).astype(np.float64)
-    n_pos, n_neg = y.sum(), len(y) - y.sum()
-    # Platt (1999): soft targets keep the fit finite when the classes separate
-    t = np.where(y > 0, (n_pos + 1) / (n_pos + 2), 1 / (n_neg + 2))
-    a, b = 1.0, float(np.log((n_pos + 1) / (n_neg + 1)))
-    for _ in range(iters):
-        z = np.clip(a * s + b, -35, 35)
-        p = 1.0 / (1.0 + np.exp(-z))
-        g = np.array([np.sum((p - t) * s), np.sum(p - t)])
-        w = p * (1 - p) + 1e-12
-        h = np.array([[np.sum(w * s * s), np.sum(w * s)], [np.sum(w * s), np.sum(w)]])
-        step = np.linalg.solve(h + 1e-9 * np.eye(2), g)
-        a, b = a - step[0], b - step[1]
-        if np.abs(step).max() < 1e-9:
-            break
-    return Calibrator("platt", a=float(a), b=float(b))
-
-
-def fit_isotonic(scores: np.ndarray, labels: np.ndarray) -> Calibrator:
-    from sklearn.isotonic import IsotonicRegression
-
-    iso = IsotonicRegression(out_of_bounds="clip", y_min=0.0, y_max=1.0)
-    iso.fit(np.asarray(scores, np.float64), (np.asarray(labels) > 0).astype(np.float64))
-    return Calibrator("isotonic", x=[float(v) for v in iso.X_thresholds_],
-                      y=[float(v) for v in iso.y_thresholds_])
-
-
-def fit_calibrator(method: str, scores: np.ndarray, labels: np.ndarray) -> Calibrator:
-    if method == "platt":
-        return fit_platt(scores, labels)
-    if method == "isotonic":
-        return fit_isotonic(scores, labels)
-    raise ValueError(f"unknown calibration {method!r}; use platt or isotonic")
+        return train_myntra(store, cfg, interactions=interactions, log=log)
+    raise InputError(f"unknown dataset {dataset!r}; choose one of {list(DATASETS)}")
