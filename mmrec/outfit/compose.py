@@ -1,0 +1,258 @@
+"""Outfit search: per-slot candidate pools -> beam search over a scene's slot templates.
+
+An outfit's score is  geomean(item score) x mean pairwise compatibility ^ w_compat x accent
+factor, where an item's score is  propensity ^ w_propensity x scene fit ^ w_scene. Hard
+constraints never enter the score: items that break a scene rule, are out of stock or over
+budget are not in the pools (the caller filters them on catalog truth), and pairs of
+incompatible genders or an outfit over the total budget are masked during the search.
+Outfits returned for one request share no item unless the caller allows repeats: after each
+outfit is chosen its items leave the pools and the search runs again.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+from pydantic import Field
+
+from mmrec.config import StrictModel
+from mmrec.outfit.compat import CompatScorer, Features
+from mmrec.outfit.items import ItemTable
+from mmrec.outfit.scenes import Scene
+
+_NEG = -1e30
+
+
+class ComposeConfig(StrictModel):
+    """Search sizes and how item and pair scores combine."""
+
+    pool_per_slot: int = Field(24, ge=1, le=500)  # best candidates per slot entering the search
+    beam_width: int = Field(16, ge=1, le=512)
+    w_propensity: float = Field(1.0, ge=0)
+    w_scene: float = Field(0.5, ge=0)
+    w_compat: float = Field(1.0, ge=0)
+    usage_weights: list[float] = [1.0, 0.85, 0.7]  # scene usages, best first; others get 0.5
+    other_usage: float = Field(0.5, ge=0, le=1)
+    unknown_usage: float = Field(0.6, ge=0, le=1)
+    off_season: float = Field(0.8, ge=0, le=1)
+    preferred_colour: float = Field(1.0, ge=0, le=1)
+    plain_colour: float = Field(0.85, ge=0, le=1)
+    avoided_colour: float = Field(0.6, ge=0, le=1)
+
+
+@dataclass
+class SlotPool:
+    """Candidates of one slot, already filtered by the hard rules."""
+
+    slot: str
+    positions: np.ndarray  # rows of the ItemTable
+    propensity: np.ndarray  # in [0, 1], from the ranker (or the recall order when absent)
+
+    def __len__(self) -> int:
+        return len(self.positions)
+
+
+@dataclass
+class Anchor:
+    """A kiosk photo the outfit is built around: its features and the slot it fills."""
+
+    features: Features
+    slot: str | None
+    attributes: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class Outfit:
+    template: list[str]
+    slots: list[str]
+    positions: list[int]
+    item_scores: list[float]
+    propensity: list[float]
+    scene_fit: list[float]
+    compat: float
+    accent: float
+    score: float
+
+
+def scene_fit(scene: Scene, items: ItemTable, positions: np.ndarray | range,
+              cfg: ComposeConfig) -> np.ndarray:
+    """Soft match of items to a scene in (0, 1]: occasion, season and colour guidance."""
+    usage_w = {u: cfg.usage_weights[min(i, len(cfg.usage_weights) - 1)]
+               for i, u in enumerate(scene.usages)}
+    prefer = set(scene.colours.prefer_families)
+    avoid = set(scene.colours.avoid_families)
+    tax = items.taxonomy
+    out = np.empty(len(positions), dtype=np.float32)
+    for k, p in enumerate(positions):
+        r = items.rows[p]
+        u = r.get("usage")
+        f = cfg.unknown_usage if u is None else usage_w.get(u, cfg.other_usage)
+        s = r.get("season")
+        if s is not None and s not in scene.seasons:
+            f *= cfg.off_season
+        fam = tax.colour_family(r.get("colour"))
+        if fam in avoid:
+            f *= cfg.avoided_colour
+        elif prefer and fam is not None:
+            f *= cfg.preferred_colour if fam in prefer else cfg.plain_colour
+        out[k] = f
+    return out
+
+
+class Composer:
+    """Beam search over slot templates for one catalog version."""
+
+    def __init__(self, items: ItemTable, compat: CompatScorer, cfg: ComposeConfig | None = None):
+        self.items = items
+        self.compat = compat
+        self.cfg = cfg or ComposeConfig()
+        self._fit: dict[str, np.ndarray] = {}
+
+    def scene_fit(self, scene: Scene) -> np.ndarray:
+        """Scene fit of every catalog item (computed once per scene)."""
+        fit = self._fit.get(scene.name)
+        if fit is None:
+            fit = self._fit[scene.name] = scene_fit(scene, self.items, range(len(self.items)), self.cfg)
+        return fit
+
+    def compose(self, scene: Scene, pools: dict[str, SlotPool], k: int, *,
+                anchor: Anchor | None = None, allow_repeats: bool = False,
+                max_total_price: float | None = None) -> list[Outfit]:
+        """Up to ``k`` outfits for ``scene``, best first.
+
+        Args:
+            pools: candidates per slot (hard rules already applied).
+            anchor: a photo to build around; templates must then contain its slot when the
+                scene uses that slot, and every item is scored for compatibility with it.
+            allow_repeats: let an item appear in several outfits (outfits still differ).
+            max_total_price: budget for a whole outfit; items without a price must have been
+                removed by the caller (a budget cannot be shown to hold for them).
+        """
+        cfg = self.cfg
+        templates = [t for t in scene.templates if all(len(pools.get(s, ())) for s in t)]
+        if anchor is not None and anchor.slot is not None:
+            with_anchor = [t for t in templates if anchor.slot in t]
+            templates = with_anchor or templates
+        if not templates:
+            return []
+        # Per-slot pools: best pool_per_slot by item score.
+        prepared: dict[str, dict[str, Any]] = {}
+        for slot in {s for t in templates for s in t}:
+            pool = pools[slot]
+            fit = self.scene_fit(scene)[pool.positions]
+            prop = np.clip(pool.propensity.astype(np.float32), 1e-6, 1.0)
+            score = prop ** cfg.w_propensity * fit ** cfg.w_scene
+            keep = np.argsort(-score, kind="stable")[: max(cfg.pool_per_slot, k if not allow_repeats else 1)]
+            pos = pool.positions[keep]
+            prepared[slot] = {
+                "positions": pos, "score": score[keep], "prop": prop[keep], "fit": fit[keep],
+                "features": Features.of_items(self.items, pos),
+                "price": self.items.price[pos],
+            }
+        pair_cache: dict[tuple[str, str], tuple[np.ndarray, np.ndarray]] = {}
+
+        def pair(sa: str, sb: str) -> tuple[np.ndarray, np.ndarray]:
+            key = (sa, sb)
+            if key not in pair_cache:
+                fa, fb = prepared[sa]["features"], prepared[sb]["features"]
+                pair_cache[key] = (self.compat.pair(fa, fb), CompatScorer.gender_ok(fa, fb))
+            return pair_cache[key]
+
+        anchor_terms: dict[str, tuple[np.ndarray, np.ndarray]] = {}
+        if anchor is not None:
+            for slot, p in prepared.items():
+                if slot == anchor.slot:
+                    continue  # a look-alike of the photo is worn instead of it, not with it
+                anchor_terms[slot] = (self.compat.pair(anchor.features, p["features"])[0],
+                                      CompatScorer.gender_ok(anchor.features, p["features"])[0])
+
+        for p in prepared.values():
+            p["free"] = np.ones(len(p["positions"]), dtype=bool)  # not yet used by an outfit
+        outfits: list[Outfit] = []
+        seen: set[frozenset[int]] = set()
+        # Best outfit per template; a template is searched again only when the last chosen
+        # outfit took one of its items (or, with repeats, was that very outfit).
+        cache: dict[int, Outfit | None] = {}
+        for _ in range(k):
+            for ti, t in enumerate(templates):
+                if ti not in cache:
+                    cache[ti] = self._search(scene, t, prepared, pair, anchor_terms, seen,
+                                             max_total_price)
+            found = [(o.score, ti) for ti, o in cache.items() if o is not None]
+            if not found:
+                break
+            best = cache[max(found)[1]]
+            outfits.append(best)
+            seen.add(frozenset(best.positions))
+            taken = set(best.positions)
+            if not allow_repeats:
+                for slot, pos in zip(best.slots, best.positions):
+                    p = prepared[slot]
+                    p["free"][p["positions"] == pos] = False
+            for ti, o in list(cache.items()):
+                if o is not None and (taken & set(o.positions) if not allow_repeats else o is best):
+                    del cache[ti]
+        return outfits
+
+    def _search(self, scene: Scene, template: list[str], prepared: dict[str, dict[str, Any]],
+                pair, anchor_terms, seen: set[frozenset[int]],
+                max_total_price: float | None) -> Outfit | None:
+        cfg = self.cfg
+        n_slots = len(template)
+        n_anchor = 0  # pairs formed with the photo so far
+        # beam state: chosen pool indices [B, t], sums of log item scores, of pair scores, price
+        idx = np.zeros((1, 0), dtype=np.int64)
+        log_items = np.zeros(1, dtype=np.float64)
+        pair_sum = np.zeros(1, dtype=np.float64)
+        price = np.zeros(1, dtype=np.float64)
+        width = cfg.beam_width
+        final_pool = max(width, 4 * len(seen) + 4)  # room to skip outfits already returned
+        for t, slot in enumerate(template):
+            p = prepared[slot]
+            n = len(p["positions"])
+            ok = np.repeat(p["free"][None, :], len(idx), axis=0)
+            new_pairs = pair_sum[:, None].repeat(n, axis=1)
+            for s in range(t):
+                m, g = pair(template[s], slot)
+                new_pairs = new_pairs + m[idx[:, s]]
+                ok &= g[idx[:, s]]
+            if slot in anchor_terms:
+                a_m, a_g = anchor_terms[slot]
+                new_pairs = new_pairs + a_m[None, :]
+                ok &= a_g[None, :]
+                n_anchor += 1
+            new_price = price[:, None] + p["price"][None, :]
+            if max_total_price is not None:
+                ok &= ~(new_price > max_total_price)  # NaN prices were removed by the caller
+            new_log = log_items[:, None] + np.log(p["score"])[None, :]
+            n_pairs = t * (t + 1) // 2 + n_anchor
+            mean_pair = new_pairs / max(n_pairs, 1)
+            obj = new_log / (t + 1) + cfg.w_compat * np.log(np.maximum(mean_pair, 1e-6)) * (n_pairs > 0)
+            obj = np.where(ok, obj, _NEG)
+            flat = obj.ravel()
+            keep_n = width if t < n_slots - 1 else final_pool
+            cand = np.argsort(-flat, kind="stable")[:keep_n]
+            cand = cand[flat[cand] > _NEG / 2]
+            if len(cand) == 0:
+                return None
+            b, j = np.divmod(cand, n)
+            idx = np.concatenate([idx[b], j[:, None]], axis=1)
+            log_items, pair_sum, price = new_log[b, j], new_pairs[b, j], new_price[b, j]
+        n_pairs = n_slots * (n_slots - 1) // 2 + n_anchor
+        compat = pair_sum / max(n_pairs, 1)
+        fams = np.stack([prepared[s]["features"].family[idx[:, c]] for c, s in enumerate(template)], 1)
+        neus = np.stack([prepared[s]["features"].neutral[idx[:, c]] for c, s in enumerate(template)], 1)
+        accent = self.compat.accent_factors(fams, neus, scene.colours.max_accents)
+        score = np.exp(log_items / n_slots) * np.maximum(compat, 1e-6) ** cfg.w_compat * accent
+        for row in np.argsort(-score, kind="stable"):
+            positions = [int(prepared[s]["positions"][idx[row, c]]) for c, s in enumerate(template)]
+            if seen and frozenset(positions) in seen:
+                continue
+            col = lambda key: [float(prepared[s][key][idx[row, c]]) for c, s in enumerate(template)]
+            return Outfit(template=list(template), slots=list(template), positions=positions,
+                          item_scores=col("score"), propensity=col("prop"), scene_fit=col("fit"),
+                          compat=float(compat[row]), accent=float(accent[row]),
+                          score=float(score[row]))
+        return None

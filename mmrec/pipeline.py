@@ -1,0 +1,566 @@
+"""The `Recommender` facade: recall -> rank -> compose outfits -> explain, without Ray.
+
+Built from injected components (any of recall, ranker, tagger, encoder and user store may be
+absent); `Recommender.from_store` loads whatever artifacts exist. A missing component is never
+imitated: the request path that needs it degrades in a stated way, and every response says so
+in ``versions`` and ``notes``:
+
+- no recall index: candidates come from a catalog filter (scene rules, slot, gender, stock),
+  ordered by scene fit -- a real, if plain, retrieval;
+- no ranker: propensity is the recall order (fused score, normalised per slot);
+- no tagger: a photo's slot is the majority slot of its nearest catalog neighbours (encoder);
+- no encoder: a photo is described by the tagger's attributes only;
+- neither: the photo routes answer 503 (`ComponentMissing`).
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+import uuid
+from collections import Counter, OrderedDict
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+from pydantic import Field
+
+from mmrec.api_models import (ExplanationOut, FactOut, OutfitItemOut, OutfitOut, PhotoOut,
+                              RecommendRequest, RecommendResponse)
+from mmrec.artifacts import ArtifactStore
+from mmrec.config import StrictModel
+from mmrec.errors import ArtifactNotFound, InputError, MmrecError
+from mmrec.outfit.compat import CompatConfig, CompatScorer, Features
+from mmrec.outfit.compose import Anchor, ComposeConfig, Composer, SlotPool
+from mmrec.outfit.explain import ExplainConfig, ExplainContext, Explainer, harmony_of, taste_from_history
+from mmrec.outfit.items import ItemTable
+from mmrec.outfit.priors import CooccurrencePriors
+from mmrec.outfit.scenes import Scene, SceneBook
+from mmrec.taxonomy import Taxonomy, default_taxonomy
+
+SIMULATED_USERS_NOTE = "shopper profiles and histories are simulated for this catalog"
+
+
+class ComponentMissing(MmrecError):
+    """A request needs a component that is not loaded (HTTP 503): build its artifact."""
+
+
+class RecommenderConfig(StrictModel):
+    """Stage ``recommend``: candidate sizes, search, compatibility and explanations."""
+
+    scenes_path: str | None = None  # default: configs/scenes.yaml
+    candidates_per_slot: int = Field(60, ge=1, le=2000)
+    photo_similar_k: int = Field(12, ge=1, le=200)
+    photo_min_confidence: float = Field(0.5, ge=0, le=1)  # tagged values used below this are ignored
+    history_limit: int = Field(50, ge=0, le=1000)
+    recall_cache_size: int = Field(1024, ge=0, le=100_000)
+    compose: ComposeConfig = ComposeConfig()
+    compat: CompatConfig = CompatConfig()
+    explain: ExplainConfig = ExplainConfig()
+
+
+@dataclass
+class PhotoAnalysis:
+    """A decoded photo read by the models: tagged attributes and/or an image embedding."""
+
+    attributes: dict[str, dict[str, Any]] = field(default_factory=dict)  # field -> {value, confidence}
+    vector: list[float] | None = None
+    encoder_id: str | None = None
+    versions: dict[str, str] = field(default_factory=dict)
+
+
+class PhotoModels:
+    """Tagger + encoder for photos; separable so that Ray can place it on its own replica."""
+
+    def __init__(self, tagger: Any | None = None, encoder: Any | None = None):
+        self.tagger = tagger
+        self.encoder = encoder
+
+    @classmethod
+    def from_store(cls, store: ArtifactStore, *, device: str = "cpu") -> tuple["PhotoModels", list[str]]:
+        """Load whatever of tagger and encoder exists; returns (models, notes on what is missing)."""
+        notes: list[str] = []
+        tagger = encoder = None
+        if store.current_version("vlm") or store.current_version("tagger"):
+            from mmrec.attributes.tagger import Tagger
+
+            tagger = Tagger.load(store, device=device)
+        else:
+            notes.append("no tagger artifact: photos are read by the encoder only")
+        if store.current_version("encoder"):
+            from mmrec.embed.encoder import Encoder
+
+            encoder = Encoder.load(store)
+        else:
+            notes.append("no encoder artifact: photos are read by the tagger only")
+        return cls(tagger, encoder), notes
+
+    @property
+    def available(self) -> bool:
+        return self.tagger is not None or self.encoder is not None
+
+    @property
+    def versions(self) -> dict[str, str]:
+        out = {"tagger": getattr(self.tagger, "version", "absent") if self.tagger else "absent"}
+        out["encoder"] = getattr(self.encoder, "encoder_id", "absent") if self.encoder else "absent"
+        return out
+
+    def analyze(self, image: Any) -> PhotoAnalysis:
+        """Tag and embed one decoded (PIL) image."""
+        if not self.available:
+            raise ComponentMissing("photo routes need a tagger or an encoder artifact; build one "
+                                   "(mmrec sft ... / mmrec embed ...)")
+        out = PhotoAnalysis(versions=self.versions)
+        if self.tagger is not None:
+            out.attributes = {k: dict(v) for k, v in self.tagger.tag([image])[0].items()
+                              if v and v.get("value") is not None}
+        if self.encoder is not None:
+            out.vector = [float(x) for x in self.encoder.encode_images([image])[0]]
+            out.encoder_id = self.encoder.encoder_id
+        return out
+
+
+class _LRU:
+    def __init__(self, size: int):
+        self.size = size
+        self._d: OrderedDict = OrderedDict()
+        self._lock = threading.Lock()
+
+    def get(self, key):
+        with self._lock:
+            if key in self._d:
+                self._d.move_to_end(key)
+                return self._d[key]
+        return None
+
+    def put(self, key, value) -> None:
+        if self.size <= 0:
+            return
+        with self._lock:
+            self._d[key] = value
+            self._d.move_to_end(key)
+            while len(self._d) > self.size:
+                self._d.popitem(last=False)
+
+
+class Recommender:
+    """Outfit recommendations over one catalog version.
+
+    Args:
+        items: the catalog in memory.
+        scenes: the scene book.
+        recall: a `mmrec.recall.service.Recall` (or None: catalog filter).
+        ranker: a `mmrec.rank.ranker.Ranker` (or None: recall order).
+        users: a `mmrec.rank.users.UserStore` (or None: every request is anonymous).
+        photo: tagger/encoder for photos (or None: photo routes answer 503).
+        priors: Polyvore co-occurrence priors (or None: that compatibility term is left out).
+        config: sizes and weights.
+        versions: artifact versions to report (kind -> version); components add their own.
+        users_simulated: say in every personalised response that profiles are simulated.
+    """
+
+    def __init__(self, items: ItemTable, scenes: SceneBook, *, recall: Any | None = None,
+                 ranker: Any | None = None, users: Any | None = None,
+                 photo: PhotoModels | None = None, priors: CooccurrencePriors | None = None,
+                 config: RecommenderConfig | None = None, taxonomy: Taxonomy | None = None,
+                 versions: dict[str, str] | None = None, notes: list[str] | None = None,
+                 users_simulated: bool = True):
+        self.cfg = config or RecommenderConfig()
+        self.tax = taxonomy or items.taxonomy or default_taxonomy()
+        self.items = items
+        self.scenes = scenes
+        self.recall = recall
+        self.ranker = ranker
+        self.users = users
+        self.photo = photo or PhotoModels()
+        self.priors = priors
+        self.users_simulated = users_simulated
+        self.compat = CompatScorer(items, self.tax, priors, self.cfg.compat)
+        self.composer = Composer(items, self.compat, self.cfg.compose)
+        self.explainer = Explainer(self.tax, scenes, self.cfg.explain)
+        self.load_notes = list(notes or [])
+        self._cache = _LRU(self.cfg.recall_cache_size)
+        self._allowed: dict[tuple[str, str], np.ndarray] = {}
+        v = {"items": items.version, "scenes": scenes.version,
+             "outfit_priors": priors.version if priors else "absent",
+             "ranker": getattr(ranker, "version", "?") if ranker else "absent (recall order)",
+             "users": "absent" if users is None else ("simulated" if users_simulated else "loaded")}
+        if recall is not None:
+            v.update({k: str(x) for k, x in getattr(recall, "versions", {}).items()})
+            v.setdefault("recall", "loaded")
+        else:
+            v["recall"] = "absent (catalog filter)"
+        v.update(self.photo.versions)
+        v.update(versions or {})
+        self.versions: dict[str, str] = v
+
+    # ------------------------------------------------------------------ loading
+    @classmethod
+    def from_store(cls, store: ArtifactStore, *, config: RecommenderConfig | None = None,
+                   with_photo_models: bool = True, device: str = "cpu") -> "Recommender":
+        """Build from the CURRENT artifacts under ``store``; only ``items`` is required.
+
+        Args:
+            with_photo_models: load tagger/encoder here (False when a separate Ray
+                deployment serves photos).
+        """
+        from mmrec.catalog.ingest import load_items
+
+        cfg = config or RecommenderConfig()
+        tax = default_taxonomy()
+        items_art = store.load("items")
+        items = ItemTable(load_items(store, items_art.version), items_art.version, tax)
+        scenes = SceneBook.load(cfg.scenes_path, tax)
+        notes: list[str] = []
+        priors = None
+        try:
+            priors = CooccurrencePriors.load(store)
+        except ArtifactNotFound:
+            notes.append("no outfit_priors artifact: compatibility without co-occurrence priors "
+                         "(mmrec outfit priors --source ../shared/data/polyvore_outfits)")
+        photo, encoder = PhotoModels(), None
+        if with_photo_models:
+            photo, photo_notes = PhotoModels.from_store(store, device=device)
+            notes += photo_notes
+            encoder = photo.encoder
+        recall = None
+        if store.current_version("index"):
+            from mmrec.recall.service import Recall
+
+            recall = Recall.load(store, encoder=encoder)
+            _attach_recall_vectors(items, recall)
+        else:
+            notes.append("no recall index: candidates from the catalog filter (mmrec index build)")
+        ranker = None
+        if store.current_version("ranker"):
+            from mmrec.rank.ranker import Ranker
+
+            ranker = Ranker.load(store)
+        else:
+            notes.append("no ranker artifact: candidates keep their recall order")
+        users = None
+        try:
+            from mmrec.rank.users import UserStore
+
+            users = UserStore.load(store)
+        except (ImportError, ArtifactNotFound):
+            notes.append("no user store: every request is anonymous")
+        return cls(items, scenes, recall=recall, ranker=ranker, users=users, photo=photo,
+                   priors=priors, config=cfg, taxonomy=tax, notes=notes).warm()
+
+    # ------------------------------------------------------------------ public API
+    def scene(self, name: str) -> Scene:
+        return self.scenes.get(name)
+
+    def analyze_photo(self, image: Any) -> PhotoAnalysis:
+        return self.photo.analyze(image)
+
+    def recommend(self, request: RecommendRequest, *, photo: PhotoAnalysis | None = None,
+                  image: Any | None = None) -> RecommendResponse:
+        """Outfits for ``request``; with ``photo`` (already analysed) or ``image`` (PIL, analysed
+        here) the look is built around the photo."""
+        t_start = time.perf_counter()
+        timings: dict[str, float] = {}
+        notes = list(self.load_notes)
+        scene = self.scenes.get(request.scene)
+        if image is not None and photo is None:
+            t = time.perf_counter()
+            photo = self.analyze_photo(image)
+            timings["photo_ms"] = _ms(t)
+        user, taste, occasions = self._user(request.user_id, notes)
+        genders = self._genders(request, user)
+        if user is not None and self.users_simulated:
+            notes.append(SIMULATED_USERS_NOTE)
+
+        t = time.perf_counter()
+        anchor, photo_out = (None, None)
+        if photo is not None:
+            anchor, photo_out = self._anchor(photo, scene, genders, request, notes)
+        pools, routes, info = self._pools(scene, request, genders, user, anchor, photo_out, notes)
+        timings["recall_ms"] = _ms(t)
+
+        t = time.perf_counter()
+        self._rank(pools, routes, info, scene, request, user)
+        timings["rank_ms"] = _ms(t)
+
+        t = time.perf_counter()
+        budget = request.filters.budget
+        outfits = self.composer.compose(scene, pools, request.k, anchor=anchor,
+                                        allow_repeats=request.allow_repeats, max_total_price=budget)
+        timings["compose_ms"] = _ms(t)
+        if len(outfits) < request.k:
+            empty = [s for s in scene.template_slots() if not len(pools.get(s, ()))]
+            notes.append(f"{len(outfits)} of {request.k} outfits: the catalog has too few items "
+                         f"passing {scene.name}'s rules and the filters"
+                         + (f" (no candidates for {', '.join(empty)})" if empty else ""))
+
+        t = time.perf_counter()
+        out: list[OutfitOut] = []
+        for o in outfits:
+            ids = [self.items.ids[p] for p in o.positions]
+            expl = None
+            if request.explain:
+                ctx = ExplainContext(
+                    scene=scene, taste=taste, profile_occasions=occasions,
+                    routes={i: routes.get(i, {}) for i in ids}, query_text=request.query_text,
+                    photo_similar=set(photo_out.similar) if photo_out else set(),
+                    harmony=harmony_of((self.items.row(i).get("colour") for i in ids), self.tax))
+                e = self.explainer.explain(self.items, ids, ctx)
+                expl = ExplanationOut(text=e.text, facts=[FactOut(**f.model_dump()) for f in e.facts],
+                                      statements=e.statements, supported=e.supported, fallback=e.fallback)
+            out.append(OutfitOut(
+                items=[self._item_out(i, s, p) for i, s, p in zip(ids, o.slots, o.propensity)],
+                score=round(o.score, 6), compatibility=round(o.compat, 6), template=o.template,
+                explanation=expl))
+        timings["explain_ms"] = _ms(t)
+        timings["total_ms"] = _ms(t_start)
+        versions = dict(self.versions)
+        if photo is not None:
+            versions.update(photo.versions)
+        return RecommendResponse(request_id=uuid.uuid4().hex, scene=scene.name, versions=versions,
+                                 outfits=out, photo=photo_out, notes=notes, timings=timings)
+
+    def similar_to_photo(self, photo: PhotoAnalysis, k: int = 12,
+                         genders: list[str] | None = None) -> tuple[str | None, str, list[str]]:
+        """(slot, how the slot was found, similar catalog item ids) for a photo, any scene."""
+        slot, how = self._photo_slot(photo)
+        ids = self._similar(photo, slot, genders, k, exclude=[])
+        if slot is None and ids:
+            slot, how = self._majority_slot(ids), "neighbours"
+        return slot, how, ids
+
+    def item(self, item_id: str) -> dict[str, Any]:
+        return self.items.row(item_id)
+
+    # ------------------------------------------------------------------ steps
+    def _user(self, user_id: str | None, notes: list[str]):
+        if user_id is None:
+            return None, {}, []
+        if self.users is None:
+            notes.append("no user store loaded: the request is answered as anonymous")
+            return None, {}, []
+        user = self.users.get(user_id)
+        if user is None:
+            notes.append(f"unknown user {user_id!r}: answered as a new (cold-start) shopper")
+            return None, {}, []
+        history = self.users.history(user_id, limit=self.cfg.history_limit) if self.cfg.history_limit else []
+        taste = taste_from_history(self.items, history)
+        occasions = list(getattr(user, "preferred_occasions", None) or [])
+        return user, taste, occasions
+
+    @staticmethod
+    def _genders(request: RecommendRequest, user: Any | None) -> list[str] | None:
+        if request.filters.genders:
+            return sorted(set(request.filters.genders) | {"unisex"})
+        g = getattr(user, "gender", None) if user is not None else None
+        if g in ("men", "women", "boys", "girls"):
+            return [g, "unisex"]
+        return None
+
+    def _allowed_mask(self, scene: Scene, slot: str) -> np.ndarray:
+        """Items that may fill ``slot`` in ``scene`` on catalog truth (cached per scene/slot)."""
+        key = (scene.name, slot)
+        m = self._allowed.get(key)
+        if m is None:
+            m = np.zeros(len(self.items), dtype=bool)
+            rows = self.items.rows
+            for p in np.flatnonzero(self.items.slot == slot):
+                m[p] = not scene.item_violations(rows[p], slot)
+            self._allowed[key] = m
+        return m
+
+    def warm(self) -> "Recommender":
+        """Precompute per-scene masks and scene fit so that no request pays for them."""
+        for scene in self.scenes.scenes.values():
+            self.composer.scene_fit(scene)
+            for slot in scene.template_slots():
+                self._allowed_mask(scene, slot)
+        return self
+
+    def _hard_mask(self, scene: Scene, slot: str, request: RecommendRequest,
+                   genders: list[str] | None) -> np.ndarray:
+        m = self._allowed_mask(scene, slot).copy()
+        f = request.filters
+        if f.in_stock_only:
+            m &= self.items.in_stock
+        if genders is not None:
+            codes = {"men": 1, "women": 2, "boys": 3, "girls": 4}
+            allowed = [0] + [codes[g] for g in genders if g in codes]
+            m &= np.isin(self.items.gender, allowed)
+        if f.price_max is not None or f.budget is not None:
+            cap = min(x for x in (f.price_max, f.budget) if x is not None)
+            m &= ~np.isnan(self.items.price) & (np.nan_to_num(self.items.price, nan=np.inf) <= cap)
+        if f.exclude_item_ids:
+            m[self.items.positions([i for i in f.exclude_item_ids if i in self.items.index])] = False
+        return m
+
+    def _pools(self, scene: Scene, request: RecommendRequest, genders: list[str] | None,
+               user: Any | None, anchor: Anchor | None, photo_out: PhotoOut | None,
+               notes: list[str]) -> tuple[dict[str, SlotPool], dict[str, dict[str, int]],
+                                          dict[str, dict[str, Any]]]:
+        routes: dict[str, dict[str, int]] = {}
+        info: dict[str, dict[str, Any]] = {}  # recall's view of each candidate, for the ranker
+        pools: dict[str, SlotPool] = {}
+        k = self.cfg.candidates_per_slot
+        if request.filters.price_max is not None or request.filters.budget is not None:
+            if np.isnan(self.items.price).all():
+                notes.append("the catalog has no prices: no item can be shown to fit the budget")
+        for slot in scene.template_slots():
+            mask = self._hard_mask(scene, slot, request, genders)
+            if photo_out is not None and anchor is not None and slot == anchor.slot and photo_out.similar:
+                # the anchor slot offers the catalog items most like the photo
+                ids = [i for i in photo_out.similar if mask[self.items.index[i]]]
+                for rank, i in enumerate(ids, 1):
+                    routes.setdefault(i, {})["image"] = rank
+                pos = self.items.positions(ids)
+                pools[slot] = SlotPool(slot, pos, 1.0 / (1.0 + np.arange(len(pos), dtype=np.float32) / 10))
+                continue
+            if self.recall is None:
+                pos = np.flatnonzero(mask)
+                fit = self.composer.scene_fit(scene)[pos]
+                order = np.argsort(-fit, kind="stable")[:k]
+                pos = pos[order]
+                for rank, p in enumerate(pos, 1):
+                    routes.setdefault(self.items.ids[p], {})["catalog"] = rank
+                pools[slot] = SlotPool(slot, pos, fit[order].astype(np.float32))
+                continue
+            cands = self._recall(scene, slot, request, genders, user, k)
+            keep = [c for c in cands if c.item_id in self.items.index and mask[self.items.index[c.item_id]]]
+            for c in keep:
+                routes[c.item_id] = dict(c.routes)
+                info[c.item_id] = {"score": float(c.score), "routes": dict(c.routes),
+                                   "route_scores": dict(c.route_scores)}
+            pos = self.items.positions([c.item_id for c in keep])
+            score = np.array([c.score for c in keep], dtype=np.float32)
+            prop = score / score.max() if len(score) and score.max() > 0 else np.ones(len(keep), np.float32)
+            pools[slot] = SlotPool(slot, pos, prop.astype(np.float32))
+        return pools, routes, info
+
+    def _recall(self, scene: Scene, slot: str, request: RecommendRequest,
+                genders: list[str] | None, user: Any | None, k: int) -> list[Any]:
+        from mmrec.recall.types import Filters, RecallQuery
+
+        segment = getattr(user, "segment", None) if user is not None else None
+        text = request.query_text or scene.query
+        key = (scene.name, slot, tuple(genders or ()), text, segment, request.filters.in_stock_only)
+        hit = self._cache.get(key)
+        if hit is None:
+            q = RecallQuery(text=text, attributes={"usage": scene.usages[0]},
+                            filters=Filters(slots=[slot], genders=genders,
+                                            categories=scene.slot_categories(slot),
+                                            in_stock_only=request.filters.in_stock_only),
+                            segment=segment, k=k)
+            hit = self.recall.search(q)
+            self._cache.put(key, hit)
+        return hit
+
+    def _rank(self, pools: dict[str, SlotPool], routes: dict[str, dict[str, int]],
+              info: dict[str, dict[str, Any]], scene: Scene, request: RecommendRequest,
+              user: Any | None) -> None:
+        if self.ranker is None:
+            return
+        from mmrec.rank.ranker import RankContext
+
+        ids = [self.items.ids[p] for pool in pools.values() for p in pool.positions]
+        if not ids:
+            return
+        ctx = RankContext(scene=scene.name, occasion=scene.usages[0], season=request.filters.season,
+                          channel=request.channel)
+        recall_info = {i: info.get(i) or {"score": 0.0, "routes": routes.get(i, {}), "route_scores": {}}
+                       for i in ids}
+        scores = np.asarray(self.ranker.score(user, ctx, ids, recall=recall_info), dtype=np.float32)
+        if scores.shape != (len(ids),):
+            raise MmrecError(f"ranker returned {scores.shape} scores for {len(ids)} items")
+        at = 0
+        for pool in pools.values():
+            n = len(pool)
+            pool.propensity = np.clip(scores[at:at + n], 0.0, 1.0)
+            at += n
+
+    # ------------------------------------------------------------------ photo
+    def _photo_slot(self, photo: PhotoAnalysis) -> tuple[str | None, str]:
+        cat = photo.attributes.get("category", {})
+        if cat.get("value") and (cat.get("confidence") or 0) >= self.cfg.photo_min_confidence:
+            slot = self.tax.slot_of(cat["value"])
+            if slot != "other":
+                return slot, "tagger"
+        return None, "none"
+
+    def _majority_slot(self, ids: list[str]) -> str | None:
+        slots = Counter(self.items.row(i)["slot"] for i in ids[:10])
+        slots.pop("other", None)
+        return slots.most_common(1)[0][0] if slots else None
+
+    def _similar(self, photo: PhotoAnalysis, slot: str | None, genders: list[str] | None, k: int,
+                 exclude: list[str]) -> list[str]:
+        """Catalog items most like the photo (image route; attribute route without an encoder)."""
+        attrs = {f: v["value"] for f, v in photo.attributes.items()
+                 if f in ("category", "colour", "pattern", "usage")
+                 and (v.get("confidence") or 0) >= self.cfg.photo_min_confidence}
+        if self.recall is not None:
+            from mmrec.recall.types import Filters, RecallQuery
+
+            vec = photo.vector
+            if vec is not None and photo.encoder_id and self.versions.get("encoder") not in (
+                    None, "absent", photo.encoder_id):
+                vec = None  # a vector from another encoder would search the wrong space
+            q = RecallQuery(image_vector=vec, attributes=attrs,
+                            filters=Filters(slots=[slot] if slot else None, genders=genders,
+                                            exclude_ids=exclude), k=k)
+            if vec is None and not attrs:
+                return []
+            return [c.item_id for c in self.recall.search(q)][:k]
+        if self.items.vectors is not None and photo.vector is not None:
+            v = np.asarray(photo.vector, dtype=np.float32)
+            if len(v) == self.items.vectors.shape[1]:
+                sims = self.items.vectors @ v
+                if slot:
+                    sims = np.where(self.items.slot == slot, sims, -np.inf)
+                top = np.argsort(-sims)[:k]
+                return [self.items.ids[p] for p in top if np.isfinite(sims[p])]
+        if attrs.get("category"):
+            pos = [p for p, r in enumerate(self.items.rows) if r["category"] == attrs["category"]
+                   and (attrs.get("colour") is None or r.get("colour") == attrs["colour"])]
+            return [self.items.ids[p] for p in pos[:k]]
+        return []
+
+    def _anchor(self, photo: PhotoAnalysis, scene: Scene, genders: list[str] | None,
+                request: RecommendRequest, notes: list[str]) -> tuple[Anchor, PhotoOut]:
+        slot, how = self._photo_slot(photo)
+        ids = self._similar(photo, slot, genders, self.cfg.photo_similar_k,
+                            exclude=list(request.filters.exclude_item_ids))
+        if slot is None and ids:
+            slot, how = self._majority_slot(ids), "neighbours"
+        if slot is None:
+            notes.append("the photo could not be placed in an outfit slot; outfits are matched "
+                         "to its colours only")
+        elif slot not in scene.template_slots():
+            notes.append(f"the photo shows a {slot} item, which {scene.label} outfits do not use")
+        attrs = {f: v["value"] for f, v in photo.attributes.items()
+                 if (v.get("confidence") or 0) >= self.cfg.photo_min_confidence}
+        vec = np.asarray(photo.vector, dtype=np.float32) if photo.vector is not None else None
+        feats = Features.of_attributes(attrs, self.items, self.tax, vec)
+        out = PhotoOut(attributes={k: dict(v) for k, v in photo.attributes.items()}, slot=slot,
+                       slot_source=how if slot else "none", similar=ids)
+        return Anchor(feats, slot, attrs), out
+
+    def _item_out(self, item_id: str, slot: str, score: float) -> OutfitItemOut:
+        r = self.items.row(item_id)
+        return OutfitItemOut(item_id=item_id, slot=slot, score=round(float(score), 6),
+                             title=r.get("title"), category=r.get("category"),
+                             colour=r.get("colour"), gender=r.get("gender"),
+                             image_url=f"/v1/items/{item_id}/image" if r.get("image_uri") else None)
+
+
+def _attach_recall_vectors(items: ItemTable, recall: Any) -> None:
+    """Give compatibility the catalog embeddings when the recall component exposes them."""
+    get = getattr(recall, "item_vectors", None)
+    if callable(get):
+        got = get()
+        if got is not None:
+            ids, vecs, source = got
+            items.attach_vectors(list(ids), np.asarray(vecs, dtype=np.float32), source)
+
+
+def _ms(t0: float) -> float:
+    return round((time.perf_counter() - t0) * 1000, 3)
