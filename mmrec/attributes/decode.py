@@ -1,0 +1,198 @@
+"""Decoding the tagger's JSON: constrained (always valid) or free (then parse-and-repair).
+
+Constrained decoding walks a token-level automaton of the answer: the JSON skeleton
+``{"category": "`` ... ``", "gender": "`` ... ``"}`` is forced token by token and each value is
+chosen greedily from a trie of the field's taxonomy values (+ "unknown"), so every output is
+valid JSON with valid values, whatever the weights. The probability the model gives the chosen
+value path, renormalised over the allowed tokens, is the field's confidence.
+
+This relies on the tokenizer splitting ``"`` from letters (byte-level BPE with GPT-2 or Qwen
+pre-tokenisation does), so a value has the same tokens wherever it appears; `JsonGrammar`
+checks that for every value and refuses a tokenizer that breaks it.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import dataclass, field
+from typing import Any, Mapping, Sequence
+
+from mmrec.errors import ConfigError
+
+
+@dataclass
+class _Node:
+    children: dict[int, "_Node"] = field(default_factory=dict)
+    value: str | None = None  # set on nodes that end a complete value
+
+    def depth(self) -> int:
+        return 1 + max((c.depth() for c in self.children.values()), default=0)
+
+
+class JsonGrammar:
+    """The answer language: fixed field order, each value from a closed list."""
+
+    def __init__(self, tokenizer, fields: Sequence[str], values: Mapping[str, Sequence[str]],
+                 unknown: str = "unknown"):
+        self.fields = list(fields)
+        self.unknown = unknown
+        self.eos_id = tokenizer.convert_tokens_to_ids("<|im_end|>")
+        enc = lambda s: tokenizer(s, add_special_tokens=False)["input_ids"]  # noqa: E731
+        keys = [json.dumps(f) for f in self.fields]
+        pieces = ["{" + keys[0] + ': "'] + [f'", {k}: "' for k in keys[1:]] + ['"}']
+        self.forced: list[list[int]] = [enc(p) for p in pieces]
+        self.forced[-1] = self.forced[-1] + [self.eos_id]
+        self.tries: list[_Node] = []
+        bad: list[str] = []
+        for i, f in enumerate(self.fields):
+            root = _Node()
+            for v in dict.fromkeys([*values.get(f, ()), unknown]):
+                ids = enc(v)
+                # the value must tokenise the same inside the JSON as alone
+                if enc(pieces[i] + v + pieces[i + 1]) != enc(pieces[i]) + ids + enc(pieces[i + 1]):
+                    bad.append(f"{f}={v!r}")
+                    continue
+                node = root
+                for t in ids:
+                    node = node.children.setdefault(t, _Node())
+                node.value = v
+            self.tries.append(root)
+        if bad:
+            raise ConfigError(f"the tokenizer merges these values with the JSON around them, so "
+                              f"constrained decoding cannot force the skeleton: {bad[:10]}")
+
+    def max_tokens(self) -> int:
+        return sum(len(f) for f in self.forced) + sum(t.depth() for t in self.tries)
+
+
+class _RowState:
+    __slots__ = ("seg", "pos", "node", "values", "logp", "done")
+
+    def __init__(self, n_fields: int):
+        self.seg, self.pos, self.node = 0, 0, None
+        self.values: list[str | None] = [None] * n_fields
+        self.logp = [0.0] * n_fields
+        self.done = False
+
+
+class ConstrainedJson:
+    """A transformers LogitsProcessor that keeps each row inside the grammar (greedy decoding)."""
+
+    def __init__(self, grammar: JsonGrammar, batch_size: int, prompt_len: int, pad_id: int):
+        self.g = grammar
+        self.prompt_len = prompt_len
+        self.pad_id = pad_id
+        self.rows = [_RowState(len(grammar.fields)) for _ in range(batch_size)]
+        self._last_logp = None
+
+    # segments alternate forced(0), value(1), forced(1), ..., value(n), forced(n)
+    def _allowed(self, s: _RowState) -> list[int]:
+        if s.done:
+            return [self.pad_id, self.g.eos_id]
+        if s.node is None:
+            return [self.g.forced[s.seg][s.pos]]
+        out = list(s.node.children)
+        if s.node.value is not None:
+            out.append(self.g.forced[s.seg + 1][0])
+        return out
+
+    def _advance(self, s: _RowState, tok: int, logp: float) -> None:
+        if s.done:
+            return
+        if s.node is None:  # inside forced segment s.seg
+            s.pos += 1
+            if s.pos == len(self.g.forced[s.seg]):
+                if s.seg == len(self.g.fields):
+                    s.done = True
+                else:
+                    s.node = self.g.tries[s.seg]  # value of field s.seg comes next
+            return
+        field_i = s.seg
+        s.logp[field_i] += logp
+        if tok in s.node.children:
+            s.node = s.node.children[tok]
+            return
+        # the value ended: this token was the first of the next forced segment
+        s.values[field_i] = s.node.value
+        s.node, s.seg, s.pos = None, s.seg + 1, 1
+        if s.pos == len(self.g.forced[s.seg]):
+            if s.seg == len(self.g.fields):
+                s.done = True
+            else:
+                s.node = self.g.tries[s.seg]
+
+    def __call__(self, input_ids, scores):
+        import torch
+
+        if input_ids.shape[1] > self.prompt_len and self._last_logp is not None:
+            last = input_ids[:, -1].tolist()
+            for i, (s, t) in enumerate(zip(self.rows, last)):
+                self._advance(s, t, float(self._last_logp[i, t]))
+        mask = torch.full_like(scores, float("-inf"))
+        for i, s in enumerate(self.rows):
+            mask[i, self._allowed(s)] = 0.0
+        out = scores + mask
+        self._last_logp = torch.log_softmax(out.float(), dim=-1)
+        return out
+
+    def results(self) -> list[dict[str, dict[str, Any]]]:
+        res = []
+        for s in self.rows:
+            row = {}
+            for f, v, lp in zip(self.g.fields, s.values, s.logp):
+                row[f] = {"value": None if v in (None, self.g.unknown) else v,
+                          "confidence": round(math.exp(lp), 4) if v is not None else 0.0}
+            res.append(row)
+        return res
+
+
+def generate_constrained(model, batch: dict[str, Any], grammar: JsonGrammar, pad_id: int):
+    """Greedy constrained decoding of one left-padded batch; returns per-row field dicts and texts."""
+    import torch
+    from transformers import LogitsProcessorList
+
+    proc = ConstrainedJson(grammar, batch["input_ids"].shape[0], batch["input_ids"].shape[1], pad_id)
+    with torch.no_grad():
+        out = model.generate(**batch, max_new_tokens=grammar.max_tokens(), do_sample=False,
+                             logits_processor=LogitsProcessorList([proc]), pad_token_id=pad_id,
+                             eos_token_id=grammar.eos_id)
+    # the processor sees a token only on the step after it is chosen: feed the last one
+    last = out[:, -1].tolist()
+    if out.shape[1] > batch["input_ids"].shape[1] and proc._last_logp is not None:
+        for i, (s, t) in enumerate(zip(proc.rows, last)):
+            if not s.done:
+                proc._advance(s, t, float(proc._last_logp[i, t]))
+    return proc.results(), out[:, batch["input_ids"].shape[1]:]
+
+
+def generate_free(model, batch: dict[str, Any], max_new_tokens: int, pad_id: int, eos_id: int):
+    """Unconstrained greedy decoding; returns new token ids and each chosen token's probability."""
+    import torch
+
+    with torch.no_grad():
+        out = model.generate(**batch, max_new_tokens=max_new_tokens, do_sample=False,
+                             output_scores=True, return_dict_in_generate=True,
+                             pad_token_id=pad_id, eos_token_id=eos_id)
+    new = out.sequences[:, batch["input_ids"].shape[1]:]
+    probs = torch.stack([torch.softmax(s.float(), dim=-1).gather(1, new[:, k:k + 1]).squeeze(1)
+                         for k, s in enumerate(out.scores)], dim=1) if out.scores else torch.zeros_like(new, dtype=torch.float)
+    return new, probs
+
+
+def span_confidence(tokenizer, ids: Sequence[int], probs: Sequence[float], spans: Mapping[str, tuple[int, int]]
+                    ) -> dict[str, float]:
+    """Product of the probabilities of the tokens that overlap each character span of the text."""
+    ends, text = [], ""
+    for k in range(len(ids)):
+        text = tokenizer.decode(ids[:k + 1], skip_special_tokens=True)
+        ends.append(len(text))
+    out = {}
+    for f, (a, b) in spans.items():
+        p, start = 1.0, 0
+        for k, end in enumerate(ends):
+            if end > a and start < b:
+                p *= float(probs[k])
+            start = end
+        out[f] = round(p, 4)
+    return out
