@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import Any, Literal
 
-from pydantic import Field, field_validator, model_validator
+from pydantic import Field, field_validator
 
 from mmrec.config import StrictModel
 
@@ -147,7 +147,7 @@ class ErrorOut(StrictModel):
     detail: str
     request_id: str | None = None
 
-    @model_validator(mode="after")
-    def _short(self) -> "ErrorOut":
-        self.detail = self.detail[:2000]
-        return self
+    @field_validator("detail", mode="before")
+    @classmethod
+    def _short(cls, v: Any) -> Any:
+        return v[:2000] if isinstance(v, str) else v

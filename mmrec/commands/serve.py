@@ -1,0 +1,220 @@
+"""`mmrec serve` (API + kiosk on local Ray Serve) and `mmrec bench serve` (load test)."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import signal
+import sys
+import threading
+import time
+from pathlib import Path
+
+from mmrec.commands import add_config_args, stage_config
+
+
+def register(sub) -> None:
+    p = sub.add_parser("serve", help="start the outfit API and kiosk page on 127.0.0.1 (local Ray Serve)")
+    p.add_argument("--serve-config", type=Path, default=None,
+                   help="Ray Serve config (default: serving/serve_config.yaml)")
+    p.add_argument("--port", type=int, default=None, help="port (default: the serve config's)")
+    p.add_argument("--no-ray", action="store_true",
+                   help="serve with uvicorn in this process instead of Ray (one replica, no photo deployment)")
+    p.add_argument("--source", type=Path, default=Path("../shared/data"),
+                   help="shared data folder; outfit priors are built from its polyvore_outfits when missing")
+    p.add_argument("--hash-key", action="store_true",
+                   help="read an API key from stdin, print its sha256 digest (for the config) and exit")
+    p.add_argument("--exit-after", type=float, default=None, help=argparse.SUPPRESS)  # tests
+    add_config_args(p)
+    p.set_defaults(handler=_serve)
+
+
+def register_bench(bench_sub) -> None:
+    """Add `serve` to the `mmrec bench` group."""
+    b = bench_sub.add_parser("serve", help="load-test the API on loopback and write serve_bench metrics")
+    b.add_argument("--url", default=None,
+                   help="a running service (http://127.0.0.1:PORT); default: start one on local Ray")
+    b.add_argument("--api-key", default=None, help="key for --url (default: $MMREC_API_KEY)")
+    b.add_argument("--no-ray", action="store_true", help="start the service with uvicorn instead of Ray")
+    b.add_argument("--concurrency", type=int, default=8)
+    b.add_argument("--seconds", type=float, default=30.0, help="per closed-loop phase (JSON, photo)")
+    b.add_argument("--rps", type=float, default=20.0, help="open-loop request rate")
+    b.add_argument("--rps-seconds", type=float, default=300.0, help="open-loop duration (0: skip)")
+    b.add_argument("--photo-share", type=float, default=0.1, help="share of photo requests in the open loop")
+    b.add_argument("--photos", type=int, default=40, help="kiosk photos drawn from held-out (test-split) products")
+    b.add_argument("--source", type=Path, default=Path("../shared/data"))
+    add_config_args(b)
+    b.set_defaults(handler=_bench)
+
+
+def _settings(args, port: int | None = None):
+    from mmrec.serving.settings import new_key
+
+    settings = stage_config(args, "serve")
+    key = os.environ.get("MMREC_API_KEY") or new_key()
+    updates = {"artifacts": str(Path(args.artifacts).resolve()), "profile": args.profile}
+    if port is not None:
+        updates["port"] = port
+    return settings.with_key(key).model_copy(update=updates), key
+
+
+def _require_items(store) -> None:
+    from mmrec.errors import InputError
+
+    if store.current_version("items") is None:
+        raise InputError(f"no items artifact under {store.root}: run `mmrec demo` (builds everything) "
+                         "or `mmrec catalog ingest --source ../shared/data/myntra` first")
+
+
+def _start(args, settings):
+    from mmrec.artifacts import ArtifactStore
+    from mmrec.serving.local import ensure_priors, start_ray, start_uvicorn
+
+    store = ArtifactStore(args.artifacts)
+    _require_items(store)
+    ensure_priors(store, args.source if args.source.exists() else None,
+                  log=lambda m: print(m, file=sys.stderr))
+    if args.no_ray:
+        from mmrec.config import load_config
+        from mmrec.pipeline import Recommender
+        from mmrec.serving.app import create_app
+        from mmrec.serving.holder import RecommenderHolder
+
+        # --config/--set configure the `serve` stage; the recommender uses its profile config
+        cfg = load_config("recommend", profile=args.profile, config_dir=args.config_dir)
+        holder = RecommenderHolder(lambda: Recommender.from_store(store, config=cfg), store,
+                                   settings.reload_poll_s)
+        holder.load()
+        holder.start()
+        return start_uvicorn(create_app(holder, settings), settings.host, settings.port)
+    return start_ray(settings, serve_config=getattr(args, "serve_config", None), profile=args.profile)
+
+
+def _serve(args) -> int:
+    if args.hash_key:
+        from mmrec.errors import InputError
+        from mmrec.serving.settings import hash_key
+
+        key = sys.stdin.readline().strip()
+        if not key:
+            raise InputError("no key on stdin; e.g. `printf %s \"$KEY\" | mmrec serve --hash-key`")
+        print(hash_key(key))
+        return 0
+    port = args.port
+    if port is None and args.serve_config is not None:
+        from mmrec.serving.ray_app import read_serve_config
+
+        port = (read_serve_config(args.serve_config).get("http_options") or {}).get("port")
+    settings, key = _settings(args, port)
+    print(f"starting mmrec on {'uvicorn' if args.no_ray else 'local Ray Serve'} "
+          f"({args.profile} profile, artifacts {settings.artifacts}) ...", file=sys.stderr)
+    t0 = time.perf_counter()
+    server = _start(args, settings)
+    shown = "$MMREC_API_KEY" if os.environ.get("MMREC_API_KEY") else key
+    print(f"ready in {time.perf_counter() - t0:.1f}s", file=sys.stderr)
+    print(f"API key (this session): {shown}", file=sys.stderr)
+    print(f"kiosk: {server.url}/kiosk/#key={key}")
+    print(f"API:   {server.url}/v1/recommend  (X-API-Key header; OpenAPI at /openapi.json)", file=sys.stderr)
+    sys.stdout.flush()
+    stop = threading.Event()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, lambda *_: stop.set())
+    try:
+        stop.wait(args.exit_after)
+    finally:
+        print("stopping ...", file=sys.stderr)
+        server.stop()
+    return 0
+
+
+def _bench(args) -> int:
+    from mmrec.artifacts import ArtifactStore
+    from mmrec.errors import InputError
+    from mmrec.outfit.scenes import SceneBook
+    from mmrec.serving.loadgen import run_bench
+
+    store = ArtifactStore(args.artifacts)
+    _require_items(store)
+    photos = _held_out_photos(store, args.photos)
+    scenes = SceneBook.load().names()
+    users = _some_users(store)
+    server = None
+    if args.url:
+        key = args.api_key or os.environ.get("MMREC_API_KEY")
+        if not key:
+            raise InputError("--url needs --api-key or $MMREC_API_KEY")
+        url, kind = args.url, "external"
+    else:
+        from mmrec.serving.local import free_port
+
+        settings, key = _settings(args, free_port())
+        print(f"starting the service ({'uvicorn' if args.no_ray else 'local Ray Serve'}) ...", file=sys.stderr)
+        t_start = time.perf_counter()
+        server = _start(args, settings)
+        url, kind = server.url, server.kind
+        print(f"ready in {time.perf_counter() - t_start:.1f}s at {url}", file=sys.stderr)
+    t0 = time.time()
+    try:
+        phases = run_bench(url, key, scenes=scenes, photos=photos, user_ids=users,
+                           concurrency=args.concurrency, seconds=args.seconds, rps=args.rps,
+                           rps_seconds=args.rps_seconds, photo_share=args.photo_share,
+                           log=lambda m: print(m, file=sys.stderr))
+        versions = _versions(url, key)
+    finally:
+        if server is not None:
+            server.stop()
+    metrics = {
+        "server": kind, "url": url, "profile": args.profile, "cpu_count": os.cpu_count(),
+        "concurrency": args.concurrency, "phase_seconds": args.seconds, "rps": args.rps,
+        "rps_seconds": args.rps_seconds, "photo_share": args.photo_share, "n_photos": len(photos),
+        "versions": versions, "wall_s": round(time.time() - t0, 1),
+        "note": "load generator and server share this machine's CPUs",
+        **phases,
+    }
+    metrics["errors_total"] = sum(p.get("errors", 0) for p in phases.values())
+    with store.write("serve_bench", config={k: metrics[k] for k in (
+            "server", "profile", "concurrency", "phase_seconds", "rps", "rps_seconds", "photo_share")}) as w:
+        (w.path / "metrics.json").write_text(json.dumps(metrics, indent=1), encoding="utf-8")
+        w.metrics = {k: v for k, v in metrics.items() if k in ("json", "photo", "open_loop", "errors_total")}
+    print(json.dumps({k: metrics.get(k) for k in ("json", "photo", "open_loop", "errors_total")}, indent=1))
+    print(f"wrote {store.root}/serve_bench/{w.version}/metrics.json", file=sys.stderr)
+    return 0
+
+
+def _held_out_photos(store, n: int) -> list[bytes]:
+    """Photos of test-split products (never trained on), as kiosk uploads."""
+    from mmrec.catalog.ingest import load_items
+    from mmrec.splits import split_of
+
+    t = load_items(store, columns=["item_id", "image_uri", "slot"])
+    out: list[bytes] = []
+    for iid, uri, slot in zip(*(t.column(c).to_pylist() for c in ("item_id", "image_uri", "slot"))):
+        if len(out) >= n:
+            break
+        if uri and slot in ("top", "bottom", "one-piece", "shoes") and split_of(iid) == "test":
+            try:
+                out.append(Path(uri).read_bytes())
+            except OSError:
+                continue
+    return out
+
+
+def _some_users(store, n: int = 200) -> list[str]:
+    try:
+        from mmrec.rank.users import UserStore
+
+        users = UserStore.load(store)
+        ids = getattr(users, "user_ids", None)
+        return list(ids()[:n] if callable(ids) else (ids or [])[:n])
+    except Exception:  # noqa: BLE001 - no user store: anonymous load only
+        return []
+
+
+def _versions(url: str, key: str) -> dict:
+    import httpx
+
+    try:
+        return httpx.get(f"{url}/readyz", timeout=5).json().get("versions", {})
+    except Exception:  # noqa: BLE001
+        return {}

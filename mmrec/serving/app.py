@@ -1,0 +1,333 @@
+"""The HTTP API as a FastAPI app, constructible without Ray: ``create_app(recommender, settings)``.
+
+Ray Serve wraps the same app (``mmrec.serving.ray_app``); tests drive it in-process with
+``fastapi.testclient``. Every route but /healthz, /readyz and the static kiosk page needs an
+API key (X-API-Key or ``Authorization: Bearer``). Heavy work runs in the thread pool behind a
+backpressure gate; every response of the recommender carries the artifact versions it used.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import mimetypes
+import time
+from pathlib import Path
+from typing import Annotated, Any, Protocol
+
+from fastapi import Depends, FastAPI, File, Form, HTTPException, Path as PathParam, Request, UploadFile
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import FileResponse, JSONResponse, RedirectResponse, Response
+from fastapi.security import APIKeyHeader, HTTPAuthorizationCredentials, HTTPBearer
+from fastapi.staticfiles import StaticFiles
+from pydantic import ValidationError
+from starlette.concurrency import run_in_threadpool
+
+from mmrec.api_models import (ErrorOut, ItemOut, RecommendRequest, RecommendResponse, RequestFilters,
+                              SceneOut, ScenesResponse, TagResponse)
+from mmrec.errors import ArtifactError, InputError
+from mmrec.images import ImageError, load_image
+from mmrec.pipeline import ComponentMissing, PhotoAnalysis
+from mmrec.serving.guards import BodyLimitMiddleware, Gate, Overloaded, RequestIdMiddleware
+from mmrec.serving.holder import RecommenderHolder
+from mmrec.serving.metrics import CONTENT_TYPE_LATEST, Metrics
+from mmrec.serving.settings import ApiKey, ServeSettings
+
+log = logging.getLogger(__name__)
+ITEM_ID = PathParam(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_.:\-]+$")
+_IMAGE_STATUS = {"too_many_bytes": 413, "too_many_pixels": 413, "unsupported_format": 415}
+
+
+_key_header = APIKeyHeader(name="X-API-Key", auto_error=False, description="API key")
+_bearer = HTTPBearer(auto_error=False, description="API key as a bearer token")
+
+
+def _require(scope: str):
+    """Dependency: a valid API key (X-API-Key or bearer) that has ``scope``."""
+
+    async def check(request: Request, x_api_key: Annotated[str | None, Depends(_key_header)],
+                    auth: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)]) -> ApiKey:
+        settings: ServeSettings = request.app.state.settings
+        key = settings.match_key(x_api_key or (auth.credentials if auth else None))
+        if key is None:
+            request.app.state.metrics.rejected.labels("auth").inc()
+            raise HTTPException(401, "missing or invalid API key (send X-API-Key)",
+                                headers={"WWW-Authenticate": "Bearer"})
+        if scope not in key.scopes:
+            raise HTTPException(403, f"key {key.name!r} lacks the {scope!r} scope")
+        return key
+
+    return check
+
+
+# Module level: FastAPI resolves these annotations by name (postponed evaluation).
+Keyed = Annotated[ApiKey, Depends(_require("recommend"))]
+Admin = Annotated[ApiKey, Depends(_require("admin"))]
+
+
+class PhotoBackend(Protocol):
+    async def analyze(self, image: Any) -> PhotoAnalysis: ...
+
+
+class LocalPhotoBackend:
+    """Photos analysed by the recommender's own tagger/encoder, in the thread pool."""
+
+    def __init__(self, holder: RecommenderHolder):
+        self.holder = holder
+
+    async def analyze(self, image: Any) -> PhotoAnalysis:
+        rec = self.holder.current
+        return await run_in_threadpool(rec.analyze_photo, image)
+
+
+def _error(status: int, error: str, detail: str, request: Request,
+           headers: dict[str, str] | None = None) -> JSONResponse:
+    rid = request.scope.get("state", {}).get("request_id")
+    body = ErrorOut(error=error, detail=detail, request_id=rid).model_dump()
+    return JSONResponse(body, status_code=status, headers=headers)
+
+
+def create_app(recommender: Any, settings: ServeSettings | None = None, *,
+               photo: PhotoBackend | None = None, metrics: Metrics | None = None) -> FastAPI:
+    """Build the API.
+
+    Args:
+        recommender: a `Recommender` or a `RecommenderHolder` (for reloads without restart).
+        settings: keys and limits; with no key configured every keyed route answers 401.
+        photo: where photos are analysed (default: the recommender's own models).
+        metrics: a shared metrics registry (default: a new one).
+    """
+    settings = settings or ServeSettings()
+    holder = recommender if isinstance(recommender, RecommenderHolder) else RecommenderHolder.fixed(recommender)
+    photo = photo or LocalPhotoBackend(holder)
+    metrics = metrics or Metrics()
+    holder.on_reload = lambda outcome: metrics.reloads.labels(outcome).inc()
+    gate = Gate(settings.max_inflight, settings.max_queue, settings.queue_timeout_s,
+                settings.retry_after_s)
+    app = FastAPI(title="mmrec", version="1", docs_url=None, redoc_url=None, openapi_url=None,
+                  description="Outfit recommendations with grounded explanations.",
+                  form_limits={"max_fields": 16, "max_files": 1, "max_part_size": 16_384})
+    app.state.holder, app.state.settings, app.state.metrics = holder, settings, metrics
+
+    def current():
+        rec = holder.current
+        if rec is None:
+            raise Overloaded(503, "the recommender is still loading", settings.retry_after_s)
+        return rec
+
+    # ------------------------------------------------------------------ errors
+    @app.exception_handler(RequestValidationError)
+    async def _invalid(request: Request, exc: RequestValidationError):
+        errs = [{"loc": [str(x) for x in e.get("loc", ())], "msg": str(e.get("msg", ""))[:300],
+                 "type": str(e.get("type", ""))} for e in exc.errors()[:20]]
+        return _error(422, "invalid_request", json.dumps(errs), request)
+
+    @app.exception_handler(HTTPException)
+    async def _http(request: Request, exc: HTTPException):
+        return _error(exc.status_code, "http_error", str(exc.detail), request, exc.headers)
+
+    @app.exception_handler(Overloaded)
+    async def _overloaded(request: Request, exc: Overloaded):
+        metrics.rejected.labels(str(exc.status)).inc()
+        return _error(exc.status, "overloaded" if exc.status == 503 else "too_many_requests",
+                      exc.detail, request, {"Retry-After": str(exc.retry_after)})
+
+    @app.exception_handler(ImageError)
+    async def _image(request: Request, exc: ImageError):
+        return _error(_IMAGE_STATUS.get(exc.reason, 400), f"image_{exc.reason}", exc.detail, request)
+
+    @app.exception_handler(ComponentMissing)
+    async def _missing(request: Request, exc: ComponentMissing):
+        return _error(503, "component_missing", str(exc), request)
+
+    @app.exception_handler(InputError)
+    async def _input(request: Request, exc: InputError):
+        return _error(400, "bad_request", str(exc), request)
+
+    @app.exception_handler(ArtifactError)
+    async def _artifact(request: Request, exc: ArtifactError):
+        return _error(503, "artifact_error", str(exc), request)
+
+    @app.exception_handler(Exception)
+    async def _internal(request: Request, exc: Exception):
+        log.exception("internal error")
+        return _error(500, "internal_error", f"{type(exc).__name__} (see the server log)", request)
+
+    # ------------------------------------------------------------------ health
+    @app.get("/healthz", tags=["health"])
+    async def healthz() -> dict[str, str]:
+        return {"status": "ok"}
+
+    @app.get("/readyz", tags=["health"], responses={503: {"model": ErrorOut}})
+    async def readyz(request: Request):
+        st = holder.status()
+        if not st["ready"]:
+            return _error(503, "not_ready", "the recommender is still loading", request,
+                          {"Retry-After": str(settings.retry_after_s)})
+        return st
+
+    @app.get("/metrics", tags=["health"], response_class=Response)
+    async def metrics_route(_: Keyed) -> Response:
+        metrics.inflight.set(gate.inflight)
+        return Response(metrics.render(), media_type=CONTENT_TYPE_LATEST)
+
+    @app.get("/openapi.json", include_in_schema=False)
+    async def openapi(_: Keyed) -> JSONResponse:
+        return JSONResponse(app.openapi())
+
+    # ------------------------------------------------------------------ recommend
+    @app.get("/v1/scenes", response_model=ScenesResponse, tags=["recommend"])
+    async def scenes(_: Keyed) -> ScenesResponse:
+        book = current().scenes
+        return ScenesResponse(version=book.version, scenes=[
+            SceneOut(name=s.name, label=s.label, usages=s.usages, templates=s.templates)
+            for s in book.scenes.values()])
+
+    @app.post("/v1/recommend", response_model=RecommendResponse, tags=["recommend"],
+              responses={400: {"model": ErrorOut}, 401: {"model": ErrorOut}, 413: {"model": ErrorOut},
+                         429: {"model": ErrorOut}, 503: {"model": ErrorOut}})
+    async def recommend(body: RecommendRequest, _: Keyed) -> Response:
+        rec = current()
+        async with gate:
+            resp = await run_in_threadpool(rec.recommend, body)
+        metrics.outfits.inc(len(resp.outfits))
+        return Response(resp.model_dump_json(), media_type="application/json")
+
+    @app.post("/v1/recommend/photo", response_model=RecommendResponse, tags=["recommend"],
+              responses={400: {"model": ErrorOut}, 413: {"model": ErrorOut},
+                         415: {"model": ErrorOut}, 503: {"model": ErrorOut}})
+    async def recommend_photo(
+        _: Keyed,
+        image: Annotated[UploadFile, File(description="JPEG, PNG or WEBP photo")],
+        scene: Annotated[str, Form(min_length=1, max_length=40)],
+        k: Annotated[int, Form(ge=1, le=20)] = 3,
+        user_id: Annotated[str | None, Form(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_.:\-]+$")] = None,
+        query_text: Annotated[str | None, Form(max_length=200)] = None,
+        explain: Annotated[bool, Form()] = True,
+        filters: Annotated[str | None, Form(max_length=8000, description="RequestFilters as JSON")] = None,
+    ) -> Response:
+        rec = current()
+        try:
+            req = RecommendRequest(scene=scene, k=k, user_id=user_id, query_text=query_text,
+                                   explain=explain, channel="kiosk",
+                                   filters=RequestFilters.model_validate_json(filters) if filters
+                                   else RequestFilters())
+        except ValidationError as e:
+            raise RequestValidationError(e.errors(include_input=False)) from None
+        async with gate:
+            img = await _decode(image)
+            analysis = await photo.analyze(img)
+            resp = await run_in_threadpool(rec.recommend, req, photo=analysis)
+        metrics.outfits.inc(len(resp.outfits))
+        return Response(resp.model_dump_json(), media_type="application/json")
+
+    @app.post("/v1/tag", response_model=TagResponse, tags=["recommend"],
+              responses={400: {"model": ErrorOut}, 413: {"model": ErrorOut},
+                         415: {"model": ErrorOut}, 503: {"model": ErrorOut}})
+    async def tag(request: Request, _: Keyed,
+                  image: Annotated[UploadFile, File(description="JPEG, PNG or WEBP photo")]) -> TagResponse:
+        rec = current()
+        async with gate:
+            img = await _decode(image)
+            analysis = await photo.analyze(img)
+            slot, how, similar = await run_in_threadpool(rec.similar_to_photo, analysis)
+        notes = [] if analysis.attributes else ["no tagger loaded: attributes unavailable"]
+        versions = {**rec.versions, **analysis.versions}
+        return TagResponse(request_id=request.scope.get("state", {}).get("request_id", ""),
+                           versions=versions, attributes=analysis.attributes, slot=slot,
+                           similar=similar, notes=notes)
+
+    async def _decode(upload: UploadFile):
+        data = await upload.read(settings.image.max_bytes + 1)
+
+        def decode():
+            img = load_image(data, settings.image)
+            img.thumbnail((settings.photo_max_side, settings.photo_max_side))
+            return img
+        return await run_in_threadpool(decode)
+
+    # ------------------------------------------------------------------ items
+    @app.get("/v1/items/{item_id}", response_model=ItemOut, tags=["items"],
+             responses={404: {"model": ErrorOut}})
+    async def item(_: Keyed, item_id: Annotated[str, ITEM_ID]) -> ItemOut:
+        rec = current()
+        if item_id not in rec.items.index:
+            raise HTTPException(404, f"no item {item_id!r} in items/{rec.items.version}")
+        r = rec.items.row(item_id)
+        return ItemOut(item_id=item_id, title=r["title"], brand=r.get("brand"), gender=r.get("gender"),
+                       category=r["category"], slot=r["slot"], colour=r.get("colour"),
+                       price=r.get("price"), in_stock=bool(r.get("in_stock")),
+                       attributes={k: dict(v) for k, v in r["attributes"].items()},
+                       image_url=f"/v1/items/{item_id}/image" if r.get("image_uri") else None)
+
+    @app.get("/v1/items/{item_id}/image", tags=["items"], response_class=FileResponse,
+             responses={200: {"content": {"image/jpeg": {}}}, 404: {"model": ErrorOut}})
+    async def item_image(_: Keyed, item_id: Annotated[str, ITEM_ID]):
+        rec = current()
+        if item_id not in rec.items.index:
+            raise HTTPException(404, f"no item {item_id!r} in items/{rec.items.version}")
+        uri = rec.items.row(item_id).get("image_uri")
+        if not uri or not Path(uri).is_file():
+            raise HTTPException(404, f"item {item_id!r} has no image file")
+        media = mimetypes.guess_type(uri)[0] or "application/octet-stream"
+        return FileResponse(uri, media_type=media, headers={"Cache-Control": "max-age=3600"})
+
+    # ------------------------------------------------------------------ admin
+    @app.post("/v1/admin/reload", tags=["admin"])
+    async def reload(_: Admin, force: bool = False) -> dict[str, Any]:
+        t0 = time.perf_counter()
+        out = await run_in_threadpool(holder.reload, force)
+        out.pop("recommender", None)
+        return {**out, "versions": holder.status()["versions"],
+                "seconds": round(time.perf_counter() - t0, 3)}
+
+    # ------------------------------------------------------------------ kiosk
+    # The page is static HTML/JS with no data in it; it reads the key from the URL fragment
+    # (never sent to the server) and calls the keyed API with it.
+    kiosk = settings.kiosk_path()
+    if kiosk.is_dir():
+        app.mount("/kiosk", StaticFiles(directory=kiosk, html=True), name="kiosk")
+
+        @app.get("/", include_in_schema=False)
+        async def root() -> RedirectResponse:
+            return RedirectResponse("/kiosk/")
+
+    _instrument(app, metrics)
+    app.add_middleware(BodyLimitMiddleware, max_bytes=settings.max_body_bytes,
+                       on_reject=lambda why: metrics.rejected.labels(f"body_{why}").inc())
+    app.add_middleware(RequestIdMiddleware)
+    return app
+
+
+def _instrument(app: FastAPI, metrics: Metrics) -> None:
+    """Count and time every request by route template and status (pure ASGI, cheap)."""
+    inner = app.build_middleware_stack
+
+    class Instrument:
+        def __init__(self, asgi):
+            self.asgi = asgi
+
+        async def __call__(self, scope, receive, send):
+            if scope["type"] != "http":
+                await self.asgi(scope, receive, send)
+                return
+            t0 = time.perf_counter()
+            status = {"code": 500}
+
+            async def send_status(message):
+                if message["type"] == "http.response.start":
+                    status["code"] = message["status"]
+                await send(message)
+
+            try:
+                await self.asgi(scope, receive, send_status)
+            finally:
+                route = scope.get("route")
+                name = getattr(route, "path", None) or ("/kiosk" if scope["path"].startswith("/kiosk") else "other")
+                metrics.requests.labels(name, str(status["code"])).inc()
+                metrics.latency.labels(name).observe(time.perf_counter() - t0)
+
+    def build():
+        return Instrument(inner())
+    app.build_middleware_stack = build  # type: ignore[method-assign]

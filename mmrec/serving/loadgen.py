@@ -1,0 +1,159 @@
+"""Loopback load generator for the HTTP API, bounded in time (``mmrec bench serve``).
+
+Phases: a warm-up, then closed-loop JSON recommends at a fixed concurrency, then closed-loop
+photo recommends at the same concurrency, then an open-loop run at a fixed request rate
+(requests are sent on schedule whether or not earlier ones finished, so queueing shows up as
+latency and errors instead of being hidden by a slower client). Latency is measured on the
+client from send to full response. The generator shares the machine with the server, so on a
+small machine its own CPU use is part of the measurement; the report says so.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import random
+import time
+from collections import Counter
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+
+@dataclass
+class PhaseResult:
+    name: str
+    latencies_ms: list[float] = field(default_factory=list)
+    statuses: Counter = field(default_factory=Counter)
+    errors: Counter = field(default_factory=Counter)  # transport errors by type
+    seconds: float = 0.0
+    late_sends: int = 0  # open loop: sends that left later than 50 ms after their slot
+
+    def summary(self) -> dict[str, Any]:
+        lat = np.asarray(self.latencies_ms) if self.latencies_ms else np.zeros(0)
+        ok = sum(v for k, v in self.statuses.items() if 200 <= k < 300)
+        n = sum(self.statuses.values()) + sum(self.errors.values())
+        pct = (lambda q: round(float(np.percentile(lat, q)), 2)) if len(lat) else (lambda q: None)
+        return {
+            "requests": n, "ok": ok, "errors": n - ok,
+            "status_counts": {str(k): v for k, v in sorted(self.statuses.items())},
+            "transport_errors": dict(self.errors),
+            "seconds": round(self.seconds, 2), "throughput_rps": round(n / self.seconds, 2) if self.seconds else 0,
+            "p50_ms": pct(50), "p90_ms": pct(90), "p99_ms": pct(99),
+            "max_ms": round(float(lat.max()), 2) if len(lat) else None,
+            "late_sends": self.late_sends,
+        }
+
+
+class LoadGenerator:
+    """Send recommend requests to ``base_url``.
+
+    Args:
+        base_url: e.g. http://127.0.0.1:8000 (loopback only).
+        api_key: sent as X-API-Key.
+        scenes: scene names to draw from.
+        photos: encoded images for the photo route (kiosk photos).
+        user_ids: shoppers to draw from (a third of JSON requests are personalised).
+        seed: request mix seed.
+    """
+
+    def __init__(self, base_url: str, api_key: str, scenes: list[str], photos: list[bytes],
+                 user_ids: list[str] | None = None, seed: int = 0, timeout_s: float = 10.0):
+        import httpx
+
+        if not base_url.startswith(("http://127.0.0.1", "http://localhost", "http://[::1]")):
+            raise ValueError(f"load is sent to loopback only, got {base_url!r}")
+        self.base_url = base_url.rstrip("/")
+        self.headers = {"X-API-Key": api_key}
+        self.scenes, self.photos, self.user_ids = scenes, photos, user_ids or []
+        self.rng = random.Random(seed)
+        self.timeout = httpx.Timeout(timeout_s)
+        self._httpx = httpx
+
+    def _json_body(self) -> dict[str, Any]:
+        body: dict[str, Any] = {"scene": self.rng.choice(self.scenes), "k": 3}
+        if self.user_ids and self.rng.random() < 1 / 3:
+            body["user_id"] = self.rng.choice(self.user_ids)
+        return body
+
+    async def _one(self, client, kind: str, res: PhaseResult) -> None:
+        t0 = time.perf_counter()
+        try:
+            if kind == "json":
+                r = await client.post("/v1/recommend", json=self._json_body())
+            else:
+                r = await client.post("/v1/recommend/photo",
+                                      files={"image": ("photo.jpg", self.rng.choice(self.photos), "image/jpeg")},
+                                      data={"scene": self.rng.choice(self.scenes), "k": "3"})
+            await r.aread()
+            res.statuses[r.status_code] += 1
+            if 200 <= r.status_code < 300:
+                res.latencies_ms.append((time.perf_counter() - t0) * 1000)
+        except Exception as e:  # noqa: BLE001 - a failed request is a measured error
+            res.errors[type(e).__name__] += 1
+
+    def _client(self, connections: int):
+        limits = self._httpx.Limits(max_connections=connections, max_keepalive_connections=connections)
+        return self._httpx.AsyncClient(base_url=self.base_url, headers=self.headers,
+                                       timeout=self.timeout, limits=limits)
+
+    async def closed_loop(self, kind: str, concurrency: int, seconds: float) -> PhaseResult:
+        res = PhaseResult(f"{kind}_c{concurrency}")
+        deadline = time.perf_counter() + seconds
+        async with self._client(concurrency) as client:
+            async def worker():
+                while time.perf_counter() < deadline:
+                    await self._one(client, kind, res)
+            t0 = time.perf_counter()
+            await asyncio.gather(*(worker() for _ in range(concurrency)))
+            res.seconds = time.perf_counter() - t0
+        return res
+
+    async def open_loop(self, rps: float, seconds: float, photo_share: float = 0.0) -> PhaseResult:
+        res = PhaseResult(f"open_{rps:g}rps")
+        n = int(rps * seconds)
+        async with self._client(256) as client:
+            t0 = time.perf_counter()
+            tasks = []
+            for i in range(n):
+                slot = t0 + i / rps
+                delay = slot - time.perf_counter()
+                if delay > 0:
+                    await asyncio.sleep(delay)
+                elif delay < -0.05:
+                    res.late_sends += 1
+                kind = "photo" if self.photos and self.rng.random() < photo_share else "json"
+                tasks.append(asyncio.create_task(self._one(client, kind, res)))
+            await asyncio.gather(*tasks)
+            res.seconds = time.perf_counter() - t0
+        return res
+
+
+def run_bench(base_url: str, api_key: str, *, scenes: list[str], photos: list[bytes],
+              user_ids: list[str] | None = None, concurrency: int = 8, seconds: float = 30.0,
+              rps: float = 20.0, rps_seconds: float = 300.0, photo_share: float = 0.1,
+              warmup_s: float = 5.0, log=print) -> dict[str, Any]:
+    """Run every phase and return the metrics (see module docstring)."""
+    gen = LoadGenerator(base_url, api_key, scenes, photos, user_ids)
+
+    async def main() -> dict[str, Any]:
+        phases: dict[str, Any] = {}
+        if warmup_s > 0:
+            await gen.closed_loop("json", 2, warmup_s)
+            if photos:
+                await gen.closed_loop("photo", 2, min(warmup_s, 3))
+        log(f"json recommend, concurrency {concurrency}, {seconds:g}s ...")
+        phases["json"] = (await gen.closed_loop("json", concurrency, seconds)).summary()
+        log(f"  {json.dumps(phases['json'])}")
+        if photos:
+            log(f"photo recommend, concurrency {concurrency}, {seconds:g}s ...")
+            phases["photo"] = (await gen.closed_loop("photo", concurrency, seconds)).summary()
+            log(f"  {json.dumps(phases['photo'])}")
+        if rps_seconds > 0:
+            log(f"open loop {rps:g} rps for {rps_seconds:g}s ({photo_share:.0%} photo) ...")
+            phases["open_loop"] = (await gen.open_loop(rps, rps_seconds, photo_share)).summary()
+            log(f"  {json.dumps(phases['open_loop'])}")
+        return phases
+
+    return asyncio.run(main())

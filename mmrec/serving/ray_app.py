@@ -1,0 +1,160 @@
+"""Ray Serve application: the FastAPI ingress (holding the recommender) and a photo-model
+deployment, wired with a `DeploymentHandle`.
+
+Deployments are split only where resources differ: the JSON path is proxy -> ingress (the
+recommender lives in the ingress replica: each extra hop costs ~10 ms on 2 cores), while the
+tagger/encoder, which are heavier and scale differently, sit in their own deployment that the
+photo routes call. ``build_app`` is the application builder named in
+``serving/serve_config.yaml`` (``serve deploy`` on a cluster, ``mmrec serve`` locally).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from pathlib import Path
+from typing import Any
+
+import yaml
+from ray import serve
+from ray.serve.handle import DeploymentHandle
+
+from mmrec.artifacts import ArtifactStore
+from mmrec.config import load_config
+from mmrec.errors import ConfigError
+from mmrec.pipeline import PhotoAnalysis, PhotoModels, Recommender, RecommenderConfig
+from mmrec.serving.holder import RecommenderHolder
+from mmrec.serving.settings import ServeSettings
+
+log = logging.getLogger(__name__)
+
+
+class HandlePhotoBackend:
+    """Photo analysis on the PhotoModels deployment (the ingress decodes and shrinks first)."""
+
+    def __init__(self, handle: DeploymentHandle):
+        self.handle = handle
+
+    async def analyze(self, image: Any) -> PhotoAnalysis:
+        return await self.handle.analyze.remote(image)
+
+
+@serve.deployment(name="PhotoModels")
+class PhotoModelsDeployment:
+    """Tagger + encoder; reloads when their artifacts' CURRENT pointers move."""
+
+    def __init__(self, artifacts: str, device: str = "cpu", reload_poll_s: float = 10.0):
+        store = ArtifactStore(artifacts)
+        self.holder = RecommenderHolder(lambda: PhotoModels.from_store(store, device=device)[0],
+                                        store, reload_poll_s)
+        self.holder.load()
+        self.holder.start()
+
+    def analyze(self, image: Any) -> PhotoAnalysis:
+        return self.holder.current.analyze(image)
+
+    def versions(self) -> dict[str, str]:
+        return self.holder.current.versions
+
+
+@serve.deployment(name="Ingress")
+@serve.ingress()
+class Ingress:
+    """FastAPI ingress holding the recommender; photos go to the PhotoModels deployment."""
+
+    def __init__(self, settings: dict[str, Any], recommend_config: dict[str, Any] | None = None,
+                 photo: DeploymentHandle | None = None):
+        self.settings = ServeSettings.model_validate(settings)
+        store = ArtifactStore(self.settings.artifacts)
+        cfg = RecommenderConfig.model_validate(recommend_config or {})
+        local_photo = photo is None
+        self.holder = RecommenderHolder(
+            lambda: Recommender.from_store(store, config=cfg, with_photo_models=local_photo),
+            store, self.settings.reload_poll_s)
+        self.holder.load()
+        self.holder.start()
+        self.photo = HandlePhotoBackend(photo) if photo is not None else None
+
+    def __serve_build_asgi_app__(self):
+        from mmrec.serving.app import create_app
+
+        return create_app(self.holder, self.settings, photo=self.photo)
+
+    # Handle-callable methods (used by Ray's local testing mode and by other deployments).
+    async def recommend_json(self, payload: dict[str, Any]) -> dict[str, Any]:
+        from starlette.concurrency import run_in_threadpool
+
+        from mmrec.api_models import RecommendRequest
+
+        req = RecommendRequest.model_validate(payload)
+        resp = await run_in_threadpool(self.holder.current.recommend, req)
+        return resp.model_dump(mode="json")
+
+    async def recommend_photo(self, image_bytes: bytes, payload: dict[str, Any]) -> dict[str, Any]:
+        from starlette.concurrency import run_in_threadpool
+
+        from mmrec.api_models import RecommendRequest
+        from mmrec.images import load_image
+
+        req = RecommendRequest.model_validate(payload)
+        img = load_image(image_bytes, self.settings.image)
+        img.thumbnail((self.settings.photo_max_side, self.settings.photo_max_side))
+        rec = self.holder.current
+        analysis = (await self.photo.analyze(img)) if self.photo else rec.analyze_photo(img)
+        resp = await run_in_threadpool(rec.recommend, req, photo=analysis)
+        return resp.model_dump(mode="json")
+
+    def versions(self) -> dict[str, str]:
+        return self.holder.status()["versions"]
+
+
+def build_app(args: dict[str, Any]) -> serve.Application:
+    """Application builder (``import_path: mmrec.serving.ray_app:build_app``).
+
+    Args (from the serve config's ``args``):
+        artifacts: artifact root (default ./artifacts).
+        profile: config profile for the ``serve`` and ``recommend`` stages (default mini).
+        settings_file: a YAML applied over ``configs/serve.yaml`` (keys, limits).
+        settings: inline settings overrides (mapping), applied last.
+        photo_deployment: tagger/encoder in their own deployment (default true).
+        deployment_options: per-deployment Ray options (``mmrec serve`` passes the config's
+            ``deployments`` here; ``serve deploy`` applies them itself).
+    """
+    args = dict(args or {})
+    unknown = set(args) - {"artifacts", "profile", "settings_file", "settings", "photo_deployment",
+                           "deployment_options"}
+    if unknown:
+        raise ConfigError(f"unknown application args {sorted(unknown)}; valid: artifacts, profile, "
+                          "settings_file, settings, photo_deployment, deployment_options")
+    profile = args.get("profile", "mini")
+    st = load_config("serve", profile=profile, path=args.get("settings_file"))
+    data = st.model_dump(mode="json")
+    data.update(args.get("settings") or {})
+    if args.get("artifacts"):
+        data["artifacts"] = str(Path(args["artifacts"]).resolve())
+    settings = ServeSettings.model_validate(data)
+    rec_cfg = load_config("recommend", profile=profile).model_dump(mode="json")
+    opts = args.get("deployment_options") or {}
+    photo = None
+    if args.get("photo_deployment", True):
+        photo = PhotoModelsDeployment.options(**opts.get("PhotoModels", {})).bind(
+            settings.artifacts, "cpu", settings.reload_poll_s)
+    return Ingress.options(**opts.get("Ingress", {})).bind(
+        settings.model_dump(mode="json"), rec_cfg, photo)
+
+
+def read_serve_config(path: str | Path) -> dict[str, Any]:
+    """The serve config YAML (``serving/serve_config.yaml``) as a mapping, with checks."""
+    p = Path(path)
+    try:
+        cfg = yaml.safe_load(p.read_text(encoding="utf-8"))
+    except OSError as e:
+        raise ConfigError(f"cannot read serve config {p}: {e}") from e
+    apps = (cfg or {}).get("applications") or []
+    if len(apps) != 1:
+        raise ConfigError(f"{p}: expected exactly one application, found {len(apps)}")
+    host = (cfg.get("http_options") or {}).get("host", "127.0.0.1")
+    if host not in ("127.0.0.1", "localhost", "::1") and not os.environ.get("MMREC_ALLOW_PUBLIC_BIND"):
+        raise ConfigError(f"{p}: http_options.host is {host!r}; mmrec serve binds loopback only "
+                          "(set MMREC_ALLOW_PUBLIC_BIND=1 behind a proxy that terminates TLS)")
+    return cfg

@@ -1,0 +1,101 @@
+"""Settings of the HTTP service (stage ``serve``): bind address, keys, limits, reloads.
+
+API keys are stored only as sha256 hex digests; a plaintext key in the config is refused
+(a 64-hex-digit string is the only accepted form). ``mmrec serve`` adds a session key that it
+generates (or reads from $MMREC_API_KEY) and prints once.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+import secrets
+from pathlib import Path
+from typing import Literal
+
+from pydantic import Field, field_validator, model_validator
+
+from mmrec.config import StrictModel
+from mmrec.images import ImageLimits
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+DEFAULT_KIOSK_DIR = REPO_ROOT / "serving" / "kiosk"
+_HEX64 = re.compile(r"^[0-9a-f]{64}$")
+Scope = Literal["recommend", "admin"]
+
+
+def hash_key(key: str) -> str:
+    """sha256 hex digest of an API key (what the config stores)."""
+    return hashlib.sha256(key.encode("utf-8")).hexdigest()
+
+
+def new_key() -> str:
+    """A fresh random API key (URL-safe, 256 bits)."""
+    return secrets.token_urlsafe(32)
+
+
+class ApiKey(StrictModel):
+    name: str = Field(min_length=1, max_length=64)
+    sha256: str
+    scopes: list[Scope] = ["recommend"]
+
+    @field_validator("sha256")
+    @classmethod
+    def _digest(cls, v: str) -> str:
+        v = v.strip().lower()
+        if not _HEX64.match(v):
+            raise ValueError("sha256 must be the 64-hex-digit digest of the key, never the key "
+                             "itself; compute it with `mmrec serve hash-key`")
+        return v
+
+
+class ServeSettings(StrictModel):
+    """Stage ``serve``."""
+
+    host: str = "127.0.0.1"
+    port: int = Field(8000, ge=1, le=65535)
+    api_keys: list[ApiKey] = []
+    max_body_bytes: int = Field(8_000_000, ge=1024, le=100_000_000)
+    image: ImageLimits = ImageLimits(max_bytes=8_000_000, max_pixels=24_000_000, min_side=32)
+    photo_max_side: int = Field(512, ge=64, le=4096)  # photos are shrunk before the models see them
+    max_inflight: int = Field(8, ge=1, le=1024)  # requests computing at once per replica
+    max_queue: int = Field(64, ge=0, le=100_000)  # waiting beyond that -> 429
+    queue_timeout_s: float = Field(5.0, gt=0, le=600)  # waited that long -> 503
+    retry_after_s: int = Field(1, ge=1, le=3600)
+    reload_poll_s: float = Field(10.0, ge=0, le=3600)  # 0: reload only through the admin route
+    kiosk_dir: str | None = None  # default: serving/kiosk of the repository
+    profile: Literal["tiny", "mini", "standard"] = "mini"
+    artifacts: str = "artifacts"
+
+    @model_validator(mode="after")
+    def _unique_names(self) -> "ServeSettings":
+        names = [k.name for k in self.api_keys]
+        dup = {n for n in names if names.count(n) > 1}
+        if dup:
+            raise ValueError(f"api key names must be unique, repeated: {sorted(dup)}")
+        return self
+
+    def kiosk_path(self) -> Path:
+        return Path(self.kiosk_dir) if self.kiosk_dir else DEFAULT_KIOSK_DIR
+
+    def with_key(self, key: str, name: str = "session", scopes: tuple[str, ...] = ("recommend", "admin")
+                 ) -> "ServeSettings":
+        """A copy that also accepts ``key`` (stored hashed)."""
+        keys = [k for k in self.api_keys if k.name != name]
+        keys.append(ApiKey(name=name, sha256=hash_key(key), scopes=list(scopes)))
+        return self.model_copy(update={"api_keys": keys})
+
+    def match_key(self, presented: str | None) -> ApiKey | None:
+        """The key entry whose digest equals ``presented``'s, compared in constant time.
+
+        Every stored digest is compared (no early exit), so timing does not tell how many
+        keys exist or which one nearly matched.
+        """
+        if not presented or len(presented) > 512:
+            return None
+        digest = hash_key(presented)
+        found = None
+        for k in self.api_keys:
+            if secrets.compare_digest(digest, k.sha256):
+                found = k
+        return found
