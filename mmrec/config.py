@@ -27,6 +27,8 @@ DEFAULT_CONFIG_DIR = Path(__file__).resolve().parent.parent / "configs"
 # stage name -> "module:Class"; imported lazily so that loading a config never pulls in torch.
 STAGES: dict[str, str] = {
     "ingest": "mmrec.catalog.config:IngestConfig",
+    "recommend": "mmrec.pipeline:RecommenderConfig",
+    "serve": "mmrec.serving.settings:ServeSettings",
 }
 
 M = TypeVar("M", bound=BaseModel)
