@@ -257,6 +257,13 @@ def judge_fact(fact: Mapping[str, Any], rows: Mapping[str, Row], context: Mappin
     benchmark sent.
     """
     item_id, field, value = fact.get("item_id"), fact.get("field"), fact.get("value")
+    if item_id is not None and str(field).startswith("history."):
+        # "this item's colour matches your history": true on the item AND in the history
+        seen = context.get(str(field))
+        inner = judge_fact({**fact, "field": str(field)[len("history."):]}, rows, context)
+        if inner is not True or seen is None:
+            return inner
+        return any(_same(value, h) for h in seen)
     if item_id is not None:
         row = rows.get(str(item_id))
         if row is None:
@@ -291,16 +298,12 @@ def scan_mentions(text: str, taxonomy: Taxonomy, fields: Sequence[str] = TEXT_FI
     terms: dict[str, str] = {}
     # "top", "bag": slot words every outfit description uses, never a claim about a category
     structural = {normalize(s) for s in SLOTS} | {"shoe", "bags"}
-    for f in fields:
-        for v in taxonomy.values(f):
-            key = normalize(v)
-            terms.setdefault(key, v)
-            if key.endswith("es") and len(key) > 4:
-                terms.setdefault(key[:-2], v)
-            if key.endswith("s") and len(key) > 3:
-                terms.setdefault(key[:-1], v)
-            else:
-                terms.setdefault(key + "s", v)
+    values = [(normalize(v), v) for f in fields for v in taxonomy.values(f)]
+    for key, v in values:  # canonical forms first: a variant never shadows a real value
+        terms.setdefault(key, v)
+    for key, v in values:
+        for variant in _number_variants(key):
+            terms.setdefault(variant, v)
     found: list[str] = []
     for key in sorted(set(terms) - structural, key=len, reverse=True):
         pat = re.compile(rf"(?<=\s){re.escape(key)}(?=\s)")
@@ -311,6 +314,15 @@ def scan_mentions(text: str, taxonomy: Taxonomy, fields: Sequence[str] = TEXT_FI
             found.append(terms[key])
             norm = norm[: m.start()] + "#" * len(key) + norm[m.end():]
     return found
+
+
+def _number_variants(key: str) -> list[str]:
+    """Singular/plural spellings of a value: "watches" -> "watch", "caps" -> "cap", "belt" -> "belts"."""
+    if key.endswith(("ches", "shes", "sses", "xes")):
+        return [key[:-2]]
+    if key.endswith("s") and not key.endswith("ss") and len(key) > 3:
+        return [key[:-1]]
+    return [key + "s"]
 
 
 def judge_text(text: str, facts: Sequence[Mapping[str, Any]], rows: Mapping[str, Row],

@@ -1,0 +1,205 @@
+"""Metric definitions, aggregation of per-case observations, and the bootstrap.
+
+Each case record holds ``obs``: metric name -> list of observations (one per outfit, item,
+fact, ... as the metric defines). A metric over any set of cases is the mean of all their
+observations, reported with ``count`` (observations) and ``cases`` (cases contributing), so
+that no figure appears without the evidence behind it. Resampling whole cases keeps the
+bootstrap honest about observations that come in correlated bundles (three outfits of one
+request are not three independent trials).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Callable, Iterable, Mapping, Sequence
+
+import numpy as np
+
+from mmrec.bench.judges import latency_summary
+
+
+@dataclass(frozen=True)
+class MetricDef:
+    label: str
+    better: str  # "higher" | "lower"
+    unit: str    # "rate" (0..1) | "score" (0..1) | "ms"
+    group: str
+    help: str
+
+
+METRICS: dict[str, MetricDef] = {
+    "answered": MetricDef("Answered", "higher", "rate", "outfits",
+                          "requests that returned at least one outfit (per case)"),
+    "fill_rate": MetricDef("Outfits / k", "higher", "rate", "outfits",
+                           "outfits returned over outfits asked for (per case)"),
+    "scene_rules": MetricDef("Scene rules met", "higher", "rate", "rules",
+                             "outfits whose every item meets the scene's rules on catalog truth"),
+    "item_rules": MetricDef("Items meeting rules", "higher", "rate", "rules",
+                            "items meeting the scene's rules on catalog truth"),
+    "complete": MetricDef("Complete outfits", "higher", "rate", "outfits",
+                          "outfits filling exactly one scene template with true slots"),
+    "slot_valid": MetricDef("Valid slots", "higher", "rate", "outfits",
+                            "items whose catalog slot is the slot they were returned in"),
+    "compatibility": MetricDef("Compatibility", "higher", "score", "style",
+                               "judge's formality + colour-harmony score per outfit (0..1)"),
+    "diversity_within": MetricDef("Colour variety in outfit", "higher", "score", "style",
+                                  "distinct colour families / items, per outfit"),
+    "diversity_across": MetricDef("Variety across outfits", "higher", "score", "style",
+                                  "1 - mean pairwise Jaccard of the outfits' item sets, per case"),
+    "repeat_rate": MetricDef("Repeated items", "lower", "rate", "style",
+                             "item slots repeating an item of an earlier outfit, per case"),
+    "gender_violation": MetricDef("Gender violations", "lower", "rate", "constraints",
+                                  "items of the other gender than asked (unisex allowed)"),
+    "mixed_gender": MetricDef("Mixed-gender outfits", "lower", "rate", "constraints",
+                              "outfits mixing men's and women's ranges"),
+    "budget_violation": MetricDef("Budget violations", "lower", "rate", "constraints",
+                                  "outfits over the shopper's budget (priced catalogs only)"),
+    "explained": MetricDef("Explained", "higher", "rate", "explanations",
+                           "outfits with a non-empty explanation"),
+    "fact_precision": MetricDef("Fact precision", "higher", "rate", "explanations",
+                                "checkable facts that are true on catalog truth / context"),
+    "fact_unverifiable": MetricDef("Uncheckable facts", "lower", "rate", "explanations",
+                                   "facts no ground truth can check (model-only values, routes)"),
+    "text_grounded": MetricDef("Text grounded", "higher", "rate", "explanations",
+                               "attribute values named in the text that are grounded"),
+    "text_match": MetricDef("Text query honoured", "higher", "rate", "relevance",
+                            "outfits with an item matching every attribute of the typed query"),
+    "photo_category": MetricDef("Photo look-alike category", "higher", "rate", "relevance",
+                                "outfit item in the photo's slot has the photo's category"),
+    "photo_colour": MetricDef("Photo look-alike colour", "higher", "rate", "relevance",
+                              "outfit item in the photo's slot has the photo's colour"),
+    "recall.self@10": MetricDef("Photo: product in top 10", "higher", "rate", "recall",
+                                "re-shot held-out product found among the 10 nearest"),
+    "recall.self@k": MetricDef("Photo: product in top k", "higher", "rate", "recall",
+                               "re-shot held-out product found among the k nearest (probe depth)"),
+    "recall.category_p@10": MetricDef("Photo: category P@10", "higher", "rate", "recall",
+                                      "top-10 photo neighbours with the product's category"),
+    "recall.colour_p@10": MetricDef("Photo: colour P@10", "higher", "rate", "recall",
+                                    "top-10 photo neighbours with the product's colour"),
+    "recall.text_p@10": MetricDef("Text: P@10", "higher", "rate", "recall",
+                                  "top-10 text-recall items matching every expected attribute"),
+    "rank.ndcg@10": MetricDef("Ranking NDCG@10", "higher", "score", "ranking",
+                              "held-out positives vs sampled negatives, per persona case"),
+    "rank.hit@10": MetricDef("Ranking hit@10", "higher", "rate", "ranking",
+                             "a held-out positive ranked in the top 10"),
+    "rank.auc": MetricDef("Ranking AUC", "higher", "score", "ranking",
+                          "probability a held-out positive outscores a sampled negative"),
+    "latency_ms": MetricDef("Latency", "lower", "ms", "latency", "request wall time"),
+}
+
+
+def metric_def(name: str) -> MetricDef:
+    if name in METRICS:
+        return METRICS[name]
+    if name.startswith("tag."):
+        field = name[4:]
+        return MetricDef(f"Tagging: {field}", "higher", "rate", "tagging",
+                         f"tagger's {field} equals catalog truth on held-out photos")
+    raise KeyError(f"unknown metric {name!r}; known: {sorted(METRICS)} and tag.<field>")
+
+
+def aggregate(records: Iterable[Mapping[str, Any]]) -> dict[str, dict[str, float | int]]:
+    """Mean, observation count and case count of every metric over ``records``."""
+    sums: dict[str, float] = {}
+    counts: dict[str, int] = {}
+    cases: dict[str, int] = {}
+    for r in records:
+        for name, values in (r.get("obs") or {}).items():
+            if not values:
+                continue
+            sums[name] = sums.get(name, 0.0) + float(sum(values))
+            counts[name] = counts.get(name, 0) + len(values)
+            cases[name] = cases.get(name, 0) + 1
+    return {n: {"value": sums[n] / counts[n], "count": counts[n], "cases": cases[n]}
+            for n in sorted(sums)}
+
+
+def group_by(records: Sequence[Mapping[str, Any]], key: Callable[[Mapping[str, Any]], str]
+             ) -> dict[str, dict[str, Any]]:
+    groups: dict[str, list[Mapping[str, Any]]] = {}
+    for r in records:
+        groups.setdefault(key(r), []).append(r)
+    return {g: {"cases": len(rs), "metrics": aggregate(rs)} for g, rs in sorted(groups.items())}
+
+
+def latency_by_mode(records: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
+    ok = [r for r in records if r.get("latency_ms") is not None]
+    out: dict[str, Any] = {"all": latency_summary([r["latency_ms"] for r in ok]), "by_mode": {}}
+    for mode in sorted({r["mode"] for r in ok}):
+        out["by_mode"][mode] = latency_summary([r["latency_ms"] for r in ok if r["mode"] == mode])
+    return out
+
+
+def confusion(records: Sequence[Mapping[str, Any]], top: int = 12) -> dict[str, Any]:
+    """Per tagged field: the most frequent true labels (plus "other") x predicted labels."""
+    pairs: dict[str, list[tuple[str, str]]] = {}
+    for r in records:
+        for field, (pred, truth) in (r.get("tags") or {}).items():
+            pairs.setdefault(field, []).append((str(pred), str(truth)))
+    out: dict[str, Any] = {}
+    for field, ps in sorted(pairs.items()):
+        freq: dict[str, int] = {}
+        for _, t in ps:
+            freq[t] = freq.get(t, 0) + 1
+        labels = [t for t, _ in sorted(freq.items(), key=lambda x: (-x[1], x[0]))[:top]]
+        cols = labels + ["other"]
+        idx = {lab: i for i, lab in enumerate(labels)}
+        m = np.zeros((len(labels) + 1, len(cols)), dtype=int)
+        for p, t in ps:
+            m[idx.get(t, len(labels)), idx.get(p, len(labels))] += 1
+        out[field] = {"labels": cols, "matrix": m.tolist(), "count": len(ps),
+                      "accuracy": sum(p == t for p, t in ps) / len(ps)}
+    return out
+
+
+# -- bootstrap ----------------------------------------------------------------------------------
+
+def case_sums(records: Sequence[Mapping[str, Any]], metric: str) -> tuple[np.ndarray, np.ndarray]:
+    """(sum of observations, number of observations) per record, for one metric."""
+    s = np.array([float(sum((r.get("obs") or {}).get(metric) or [])) for r in records])
+    n = np.array([len((r.get("obs") or {}).get(metric) or []) for r in records], dtype=float)
+    return s, n
+
+
+def bootstrap_delta(a: Sequence[Mapping[str, Any]], b: Sequence[Mapping[str, Any]], metric: str,
+                    *, n_boot: int = 1000, seed: int = 0, level: float = 0.95
+                    ) -> dict[str, float | int] | None:
+    """Paired bootstrap CI of (b - a) for a metric, resampling the cases both runs share.
+
+    ``a`` and ``b`` must be aligned (same case at the same index). For ``latency_ms`` the
+    statistic is the p50 and p99 of per-case latency instead of the mean.
+    """
+    if len(a) != len(b):
+        raise ValueError(f"runs are not aligned: {len(a)} vs {len(b)} cases")
+    sa, na = case_sums(a, metric)
+    sb, nb = case_sums(b, metric)
+    keep = (na > 0) & (nb > 0)
+    if not keep.any():
+        return None
+    sa, na, sb, nb = sa[keep], na[keep], sb[keep], nb[keep]
+    rng = np.random.default_rng(seed)
+    idx = rng.integers(0, len(sa), size=(n_boot, len(sa)))
+    va = sa[idx].sum(1) / na[idx].sum(1)
+    vb = sb[idx].sum(1) / nb[idx].sum(1)
+    d = vb - va
+    lo, hi = np.quantile(d, [(1 - level) / 2, 1 - (1 - level) / 2])
+    return {"a": float(sa.sum() / na.sum()), "b": float(sb.sum() / nb.sum()),
+            "delta": float(sb.sum() / nb.sum() - sa.sum() / na.sum()),
+            "ci_low": float(lo), "ci_high": float(hi), "cases": int(keep.sum()),
+            "count_a": int(na.sum()), "count_b": int(nb.sum())}
+
+
+def bootstrap_percentile_delta(a: Sequence[float], b: Sequence[float], q: float, *,
+                               n_boot: int = 1000, seed: int = 0, level: float = 0.95
+                               ) -> dict[str, float | int] | None:
+    """Paired bootstrap CI of the change of a latency percentile (aligned per-case values)."""
+    xa, xb = np.asarray(a, float), np.asarray(b, float)
+    if len(xa) != len(xb) or len(xa) == 0:
+        return None
+    rng = np.random.default_rng(seed)
+    idx = rng.integers(0, len(xa), size=(n_boot, len(xa)))
+    d = np.percentile(xb[idx], q, axis=1) - np.percentile(xa[idx], q, axis=1)
+    lo, hi = np.quantile(d, [(1 - level) / 2, 1 - (1 - level) / 2])
+    pa, pb = float(np.percentile(xa, q)), float(np.percentile(xb, q))
+    return {"a": pa, "b": pb, "delta": pb - pa, "ci_low": float(lo), "ci_high": float(hi),
+            "cases": len(xa), "count_a": len(xa), "count_b": len(xb)}

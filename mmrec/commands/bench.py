@@ -1,0 +1,154 @@
+"""`mmrec bench run | report | compare` (+ `serve`, registered by mmrec/commands/serve.py).
+
+Exit codes: 0 ok, 2 bad input, 1 internal error, 3 the release gate failed (compare).
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import json
+import os
+import sys
+import time
+from pathlib import Path
+
+GATE_FAILED = 3
+# Other modules add subcommands to `mmrec bench` through a hook "module:function(subparsers)";
+# a module that does not exist yet is skipped, so the group works while they are being built.
+EXTENSIONS = ("mmrec.commands.serve:register_bench",)  # `mmrec bench serve` (load generator)
+
+
+def register(sub) -> None:
+    p = sub.add_parser("bench", help="scene-aligned benchmark: run suites, report, compare runs")
+    s = p.add_subparsers(dest="bench_command", metavar="SUBCOMMAND")
+    s.required = True
+
+    run = s.add_parser("run", help="run a suite against the Recommender (or a live API) and judge it")
+    run.add_argument("--suite", type=Path, required=True, help="suite YAML (benchmark/suites/*.yaml)")
+    run.add_argument("--out", type=Path, default=None,
+                     help="run directory (default: runs/<suite name>); an unfinished run there resumes")
+    run.add_argument("--url", default=None,
+                     help="judge a running API (http://127.0.0.1:PORT) instead of the in-process Recommender")
+    run.add_argument("--api-key", default=None, help="API key for --url (default: $MMREC_API_KEY)")
+    run.add_argument("--limit", type=int, default=None, help="run only the first N cases")
+    run.add_argument("--fresh", action="store_true", help="discard an existing run in --out first")
+    run.add_argument("--retry-errors", action="store_true", help="re-run cases that failed before")
+    run.add_argument("--no-users", action="store_true",
+                     help="ignore user data: every persona runs as its anonymous archetype")
+    run.add_argument("--no-report", action="store_true", help="skip report.html")
+    run.add_argument("--no-publish", action="store_true",
+                     help="do not copy the results into artifacts/bench_eval/<version>")
+    run.set_defaults(handler=_run)
+
+    rep = s.add_parser("report", help="(re)write report.html of a run")
+    rep.add_argument("run_dir", type=Path)
+    rep.add_argument("--template", type=Path, default=None,
+                     help="HTML template (default: benchmark/templates/report.html)")
+    rep.add_argument("--max-gallery", type=int, default=30, help="failing cases shown")
+    rep.set_defaults(handler=_report)
+
+    cmp_ = s.add_parser("compare", help="compare two runs; exit 3 when the release gate fails")
+    cmp_.add_argument("run_a", type=Path, help="baseline run directory")
+    cmp_.add_argument("run_b", type=Path, help="candidate run directory")
+    cmp_.add_argument("--gate", type=Path, default=None, help="gate YAML (default: benchmark/gate.yaml)")
+    cmp_.add_argument("--json", type=Path, default=None, help="also write the comparison here")
+    cmp_.set_defaults(handler=_compare)
+
+    for target in EXTENSIONS:
+        module, _, fn = target.partition(":")
+        try:
+            mod = importlib.import_module(module)
+        except ModuleNotFoundError as e:
+            if e.name != module:
+                raise
+            continue
+        hook = getattr(mod, fn, None)
+        if hook is not None:
+            hook(s)
+
+
+def _run(args: argparse.Namespace) -> int:
+    from mmrec.artifacts import ArtifactStore
+    from mmrec.bench.runner import Runner, prepare, publish
+
+    store = ArtifactStore(args.artifacts)
+    if store.current_version("items") is None:
+        from mmrec.errors import InputError
+
+        raise InputError(f"no items artifact under {store.root}: the judges need catalog truth; "
+                         "run `mmrec catalog ingest --source ../shared/data/myntra` first")
+    t0 = time.perf_counter()
+    prepared = prepare(args.suite, store, use_users=not args.no_users, limit=args.limit)
+    out = args.out or Path("runs") / prepared.loaded.suite.name
+    if args.fresh and out.exists():
+        for name in ("results.jsonl", "run.json", "metrics.json", "report.html"):
+            (out / name).unlink(missing_ok=True)
+    if args.url:
+        from mmrec.bench.system import HttpSystem
+
+        system = HttpSystem(args.url, api_key=args.api_key or os.environ.get("MMREC_API_KEY"))
+    else:
+        from mmrec.bench.system import InProcessSystem
+        from mmrec.config import load_config
+
+        cfg = load_config("recommend", profile=args.profile, config_dir=args.config_dir)
+        system = InProcessSystem.from_store(store, config=cfg)
+    print(f"suite {prepared.loaded.suite.name}: {len(prepared.cases)} cases, "
+          f"{sum(p.resolved_from != 'archetype' for p in prepared.personas)}/{len(prepared.personas)} "
+          f"personas with user data; system ready in {time.perf_counter() - t0:.1f}s", file=sys.stderr)
+    metrics = Runner(prepared, system, out, retry_errors=args.retry_errors,
+                     progress=not args.quiet).run()
+    if not args.no_report:
+        from mmrec.bench.report import render_report
+
+        render_report(out, prepared.truth.rows)
+    if not args.no_publish:
+        version = publish(store, out, metrics)
+        print(f"published bench_eval/{version}", file=sys.stderr)
+    _print_headline(metrics, out, time.perf_counter() - t0)
+    return 0
+
+
+def _print_headline(metrics: dict, out: Path, wall: float) -> None:
+    t = metrics["totals"]
+    keys = ("answered", "scene_rules", "complete", "compatibility", "fact_precision",
+            "text_grounded", "text_match", "photo_category", "tag.category", "recall.category_p@10",
+            "rank.ndcg@10", "gender_violation")
+    for k in keys:
+        if k in t:
+            print(f"  {k:22} {t[k]['value']:.4f}  (n={t[k]['count']}, cases={t[k]['cases']})")
+    for mode, s in metrics["latency_ms"]["by_mode"].items():
+        print(f"  latency {mode:14} p50 {s['p50']:.1f} ms  p99 {s['p99']:.1f} ms  (n={s['count']})")
+    run = metrics["run"]
+    report = f", {out}/report.html" if (out / "report.html").is_file() else ""
+    print(f"{run['n_cases']} cases ({run['n_errors']} errors) in {wall:.0f}s -> {out}/metrics.json{report}")
+
+
+def _report(args: argparse.Namespace) -> int:
+    from mmrec.artifacts import ArtifactStore
+    from mmrec.bench.report import render_report
+    from mmrec.bench.runner import catalog_rows
+
+    rows, version = catalog_rows(ArtifactStore(args.artifacts))
+    meta_path = args.run_dir / "run.json"
+    if meta_path.is_file():
+        want = json.loads(meta_path.read_text()).get("items_version")
+        if want and want != version:
+            print(f"note: run judged items/{want}; photos and titles come from items/{version}",
+                  file=sys.stderr)
+    path = render_report(args.run_dir, rows, template=args.template, max_gallery=args.max_gallery)
+    print(path)
+    return 0
+
+
+def _compare(args: argparse.Namespace) -> int:
+    from mmrec.artifacts import atomic_write_text
+    from mmrec.bench.compare import compare_runs, format_table, load_gate
+
+    result = compare_runs(args.run_a, args.run_b, load_gate(args.gate))
+    print(format_table(result))
+    if args.json:
+        atomic_write_text(args.json, json.dumps(result, indent=2))
+    return 0 if result["passed"] else GATE_FAILED
+
