@@ -109,6 +109,7 @@ def create_app(recommender: Any, settings: ServeSettings | None = None, *,
                   description="Outfit recommendations with grounded explanations.",
                   form_limits={"max_fields": 16, "max_files": 1, "max_part_size": 16_384})
     app.state.holder, app.state.settings, app.state.metrics = holder, settings, metrics
+    app.state.gate = gate
 
     def current():
         rec = holder.current

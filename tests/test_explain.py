@@ -1,0 +1,130 @@
+"""Grounded explanations: generated text is fully backed; the verifier catches invented claims."""
+
+from __future__ import annotations
+
+import pytest
+
+from mmrec.outfit.explain import (ExplainContext, Explainer, Fact, harmony_of, split_statements,
+                                  taste_from_history)
+from mmrec.outfit.scenes import SceneBook
+from mmrec.taxonomy import default_taxonomy
+from outfit_fixtures import item_table
+
+TAX = default_taxonomy()
+BOOK = SceneBook.load()
+OUTFIT = ["t1", "b1", "s1", "a1"]
+
+
+@pytest.fixture(scope="module")
+def items():
+    return item_table()
+
+
+@pytest.fixture(scope="module")
+def explainer():
+    return Explainer(TAX, BOOK)
+
+
+def ctx(items, **kw):
+    base = dict(scene=BOOK.get("office"),
+                harmony=harmony_of([items.row(i)["colour"] for i in OUTFIT], TAX))
+    base.update(kw)
+    return ExplainContext(**base)
+
+
+def test_generated_explanation_is_fully_supported(items, explainer):
+    c = ctx(items, taste={"colour": ["black"], "category": ["shirts"]}, profile_occasions=["formal"],
+            routes={"t1": {"bm25": 2}}, query_text="white shirt")
+    e = explainer.explain(items, OUTFIT, c)
+    assert not e.fallback and e.problems == []
+    assert e.statements >= 6 and e.supported == e.statements and e.precision == 1.0
+    text = e.text
+    assert "Office look: white shirt, black trousers, black formal shoes and black belt." in text
+    assert "Formal wear per the catalog" in text
+    assert "(from the title)" in text  # pattern "solid" came from the title rules
+    assert '"no sportswear at the office"' in text
+    assert "From your history, you often choose black" in text
+    assert "matches your search \"white shirt\"" in text
+    sources = {f.source for f in e.facts}
+    assert {"catalog", "title", "history", "profile", "recall", "request", "compat"} <= sources
+    assert any(f.field == "pattern" and f.source == "title" for f in e.facts)
+
+
+def test_verifier_rejects_an_invented_attribute(items, explainer):
+    c = ctx(items)
+    e = explainer.explain(items, OUTFIT, c)
+    assert explainer.verify(e.text, e.facts, items=items, ctx=c, item_ids=OUTFIT) == []
+    # the shirt is white; saying red is a claim no fact backs
+    bad = e.text.replace("white shirt", "red shirt", 1)
+    problems = explainer.verify(bad, e.facts, items=items, ctx=c, item_ids=OUTFIT)
+    assert any("'red'" in p for p in problems)
+    n, ok = explainer.statement_precision(bad, e.facts)
+    assert ok < n
+    # a synonym is caught as well ("crimson" means red)
+    assert explainer.verify(e.text + " The belt is crimson.", e.facts, items=items, ctx=c, item_ids=OUTFIT)
+    # and a material nobody stated
+    assert explainer.verify(e.text + " The trousers are made of linen.", e.facts)
+
+
+def test_verifier_rejects_facts_that_are_not_true(items, explainer):
+    c = ctx(items)
+    forged = Fact(item_id="t1", field="colour", value="red", source="catalog")
+    text = "Office look: red shirt."
+    problems = explainer.verify(text, [forged, Fact(item_id="t1", field="category", value="shirts",
+                                                    source="catalog")], items=items, ctx=c, item_ids=OUTFIT)
+    assert any("does not match the catalog" in p for p in problems)
+    # right value, wrong source: the pattern came from the title, not the catalog
+    wrong_source = Fact(item_id="t1", field="pattern", value="solid", source="catalog")
+    assert explainer.check_facts([wrong_source], items=items, ctx=c, item_ids=OUTFIT)
+    # a scene rule the outfit does not satisfy, a history the shopper does not have
+    rule = Fact(field="scene_rule", value="made for sport", source="scene:office")
+    assert explainer.check_facts([rule], items=items, ctx=c, item_ids=OUTFIT)
+    hist = Fact(item_id="t1", field="history.colour", value="white", source="history")
+    assert explainer.check_facts([hist], items=items, ctx=c, item_ids=OUTFIT)
+
+
+def test_source_claims_need_facts_from_that_source(items, explainer):
+    facts = [Fact(item_id="t1", field="colour", value="white", source="catalog"),
+             Fact(item_id="t1", field="category", value="shirts", source="catalog")]
+    assert explainer.verify("The white shirt is from the catalog.", facts) == []
+    assert explainer.verify("From your history, you often choose white shirts.", facts)
+    assert explainer.verify("The white shirt is similar to your photo.", facts)
+    assert explainer.verify('Meets the rules: "dress to impress".', facts)
+    assert explainer.verify("The white shirt looks solid to our tagger (91%).", facts)
+
+
+def test_model_facts_cite_their_confidence(explainer):
+    spec = [("m1", "men", "shirts", "blue", "formal", "fall", None, 10.0)]
+    items = item_table(spec)
+    items.rows[0]["attributes"]["pattern"] = {"value": "checked", "source": "model", "confidence": 0.87}
+    items.rows[0]["attributes"]["material"] = {"value": "linen", "source": "model", "confidence": 0.3}
+    c = ExplainContext(scene=BOOK.get("office"))
+    e = explainer.explain(items, ["m1"], c)
+    assert "looks checked to our tagger (87%)" in e.text
+    assert "linen" not in e.text  # below min_model_confidence: not cited
+    assert e.precision == 1.0
+    assert explainer.verify(e.text.replace("87%", "97%"), e.facts)
+
+
+def test_fallback_when_rich_text_fails(items, explainer, monkeypatch):
+    c = ctx(items)
+    real = explainer._compose
+
+    def lying(items_, ids_, ctx_, rich):
+        facts, sents = real(items_, ids_, ctx_, rich)
+        return facts, sents + (["The shirt is made of silk."] if rich else [])
+
+    monkeypatch.setattr(explainer, "_compose", lying)
+    e = explainer.explain(items, OUTFIT, c)
+    assert e.fallback and e.problems and "silk" not in e.text
+    assert e.text.startswith("Office look:") and e.precision == 1.0
+
+
+def test_split_statements_keeps_quotes_together():
+    assert split_statements('Meets "a. b" rule. Next one! Last') == ['Meets "a. b" rule.', "Next one!", "Last"]
+
+
+def test_taste_from_history(items):
+    hist = [{"item_id": "t1"}, {"item_id": "b1"}, {"item_id": "s1"}, {"item_id": "unknown"}]
+    taste = taste_from_history(items, hist)
+    assert taste["colour"] == ["black"] and taste["category"] == []

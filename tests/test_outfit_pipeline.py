@@ -1,0 +1,99 @@
+"""The Recommender facade end to end on a small catalog (no Ray, no HTTP)."""
+
+from __future__ import annotations
+
+import pytest
+
+from mmrec.api_models import RecommendRequest, RequestFilters
+from mmrec.errors import InputError
+from mmrec.outfit.priors import write_priors
+from mmrec.pipeline import ComponentMissing, PhotoAnalysis, Recommender
+from outfit_fixtures import write_items, write_polyvore
+
+
+@pytest.fixture(scope="module")
+def store(tmp_path_factory):
+    from mmrec.artifacts import ArtifactStore
+
+    root = tmp_path_factory.mktemp("pipe")
+    st = ArtifactStore(root / "artifacts")
+    write_items(st)
+    write_priors(st, write_polyvore(root / "polyvore"))
+    return st
+
+
+@pytest.fixture(scope="module")
+def rec(store):
+    return Recommender.from_store(store)
+
+
+def test_degradations_are_reported_not_faked(rec):
+    v = rec.versions
+    assert v["recall"].startswith("absent") and v["ranker"].startswith("absent")
+    assert v["tagger"] == "absent" and v["encoder"] == "absent"
+    assert v["outfit_priors"] != "absent" and v["items"]
+    notes = " ".join(rec.load_notes)
+    assert "catalog filter" in notes and "recall order" in notes
+
+
+@pytest.mark.parametrize("scene", ["office", "party", "beach holiday", "sports/gym",
+                                   "festive/ethnic", "winter outdoor", "travel"])
+def test_every_outfit_keeps_its_scene_rules(rec, scene):
+    resp = rec.recommend(RecommendRequest(scene=scene, k=3))
+    sc = rec.scenes.get(scene)
+    assert resp.outfits, resp.notes
+    seen = set()
+    for o in resp.outfits:
+        rows = [rec.items.row(i.item_id) for i in o.items]
+        assert sc.outfit_violations(rows) == []
+        ids = [i.item_id for i in o.items]
+        assert not seen & set(ids)
+        seen |= set(ids)
+        e = o.explanation
+        assert e is not None and e.supported == e.statements > 0 and not e.fallback
+    assert resp.versions == {**rec.versions}
+    assert set(resp.timings) >= {"recall_ms", "rank_ms", "compose_ms", "explain_ms", "total_ms"}
+
+
+def test_filters_are_hard(rec):
+    resp = rec.recommend(RecommendRequest(scene="office", k=5, filters=RequestFilters(genders=["women"])))
+    assert resp.outfits
+    assert all(i.gender in ("women", "unisex") for o in resp.outfits for i in o.items)
+    resp = rec.recommend(RecommendRequest(scene="office", k=5,
+                                          filters=RequestFilters(exclude_item_ids=["t1"], genders=["men"])))
+    assert "t1" not in {i.item_id for o in resp.outfits for i in o.items}
+    resp = rec.recommend(RecommendRequest(scene="office", k=2, filters=RequestFilters(budget=200, genders=["men"])))
+    assert resp.outfits and all(sum(rec.items.row(i.item_id)["price"] for i in o.items) <= 200
+                                for o in resp.outfits)
+
+
+def test_too_few_items_is_said(rec):
+    resp = rec.recommend(RecommendRequest(scene="business formal", k=20))
+    assert len(resp.outfits) < 20
+    assert any("outfits: the catalog has too few items" in n for n in resp.notes)
+
+
+def test_unknown_scene_and_user(rec):
+    with pytest.raises(InputError, match="unknown scene"):
+        rec.recommend(RecommendRequest(scene="moon"))
+    resp = rec.recommend(RecommendRequest(scene="office", user_id="nobody"))
+    assert any("anonymous" in n or "cold-start" in n for n in resp.notes)
+
+
+def test_photo_needs_a_model(rec):
+    from PIL import Image
+
+    with pytest.raises(ComponentMissing):
+        rec.recommend(RecommendRequest(scene="office"), image=Image.new("RGB", (64, 64)))
+
+
+def test_photo_analysis_from_elsewhere_builds_the_look(rec):
+    # tagged attributes as a separate photo deployment would return them
+    photo = PhotoAnalysis(attributes={"category": {"value": "shirts", "confidence": 0.9},
+                                      "colour": {"value": "pink", "confidence": 0.8}},
+                          versions={"tagger": "t-test"})
+    resp = rec.recommend(RecommendRequest(scene="office", k=2, filters=RequestFilters(genders=["men"])),
+                         photo=photo)
+    assert resp.photo.slot == "top" and resp.photo.slot_source == "tagger"
+    assert resp.photo.similar and resp.versions["tagger"] == "t-test"
+    assert all(o.items[0].item_id in resp.photo.similar for o in resp.outfits)
