@@ -94,23 +94,21 @@ def write_world(root: Path, *, modes=("scene", "text", "photo"), repeats: int = 
 
 
 def recommender(store: ArtifactStore, scenes_path: Path, *, drop_rules: bool = False):
-    """The real Recommender over the tiny catalog (catalog-filter recall, no models).
+    """The real Recommender over the tiny catalog (catalog-filter recall, no models), built
+    exactly as `mmrec bench run` builds it (mini profile, ``scenes_path`` override).
 
     ``drop_rules``: a degraded build whose candidate filter ignores the scene rules (only the
     slot is checked), the kind of regression the release gate must catch.
     """
     import numpy as np
 
-    from mmrec.catalog.ingest import load_items
-    from mmrec.outfit.items import ItemTable
-    from mmrec.outfit.scenes import SceneBook
+    from mmrec.config import load_config
     from mmrec.pipeline import Recommender
 
     class RulelessRecommender(Recommender):
         def _allowed_mask(self, scene, slot):
             return np.asarray(self.items.slot == slot, dtype=bool)
 
-    version = store.current_version("items")
-    items = ItemTable(load_items(store, version), version)
+    cfg = load_config("recommend", profile="mini", overrides=[f"scenes_path={scenes_path}"])
     cls = RulelessRecommender if drop_rules else Recommender
-    return cls(items, SceneBook.load(scenes_path))
+    return cls.from_store(store, config=cfg)

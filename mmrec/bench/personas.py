@@ -182,11 +182,11 @@ class UserDirectory:
                               columns=["user_id", "item_id", "event", "ts"]).to_pylist()
         return cls(prof, inter, f"{kind}/{art.version}", test_share)
 
-    def candidates(self, d: PersonaDef) -> list[str]:
+    def candidates(self, d: PersonaDef, *, use_source: bool = True) -> list[str]:
         m = d.match
         out = []
         for uid, p in self.profiles.items():
-            if d.source != "any" and not _from_source(p, d.source):
+            if use_source and d.source != "any" and not _from_source(p, d.source):
                 continue
             if m.gender is not None and p.get("gender") != m.gender:
                 continue
@@ -204,7 +204,13 @@ class UserDirectory:
 
     def resolve(self, d: PersonaDef, taken: set[str]) -> Persona:
         """The matching user with the most held-out positives (each user serves one persona)."""
+        note = None
         cands = [u for u in self.candidates(d) if u not in taken and self.heldout.get(u)]
+        if not cands and d.source != "any":
+            # simulated users may not record which real source their profile came from
+            cands = [u for u in self.candidates(d, use_source=False)
+                     if u not in taken and self.heldout.get(u)]
+            note = f"no user records source {d.source!r}; matched on the profile fields only"
         if not cands:
             return archetype(d, note=f"no user in {self.version} matches {d.match.model_dump(exclude_none=True)}"
                                      " with held-out positives; archetype used")
@@ -218,7 +224,7 @@ class UserDirectory:
             age=age, body_type=p.get("body_type"),
             preferred_occasions=list(p.get("preferred_occasions") or []),
             price_band=p.get("price_band"), channel=d.channel, budget=d.budget,
-            history=self.history.get(best, []), heldout=self.heldout[best])
+            history=self.history.get(best, []), heldout=self.heldout[best], note=note)
 
 
 def resolve_personas(defs: list[PersonaDef], users: UserDirectory | None) -> list[Persona]:

@@ -42,6 +42,7 @@ class Prepared:
     cases: list[Case]
     items_version: str
     users_version: str | None
+    scenes_version: str
 
 
 def catalog_rows(store: ArtifactStore) -> tuple[dict[str, dict[str, Any]], str]:
@@ -83,7 +84,7 @@ def prepare(suite_path: str | Path, store: ArtifactStore, *, users: UserDirector
         cases = cases[:limit]
     truth = Truth(rows=rows, scenes=book.scenes, personas={p.id: p for p in personas}, taxonomy=tax)
     return Prepared(loaded, truth, personas, cases, items_version,
-                    users.version if users is not None else None)
+                    users.version if users is not None else None, book.version)
 
 
 def fingerprint(cases: Sequence[Case]) -> str:
@@ -142,6 +143,13 @@ class Runner:
         meta.setdefault("created_at", None)
         meta["created_at"] = meta["created_at"] or _now()
         meta["system"] = self.system.describe()
+        meta["scenes_version"] = self.p.scenes_version
+        meta["warnings"] = []
+        served = (meta["system"].get("versions") or {}).get("scenes")
+        if served and served != self.p.scenes_version:
+            meta["warnings"].append(
+                f"the system serves scenes {served} but the judges read {self.p.scenes_version}: "
+                "point the suite's scenes_file and the recommender's scenes_path at the same file")
         atomic_write_text(meta_path, json.dumps(meta, indent=2))
         return meta
 

@@ -13,6 +13,8 @@ import sys
 import time
 from pathlib import Path
 
+from mmrec.commands import add_config_args, stage_config
+
 GATE_FAILED = 3
 # Other modules add subcommands to `mmrec bench` through a hook "module:function(subparsers)";
 # a module that does not exist yet is skipped, so the group works while they are being built.
@@ -39,6 +41,7 @@ def register(sub) -> None:
     run.add_argument("--no-report", action="store_true", help="skip report.html")
     run.add_argument("--no-publish", action="store_true",
                      help="do not copy the results into artifacts/bench_eval/<version>")
+    add_config_args(run)  # --config/--set configure the system under test (stage `recommend`)
     run.set_defaults(handler=_run)
 
     rep = s.add_parser("report", help="(re)write report.html of a run")
@@ -90,15 +93,15 @@ def _run(args: argparse.Namespace) -> int:
         system = HttpSystem(args.url, api_key=args.api_key or os.environ.get("MMREC_API_KEY"))
     else:
         from mmrec.bench.system import InProcessSystem
-        from mmrec.config import load_config
 
-        cfg = load_config("recommend", profile=args.profile, config_dir=args.config_dir)
-        system = InProcessSystem.from_store(store, config=cfg)
+        system = InProcessSystem.from_store(store, config=stage_config(args, "recommend"))
     print(f"suite {prepared.loaded.suite.name}: {len(prepared.cases)} cases, "
           f"{sum(p.resolved_from != 'archetype' for p in prepared.personas)}/{len(prepared.personas)} "
           f"personas with user data; system ready in {time.perf_counter() - t0:.1f}s", file=sys.stderr)
     metrics = Runner(prepared, system, out, retry_errors=args.retry_errors,
                      progress=not args.quiet).run()
+    for w in metrics["run"].get("warnings", []):
+        print(f"warning: {w}", file=sys.stderr)
     if not args.no_report:
         from mmrec.bench.report import render_report
 
@@ -130,6 +133,11 @@ def _report(args: argparse.Namespace) -> int:
     from mmrec.bench.report import render_report
     from mmrec.bench.runner import catalog_rows
 
+    if not (args.run_dir / "metrics.json").is_file():
+        from mmrec.errors import InputError
+
+        raise InputError(f"{args.run_dir} has no metrics.json; run `mmrec bench run --out "
+                         f"{args.run_dir}` first")
     rows, version = catalog_rows(ArtifactStore(args.artifacts))
     meta_path = args.run_dir / "run.json"
     if meta_path.is_file():
