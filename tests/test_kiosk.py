@@ -1,0 +1,181 @@
+"""The kiosk page in headless Chromium: upload a photo, pick a scene, see outfits with product
+photos and explanations. Driven over the Chrome DevTools Protocol (websockets), against the
+API served by uvicorn in this process; photos are read by a real (tiny, untrained) encoder,
+the no-tagger path: the photo's slot comes from its nearest catalog neighbours.
+About 20 s on 2 cores (chromium start and the torch import), so not marked slow."""
+
+from __future__ import annotations
+
+import base64
+import json
+import os
+import shutil
+import subprocess
+import time
+from pathlib import Path
+
+import pytest
+
+from outfit_fixtures import PHOTO_COLOURS, write_items
+
+pytest.importorskip("websockets.sync.client", reason="dev extra: pip install -e '.[dev]'")
+KEY = "kiosk-test-key"
+
+
+def chromium_binary() -> str:
+    for name in ("chromium", "chromium-browser", "google-chrome"):
+        if path := shutil.which(name):
+            return path
+    if os.geteuid() != 0 or not shutil.which("apt-get"):
+        pytest.skip("chromium is not installed and this user cannot apt-get install it")
+    env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
+    for cmd in (["apt-get", "update", "-qq"],
+                ["apt-get", "install", "-y", "-qq", "--no-install-recommends", "chromium"]):
+        r = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=900)
+        if r.returncode != 0:
+            pytest.skip(f"could not install chromium: {r.stderr[-300:]}")
+    return shutil.which("chromium") or pytest.skip("chromium still missing after apt-get")
+
+
+class DevTools:
+    """Minimal synchronous Chrome DevTools Protocol client for one page."""
+
+    def __init__(self, ws):
+        self.ws = ws
+        self.n = 0
+
+    def call(self, method: str, **params):
+        self.n += 1
+        self.ws.send(json.dumps({"id": self.n, "method": method, "params": params}))
+        while True:
+            msg = json.loads(self.ws.recv(timeout=30))
+            if msg.get("id") == self.n:
+                if "error" in msg:
+                    raise RuntimeError(f"{method}: {msg['error']}")
+                return msg.get("result", {})
+
+    def js(self, expression: str):
+        r = self.call("Runtime.evaluate", expression=expression, returnByValue=True, awaitPromise=True)
+        if "exceptionDetails" in r:
+            raise RuntimeError(r["exceptionDetails"])
+        return r["result"].get("value")
+
+    def wait_for(self, expression: str, timeout_s: float = 30.0):
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline:
+            value = self.js(expression)
+            if value:
+                return value
+            time.sleep(0.1)
+        raise TimeoutError(f"{expression} never became true; status: {self.js(STATUS)!r}")
+
+
+
+STATUS = "document.getElementById('status').textContent"
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory):
+    import numpy as np
+
+    from mmrec.artifacts import ArtifactStore
+    from mmrec.embed.config import ModelSpec
+    from mmrec.embed.encoder import Encoder
+    from mmrec.images import load_image
+    from mmrec.pipeline import PhotoModels, Recommender
+    from mmrec.serving.app import create_app
+    from mmrec.serving.local import start_uvicorn
+    from mmrec.serving.settings import ServeSettings
+
+    root = tmp_path_factory.mktemp("kiosk")
+    st = ArtifactStore(root / "artifacts")
+    write_items(st, images_dir=root / "images")
+    encoder = Encoder.create(ModelSpec(name="mmrec-clip-tiny", device="cpu"))
+    rec = Recommender.from_store(st, with_photo_models=False)
+    uris = [r["image_uri"] for r in rec.items.rows]
+    vecs = encoder.encode_images([load_image(u) for u in uris])
+    rec.items.attach_vectors(rec.items.ids, np.asarray(vecs), encoder.encoder_id)
+    rec.photo = PhotoModels(tagger=None, encoder=encoder)
+    rec.versions.update(rec.photo.versions)
+    srv = start_uvicorn(create_app(rec, ServeSettings().with_key(KEY)))
+    yield srv
+    srv.stop()
+
+
+@pytest.fixture(scope="module")
+def browser(tmp_path_factory):
+    exe = chromium_binary()
+    profile = tmp_path_factory.mktemp("chrome-profile")
+    proc = subprocess.Popen(
+        [exe, "--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
+         "--no-first-run", "--no-default-browser-check", "--disable-dev-shm-usage",
+         f"--user-data-dir={profile}", "--remote-debugging-address=127.0.0.1",
+         "--remote-debugging-port=0", "--window-size=1200,1600", "about:blank"],
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        port_file = profile / "DevToolsActivePort"
+        deadline = time.monotonic() + 60
+        while not port_file.is_file() or not port_file.read_text().strip():
+            if proc.poll() is not None or time.monotonic() > deadline:
+                pytest.fail("chromium did not start (no DevToolsActivePort)")
+            time.sleep(0.1)
+        port = int(port_file.read_text().split()[0])
+        import httpx
+
+        pages = httpx.get(f"http://127.0.0.1:{port}/json/list", timeout=10).json()
+        page = next(p for p in pages if p["type"] == "page")
+        from websockets.sync.client import connect
+
+        with connect(page["webSocketDebuggerUrl"], max_size=50_000_000, open_timeout=10) as ws:
+            yield DevTools(ws)
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+
+
+def test_kiosk_shows_outfits_after_an_upload(server, browser, tmp_path):
+    from PIL import Image
+
+    photo = tmp_path / "visitor.jpg"
+    Image.new("RGB", (300, 400), PHOTO_COLOURS["white"]).save(photo, "JPEG")
+    browser.call("Page.enable")
+    browser.call("Page.navigate", url=f"{server.url}/kiosk/#key={KEY}")
+    browser.wait_for("document.querySelectorAll('#scene option').length >= 11")
+    assert "#key=" not in browser.js("location.href")  # the key left the address bar
+    browser.js("document.getElementById('scene').value = 'casual_weekend'")
+    doc = browser.call("DOM.getDocument")
+    node = browser.call("DOM.querySelector", nodeId=doc["root"]["nodeId"], selector="#photo")
+    browser.call("DOM.setFileInputFiles", files=[str(photo)], nodeId=node["nodeId"])
+    browser.wait_for("document.getElementById('preview').style.display === 'block'")
+    browser.js("document.getElementById('go').click()")
+    n = browser.wait_for("document.querySelectorAll('.outfit').length")
+    assert n >= 1, browser.js(STATUS)
+    # every product photo arrives (fetched with the key, shown as a blob)
+    browser.wait_for("[...document.querySelectorAll('.outfit img')].every(i => i.complete && i.naturalWidth > 0)")
+    texts = browser.js("[...document.querySelectorAll('.explanation')].map(e => e.textContent)")
+    assert texts and all(t.startswith("Casual weekend look:") for t in texts)
+    info = browser.js("document.getElementById('photo-info').textContent")
+    assert "Your photo" in info
+    assert "encoder=" in browser.js("document.getElementById('versions').textContent")
+    shot = browser.call("Page.captureScreenshot", format="png")["data"]
+    png = base64.b64decode(shot)
+    (tmp_path / "kiosk.png").write_bytes(png)
+    assert png[:8] == b"\x89PNG\r\n\x1a\n" and len(png) > 10_000
+
+
+def test_kiosk_scene_only_and_errors(server, browser):
+    browser.call("Page.navigate", url="about:blank")  # a fresh document, not a fragment change
+    browser.call("Page.navigate", url=f"{server.url}/kiosk/#key={KEY}")
+    browser.wait_for("document.querySelectorAll('#scene option').length >= 11")
+    assert browser.js("document.querySelectorAll('.outfit').length") == 0
+    browser.js("document.getElementById('scene').value = 'office'")
+    browser.js("document.getElementById('go').click()")
+    browser.wait_for(f"{STATUS}.endsWith(' outfits')")
+    texts = browser.js("[...document.querySelectorAll('.explanation')].map(e => e.textContent)")
+    assert texts and all(t.startswith("Office look:") for t in texts)
+    # a wrong key is reported, not hidden
+    browser.js("sessionStorage.setItem('mmrec-key', 'wrong'); document.getElementById('go').click()")
+    browser.wait_for(f"{STATUS}.startsWith('401')")
