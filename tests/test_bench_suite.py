@@ -145,3 +145,23 @@ def test_user_directory_time_cut_and_resolution():
     assert rtr.user_id in ("u1", "u2") and "source 'rtr'" in rtr.note
     anon = resolve_personas(defs, None)
     assert all(p.resolved_from == "archetype" and p.user_id is None for p in anon)
+
+
+def test_split_follows_requests_and_prefers_new_users():
+    # 5 requests; the last 2 (by first event) are the test window, whatever the event times
+    inter = [{"user_id": "a", "item_id": f"i{r}", "event": "click", "ts": _ts(r), "request_id": f"r{r}"}
+             for r in range(5)]
+    inter.append({"user_id": "a", "item_id": "late", "event": "click", "ts": _ts(9), "request_id": "r1"})
+    inter.append({"user_id": "b", "item_id": "x", "event": "purchase", "ts": _ts(4), "request_id": "r4"})
+    prof = [{"user_id": u, "gender": "men", "age": 30.0, "split_bucket": bucket, "source": "sim"}
+            for u, bucket in (("a", 50), ("b", 3))]
+    users = UserDirectory(prof, inter, "v", test_share=0.4)
+    assert users.test_requests == {"r3", "r4"} and users.cut == _ts(3).timestamp()
+    assert users.heldout["a"] == ["i3", "i4"] and "late" in users.history["a"]
+    # b has fewer held-out positives but never trained the ranker: preferred
+    got = resolve_personas([PersonaDef(id="man", label="man", match={"gender": "men"})], users)[0]
+    assert got.user_id == "b"
+    import pyarrow as pa
+    table = pa.table({"request_id": pa.array(["r0", "r3", None, None], pa.string()),
+                      "ts": pa.array([_ts(0), _ts(3), _ts(1), _ts(5)], pa.timestamp("us", tz="UTC"))})
+    assert users.visible_interactions(table)["ts"].to_pylist() == [_ts(0), _ts(1)]

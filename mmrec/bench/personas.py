@@ -136,51 +136,94 @@ def archetype(d: PersonaDef, note: str | None = None) -> Persona:
 
 
 class UserDirectory:
-    """Users, profiles and a time cut over one interactions artifact (plain Python rows).
+    """Users, profiles and the held-out split of one interactions artifact.
+
+    The split mirrors the ranker's (`mmrec.rank.myntra_train.roles`): requests ordered by their
+    first event; the last ``test_share`` of them form the test window. A user's positives
+    (click, purchase, rental) in test requests are held out; earlier ones are the history the
+    system may see. Events without a request id split at the first test request's time.
 
     Args:
-        profiles: rows with ``mmrec.rank.interactions.PROFILES_SCHEMA`` columns (latest per user
-            is used).
-        interactions: rows with at least user_id, item_id, event, ts.
+        profiles: rows with ``mmrec.rank.interactions.PROFILES_SCHEMA`` columns (the latest per
+            user is used).
+        interactions: rows with user_id, item_id, event, ts and optionally request_id.
         version: where the rows came from, e.g. ``interactions_sim/<version>``.
-        test_share: the last share of interactions in time that is held out; the cut is the
-            timestamp at that quantile (the ranker's time split uses the same share).
+        test_share: share of requests in the test window.
+        new_user_buckets: users with ``split_bucket`` below this never trained the ranker;
+            personas prefer them (the honest "new shopper" case).
     """
 
     def __init__(self, profiles: list[dict[str, Any]], interactions: list[dict[str, Any]],
-                 version: str, test_share: float = 0.2):
+                 version: str, test_share: float = 0.2, new_user_buckets: int = 10):
         if not 0 < test_share < 1:
             raise ConfigError(f"test_share must be in (0, 1), got {test_share}")
         self.version = version
+        self.new_user_buckets = new_user_buckets
         latest: dict[str, dict[str, Any]] = {}
         for p in profiles:
             prev = latest.get(p["user_id"])
             if prev is None or _ts(p.get("as_of")) >= _ts(prev.get("as_of")):
                 latest[p["user_id"]] = p
         self.profiles = latest
-        stamps = sorted(_ts(r["ts"]) for r in interactions)
-        self.cut = stamps[min(len(stamps) - 1, int(len(stamps) * (1 - test_share)))] if stamps else None
+        starts: dict[Any, float] = {}
+        for r in interactions:
+            key = r.get("request_id") or ("event", r["user_id"], _ts(r["ts"]))
+            t = _ts(r["ts"])
+            if t < starts.get(key, float("inf")):
+                starts[key] = t
+        self.cut, self.test_requests = split_requests(starts, test_share)
         self.history: dict[str, list[str]] = {}
         self.heldout: dict[str, list[str]] = {}
         for r in sorted(interactions, key=lambda r: _ts(r["ts"])):
             if r["event"] not in POSITIVE_EVENTS:
                 continue
-            bucket = self.heldout if _ts(r["ts"]) >= self.cut else self.history
-            items = bucket.setdefault(r["user_id"], [])
+            rid = r.get("request_id")
+            test = rid in self.test_requests if rid else _ts(r["ts"]) >= self.cut
+            items = (self.heldout if test else self.history).setdefault(r["user_id"], [])
             if r["item_id"] not in items:
                 items.append(r["item_id"])
 
     @classmethod
-    def from_store(cls, store: Any, kind: str = "interactions_sim", version: str | None = None,
-                   test_share: float = 0.2) -> "UserDirectory":
-        """Read ``<kind>/<version>`` (profiles.parquet + interactions.parquet) from a store."""
+    def from_store(cls, store: Any, kind: str = "interactions_sim",
+                   version: str | None = None) -> "UserDirectory":
+        """Read ``<kind>/<version>`` (profiles.parquet + interactions.parquet) from a store.
+
+        The test share and the new-user buckets are the ones the ranker was trained with (the
+        artifact's config, `mmrec.rank.myntra_train.NEW_USER_BUCKETS`).
+        """
+        import pyarrow as pa
+        import pyarrow.compute as pc
         import pyarrow.parquet as pq
 
         art = store.load(kind, version)
         prof = pq.read_table(art.file("profiles.parquet")).to_pylist()
         inter = pq.read_table(art.file("interactions.parquet"),
-                              columns=["user_id", "item_id", "event", "ts"]).to_pylist()
-        return cls(prof, inter, f"{kind}/{art.version}", test_share)
+                              columns=["user_id", "item_id", "event", "ts", "request_id"])
+        # impressions only matter for request start times: aggregate them in Arrow
+        firsts = inter.filter(pc.is_valid(inter["request_id"])).group_by("request_id").aggregate(
+            [("ts", "min")])
+        pos = inter.filter(pc.is_in(inter["event"], pa.array(POSITIVE_EVENTS))).to_pylist()
+        for rid, t in zip(firsts["request_id"].to_pylist(), firsts["ts_min"].to_pylist()):
+            pos.append({"user_id": None, "item_id": None, "event": "start", "ts": t, "request_id": rid})
+        share = (art.config.get("myntra") or {}).get("test_share", 0.2)
+        try:
+            from mmrec.rank.myntra_train import NEW_USER_BUCKETS
+        except ImportError:  # the ranker package is optional for the benchmark
+            NEW_USER_BUCKETS = 10
+        return cls(prof, pos, f"{kind}/{art.version}", share, NEW_USER_BUCKETS)
+
+    def visible_interactions(self, table: Any) -> Any:
+        """Rows of an interactions table (Arrow) the system may know: before the test window."""
+        import pyarrow as pa
+        import pyarrow.compute as pc
+
+        rid = table["request_id"]
+        in_test = pc.is_in(rid, pa.array(sorted(self.test_requests), pa.string()))
+        no_rid = pc.is_null(rid)
+        late = pc.greater_equal(pc.cast(table["ts"], pa.int64()),
+                                pa.scalar(int(self.cut * 1_000_000), pa.int64()))
+        hide = pc.or_(pc.and_(pc.invert(no_rid), pc.fill_null(in_test, False)), pc.and_(no_rid, late))
+        return table.filter(pc.invert(hide))
 
     def candidates(self, d: PersonaDef, *, use_source: bool = True) -> list[str]:
         m = d.match
@@ -202,6 +245,10 @@ class UserDirectory:
             out.append(uid)
         return out
 
+    def _new_user(self, user_id: str) -> bool:
+        b = self.profiles[user_id].get("split_bucket")
+        return b is not None and b < self.new_user_buckets
+
     def resolve(self, d: PersonaDef, taken: set[str]) -> Persona:
         """The matching user with the most held-out positives (each user serves one persona)."""
         note = None
@@ -214,7 +261,7 @@ class UserDirectory:
         if not cands:
             return archetype(d, note=f"no user in {self.version} matches {d.match.model_dump(exclude_none=True)}"
                                      " with held-out positives; archetype used")
-        best = max(cands, key=lambda u: (len(self.heldout[u]), _stable(d.id + u)))
+        best = max(cands, key=lambda u: (self._new_user(u), len(self.heldout[u]), _stable(d.id + u)))
         taken.add(best)
         p = self.profiles[best]
         age = p.get("age")
@@ -225,6 +272,18 @@ class UserDirectory:
             preferred_occasions=list(p.get("preferred_occasions") or []),
             price_band=p.get("price_band"), channel=d.channel, budget=d.budget,
             history=self.history.get(best, []), heldout=self.heldout[best], note=note)
+
+
+def split_requests(starts: dict[Any, float], test_share: float) -> tuple[float, set[Any]]:
+    """(cut time, test request ids): the last ``test_share`` of requests by start time."""
+    if not starts:
+        return float("inf"), set()
+    order = sorted(starts, key=lambda k: (starts[k], str(k)))
+    n_test = int(round(len(order) * test_share))
+    if n_test == 0:
+        return float("inf"), set()
+    test = order[len(order) - n_test:]
+    return starts[test[0]], {k for k in test if isinstance(k, str)}
 
 
 def resolve_personas(defs: list[PersonaDef], users: UserDirectory | None) -> list[Persona]:

@@ -43,6 +43,7 @@ class Prepared:
     items_version: str
     users_version: str | None
     scenes_version: str
+    users: UserDirectory | None = None
 
 
 def catalog_rows(store: ArtifactStore) -> tuple[dict[str, dict[str, Any]], str]:
@@ -84,7 +85,7 @@ def prepare(suite_path: str | Path, store: ArtifactStore, *, users: UserDirector
         cases = cases[:limit]
     truth = Truth(rows=rows, scenes=book.scenes, personas={p.id: p for p in personas}, taxonomy=tax)
     return Prepared(loaded, truth, personas, cases, items_version,
-                    users.version if users is not None else None, book.version)
+                    users.version if users is not None else None, book.version, users)
 
 
 def fingerprint(cases: Sequence[Case]) -> str:

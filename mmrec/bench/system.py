@@ -46,6 +46,7 @@ class InProcessSystem:
     def __init__(self, recommender: Any, label: str = "Recommender"):
         self.rec = recommender
         self.label = label
+        self.notes: list[str] = []
 
     @classmethod
     def from_store(cls, store: Any, config: Any | None = None) -> "InProcessSystem":
@@ -55,7 +56,38 @@ class InProcessSystem:
 
     def describe(self) -> dict[str, Any]:
         return {"kind": self.kind, "label": self.label, "versions": dict(self.rec.versions),
-                "notes": list(getattr(self.rec, "load_notes", []))}
+                "notes": list(getattr(self.rec, "load_notes", [])) + self.notes}
+
+    def hide_heldout(self, store: Any, users: Any) -> bool:
+        """Serve user histories cut at the benchmark's held-out split.
+
+        The served `UserStore` holds every logged event, including the test window whose
+        positives the ranking judges score; a profile built from them would leak the answers.
+        Returns False when the recommender has no user store to replace.
+        """
+        if getattr(self.rec, "users", None) is None or users is None:
+            return False
+        from mmrec.catalog.ingest import load_items
+        from mmrec.rank.interactions import load_tables
+        from mmrec.rank.users import UserStore
+        from mmrec.taxonomy import default_taxonomy
+
+        version = users.version.split("/", 1)[1]
+        art, tables = load_tables(store, "sim", version)
+        tables.interactions = users.visible_interactions(tables.interactions)
+        # the same item summary UserStore.load builds (category, colour family, usage, brand)
+        ref = next((i for i in art.manifest["inputs"] if i.get("kind") == "items"), None)
+        items = load_items(store, ref["version"] if ref else None,
+                           columns=["item_id", "category", "colour", "usage", "brand"])
+        fam = default_taxonomy().colour_family
+        meta = {r["item_id"]: {"category": r["category"], "usage": r["usage"], "brand": r["brand"],
+                               "family": fam(r["colour"]) if r["colour"] else None}
+                for r in items.to_pylist()}
+        self.rec.users = UserStore.from_tables(tables, meta, version=f"{art.version}+before-test")
+        self.rec.versions["users"] = f"simulated {art.version}, histories before the test window"
+        self.notes = self.notes + ["user histories end where each persona's held-out "
+                                   "interactions begin (no leakage into profiles)"]
+        return True
 
     def recommend(self, case: Case, photo: bytes | None) -> tuple[dict[str, Any], float]:
         from mmrec.images import load_image
@@ -118,7 +150,9 @@ class HttpSystem:
         self._versions: dict[str, str] = {}
 
     def describe(self) -> dict[str, Any]:
-        return {"kind": self.kind, "label": self.url, "versions": dict(self._versions), "notes": []}
+        return {"kind": self.kind, "label": self.url, "versions": dict(self._versions),
+                "notes": ["live API: its user histories are not cut at the held-out split, and "
+                          "recall/ranking probes need the in-process system"]}
 
     def _check(self, r: Any) -> dict[str, Any]:
         if r.status_code >= 400:

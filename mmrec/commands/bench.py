@@ -95,6 +95,7 @@ def _run(args: argparse.Namespace) -> int:
         from mmrec.bench.system import InProcessSystem
 
         system = InProcessSystem.from_store(store, config=stage_config(args, "recommend"))
+        system.hide_heldout(store, prepared.users)
     print(f"suite {prepared.loaded.suite.name}: {len(prepared.cases)} cases, "
           f"{sum(p.resolved_from != 'archetype' for p in prepared.personas)}/{len(prepared.personas)} "
           f"personas with user data; system ready in {time.perf_counter() - t0:.1f}s", file=sys.stderr)
