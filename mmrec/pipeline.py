@@ -39,6 +39,7 @@ from mmrec.outfit.scenes import Scene, SceneBook
 from mmrec.taxonomy import Taxonomy, default_taxonomy
 
 SIMULATED_USERS_NOTE = "shopper profiles and histories are simulated for this catalog"
+TAGGER_KIND = "tagger"  # artifact kind of the attribute tagger (issue 3)
 
 
 class ComponentMissing(MmrecError):
@@ -77,21 +78,26 @@ class PhotoModels:
         self.encoder = encoder
 
     @classmethod
-    def from_store(cls, store: ArtifactStore, *, device: str = "cpu") -> tuple["PhotoModels", list[str]]:
-        """Load whatever of tagger and encoder exists; returns (models, notes on what is missing)."""
+    def from_store(cls, store: ArtifactStore, *, device: str = "cpu",
+                   encoder: Any | None = None) -> tuple["PhotoModels", list[str]]:
+        """Load whatever of tagger and encoder exists; returns (models, notes on what is missing).
+
+        Args:
+            encoder: an encoder already loaded (recall's, which made the index vectors).
+        """
         notes: list[str] = []
-        tagger = encoder = None
-        if store.current_version("vlm") or store.current_version("tagger"):
+        tagger = None
+        if store.current_version(TAGGER_KIND):
             from mmrec.attributes.tagger import Tagger
 
             tagger = Tagger.load(store, device=device)
         else:
             notes.append("no tagger artifact: photos are read by the encoder only")
-        if store.current_version("encoder"):
+        if encoder is None and store.current_version("encoder"):
             from mmrec.embed.encoder import Encoder
 
-            encoder = Encoder.load(store)
-        else:
+            encoder = Encoder.load(store, device=device)
+        if encoder is None:
             notes.append("no encoder artifact: photos are read by the tagger only")
         return cls(tagger, encoder), notes
 
@@ -156,7 +162,8 @@ class Recommender:
         priors: Polyvore co-occurrence priors (or None: that compatibility term is left out).
         config: sizes and weights.
         versions: artifact versions to report (kind -> version); components add their own.
-        users_simulated: say in every personalised response that profiles are simulated.
+        users_simulated: the user store holds simulated shoppers (said in every personalised
+            response; a profile with ``simulated=True`` is flagged either way).
     """
 
     def __init__(self, items: ItemTable, scenes: SceneBook, *, recall: Any | None = None,
@@ -164,7 +171,7 @@ class Recommender:
                  photo: PhotoModels | None = None, priors: CooccurrencePriors | None = None,
                  config: RecommenderConfig | None = None, taxonomy: Taxonomy | None = None,
                  versions: dict[str, str] | None = None, notes: list[str] | None = None,
-                 users_simulated: bool = True):
+                 users_simulated: bool = False):
         self.cfg = config or RecommenderConfig()
         self.tax = taxonomy or items.taxonomy or default_taxonomy()
         self.items = items
@@ -208,29 +215,36 @@ class Recommender:
 
         cfg = config or RecommenderConfig()
         tax = default_taxonomy()
-        items_art = store.load("items")
-        items = ItemTable(load_items(store, items_art.version), items_art.version, tax)
         scenes = SceneBook.load(cfg.scenes_path, tax)
         notes: list[str] = []
+        recall = None
+        if store.current_version("index"):
+            from mmrec.recall.service import Recall
+
+            recall = Recall.load(store)  # with the encoder that made the index's vectors
+        else:
+            notes.append("no recall index: candidates from the catalog filter (mmrec index build)")
+        # the catalog version the index was built from, so that rules, facts and candidates agree
+        items_version = (recall.versions.get("items") if recall is not None else None) or None
+        items_art = store.load("items", items_version)
+        items = ItemTable(load_items(store, items_art.version), items_art.version, tax)
+        if recall is not None and _attach_vectors(items, store, recall.versions.get("vectors") or None) is None:
+            notes.append("no vectors artifact: compatibility without embeddings")
+        latest = store.current_version("items")
+        if latest != items_art.version:
+            notes.append(f"items/{latest} is newer than the index's items/{items_art.version}: "
+                         "rebuild the index to serve it")
         priors = None
         try:
             priors = CooccurrencePriors.load(store)
         except ArtifactNotFound:
             notes.append("no outfit_priors artifact: compatibility without co-occurrence priors "
                          "(mmrec outfit priors --source ../shared/data/polyvore_outfits)")
-        photo, encoder = PhotoModels(), None
+        photo = PhotoModels()
         if with_photo_models:
-            photo, photo_notes = PhotoModels.from_store(store, device=device)
+            photo, photo_notes = PhotoModels.from_store(
+                store, device=device, encoder=getattr(recall, "encoder", None))
             notes += photo_notes
-            encoder = photo.encoder
-        recall = None
-        if store.current_version("index"):
-            from mmrec.recall.service import Recall
-
-            recall = Recall.load(store, encoder=encoder)
-            _attach_recall_vectors(items, recall)
-        else:
-            notes.append("no recall index: candidates from the catalog filter (mmrec index build)")
         ranker = None
         if store.current_version("ranker"):
             from mmrec.rank.ranker import Ranker
@@ -242,11 +256,14 @@ class Recommender:
         try:
             from mmrec.rank.users import UserStore
 
-            users = UserStore.load(store)
+            users = UserStore.load(store)  # the simulated shoppers of the Myntra logs
         except (ImportError, ArtifactNotFound):
             notes.append("no user store: every request is anonymous")
+        versions = {"users": f"{users.version} (simulated)"} if users is not None and getattr(
+            users, "version", None) else None
         return cls(items, scenes, recall=recall, ranker=ranker, users=users, photo=photo,
-                   priors=priors, config=cfg, taxonomy=tax, notes=notes).warm()
+                   priors=priors, config=cfg, taxonomy=tax, notes=notes, versions=versions,
+                   users_simulated=users is not None).warm()
 
     # ------------------------------------------------------------------ public API
     def scene(self, name: str) -> Scene:
@@ -269,7 +286,7 @@ class Recommender:
             timings["photo_ms"] = _ms(t)
         user, taste, occasions = self._user(request.user_id, notes)
         genders = self._genders(request, user)
-        if user is not None and self.users_simulated:
+        if user is not None and (self.users_simulated or getattr(user, "simulated", False)):
             notes.append(SIMULATED_USERS_NOTE)
 
         t = time.perf_counter()
@@ -501,8 +518,8 @@ class Recommender:
             from mmrec.recall.types import Filters, RecallQuery
 
             vec = photo.vector
-            if vec is not None and photo.encoder_id and self.versions.get("encoder") not in (
-                    None, "absent", photo.encoder_id):
+            index_encoder = getattr(getattr(self.recall, "index", None), "encoder_id", None)
+            if vec is not None and photo.encoder_id and index_encoder and photo.encoder_id != index_encoder:
                 vec = None  # a vector from another encoder would search the wrong space
             q = RecallQuery(image_vector=vec, attributes=attrs,
                             filters=Filters(slots=[slot] if slot else None, genders=genders,
@@ -552,14 +569,17 @@ class Recommender:
                              image_url=f"/v1/items/{item_id}/image" if r.get("image_uri") else None)
 
 
-def _attach_recall_vectors(items: ItemTable, recall: Any) -> None:
-    """Give compatibility the catalog embeddings when the recall component exposes them."""
-    get = getattr(recall, "item_vectors", None)
-    if callable(get):
-        got = get()
-        if got is not None:
-            ids, vecs, source = got
-            items.attach_vectors(list(ids), np.asarray(vecs, dtype=np.float32), source)
+def _attach_vectors(items: ItemTable, store: ArtifactStore, version: str | None) -> str | None:
+    """Give compatibility the catalog embeddings the index was built from (the ``vectors``
+    artifact); returns the version attached, or None when there is none."""
+    from mmrec.embed.catalog import load_vectors
+
+    try:
+        art, table, vecs = load_vectors(store, version)
+    except ArtifactNotFound:
+        return None
+    items.attach_vectors(table.column("item_id").to_pylist(), vecs, f"vectors/{art.version}")
+    return art.version
 
 
 def _ms(t0: float) -> float:

@@ -204,9 +204,7 @@ def _some_users(store, n: int = 200) -> list[str]:
     try:
         from mmrec.rank.users import UserStore
 
-        users = UserStore.load(store)
-        ids = getattr(users, "user_ids", None)
-        return list(ids()[:n] if callable(ids) else (ids or [])[:n])
+        return list(UserStore.load(store).ids()[:n])
     except Exception:  # noqa: BLE001 - no user store: anonymous load only
         return []
 
