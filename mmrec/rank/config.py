@@ -41,8 +41,21 @@ class LgbmConfig(StrictModel):
     bagging_freq: int = Field(1, ge=0)
     lambda_l2: float = Field(1.0, ge=0)
     max_bin: int = Field(63, ge=3, description="fewer bins: faster training, no loss measured here")
-    num_threads: int = Field(1, ge=1, description="the build machine has 2 shared cores")
+    num_threads: int = Field(1, ge=0, description="training threads (0: all cores); the build "
+                                                  "machine has 2 shared cores, so 1 there")
     seed: int = 0
+
+
+class LgbmOverrides(StrictModel):
+    """Per-dataset changes to `LgbmConfig` (unset fields keep the shared value)."""
+
+    num_leaves: int | None = Field(None, ge=2)
+    learning_rate: float | None = Field(None, gt=0, le=1)
+    n_estimators: int | None = Field(None, ge=1)
+    min_data_in_leaf: int | None = Field(None, ge=1)
+
+    def apply(self, base: LgbmConfig) -> LgbmConfig:
+        return LgbmConfig.model_validate({**base.model_dump(), **self.model_dump(exclude_none=True)})
 
 
 class RtrConfig(StrictModel):
@@ -96,7 +109,7 @@ class UtilityWeights(StrictModel):
     age_formality: float = 0.3
     gender_mismatch: float = -4.0
     click_bias: float = 1.0
-    purchase_bias: float = 2.0
+    purchase_bias: float = 3.0
 
 
 class SimConfig(StrictModel):
@@ -131,6 +144,10 @@ class MyntraConfig(StrictModel):
     brands: int = Field(150, ge=1, description="top brands with their own affinity slot")
     label: Literal["click", "purchase"] = "click"
     max_train_requests: int = Field(40000, ge=10)
+    lgbm: LgbmOverrides = Field(
+        default_factory=lambda: LgbmOverrides(num_leaves=7, learning_rate=0.1, min_data_in_leaf=100),
+        description="the served model: 7-leaf trees matched 31-leaf ones on the simulated "
+                    "utility and score 500 candidates ~3x faster")
 
 
 class BenchConfig(StrictModel):
@@ -148,8 +165,9 @@ class RankConfig(StrictModel):
     calibration: Literal["platt", "isotonic"] = Field(
         "platt", description="probability calibration fitted on the validation slice; platt is "
                              "strictly monotone, so it never ties candidates that the model ordered")
-    serve_model: Literal["lambdarank", "binary"] = Field(
-        "lambdarank", description="model behind Ranker.score (its scores are calibrated either way)")
+    serve_model: Literal["auto", "lambdarank", "binary"] = Field(
+        "auto", description="model behind Ranker.score (calibrated either way); auto: the one "
+                            "with the higher validation NDCG@10")
     rtr: RtrConfig = Field(default_factory=RtrConfig)
     hm: HmConfig = Field(default_factory=HmConfig)
     sim: SimConfig = Field(default_factory=SimConfig)

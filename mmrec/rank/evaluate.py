@@ -124,7 +124,7 @@ def run_eval(store: ArtifactStore, cfg: RankConfig, datasets: list[str] | None =
              versions: dict[str, str | None] | None = None, log: Callable = _log):
     """Evaluate every dataset with a trained model (or those named) and write rank_eval."""
     from mmrec.rank.hm import eval_hm
-    from mmrec.rank.myntra import eval_myntra
+    from mmrec.rank.myntra_train import eval_myntra
 
     evaluators = {**EVALUATORS, "hm": ("ranker_hm", eval_hm), "myntra-sim": ("ranker", eval_myntra)}
     chosen = datasets or list(evaluators)

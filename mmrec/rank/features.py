@@ -208,13 +208,20 @@ class FeatureSet:
         return self.X[:, self.names.index(name)]
 
 
+_CHECKED: set[tuple[str, ...]] = set()  # name lists already checked (serving builds one per request)
+
+
 def check_no_leakage(names: Sequence[str]) -> None:
     """Refuse feature names built from review-time fields (rating, fit, ...): they leak labels."""
+    key = tuple(names)
+    if key in _CHECKED:
+        return
     bad = [n for n in names for f in REVIEW_TIME_FIELDS if n == f or n.startswith(f + "_")
            or n.endswith("_" + f)]
     if bad:
         raise ValueError(f"features {bad} come from review-time fields {list(REVIEW_TIME_FIELDS)}; "
                          f"they are written after the event and would leak the label")
+    _CHECKED.add(key)
 
 
 def stack(columns: dict[str, np.ndarray], categorical: Sequence[str] = ()) -> FeatureSet:
@@ -223,3 +230,31 @@ def stack(columns: dict[str, np.ndarray], categorical: Sequence[str] = ()) -> Fe
     for j, n in enumerate(names):
         X[:, j] = columns[n]
     return FeatureSet(X, names, [c for c in categorical if c in columns])
+
+
+def prefix_counts(ev_user: np.ndarray, ev_ts: np.ndarray, ev_code: np.ndarray, n_values: int,
+                  q_user: np.ndarray, q_ts: np.ndarray
+                  ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Per query, the user's events strictly before ``q_ts``: counts by code, total, last ts.
+
+    Returns ``(counts [n_q, n_values], n_before [n_q], last_ts [n_q] (int64, -1 if none))``.
+    Codes < 0 count in the total but in no column. Vectorised: one sort, one cumulative sum.
+    """
+    ev_user = np.asarray(ev_user, np.int64)
+    ev_ts = np.asarray(ev_ts, np.int64)
+    ev_code = np.asarray(ev_code, np.int64)
+    q_user = np.asarray(q_user, np.int64)
+    q_ts = np.asarray(q_ts, np.int64)
+    order = np.lexsort((ev_ts, ev_user))
+    u, t, c = ev_user[order], ev_ts[order], ev_code[order]
+    cum = np.zeros((len(u) + 1, n_values), np.float32)
+    ok = c >= 0
+    np.add.at(cum, (np.nonzero(ok)[0] + 1, c[ok]), 1.0)
+    np.cumsum(cum, axis=0, out=cum)
+    all_ts = np.unique(np.concatenate([t, q_ts]))
+    key = (u << 32) | np.searchsorted(all_ts, t)
+    start = np.searchsorted(key, q_user << 32, side="left")
+    end = np.searchsorted(key, (q_user << 32) | np.searchsorted(all_ts, q_ts), side="left")
+    end = np.maximum(end, start)
+    last = np.where(end > start, t[np.clip(end - 1, 0, None)] if len(t) else -1, -1)
+    return cum[end] - cum[start], (end - start).astype(np.float32), last.astype(np.int64)

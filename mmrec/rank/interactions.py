@@ -361,7 +361,8 @@ def ingest_source(source: str, path: str | Path | None, cfg: RankConfig,
 
 def write_tables(store: ArtifactStore, source: str, tables: SourceTables, cfg: RankConfig, *,
                  key_fingerprint: str | None, inputs: list[Path] = (),
-                 extra_files: dict[str, pa.Table] | None = None) -> Artifact:
+                 extra_files: dict[str, pa.Table] | None = None,
+                 artifact_inputs: list[Artifact] = ()) -> Artifact:
     with store.write(kind_of(source), config=cfg.model_dump(mode="json"),
                      schema_version=SCHEMA_VERSION) as w:
         pq.write_table(tables.interactions, w.path / INTERACTIONS_FILE, compression="zstd")
@@ -373,6 +374,8 @@ def write_tables(store: ArtifactStore, source: str, tables: SourceTables, cfg: R
         for p in inputs:
             p = Path(p)
             w.add_input(p, sha256=sha256_file(p) if p.is_file() else None)
+        for a in artifact_inputs:
+            w.add_artifact_input(a)
         inter = tables.interactions
         events = pc.value_counts(inter["event"]).to_pylist()
         w.metrics = {
@@ -384,6 +387,7 @@ def write_tables(store: ArtifactStore, source: str, tables: SourceTables, cfg: R
         }
         w.extra["source"] = source
         w.extra["pseudonym_key_fingerprint"] = key_fingerprint
+        w.extra["simulated"] = source == "sim"
         w.extra["notes"] = json.loads(json.dumps(tables.notes, default=str))
     return store.load(kind_of(source), w.version)
 

@@ -105,7 +105,7 @@ class Calibrator:
     def __call__(self, s: np.ndarray) -> np.ndarray:
         s = np.asarray(s, np.float64)
         if self.method == "platt":
-            return 1.0 / (1.0 + np.exp(-(self.a * s + self.b)))
+            return 1.0 / (1.0 + np.exp(-np.clip(self.a * s + self.b, -50, 50)))
         return np.interp(s, self.x, self.y)
 
     def to_json(self) -> str:
@@ -118,23 +118,35 @@ class Calibrator:
 
 
 def fit_platt(scores: np.ndarray, labels: np.ndarray, iters: int = 100) -> Calibrator:
-    """Logistic fit of labels on one score by Newton's method (Platt's target smoothing)."""
+    """Logistic fit of labels on one score: damped Newton from the constant model.
+
+    Platt's (1999) soft targets keep the fit finite when the classes separate.
+    """
     s = np.asarray(scores, np.float64)
-    y = (np.asarray(labels) > 0).astype(np.float64)
-    n_pos, n_neg = y.sum(), len(y) - y.sum()
-    # Platt (1999): soft targets keep the fit finite when the classes separate
-    t = np.where(y > 0, (n_pos + 1) / (n_pos + 2), 1 / (n_neg + 2))
-    a, b = 1.0, float(np.log((n_pos + 1) / (n_neg + 1)))
+    y = np.asarray(labels) > 0
+    n_pos, n_neg = float(y.sum()), float((~y).sum())
+    t = np.where(y, (n_pos + 1) / (n_pos + 2), 1 / (n_neg + 2))
+
+    def nll(a: float, b: float) -> float:
+        z = a * s + b
+        return float(np.sum(np.logaddexp(0, z) - t * z))
+
+    a, b = 0.0, float(np.log((n_pos + 1) / (n_neg + 1)))
+    cur = nll(a, b)
     for _ in range(iters):
-        z = np.clip(a * s + b, -35, 35)
-        p = 1.0 / (1.0 + np.exp(-z))
+        p = 1.0 / (1.0 + np.exp(-np.clip(a * s + b, -35, 35)))
         g = np.array([np.sum((p - t) * s), np.sum(p - t)])
         w = p * (1 - p) + 1e-12
         h = np.array([[np.sum(w * s * s), np.sum(w * s)], [np.sum(w * s), np.sum(w)]])
         step = np.linalg.solve(h + 1e-9 * np.eye(2), g)
-        a, b = a - step[0], b - step[1]
-        if np.abs(step).max() < 1e-9:
+        lr = 1.0
+        while lr > 1e-6 and nll(a - lr * step[0], b - lr * step[1]) > cur:
+            lr /= 2  # halve until the likelihood improves: Newton alone can overshoot
+        a, b = a - lr * step[0], b - lr * step[1]
+        new = nll(a, b)
+        if cur - new < 1e-10 * max(1.0, abs(cur)):
             break
+        cur = new
     return Calibrator("platt", a=float(a), b=float(b))
 
 

@@ -1,0 +1,146 @@
+"""`mmrec rank ingest | simulate | train | eval | bench | user`: the propensity ranker."""
+
+from __future__ import annotations
+
+import json
+import sys
+import time
+from pathlib import Path
+
+from mmrec.commands import add_config_args, stage_config
+
+DATASETS = ("rtr", "hm", "myntra-sim")
+
+
+def register(sub) -> None:
+    p = sub.add_parser("rank", help="interactions, simulated logs, LightGBM ranker, evaluation")
+    s = p.add_subparsers(dest="rank_command", metavar="SUBCOMMAND")
+    s.required = True
+
+    ing = s.add_parser("ingest", help="real interactions -> interactions_<source> artifact "
+                                      "(user ids pseudonymised with a keyed hash)")
+    ing.add_argument("--source", choices=("rtr", "hm"), required=True)
+    ing.add_argument("--path", type=Path, default=None,
+                     help="rtr: interactions.parquet; hm: folder with the *_sample.parquet files "
+                          "(default: under rank.shared_data)")
+    add_config_args(ing)
+    ing.set_defaults(handler=_ingest)
+
+    sim = s.add_parser("simulate", help="SIMULATED users and logs over the items artifact")
+    sim.add_argument("--items", default=None, help="items version (default: CURRENT)")
+    add_config_args(sim)
+    sim.set_defaults(handler=_simulate)
+
+    tr = s.add_parser("train", help="train lambdarank + binary propensity models")
+    tr.add_argument("--dataset", choices=DATASETS, required=True,
+                    help="myntra-sim writes kind 'ranker' (served); rtr/hm write ranker_rtr/ranker_hm")
+    tr.add_argument("--interactions", default=None, help="interactions version (default: CURRENT)")
+    add_config_args(tr)
+    tr.set_defaults(handler=_train)
+
+    ev = s.add_parser("eval", help="offline evaluation -> artifacts/rank_eval/<version>/metrics.json")
+    ev.add_argument("--dataset", choices=DATASETS, action="append", default=None,
+                    help="repeatable; default: every dataset with a trained model")
+    add_config_args(ev)
+    ev.set_defaults(handler=_eval)
+
+    b = s.add_parser("bench", help="latency of Ranker.score for one request (p50/p99, one core)")
+    b.add_argument("--version", default=None, help="ranker version (default: CURRENT)")
+    b.add_argument("--candidates", type=int, default=None)
+    b.add_argument("--requests", type=int, default=None)
+    b.add_argument("--cpu", type=int, default=0, help="pin the process to this core (-1: no pinning)")
+    add_config_args(b)
+    b.set_defaults(handler=_bench)
+
+    u = s.add_parser("user", help="print a (simulated) user's profile and recent history")
+    u.add_argument("user_id", nargs="?", default=None, help="default: list a few ids")
+    u.add_argument("--limit", type=int, default=10)
+    u.set_defaults(handler=_user)
+
+
+def _cfg(args):
+    return stage_config(args, "rank")
+
+
+def _ingest(args) -> int:
+    from mmrec.artifacts import ArtifactStore
+    from mmrec.rank.interactions import ingest_source
+
+    t0 = time.perf_counter()
+    art = ingest_source(args.source, args.path, _cfg(args), ArtifactStore(args.artifacts))
+    m = art.metrics
+    print(f"{art.kind}/{art.version}: {m['interactions']} interactions, {m['users']} users "
+          f"(pseudonymised), {m['items']} items, {m['ts_min'][:10]}..{m['ts_max'][:10]} "
+          f"({time.perf_counter() - t0:.1f}s)", file=sys.stderr)
+    print(art.version)
+    return 0
+
+
+def _simulate(args) -> int:
+    from mmrec.artifacts import ArtifactStore
+    from mmrec.rank.simulator import run_simulation
+
+    t0 = time.perf_counter()
+    art = run_simulation(ArtifactStore(args.artifacts), _cfg(args), items_version=args.items)
+    n = art.manifest.get("notes", {})
+    print(f"{art.kind}/{art.version} (SIMULATED): {n.get('users')} users, {n.get('requests')} "
+          f"requests, {n.get('clicks')} clicks, {n.get('purchases')} purchases, CTR {n.get('ctr')} "
+          f"({time.perf_counter() - t0:.1f}s)", file=sys.stderr)
+    print(art.version)
+    return 0
+
+
+def _train(args) -> int:
+    from mmrec.artifacts import ArtifactStore
+    from mmrec.rank.train import train
+
+    t0 = time.perf_counter()
+    art = train(args.dataset, ArtifactStore(args.artifacts), _cfg(args), interactions=args.interactions)
+    print(f"{art.kind}/{art.version} written in {time.perf_counter() - t0:.1f}s; top features: "
+          f"{art.metrics['top_features']}", file=sys.stderr)
+    print(art.version)
+    return 0
+
+
+def _eval(args) -> int:
+    from mmrec.artifacts import ArtifactStore
+    from mmrec.rank.evaluate import run_eval
+
+    art, results = run_eval(ArtifactStore(args.artifacts), _cfg(args), datasets=args.dataset)
+    print(json.dumps(art.metrics, indent=1))
+    print(f"wrote {art.path / 'metrics.json'}", file=sys.stderr)
+    return 0
+
+
+def _bench(args) -> int:
+    from mmrec.artifacts import ArtifactStore
+    from mmrec.rank.bench import run_bench
+
+    cfg = _cfg(args)
+    if args.candidates:
+        cfg.bench.candidates = args.candidates
+    if args.requests:
+        cfg.bench.requests = args.requests
+    art = run_bench(ArtifactStore(args.artifacts), cfg, version=args.version,
+                    cpu=None if args.cpu < 0 else args.cpu)
+    print(json.dumps(art.metrics, indent=1))
+    return 0
+
+
+def _user(args) -> int:
+    from mmrec.artifacts import ArtifactStore
+    from mmrec.errors import InputError
+    from mmrec.rank.users import UserStore
+
+    users = UserStore.load(ArtifactStore(args.artifacts))
+    if args.user_id is None:
+        print(f"{len(users)} SIMULATED users (interactions_sim/{users.version}); e.g. "
+              + ", ".join(users.ids()[:5]))
+        return 0
+    prof = users.get(args.user_id)
+    if prof is None:
+        raise InputError(f"no user {args.user_id!r}; list some with `mmrec rank user`")
+    print(prof.model_dump_json(indent=1, exclude={"history_counts"}))
+    for h in users.history(args.user_id, args.limit):
+        print(json.dumps(h))
+    return 0
