@@ -188,6 +188,7 @@ class Recommender:
         self.load_notes = list(notes or [])
         self._cache = _LRU(self.cfg.recall_cache_size)
         self._allowed: dict[tuple[str, str], np.ndarray] = {}
+        self._genders_ok: dict[tuple[str, ...], np.ndarray] = {}
         v = {"items": items.version, "scenes": scenes.version,
              "outfit_priors": priors.version if priors else "absent",
              "ranker": getattr(ranker, "version", "?") if ranker else "absent (recall order)",
@@ -386,6 +387,14 @@ class Recommender:
             self._allowed[key] = m
         return m
 
+    def _gender_mask(self, genders: tuple[str, ...]) -> np.ndarray:
+        m = self._genders_ok.get(genders)
+        if m is None:
+            codes = {"men": 1, "women": 2, "boys": 3, "girls": 4}
+            allowed = [0] + [codes[g] for g in genders if g in codes]  # 0: unisex or unknown
+            m = self._genders_ok[genders] = np.isin(self.items.gender, allowed)
+        return m
+
     def warm(self) -> "Recommender":
         """Precompute per-scene masks and scene fit so that no request pays for them."""
         for scene in self.scenes.scenes.values():
@@ -401,9 +410,7 @@ class Recommender:
         if f.in_stock_only:
             m &= self.items.in_stock
         if genders is not None:
-            codes = {"men": 1, "women": 2, "boys": 3, "girls": 4}
-            allowed = [0] + [codes[g] for g in genders if g in codes]
-            m &= np.isin(self.items.gender, allowed)
+            m &= self._gender_mask(tuple(genders))
         if f.price_max is not None or f.budget is not None:
             cap = min(x for x in (f.price_max, f.budget) if x is not None)
             m &= ~np.isnan(self.items.price) & (np.nan_to_num(self.items.price, nan=np.inf) <= cap)

@@ -11,6 +11,8 @@ outfit is chosen its items leave the pools and the search runs again.
 
 from __future__ import annotations
 
+import threading
+from collections import OrderedDict
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -23,6 +25,26 @@ from mmrec.outfit.items import ItemTable
 from mmrec.outfit.scenes import Scene
 
 _NEG = -1e30
+
+
+class _LRU:
+    """A small thread-safe LRU map (requests run in a thread pool)."""
+
+    def __init__(self, size: int):
+        self.size, self._d, self._lock = size, OrderedDict(), threading.Lock()
+
+    def get(self, key):
+        with self._lock:
+            v = self._d.get(key)
+            if v is not None:
+                self._d.move_to_end(key)
+            return v
+
+    def put(self, key, value) -> None:
+        with self._lock:
+            self._d[key] = value
+            while len(self._d) > self.size:
+                self._d.popitem(last=False)
 
 
 class ComposeConfig(StrictModel):
@@ -104,11 +126,13 @@ def scene_fit(scene: Scene, items: ItemTable, positions: np.ndarray | range,
 class Composer:
     """Beam search over slot templates for one catalog version."""
 
-    def __init__(self, items: ItemTable, compat: CompatScorer, cfg: ComposeConfig | None = None):
+    def __init__(self, items: ItemTable, compat: CompatScorer, cfg: ComposeConfig | None = None,
+                 pair_cache_size: int = 512):
         self.items = items
         self.compat = compat
         self.cfg = cfg or ComposeConfig()
         self._fit: dict[str, np.ndarray] = {}
+        self._pairs = _LRU(pair_cache_size)
 
     def scene_fit(self, scene: Scene) -> np.ndarray:
         """Scene fit of every catalog item (computed once per scene)."""
@@ -137,39 +161,42 @@ class Composer:
             templates = with_anchor or templates
         if not templates:
             return []
-        # Per-slot pools: best pool_per_slot by item score.
+        fit_all = self.scene_fit(scene)
+        # Per slot: the best pool_per_slot candidates by item score enter the search.
         prepared: dict[str, dict[str, Any]] = {}
         for slot in {s for t in templates for s in t}:
             pool = pools[slot]
-            fit = self.scene_fit(scene)[pool.positions]
+            fit = fit_all[pool.positions]
             prop = np.clip(pool.propensity.astype(np.float32), 1e-6, 1.0)
             score = prop ** cfg.w_propensity * fit ** cfg.w_scene
             keep = np.argsort(-score, kind="stable")[: max(cfg.pool_per_slot, k if not allow_repeats else 1)]
             pos = pool.positions[keep]
             prepared[slot] = {
-                "positions": pos, "score": score[keep], "prop": prop[keep], "fit": fit[keep],
-                "features": Features.of_items(self.items, pos),
-                "price": self.items.price[pos],
+                "pool": pool.positions, "keep": keep, "positions": pos, "score": score[keep],
+                "log": np.log(score[keep]).astype(np.float64), "prop": prop[keep], "fit": fit[keep],
+                "family": self.items.colour_family[pos], "neutral": self.items.neutral[pos],
+                "price": self.items.price[pos], "free": np.ones(len(pos), dtype=bool),
             }
-        pair_cache: dict[tuple[str, str], tuple[np.ndarray, np.ndarray]] = {}
+        pair_cache: dict[tuple[str, str], np.ndarray] = {}
 
-        def pair(sa: str, sb: str) -> tuple[np.ndarray, np.ndarray]:
-            key = (sa, sb)
-            if key not in pair_cache:
-                fa, fb = prepared[sa]["features"], prepared[sb]["features"]
-                pair_cache[key] = (self.compat.pair(fa, fb), CompatScorer.gender_ok(fa, fb))
-            return pair_cache[key]
+        def pair(sa: str, sb: str) -> np.ndarray:
+            """Compatibility of the kept candidates of two slots; -inf where genders clash."""
+            m = pair_cache.get((sa, sb))
+            if m is None:
+                a, b = prepared[sa], prepared[sb]
+                full = self._pair_matrix(a["pool"], b["pool"])
+                m = pair_cache[(sa, sb)] = full[np.ix_(a["keep"], b["keep"])]
+            return m
 
-        anchor_terms: dict[str, tuple[np.ndarray, np.ndarray]] = {}
+        anchor_terms: dict[str, np.ndarray] = {}
         if anchor is not None:
             for slot, p in prepared.items():
                 if slot == anchor.slot:
                     continue  # a look-alike of the photo is worn instead of it, not with it
-                anchor_terms[slot] = (self.compat.pair(anchor.features, p["features"])[0],
-                                      CompatScorer.gender_ok(anchor.features, p["features"])[0])
+                f = Features.of_items(self.items, p["positions"])
+                m = self.compat.pair(anchor.features, f)[0].astype(np.float64)
+                anchor_terms[slot] = np.where(CompatScorer.gender_ok(anchor.features, f)[0], m, -np.inf)
 
-        for p in prepared.values():
-            p["free"] = np.ones(len(p["positions"]), dtype=bool)  # not yet used by an outfit
         outfits: list[Outfit] = []
         seen: set[frozenset[int]] = set()
         # Best outfit per template; a template is searched again only when the last chosen
@@ -196,42 +223,54 @@ class Composer:
                     del cache[ti]
         return outfits
 
+    def _pair_matrix(self, pos_a: np.ndarray, pos_b: np.ndarray) -> np.ndarray:
+        """Pair compatibility of two candidate sets (float64, -inf where genders clash).
+
+        Candidate sets repeat across requests (recall results are cached per scene and slot;
+        only the ranking differs per shopper), so whole-set matrices are memoised.
+        """
+        key = (len(pos_a), hash(pos_a.tobytes()), len(pos_b), hash(pos_b.tobytes()))
+        m = self._pairs.get(key)
+        if m is None:
+            fa, fb = Features.of_items(self.items, pos_a), Features.of_items(self.items, pos_b)
+            m = np.where(CompatScorer.gender_ok(fa, fb), self.compat.pair(fa, fb).astype(np.float64),
+                         -np.inf)
+            self._pairs.put(key, m)
+        return m
+
     def _search(self, scene: Scene, template: list[str], prepared: dict[str, dict[str, Any]],
-                pair, anchor_terms, seen: set[frozenset[int]],
+                pair, anchor_terms: dict[str, np.ndarray], seen: set[frozenset[int]],
                 max_total_price: float | None) -> Outfit | None:
         cfg = self.cfg
         n_slots = len(template)
         n_anchor = 0  # pairs formed with the photo so far
-        # beam state: chosen pool indices [B, t], sums of log item scores, of pair scores, price
-        idx = np.zeros((1, 0), dtype=np.int64)
-        log_items = np.zeros(1, dtype=np.float64)
-        pair_sum = np.zeros(1, dtype=np.float64)
+        idx = np.zeros((1, 0), dtype=np.int64)  # beam: chosen kept-candidate index per slot
+        log_items = np.zeros(1, dtype=np.float64)  # sum of log item scores
+        pair_sum = np.zeros(1, dtype=np.float64)  # sum of pair compatibilities (-inf: clash)
         price = np.zeros(1, dtype=np.float64)
         width = cfg.beam_width
         final_pool = max(width, 4 * len(seen) + 4)  # room to skip outfits already returned
         for t, slot in enumerate(template):
             p = prepared[slot]
             n = len(p["positions"])
-            ok = np.repeat(p["free"][None, :], len(idx), axis=0)
-            new_pairs = pair_sum[:, None].repeat(n, axis=1)
+            new_pairs = pair_sum[:, None]
             for s in range(t):
-                m, g = pair(template[s], slot)
-                new_pairs = new_pairs + m[idx[:, s]]
-                ok &= g[idx[:, s]]
+                new_pairs = new_pairs + pair(template[s], slot)[idx[:, s]]
             if slot in anchor_terms:
-                a_m, a_g = anchor_terms[slot]
-                new_pairs = new_pairs + a_m[None, :]
-                ok &= a_g[None, :]
+                new_pairs = new_pairs + anchor_terms[slot][None, :]
                 n_anchor += 1
-            new_price = price[:, None] + p["price"][None, :]
-            if max_total_price is not None:
-                ok &= ~(new_price > max_total_price)  # NaN prices were removed by the caller
-            new_log = log_items[:, None] + np.log(p["score"])[None, :]
+            new_pairs = np.broadcast_to(new_pairs, (len(idx), n))
+            new_log = log_items[:, None] + p["log"][None, :]
             n_pairs = t * (t + 1) // 2 + n_anchor
-            mean_pair = new_pairs / max(n_pairs, 1)
-            obj = new_log / (t + 1) + cfg.w_compat * np.log(np.maximum(mean_pair, 1e-6)) * (n_pairs > 0)
-            obj = np.where(ok, obj, _NEG)
-            flat = obj.ravel()
+            if n_pairs:
+                obj = new_log / (t + 1) + cfg.w_compat * np.log(np.maximum(new_pairs / n_pairs, 1e-6))
+            else:
+                obj = new_log / (t + 1)
+            ok = np.isfinite(new_pairs) & p["free"][None, :]
+            if max_total_price is not None:
+                new_price = price[:, None] + p["price"][None, :]
+                ok &= ~(new_price > max_total_price)  # NaN prices were removed by the caller
+            flat = np.where(ok, obj, _NEG).ravel()
             keep_n = width if t < n_slots - 1 else final_pool
             cand = np.argsort(-flat, kind="stable")[:keep_n]
             cand = cand[flat[cand] > _NEG / 2]
@@ -239,11 +278,13 @@ class Composer:
                 return None
             b, j = np.divmod(cand, n)
             idx = np.concatenate([idx[b], j[:, None]], axis=1)
-            log_items, pair_sum, price = new_log[b, j], new_pairs[b, j], new_price[b, j]
+            log_items, pair_sum = new_log[b, j], new_pairs[b, j]
+            if max_total_price is not None:
+                price = new_price[b, j]
         n_pairs = n_slots * (n_slots - 1) // 2 + n_anchor
         compat = pair_sum / max(n_pairs, 1)
-        fams = np.stack([prepared[s]["features"].family[idx[:, c]] for c, s in enumerate(template)], 1)
-        neus = np.stack([prepared[s]["features"].neutral[idx[:, c]] for c, s in enumerate(template)], 1)
+        fams = np.stack([prepared[s]["family"][idx[:, c]] for c, s in enumerate(template)], 1)
+        neus = np.stack([prepared[s]["neutral"][idx[:, c]] for c, s in enumerate(template)], 1)
         accent = self.compat.accent_factors(fams, neus, scene.colours.max_accents)
         score = np.exp(log_items / n_slots) * np.maximum(compat, 1e-6) ** cfg.w_compat * accent
         for row in np.argsort(-score, kind="stable"):

@@ -17,6 +17,7 @@ fails falls back to the plain template, which is verified the same way.
 
 from __future__ import annotations
 
+import functools
 import re
 from collections import Counter
 from dataclasses import dataclass, field
@@ -52,6 +53,11 @@ SOURCE_MARKERS = {
     "our tagger": "model", "similar to your photo": "recall:image",
     "matches your search": "recall:query",
 }
+
+
+# normalize() is a regex pipeline; texts repeat the same few hundred terms, so memoise it.
+_norm = functools.lru_cache(maxsize=65_536)(normalize)
+_MARKERS = [(re.compile(rf"\b{re.escape(normalize(m))}\b"), m, src) for m, src in SOURCE_MARKERS.items()]
 
 
 class Fact(StrictModel):
@@ -151,6 +157,7 @@ class Explainer:
             add(phrase, "colour_harmony", key)
         self._vocab = vocab
         self._max_ngram = max(len(k.split()) for k in vocab)
+        self._rule_cache: dict[tuple, frozenset[str]] = {}
 
     # ------------------------------------------------------------------ generation
     def explain(self, items: ItemTable, item_ids: list[str], ctx: ExplainContext) -> Explanation:
@@ -266,16 +273,25 @@ class Explainer:
         return facts, sentences
 
     def _rules_held(self, items: ItemTable, item_ids: list[str], sc: Scene) -> list[str]:
+        """Reasons of the scene rules that every item they apply to satisfies (catalog truth)."""
         held: list[str] = []
         rows = [items.row(i) for i in item_ids]
+        satisfied = [self._satisfied(items, sc, row) for row in rows]
         for r in [*sc.must, *sc.must_not]:
-            applicable = [row for row in rows if r.applies_to(row["slot"])]
-            if not applicable:
-                continue
-            reasons = [{x.reason for x in sc.satisfied_rules(row)} for row in applicable]
-            if all(r.reason in s for s in reasons) and r.reason not in held:
+            applicable = [ok for row, ok in zip(rows, satisfied) if r.applies_to(row["slot"])]
+            if applicable and all(r.reason in ok for ok in applicable) and r.reason not in held:
                 held.append(r.reason)
         return held
+
+    def _satisfied(self, items: ItemTable, sc: Scene, row: dict) -> frozenset[str]:
+        # per catalog version, scene and item: rows are immutable within an ItemTable
+        key = (id(items), items.version, sc.name, row["item_id"])
+        hit = self._rule_cache.get(key)
+        if hit is None:
+            if len(self._rule_cache) > 200_000:
+                self._rule_cache.clear()
+            hit = self._rule_cache[key] = frozenset(x.reason for x in sc.satisfied_rules(row))
+        return hit
 
     # ------------------------------------------------------------------ verification
     def verify(self, text: str, facts: list[Fact], *, items: ItemTable | None = None,
@@ -307,7 +323,7 @@ class Explainer:
         values = index.values
         quoted = re.findall(r'"([^"]*)"', sent)
         for q in quoted:
-            if normalize(q) not in values:
+            if _norm(q) not in values:
                 out.append(f"quoted {q!r} is not a fact")
         bare = re.sub(r'"[^"]*"', " ", sent)
         for pct in re.findall(r"(\d+(?:\.\d+)?)\s*%", bare):
@@ -327,18 +343,18 @@ class Explainer:
         routes = {f.value for f in facts if f.field == "recall_route" and f.item_id in mentioned_items}
         if "image" in routes:
             backed_sources.add("recall:image")
-        if routes - {"image"} and any(normalize(f.value) in map(normalize, quoted)
+        if routes - {"image"} and any(_norm(f.value) in map(_norm, quoted)
                                       for f in facts if f.field == "query"):
             backed_sources.add("recall:query")
-        low = normalize(bare)
-        for marker, source in SOURCE_MARKERS.items():
-            if re.search(rf"\b{re.escape(normalize(marker))}\b", low) and source not in backed_sources:
+        low = _norm(bare)
+        for pattern, marker, source in _MARKERS:
+            if source not in backed_sources and pattern.search(low):
                 out.append(f"claims {marker!r} but no {source} fact backs the statement")
         return out
 
     def mentions(self, text: str) -> list[tuple[str, set[tuple[str, str]]]]:
         """Vocabulary mentions in ``text``, longest first: (surface term, {(field, value)})."""
-        words = normalize(text).split()
+        words = _norm(text).split()
         out = []
         i = 0
         while i < len(words):
@@ -396,15 +412,15 @@ class _FactIndex:
     """Facts by (vocabulary field, normalised value) for fast statement checks."""
 
     def __init__(self, facts: list[Fact]):
-        self.values = {normalize(f.value) for f in facts}
+        self.values = {_norm(f.value) for f in facts}
         self._by: dict[tuple[str, str], list[Fact]] = {}
         for f in facts:
-            key = normalize(f.value)
+            key = _norm(f.value)
             for fld in _vocab_fields(f.field):
                 self._by.setdefault((fld, key), []).append(f)
 
     def lookup(self, fld: str, value: str) -> list[Fact]:
-        return self._by.get((fld, normalize(value)), [])
+        return self._by.get((fld, _norm(value)), [])
 
 
 def _vocab_fields(fact_field: str) -> tuple[str, ...]:
