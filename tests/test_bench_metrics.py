@@ -135,5 +135,8 @@ def test_text_case_and_ranking_probe(truth):
     assert r["obs"]["text_match"] == [1.0]
     assert r["obs"]["recall.text_p@10"] == [pytest.approx(1 / 3)]
     assert r["obs"]["rank.ndcg@10"] == [1.0] and r["obs"]["rank.auc"] == [1.0]
+    miss = score_case(case.model_copy(update={"expect": {"colour": "red"}}), resp, truth)
+    assert miss["obs"]["text_match"] == [0.0]
+    assert [f["check"] for f in miss["outfits"][0]["failures"]] == ["text_query"]
     assert ranking_candidates(case, truth.personas["p"].model_copy(update={"heldout": []}),
                               sorted(truth.rows), 3) is None

@@ -32,7 +32,7 @@ GROUP_ORDER = ("outfits", "rules", "constraints", "style", "explanations", "rele
                "ranking", "tagging", "latency")
 # Failures a merchandiser must see first: broken dress codes and wrong outfits before wording.
 SEVERITY = {"scene_rule": 0, "slot": 1, "template": 1, "unknown_item": 1, "gender": 2,
-            "budget": 2, "explanation": 3}
+            "budget": 2, "explanation": 3, "photo_match": 4, "text_query": 4}
 
 
 def _e(s: Any) -> str:

@@ -114,11 +114,22 @@ def score_case(case: Case, response: Mapping[str, Any], truth: Truth, *,
         _obs(obs, "compatibility", J.compatibility(rows, tax))
         _obs(obs, "diversity_within", J.diversity_within(rows, tax))
         if case.mode == "text":
-            _obs(obs, "text_match", J.judge_text_match(rows, case.expect))
+            hit = J.judge_text_match(rows, case.expect)
+            _obs(obs, "text_match", hit)
+            if hit is False:  # a relevance miss: shown in the gallery after the hard failures
+                fails.append(J.Failure("text_query", None, f"no item matches the typed query "
+                                                           f"{case.text!r} ({case.expect})"))
         if case.mode == "photo" and case.photo_item in truth.rows:
             photo_row = truth.rows[case.photo_item]
-            _obs(obs, "photo_category", J.judge_photo_match(pairs, photo_row, "category"))
+            same = J.judge_photo_match(pairs, photo_row, "category")
+            _obs(obs, "photo_category", same)
             _obs(obs, "photo_colour", J.judge_photo_match(pairs, photo_row, "colour"))
+            if same is False:
+                slot = J.truth_value(photo_row, "slot")
+                got = [str(r["item_id"]) for s_, r in pairs if s_ == slot]
+                fails.append(J.Failure("photo_match", got[0] if got else None,
+                                       f"the photo shows {J.truth_value(photo_row, 'category')!r}; "
+                                       f"the outfit's {slot} is not one"))
         expl = o.get("explanation") or {}
         text = expl.get("text") or ""
         _obs(obs, "explained", bool(text.strip()))
