@@ -242,10 +242,13 @@ class Recommender:
             notes.append("no outfit_priors artifact: compatibility without co-occurrence priors "
                          "(mmrec outfit priors --source ../shared/data/polyvore_outfits)")
         photo = PhotoModels()
+        extra_versions: dict[str, str] = {}
         if with_photo_models:
             photo, photo_notes = PhotoModels.from_store(
                 store, device=device, encoder=getattr(recall, "encoder", None))
             notes += photo_notes
+        else:  # photo responses carry the versions the photo deployment used
+            extra_versions = {"tagger": "photo deployment", "encoder": "photo deployment"}
         ranker = None
         if store.current_version("ranker"):
             from mmrec.rank.ranker import Ranker
@@ -260,8 +263,9 @@ class Recommender:
             users = UserStore.load(store)  # the simulated shoppers of the Myntra logs
         except (ImportError, ArtifactNotFound):
             notes.append("no user store: every request is anonymous")
-        versions = {"users": f"{users.version} (simulated)"} if users is not None and getattr(
-            users, "version", None) else None
+        versions = dict(extra_versions)
+        if users is not None and getattr(users, "version", None):
+            versions["users"] = f"{users.version} (simulated)"
         return cls(items, scenes, recall=recall, ranker=ranker, users=users, photo=photo,
                    priors=priors, config=cfg, taxonomy=tax, notes=notes, versions=versions,
                    users_simulated=users is not None).warm()

@@ -146,12 +146,25 @@ def _bench(args) -> int:
             raise InputError("--url needs --api-key or $MMREC_API_KEY")
         url, kind = args.url, "external"
     else:
-        from mmrec.serving.local import free_port
+        # the service runs in its own process (`mmrec serve`), so that the load generator's
+        # event loop never competes with the server for this process's GIL
+        from mmrec.serving.local import free_port, start_subprocess
+        from mmrec.serving.settings import new_key
 
-        settings, key = _settings(args, free_port())
+        key, port = os.environ.get("MMREC_API_KEY") or new_key(), free_port()
+        cmd = [sys.executable, "-m", "mmrec.cli", "--artifacts", str(args.artifacts),
+               "--profile", args.profile, "--quiet", "serve", "--port", str(port),
+               "--source", str(args.source)] + (["--no-ray"] if args.no_ray else [])
+        if args.config_dir is not None:
+            cmd[3:3] = ["--config-dir", str(args.config_dir)]
+        for o in args.overrides:
+            cmd += ["--set", o]
+        if args.config_file:
+            cmd += ["--config", args.config_file]
         print(f"starting the service ({'uvicorn' if args.no_ray else 'local Ray Serve'}) ...", file=sys.stderr)
         t_start = time.perf_counter()
-        server = _start(args, settings)
+        server = start_subprocess(cmd, f"http://127.0.0.1:{port}", key,
+                                  "uvicorn" if args.no_ray else "ray")
         url, kind = server.url, server.kind
         print(f"ready in {time.perf_counter() - t_start:.1f}s at {url}", file=sys.stderr)
     t0 = time.time()

@@ -122,6 +122,44 @@ def start_ray(settings: ServeSettings, *, serve_config: str | Path | None = None
     return LocalServer(url, "ray", _shutdown_ray, time.perf_counter() - t0)
 
 
+def start_subprocess(cmd: list[str], url: str, api_key: str, kind: str,
+                     timeout_s: float = 300.0) -> LocalServer:
+    """Run ``cmd`` (a `mmrec serve ...` command line) in its own process and wait for /readyz.
+
+    The key reaches the child through $MMREC_API_KEY, never its command line.
+    """
+    import subprocess
+
+    env = {**os.environ, "MMREC_API_KEY": api_key, "RAY_AUTH_MODE": os.environ.get("RAY_AUTH_MODE", "disabled")}
+    t0 = time.perf_counter()
+    proc = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+
+    def stop() -> None:
+        if proc.poll() is None:
+            proc.terminate()  # `mmrec serve` stops Serve and Ray on SIGTERM
+            try:
+                proc.wait(timeout=60)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
+
+    deadline = time.monotonic() + timeout_s
+    while True:
+        if proc.poll() is not None:
+            err = proc.stderr.read() if proc.stderr else ""
+            raise RuntimeError(f"the service exited with {proc.returncode}: {err[-2000:]}")
+        try:
+            wait_ready(url, timeout_s=1.0)
+            break
+        except TimeoutError:
+            if time.monotonic() > deadline:
+                stop()
+                raise
+    # drain stderr in the background so that a chatty server never blocks on a full pipe
+    threading.Thread(target=lambda: [None for _ in proc.stderr], daemon=True).start()
+    return LocalServer(url, kind, stop, time.perf_counter() - t0)
+
+
 def _shutdown_ray() -> None:
     import ray
     from ray import serve
