@@ -85,3 +85,27 @@ def test_genders_compatible():
     assert genders_compatible(["men", "unisex", None])
     assert not genders_compatible(["men", "women"])
     assert not genders_compatible(["boys", "men"])
+
+
+def test_rule_reasons_claim_no_attribute_value():
+    """Reasons are quoted in explanations; a value inside one ("casual") would read as a
+    claim about the outfit, so only the scene's own usages and seasons may appear."""
+    import re
+
+    from mmrec.taxonomy import default_taxonomy, normalize
+
+    tax = default_taxonomy()
+    fields = ("category", "colour", "pattern", "material", "fit", "sleeve", "neckline", "season", "usage")
+    terms = {}
+    for f in fields:
+        for v in tax.values(f):
+            key = normalize(v)
+            for form in {key, key[:-1] if key.endswith("s") else key + "s",
+                         key[:-2] if key.endswith("es") else key}:
+                terms.setdefault(form, v)
+    for sc in SceneBook.load().scenes.values():
+        allowed = set(sc.usages) | set(sc.seasons)
+        for r in [*sc.must, *sc.must_not]:
+            text = f" {normalize(r.reason)} "
+            named = {v for t, v in terms.items() if len(t) > 2 and re.search(rf"(?<= ){re.escape(t)}(?= )", text)}
+            assert named <= allowed, (sc.name, r.reason, named - allowed)
