@@ -117,8 +117,13 @@ class StageTrain(StrictModel):
     eval_steps: int | None = Field(500, ge=1, description="per-attribute val eval every N steps (null: at the end only)")
     eval_samples: int | None = Field(400, ge=1, description="val products per eval (null: all)")
     flip_prob: float = Field(0.5, ge=0, le=1, description="horizontal flip augmentation")
-    time_limit_min: float | None = Field(None, gt=0, description="stop early past this wall time")
+    time_budget_min: float | None = Field(
+        None, gt=0, description="wall-time budget: the cosine schedule runs over whichever of "
+                                "max_steps or this budget ends first, and training stops there")
     tasks: list[Literal["json", "single", "caption"]] = Field(default_factory=lambda: ["json", "single"])
+    lowercase_answers: bool = Field(
+        False, description="lowercase the target text (mini base stage: title words then share "
+                           "tokens with the lowercase taxonomy values the SFT stage predicts)")
 
 
 class DecodeSettings(StrictModel):
@@ -148,7 +153,7 @@ class SftConfig(StrictModel):
     dataset: str | None = Field(None, description="sft_dataset version or path (null: CURRENT)")
     model: ModelConfig = Field(default_factory=ModelConfig)
     base_stage: StageTrain = Field(
-        default_factory=lambda: StageTrain(tasks=["caption"], eval_steps=None, flip_prob=0.5),
+        default_factory=lambda: StageTrain(tasks=["caption"], eval_steps=None, lowercase_answers=True),
         description="mini only: image -> title captioning, full parameters (the 'pretraining')")
     lora_stage: StageTrain = Field(default_factory=StageTrain)
     lora: LoraSettings = Field(default_factory=LoraSettings)

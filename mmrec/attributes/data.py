@@ -30,9 +30,13 @@ class Example:
     record: dict[str, Any] | None = None
 
 
-def split_turns(record: dict[str, Any], processor) -> tuple[str, str]:
+def split_turns(record: dict[str, Any], processor, *, lowercase_answer: bool = False) -> tuple[str, str]:
     """The chat text of a record's prompt (ending with the generation prompt) and its answer."""
     msgs = chat_messages(record["messages"], len(record["images"]))
+    if lowercase_answer and msgs[-1]["role"] == "assistant":
+        msgs[-1] = {"role": "assistant",
+                    "content": [{**p, "text": p["text"].lower()} if p["type"] == "text" else p
+                                for p in msgs[-1]["content"]]}
     if msgs[-1]["role"] != "assistant":
         prompt = processor.apply_chat_template(msgs, add_generation_prompt=True, tokenize=False)
         return prompt, ""
@@ -45,7 +49,7 @@ def split_turns(record: dict[str, Any], processor) -> tuple[str, str]:
 
 
 def encode_records(records: Sequence[dict[str, Any]], processor, image_index: dict[str, int] | None = None,
-                   *, keep_records: bool = False) -> list[Example]:
+                   *, keep_records: bool = False, lowercase_answers: bool = False) -> list[Example]:
     """Tokenise records; identical prompt texts (most of them) are tokenised once."""
     tok = processor.tokenizer
     cache: dict[str, list[int]] = {}
@@ -59,7 +63,7 @@ def encode_records(records: Sequence[dict[str, Any]], processor, image_index: di
     for r in records:
         if len(r["images"]) != 1:
             raise ValueError(f"record {r.get('id')}: the tagger trains on one image per record, got {len(r['images'])}")
-        prompt, answer = split_turns(r, processor)
+        prompt, answer = split_turns(r, processor, lowercase_answer=lowercase_answers)
         path = r["images"][0]
         image = image_index[path] if image_index is not None else path
         out.append(Example(ids(prompt), tok(answer, add_special_tokens=False)["input_ids"] if answer else [],

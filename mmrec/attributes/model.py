@@ -82,10 +82,10 @@ def build_mini(arch: MiniArch, tokenizer, *, seed: int = 0):
     return model, build_processor(tokenizer, min_pixels=side, max_pixels=side)
 
 
-def mini_tokenizer(arch: MiniArch, texts: Iterable[str]):
+def mini_tokenizer(arch: MiniArch, texts: Iterable[str], atomic_words: Iterable[str] = ()):
     from mmrec.attributes.tokenizer import train_tokenizer
 
-    return train_tokenizer(texts, arch.vocab_size)
+    return train_tokenizer(texts, arch.vocab_size, atomic_words=atomic_words)
 
 
 def _dtype(name: str):

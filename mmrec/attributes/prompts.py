@@ -120,7 +120,7 @@ def tokenizer_corpus(prompts: PromptSet, fields: Sequence[str], values: Mapping[
     Repeated so that BPE merges whole template phrases (the system prompt becomes a few tokens
     instead of ~40 near-character ones) and JSON skeletons like ``", "colour": "``.
     """
-    fixed = [prompts.system, prompts.unknown, *prompts.caption_instructions,
+    fixed = ["system\n", "user\n", "assistant\n", prompts.system, prompts.unknown, *prompts.caption_instructions,
              *(prompts.json_instruction(fields, i) for i in range(len(prompts.json_instructions))),
              *(q for qs in prompts.single_questions.values() for q in qs)]
     for _ in range(repeats):

@@ -109,7 +109,8 @@ def build_dataset(store: ArtifactStore, cfg: SftDataConfig, *, taxonomy: Taxonom
     train, lookalike = cap_lookalike_clusters(by_split["train"], cfg.dedup.lookalike_fields,
                                               cfg.dedup.max_per_lookalike_cluster, rng)
     s = cfg.sampling
-    sampled, sampling_stats = resample(train, s.balance_fields, s.temperature, s.max_repeat, s.size, rng)
+    sampled, sampling_stats = resample(train, s.balance_fields, s.temperature, s.min_repeat,
+                                       s.max_repeat, round(s.size_factor * len(train)), rng)
     copies: dict[str, int] = {}
     for p in sampled:
         copies[p.item_id] = copies.get(p.item_id, 0) + 1

@@ -30,7 +30,7 @@ class Fingerprint:
     layout: int             # 16-bit 4x4 luminance layout (above/below the mean)
 
 
-def fingerprint(img: "Image.Image", sha256: str | None, *, hash_size: int = 8,
+def fingerprint(img: "Image.Image", sha256: str | None, *, hash_size: int = 16,
                 path: str | None = None) -> Fingerprint:
     """Hashes of a decoded image; ``sha256`` of the encoded bytes is computed from ``path`` if absent."""
     import imagehash
@@ -40,22 +40,30 @@ def fingerprint(img: "Image.Image", sha256: str | None, *, hash_size: int = 8,
             raise ValueError("fingerprint needs the image's sha256 or its path")
         sha256 = hashlib.sha256(Path(path).read_bytes()).hexdigest()
     bits = imagehash.phash(img, hash_size=hash_size).hash.flatten()
-    words = tuple(int("".join("1" if b else "0" for b in bits[i:i + 64]), 2)
-                  for i in range(0, bits.size, 64))
+    padded = np.zeros(-(-bits.size // 64) * 64, dtype=np.uint8)
+    padded[:bits.size] = bits
+    words = tuple(int(w) for w in np.packbits(padded).view(">u8"))
     small = np.asarray(img.convert("L").resize((4, 4)), dtype=np.float32).flatten()
     layout = int(sum(1 << i for i, v in enumerate(small > small.mean()) if v))
     return Fingerprint(sha256, words, layout)
 
 
 def drop_exact_duplicates(products: list["Product"]) -> tuple[list["Product"], int]:
-    """Keep one product per image sha256 (most labels, then smallest id); return kept, dropped count."""
+    """Keep one product per image sha256; return kept, dropped count.
+
+    The representative is a held-out (test) product if there is one, so that the test split
+    stays the project-wide held-out set; then the best-labelled one, then the smallest id.
+    """
+    from mmrec.splits import split_of
+
+    priority = {"test": 0, "val": 1, "train": 2}
     by_sha: dict[str, list[Product]] = defaultdict(list)
     for p in products:
         sha = p.fp.sha256 if p.fp is not None else p.image_sha256
         by_sha[sha or f"nosha:{p.item_id}"].append(p)
     kept = []
     for group in by_sha.values():
-        group.sort(key=lambda p: (-p.n_labels(), len(p.item_id), p.item_id))
+        group.sort(key=lambda p: (priority[split_of(p.item_id)], -p.n_labels(), len(p.item_id), p.item_id))
         kept.append(group[0])
     kept.sort(key=lambda p: (len(p.item_id), p.item_id))
     return kept, len(products) - len(kept)

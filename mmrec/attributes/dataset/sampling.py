@@ -2,9 +2,10 @@
 
 Myntra has ~1,000 T-shirts and a handful of rain jackets; trained on the natural mix a small
 model learns "T-shirt" and little else. Each product gets a weight prod_f freq_f(value)**(T-1)
-over the balance fields, so a class's expected share becomes ~freq**T (T=1 keeps the mix,
-T=0 would make classes uniform); no product is repeated more than ``max_repeat`` times, which
-bounds how much a rare class can be over-fit. Val and test keep the natural mix: they measure
+over the balance fields, so a class's expected share moves towards ~freq**T (T=1 keeps the
+mix, T=0 would make classes uniform). ``min_repeat`` 1 keeps every product at least once (the
+catalog is small; dropping T-shirts would throw information away) and ``max_repeat`` bounds how
+much a rare class can be over-fit; the extra records (``size_factor``) go to rare classes. Val and test keep the natural mix: they measure
 what the tagger will meet.
 """
 
@@ -41,8 +42,13 @@ def class_balance(values: Sequence[str | None], top: int = 8) -> dict[str, Any]:
 
 
 def balanced_copies(products: Sequence["Product"], fields: Sequence[str], temperature: float,
-                    max_repeat: float, size: int | None, rng: np.random.Generator) -> np.ndarray:
-    """How many times each product appears after resampling (integer array, seeded rounding)."""
+                    min_repeat: float, max_repeat: float, size: int,
+                    rng: np.random.Generator) -> np.ndarray:
+    """How many times each product appears after resampling (integer array, seeded rounding).
+
+    Expected copies are proportional to the weights, clipped to [min_repeat, max_repeat], with
+    the clipped mass handed back to the unclipped products so the total stays ``size``.
+    """
     n = len(products)
     if n == 0:
         return np.zeros(0, dtype=np.int64)
@@ -54,26 +60,24 @@ def balanced_copies(products: Sequence["Product"], fields: Sequence[str], temper
         for i, v in enumerate(vals):
             if v is not None:
                 weights[i] *= (counts[v] / total) ** (temperature - 1.0)
-    target = float(size if size is not None else n)
+    target = float(size)
     expected = weights / weights.sum() * target
-    # Capping removes mass; hand it back to the uncapped products (a few rounds converge).
-    for _ in range(20):
-        capped = expected >= max_repeat
-        expected = np.minimum(expected, max_repeat)
-        missing = target - expected.sum()
-        free = ~capped
-        if missing <= 1e-6 or not free.any():
+    for _ in range(50):
+        expected = np.clip(expected, min_repeat, max_repeat)
+        free = (expected > min_repeat) & (expected < max_repeat)
+        gap = target - expected.sum()
+        if abs(gap) <= 1e-6 * target or not free.any():
             break
-        expected[free] += missing * weights[free] / weights[free].sum()
+        expected[free] += gap * weights[free] / weights[free].sum()
     base = np.floor(expected)
     return (base + (rng.random(n) < expected - base)).astype(np.int64)
 
 
 def resample(products: Sequence["Product"], fields: Sequence[str], temperature: float,
-             max_repeat: float, size: int | None, rng: np.random.Generator
+             min_repeat: float, max_repeat: float, size: int, rng: np.random.Generator
              ) -> tuple[list["Product"], dict[str, Any]]:
     """Return the resampled (shuffled) train list and before/after balance per field."""
-    copies = balanced_copies(products, fields, temperature, max_repeat, size, rng)
+    copies = balanced_copies(products, fields, temperature, min_repeat, max_repeat, size, rng)
     out = [p for p, c in zip(products, copies) for _ in range(int(c))]
     order = rng.permutation(len(out))
     out = [out[i] for i in order]
