@@ -29,6 +29,8 @@ STAGES: dict[str, str] = {
     "ingest": "mmrec.catalog.config:IngestConfig",
     "recommend": "mmrec.pipeline:RecommenderConfig",
     "serve": "mmrec.serving.settings:ServeSettings",
+    "sft_data": "mmrec.attributes.dataset.config:SftDataConfig",
+    "sft": "mmrec.attributes.config:SftConfig",
 }
 
 M = TypeVar("M", bound=BaseModel)
