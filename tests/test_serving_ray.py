@@ -98,6 +98,13 @@ def test_real_local_ray_serves_http_on_loopback(store):
                        files={"image": ("p.jpg", b"junk", "image/jpeg")}, data={"scene": "office"})
         assert r.status_code == 400
         assert httpx.get(f"{server.url}/kiosk/").status_code == 200
+
+        def chunks():  # no Content-Length: refused while it streams
+            for _ in range(20):
+                yield b"x" * 1_000_000
+
+        r = httpx.post(f"{server.url}/v1/recommend", content=chunks(), headers=h, timeout=30)
+        assert r.status_code == 413
         assert "mmrec_http_requests_total" in httpx.get(f"{server.url}/metrics", headers=h).text
     finally:
         server.stop()

@@ -92,6 +92,8 @@ def start_ray(settings: ServeSettings, *, serve_config: str | Path | None = None
     num_cpus) are applied here; its host must be loopback.
     """
     os.environ.setdefault("RAY_AUTH_MODE", "disabled")
+    # Read by Serve's controller when it starts (it inherits this environment locally).
+    os.environ["RAY_SERVE_ENABLE_HA_PROXY"] = "1" if settings.ray_proxy == "haproxy" else "0"
     import ray
     from ray import serve
 
