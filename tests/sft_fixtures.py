@@ -123,3 +123,26 @@ def make_items(store, root: Path, n: int = 60, *, plant: bool = True) -> str:
     with store.write("items", config={"format": "test"}) as w:
         pq.write_table(table, w.path / "items.parquet")
     return w.version
+
+
+TINY_ARCH = dict(vocab_size=600, hidden_size=32, num_heads=2, num_kv_heads=1, vision_hidden_size=32,
+                 vision_heads=2, image_size=56)
+TINY_FIELDS = ["category", "gender", "colour", "usage"]
+
+
+def tiny_model(seed: int = 0, fields=TINY_FIELDS):
+    """A random ~0.2M-parameter Qwen2.5-VL + processor + prompts + allowed values (seconds)."""
+    from mmrec.attributes.config import MiniArch
+    from mmrec.attributes.model import build_mini, mini_tokenizer
+    from mmrec.attributes.prompts import load_prompts, tokenizer_corpus
+    from mmrec.taxonomy import default_taxonomy
+
+    tax = default_taxonomy()
+    prompts = load_prompts("sft_data/prompts/default.yaml")
+    values = {f: tax.values(f) for f in fields}
+    arch = MiniArch(**TINY_ARCH)
+    titles = [f"Brand Men {c.title()} {k.title()}" for k in CATEGORIES for c in COLOURS]
+    tok = mini_tokenizer(arch, [*tokenizer_corpus(prompts, fields, values, repeats=5), *titles],
+                         atomic_words=[v for f in fields for v in values[f]] + ["unknown"])
+    model, processor = build_mini(arch, tok, seed=seed)
+    return model, processor, prompts, values

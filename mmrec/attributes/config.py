@@ -118,8 +118,11 @@ class StageTrain(StrictModel):
     eval_samples: int | None = Field(400, ge=1, description="val products per eval (null: all)")
     flip_prob: float = Field(0.5, ge=0, le=1, description="horizontal flip augmentation")
     time_budget_min: float | None = Field(
-        None, gt=0, description="wall-time budget: the cosine schedule runs over whichever of "
-                                "max_steps or this budget ends first, and training stops there")
+        None, gt=0, description="time budget: the cosine schedule runs over whichever of max_steps or "
+                                "this budget ends first, and training stops there")
+    budget_clock: Literal["cpu", "wall"] = Field(
+        "cpu", description="cpu: this process's CPU time (robust to neighbours on a shared "
+                           "machine); wall: elapsed time")
     tasks: list[Literal["json", "single", "caption"]] = Field(default_factory=lambda: ["json", "single"])
     lowercase_answers: bool = Field(
         False, description="lowercase the target text (mini base stage: title words then share "

@@ -36,7 +36,6 @@ def register(sub) -> None:
     e.set_defaults(handler=_eval)
 
     x = s.add_parser("export", help="merge the LoRA adapter into the base model (new vlm version)")
-    add_config_args(x)
     x.add_argument("--vlm", default=None, help="vlm version or path (default: CURRENT)")
     x.set_defaults(handler=_export)
 
@@ -113,8 +112,7 @@ def _export(args) -> int:
     from mmrec.attributes.export import export_merged
 
     _quiet_transformers(args)
-    cfg = stage_config(args, "sft")
-    art = export_merged(ArtifactStore(args.artifacts), cfg, vlm=args.vlm)
+    art = export_merged(ArtifactStore(args.artifacts), vlm=args.vlm)
     print(f"merged model: {json.dumps(art.metrics)} -> {art.path}", file=sys.stderr)
     print(art.version)
     return 0

@@ -1,0 +1,88 @@
+"""Decoding and parsing: the tagger's output always parses, with taxonomy values, whatever the weights."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from mmrec.attributes.metrics import attribute_report, field_scores
+from mmrec.attributes.parse import parse_answer
+from mmrec.attributes.predict import Predictor
+from mmrec.taxonomy import default_taxonomy
+from sft_fixtures import TINY_FIELDS, tiny_model
+
+TAX = default_taxonomy()
+
+
+@pytest.fixture(scope="module")
+def random_predictor():
+    torch.set_num_threads(1)
+    model, processor, prompts, values = tiny_model(seed=3)
+    model.eval()
+    return Predictor(model, processor, prompts, TINY_FIELDS, values, TAX, image_size=56, batch_size=4,
+                     max_new_tokens=40)
+
+
+def _images(n, seed=0):
+    rng = np.random.default_rng(seed)
+    return [Image.fromarray(rng.integers(0, 256, (int(rng.integers(40, 300)), int(rng.integers(40, 300)), 3),
+                                         dtype=np.uint8)) for _ in range(n)]
+
+
+def test_constrained_output_always_parses_from_a_random_model(random_predictor):
+    preds = random_predictor.predict_images(_images(6), "constrained")
+    assert len(preds) == 6
+    for p in preds:
+        obj = json.loads(p.text)                       # the raw text itself is valid JSON
+        assert list(obj) == TINY_FIELDS
+        assert p.valid_json
+        for f in TINY_FIELDS:
+            v = p.fields[f]["value"]
+            assert v is None or TAX.is_valid(f, v), (f, v)
+            assert 0.0 <= p.fields[f]["confidence"] <= 1.0
+            assert obj[f] == (v if v is not None else "unknown")
+
+
+def test_constrained_confidence_is_the_value_probability(random_predictor):
+    p = random_predictor.predict_images(_images(1, seed=5), "constrained")[0]
+    # a value path's probability among all values of the field cannot exceed 1 and is > 0
+    assert all(0.0 < p.fields[f]["confidence"] <= 1.0 for f in TINY_FIELDS)
+
+
+def test_free_generation_never_breaks_the_tagger(random_predictor):
+    for p in random_predictor.predict_images(_images(4, seed=1), "free"):
+        assert set(p.fields) == set(TINY_FIELDS)
+        for f in TINY_FIELDS:
+            v = p.fields[f]["value"]
+            assert v is None or TAX.is_valid(f, v)
+            assert 0.0 <= p.fields[f]["confidence"] <= 1.0
+
+
+def test_parse_strict_repair_and_canonicalise():
+    ok = parse_answer('{"category": "T-Shirt", "gender": "Men", "colour": "Navy Blue", "usage": "unknown"}',
+                      TINY_FIELDS, TAX)
+    assert ok.valid_json and ok.values == {"category": "tshirts", "gender": "men", "colour": "navy blue",
+                                           "usage": None}
+    cut = parse_answer('Sure! {"category": "jeans", "gender": "wom', TINY_FIELDS, TAX)
+    assert not cut.valid_json and cut.values["category"] == "jeans" and cut.values["gender"] is None
+    bad = parse_answer('{"category": "spacesuit", "colour": "blue"}', TINY_FIELDS, TAX)
+    assert bad.values["category"] is None and bad.invalid == {"category": "spacesuit"}
+    assert bad.values["colour"] == "blue" and bad.values["usage"] is None
+    assert parse_answer("", TINY_FIELDS, TAX).values == {f: None for f in TINY_FIELDS}
+    assert parse_answer("[1, 2]", TINY_FIELDS, TAX).valid_json is False
+
+
+def test_field_scores_and_colour_family():
+    s = field_scores(["a", "a", "b", None], ["a", "b", "b", "a"])
+    assert s["n"] == 3 and s["accuracy"] == pytest.approx(2 / 3, abs=1e-3)
+    # f1(a) = 2*1/(2+0+1) = 0.667, f1(b) = 2*1/(2+1+0) = 0.667
+    assert s["macro_f1"] == pytest.approx(0.6667, abs=1e-3)
+    rep = attribute_report([{"colour": "navy blue"}, {"colour": "black"}],
+                           [{"colour": "navy blue"}, {"colour": "charcoal"}], ["colour"], TAX)
+    assert rep["colour"]["accuracy"] == 0.5
+    fam = TAX.colour_family
+    assert rep["colour_family"]["accuracy"] == (0.5 + 0.5 * (fam("black") == fam("charcoal")))
