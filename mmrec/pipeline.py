@@ -54,7 +54,8 @@ class RecommenderConfig(StrictModel):
     photo_similar_k: int = Field(12, ge=1, le=200)
     photo_min_confidence: float = Field(0.5, ge=0, le=1)  # tagged values used below this are ignored
     history_limit: int = Field(50, ge=0, le=1000)
-    recall_cache_size: int = Field(1024, ge=0, le=100_000)
+    recall_cache_size: int = Field(8192, ge=0, le=1_000_000)
+    prewarm_recall: bool = True  # at load: anonymous candidates of every scene/slot/gender
     compose: ComposeConfig = ComposeConfig()
     compat: CompatConfig = CompatConfig()
     explain: ExplainConfig = ExplainConfig()
@@ -400,11 +401,17 @@ class Recommender:
         return m
 
     def warm(self) -> "Recommender":
-        """Precompute per-scene masks and scene fit so that no request pays for them."""
+        """Precompute per-scene masks and scene fit, and (with a recall index and
+        ``prewarm_recall``) the anonymous candidates of every scene, slot and gender, so that
+        no scene-only request pays for them."""
         for scene in self.scenes.scenes.values():
             self.composer.scene_fit(scene)
             for slot in scene.template_slots():
                 self._allowed_mask(scene, slot)
+                if self.recall is not None and self.cfg.prewarm_recall:
+                    for genders in (None, ["men", "unisex"], ["women", "unisex"]):
+                        self._recall(scene, slot, scene.query, genders, None, True,
+                                     self.cfg.candidates_per_slot)
         return self
 
     def _hard_mask(self, scene: Scene, slot: str, request: RecommendRequest,
@@ -452,7 +459,9 @@ class Recommender:
                     routes.setdefault(self.items.ids[p], {})["catalog"] = rank
                 pools[slot] = SlotPool(slot, pos, fit[order].astype(np.float32))
                 continue
-            cands = self._recall(scene, slot, request, genders, user, k)
+            segment = getattr(user, "segment", None) if user is not None else None
+            cands = self._recall(scene, slot, request.query_text or scene.query, genders, segment,
+                                 request.filters.in_stock_only, k)
             keep = [c for c in cands if c.item_id in self.items.index and mask[self.items.index[c.item_id]]]
             for c in keep:
                 routes[c.item_id] = dict(c.routes)
@@ -464,19 +473,18 @@ class Recommender:
             pools[slot] = SlotPool(slot, pos, prop.astype(np.float32))
         return pools, routes, info
 
-    def _recall(self, scene: Scene, slot: str, request: RecommendRequest,
-                genders: list[str] | None, user: Any | None, k: int) -> list[Any]:
+    def _recall(self, scene: Scene, slot: str, text: str, genders: list[str] | None,
+                segment: str | None, in_stock_only: bool, k: int) -> list[Any]:
+        """Candidates of one slot (cached: the catalog is fixed for this recommender's life)."""
         from mmrec.recall.types import Filters, RecallQuery
 
-        segment = getattr(user, "segment", None) if user is not None else None
-        text = request.query_text or scene.query
-        key = (scene.name, slot, tuple(genders or ()), text, segment, request.filters.in_stock_only)
+        key = (scene.name, slot, tuple(genders or ()), text, segment, in_stock_only, k)
         hit = self._cache.get(key)
         if hit is None:
             q = RecallQuery(text=text, attributes={"usage": scene.usages[0]},
                             filters=Filters(slots=[slot], genders=genders,
                                             categories=scene.slot_categories(slot),
-                                            in_stock_only=request.filters.in_stock_only),
+                                            in_stock_only=in_stock_only),
                             segment=segment, k=k)
             hit = self.recall.search(q)
             self._cache.put(key, hit)

@@ -76,6 +76,9 @@ def _start(args, settings):
     ensure_priors(store, args.source if args.source.exists() else None,
                   log=lambda m: print(m, file=sys.stderr))
     if args.no_ray:
+        from mmrec.serving.local import limit_threads
+
+        limit_threads()
         from mmrec.config import load_config
         from mmrec.pipeline import Recommender
         from mmrec.serving.app import create_app

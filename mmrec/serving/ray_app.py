@@ -44,6 +44,9 @@ class PhotoModelsDeployment:
     """Tagger + encoder; reloads when their artifacts' CURRENT pointers move."""
 
     def __init__(self, artifacts: str, device: str = "cpu", reload_poll_s: float = 10.0):
+        from mmrec.serving.local import limit_threads
+
+        limit_threads()
         store = ArtifactStore(artifacts)
         self.holder = RecommenderHolder(lambda: PhotoModels.from_store(store, device=device)[0],
                                         store, reload_poll_s)
@@ -64,6 +67,9 @@ class Ingress:
 
     def __init__(self, settings: dict[str, Any], recommend_config: dict[str, Any] | None = None,
                  photo: DeploymentHandle | None = None):
+        from mmrec.serving.local import limit_threads
+
+        limit_threads()
         self.settings = ServeSettings.model_validate(settings)
         store = ArtifactStore(self.settings.artifacts)
         cfg = RecommenderConfig.model_validate(recommend_config or {})
