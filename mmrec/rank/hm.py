@@ -183,7 +183,7 @@ def train_hm(store: ArtifactStore, cfg: RankConfig, *, interactions: str | None 
         sets[name] = (features(d, st, d.user[r], d.period[r], it), lab, sizes)
     log(f"hm: {len(sp.train)} training purchases, {len(sp.val)} validation, {len(sp.test)} test")
     boosters, cals, info = fit_pair(*sets["train"][:2], sets["train"][2], *sets["val"][:2],
-                                    sets["val"][2], cfg, log)
+                                    sets["val"][2], cfg, log, lgbm_cfg=cfg.hm.lgbm.apply(cfg.lgbm))
     bundle = lgbm.Bundle(boosters, cals, sets["train"][0].names, sets["train"][0].categorical, {
         "dataset": "hm", "vocabs": d.vocabs,
         "negative_sampling": f"{cfg.hm.negatives_train} uniform articles per training purchase"})
@@ -221,7 +221,12 @@ def eval_hm(store: ArtifactStore, version: str | None = None, log: Callable = _l
     scores["popularity_3m"] = st.count[per, it] - st.count[np.clip(per - 3, 0, None), it]
     scores["random"] = np.random.default_rng(0).random(len(uu))
     k = cfg.hm.k
+    def ap_se(s):
+        ap = M.average_precision_at_k(s, labels, offsets, k)
+        return round(float(np.nanstd(ap, ddof=1) / np.sqrt(np.isfinite(ap).sum())), 5)
+
     table = {n: {f"map@{k}": round(M.summarise(M.average_precision_at_k(s, labels, offsets, k)), 5),
+                 f"map@{k}_se": ap_se(s),
                  "recall@12": round(M.summarise(M.recall_at_k(s, labels, offsets, 12)), 5),
                  "ndcg@10": round(M.summarise(M.ndcg_at_k(s, labels, offsets, 10)), 5)}
              for n, s in scores.items()}

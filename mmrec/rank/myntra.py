@@ -119,6 +119,18 @@ class ItemStats:
             self._prior = cached
         return cached
 
+    def click_share(self, field: str, codes: np.ndarray, n_values: int) -> np.ndarray:
+        """[T, n_values]: each value's share of all clicks per snapshot (cached per field)."""
+        cache = self.__dict__.setdefault("_shares", {})
+        if field not in cache:
+            onehot = np.zeros((len(codes), n_values), np.float32)
+            ok = codes >= 0
+            onehot[np.nonzero(ok)[0], codes[ok]] = 1.0
+            clicks = self.click @ onehot                                   # [T, n_values]
+            cache[field] = ((clicks + 1.0) / (clicks.sum(axis=1, keepdims=True) + n_values)
+                            ).astype(np.float32)
+        return cache[field]
+
     def last(self) -> "ItemStats":
         """The final snapshot only (what serving keeps)."""
         return ItemStats(*(a[-1:] for a in self.arrays()))
@@ -185,6 +197,7 @@ FEATURES = [
     "i_category", "i_slot", "i_colour", "i_usage", "i_gender", "i_season", "i_year",
     "i_log_impr", "i_ctr", "i_buy_rate", "i_seg_ctr", "i_occ_ctr",
     "x_aff_category", "x_aff_family", "x_aff_usage", "x_aff_brand",
+    "x_lift_category", "x_lift_family", "x_lift_usage",
     "x_occasion_match", "x_preferred_occasion", "x_season_match", "x_gender_match",
     "r_rank_frac", "r_routes", "log_position",
 ]
@@ -243,6 +256,10 @@ def featurize(items: ItemTable, stats: ItemStats, req: np.ndarray, item_row: np.
         total = counts.sum(axis=1)[req]
         share = F.smoothed_share(own, total, 1.0 / max(counts.shape[1], 1), SMOOTH_AFF)
         cols[f"x_aff_{f}"] = np.where(c >= 0, share, np.nan)
+        if f != "brand":
+            # the user's share relative to everyone's: a taste, not just a popular value
+            base = F.gather(stats.click_share(f, items.codes[f], counts.shape[1]), t, c, fill=np.nan)
+            cols[f"x_lift_{f}"] = np.where(c >= 0, share / base, np.nan)
     u_use = code("usage")
     cols["x_occasion_match"] = np.where((u_use >= 0) & (occ >= 0), (u_use == occ), np.nan)
     cols["x_preferred_occasion"] = np.where(u_use >= 0, F.gather(users.preferred, req, u_use, fill=0.0), np.nan)

@@ -137,3 +137,20 @@ def train(dataset: str, store: ArtifactStore, cfg: RankConfig, *, interactions: 
 
         return train_myntra(store, cfg, interactions=interactions, log=log)
     raise InputError(f"unknown dataset {dataset!r}; choose one of {list(DATASETS)}")
+
+
+def build_served_ranker(store: ArtifactStore, cfg: RankConfig, *, force: bool = False,
+                        log: Callable = _log) -> Artifact:
+    """What `mmrec demo` needs: the served ``ranker``, reusing existing artifacts.
+
+    Simulates the Myntra logs when no ``interactions_sim`` exists (needs the items artifact and
+    the real RTR/H&M profile files), then trains unless a ``ranker`` already exists.
+    """
+    from mmrec.rank.simulator import run_simulation
+
+    if not force and store.current_version(KINDS["myntra-sim"]) is not None:
+        return store.load(KINDS["myntra-sim"])
+    if force or store.current_version("interactions_sim") is None:
+        sim = run_simulation(store, cfg)
+        log(f"interactions_sim/{sim.version}: SIMULATED logs written")
+    return train("myntra-sim", store, cfg, log=log)
