@@ -27,6 +27,9 @@ DEFAULT_CONFIG_DIR = Path(__file__).resolve().parent.parent / "configs"
 # stage name -> "module:Class"; imported lazily so that loading a config never pulls in torch.
 STAGES: dict[str, str] = {
     "ingest": "mmrec.catalog.config:IngestConfig",
+    "embed": "mmrec.embed.config:EmbedConfig",
+    "index": "mmrec.recall.config:IndexConfig",
+    "recall": "mmrec.recall.config:RecallConfig",
     "recommend": "mmrec.pipeline:RecommenderConfig",
     "serve": "mmrec.serving.settings:ServeSettings",
     "sft_data": "mmrec.attributes.dataset.config:SftDataConfig",

@@ -74,6 +74,10 @@ class TrainConfig(StrictModel):
     time_budget_min: float | None = Field(None, gt=0, description=(
         "stop after this many minutes; the cosine schedule runs over whichever of epochs or "
         "time budget ends first"))
+    budget_clock: Literal["cpu", "wall"] = Field("cpu", description=(
+        "what time_budget_min counts: cpu = this process's CPU time (what a quiet machine "
+        "would take in wall time with `threads` threads; robust to a shared machine), wall = "
+        "elapsed time"))
     batch_size: int = Field(256, ge=2)
     lr: float = Field(1e-3, gt=0)
     weight_decay: float = Field(0.1, ge=0)

@@ -1,0 +1,442 @@
+"""FAISS inner-product index over L2-normalised item vectors, with filters inside the search.
+
+Labels: every vector gets an int64 label, assigned in order and never reused; ``item_ids[label]``
+is the stable id map and `ItemMeta` row ``label`` its filter metadata. Filters become a bitmap
+over labels handed to faiss as an ``IDSelectorBitmap`` in the search parameters, so faiss only
+ever scores allowed items: nothing is over-fetched and dropped afterwards.
+
+Index kinds, chosen by size (`IndexConfig.flat_max`):
+- ``flat``: IndexIDMap2(IndexFlatIP): exact; real removal.
+- ``ivf_flat``: IndexIVFFlat with the labels as ids: real removal; selector checked per list entry.
+- ``hnsw``: IndexHNSWFlat, label == faiss id. HNSW cannot delete, so removed labels are
+  tombstones (cleared in every search bitmap) and the graph is rebuilt once they exceed
+  ``compact_dead_fraction``. Graph search degrades when a filter keeps few items, so a filter
+  selecting at most ``exact_below`` items scores exactly those vectors instead.
+- ``ivf_pq``: IndexRefineFlat(IndexIVFPQ): compressed scan, exact re-scoring; tombstones too.
+
+Updates (add, remove, re-embed, metadata) never rebuild the structure; `save` writes the files
+of an index artifact, which `mmrec.recall.build` publishes atomically.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from collections import OrderedDict
+from pathlib import Path
+from typing import Any, Sequence
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from mmrec.errors import ArtifactError, InputError
+from mmrec.recall.config import FILTER_FIELDS, IndexConfig
+from mmrec.recall.meta import ItemMeta
+from mmrec.recall.types import Filters
+
+INDEX_FILE = "index.faiss"
+LABELS_FILE = "labels.parquet"
+INFO_FILE = "index.json"
+TOMBSTONE_KINDS = ("hnsw", "ivf_pq")
+_NO_FILTER_KEY = Filters(in_stock_only=False).key()
+
+
+def _faiss():
+    import faiss
+
+    return faiss
+
+
+def gpu_available() -> bool:
+    faiss = _faiss()
+    return hasattr(faiss, "StandardGpuResources") and faiss.get_num_gpus() > 0
+
+
+def choose_kind(n: int, cfg: IndexConfig) -> str:
+    """``flat`` up to ``cfg.flat_max`` vectors, else the configured ANN kind."""
+    return "flat" if n <= cfg.flat_max else cfg.ann
+
+
+def _check_vectors(vectors: np.ndarray, dim: int | None = None) -> np.ndarray:
+    v = np.ascontiguousarray(vectors, dtype=np.float32)
+    if v.ndim != 2 or (dim is not None and v.shape[1] != dim):
+        raise InputError(f"vectors must be float32 [n, {dim or 'd'}], got shape {v.shape}")
+    if not np.isfinite(v).all():
+        raise InputError("vectors contain NaN or inf; re-embed the affected items")
+    return v
+
+
+class VectorIndex:
+    """A FAISS index + stable id map + filter metadata. Build with `build`, or `load` a saved one."""
+
+    def __init__(self, cfg: IndexConfig, kind: str, dim: int, index: Any, item_ids: list[str],
+                 alive: np.ndarray, meta: ItemMeta, encoder_id: str | None,
+                 tags: list[str | None] | None = None) -> None:
+        self.cfg = cfg
+        self.kind = kind
+        self.dim = dim
+        self.index = index
+        self.item_ids = item_ids                # label -> item id (tombstoned labels keep theirs)
+        self.alive = alive                      # label -> still in the index
+        self.meta = meta                        # label -> filter metadata
+        self.encoder_id = encoder_id
+        # label -> what the vector was made from (image sha256): tells "changed" from "same"
+        self.tags = list(tags) if tags is not None else [None] * len(item_ids)
+        self.label_of = {iid: i for i, iid in enumerate(item_ids) if alive[i]}
+        self._gpu_index = None
+        self._generation = 0  # bumped on every change: invalidates cached selections
+        self._sel_cache: OrderedDict[tuple, tuple] = OrderedDict()
+        if cfg.threads:
+            _faiss().omp_set_num_threads(cfg.threads)
+        if kind in ("flat", "ivf_flat") and cfg.device != "cpu" and gpu_available():
+            self._to_gpu()
+
+    # -- construction ---------------------------------------------------------------------
+    @classmethod
+    def build(cls, vectors: np.ndarray, item_ids: Sequence[str], rows: Sequence[dict[str, Any]],
+              cfg: IndexConfig, *, encoder_id: str | None = None, kind: str | None = None,
+              tags: Sequence[str | None] | None = None) -> "VectorIndex":
+        """Index ``vectors`` (row i = ``item_ids[i]``, filter metadata ``rows[i]``, source tag ``tags[i]``)."""
+        v = _check_vectors(vectors)
+        if len(item_ids) != len(v) or len(rows) != len(v):
+            raise InputError(f"{len(v)} vectors but {len(item_ids)} ids and {len(rows)} metadata rows")
+        if len(set(item_ids)) != len(item_ids):
+            raise InputError("item ids must be unique within one index build")
+        kind = kind or choose_kind(len(v), cfg)
+        index = _new_faiss_index(kind, v.shape[1], len(v), cfg)
+        if not index.is_trained:
+            index.train(_train_sample(v, cfg))
+        _add(index, kind, v, np.arange(len(v), dtype=np.int64))
+        meta = ItemMeta.from_rows(rows, cfg.filter_cache)
+        return cls(cfg, kind, v.shape[1], index, list(item_ids), np.ones(len(v), bool), meta,
+                   encoder_id, list(tags) if tags is not None else None)
+
+    # -- updates (no rebuild) ---------------------------------------------------------------
+    @property
+    def n_alive(self) -> int:
+        return len(self.label_of)
+
+    @property
+    def n_dead(self) -> int:
+        return len(self.item_ids) - self.n_alive
+
+    def __contains__(self, item_id: str) -> bool:
+        return item_id in self.label_of
+
+    def __len__(self) -> int:
+        return self.n_alive
+
+    def upsert(self, item_ids: Sequence[str], vectors: np.ndarray, rows: Sequence[dict[str, Any]],
+               tags: Sequence[str | None] | None = None) -> tuple[int, int]:
+        """Add new items and replace the vectors of existing ones; returns (added, updated)."""
+        v = _check_vectors(vectors, self.dim)
+        if len(item_ids) != len(v) or len(rows) != len(v):
+            raise InputError(f"{len(v)} vectors but {len(item_ids)} ids and {len(rows)} rows")
+        if len(set(item_ids)) != len(item_ids):
+            raise InputError("item ids must be unique within one upsert")
+        updated = [i for i in item_ids if i in self.label_of]
+        self._drop_labels([self.label_of[i] for i in updated])
+        start = len(self.item_ids)
+        labels = np.arange(start, start + len(v), dtype=np.int64)
+        _add(self.index, self.kind, v, labels)
+        self.item_ids.extend(item_ids)
+        self.tags.extend(tags if tags is not None else [None] * len(item_ids))
+        self.alive = np.concatenate([self.alive, np.ones(len(v), bool)])
+        self.meta.extend(rows)
+        for iid, lab in zip(item_ids, labels):
+            self.label_of[iid] = int(lab)
+        self._after_change()
+        return len(v) - len(updated), len(updated)
+
+    def remove(self, item_ids: Sequence[str]) -> int:
+        """Remove items (unknown ids are ignored); returns how many were removed."""
+        labels = [self.label_of.pop(i) for i in dict.fromkeys(item_ids) if i in self.label_of]
+        self._drop_labels(labels)
+        self._after_change()
+        return len(labels)
+
+    def set_metadata(self, item_ids: Sequence[str], rows: Sequence[dict[str, Any]]) -> int:
+        """Change filter metadata (stock, price, ...) without touching vectors; returns rows changed."""
+        pairs = [(self.label_of[i], r) for i, r in zip(item_ids, rows) if i in self.label_of]
+        if pairs:
+            self.meta.set_rows([p for p, _ in pairs], [r for _, r in pairs])
+            self._changed()
+        return len(pairs)
+
+    def _drop_labels(self, labels: list[int]) -> None:
+        if not labels:
+            return
+        arr = np.asarray(labels, dtype=np.int64)
+        self.alive[arr] = False
+        if self.kind not in TOMBSTONE_KINDS:
+            self.index.remove_ids(_faiss().IDSelectorBatch(arr))
+        self._changed()
+
+    def _changed(self) -> None:
+        self._generation += 1
+        self._sel_cache.clear()
+
+    def _after_change(self) -> None:
+        self._changed()
+        if self.kind in TOMBSTONE_KINDS and self.n_dead > self.cfg.compact_dead_fraction * max(1, len(self.item_ids)):
+            self.compact()
+        if self._gpu_index is not None:
+            self._to_gpu()
+
+    def compact(self) -> None:
+        """Rebuild the structure from the live vectors (drops tombstones; labels are renumbered)."""
+        live = np.flatnonzero(self.alive)
+        vectors = self.vectors(live)
+        index = _new_faiss_index(self.kind, self.dim, len(live), self.cfg)
+        if not index.is_trained:
+            index.train(_train_sample(vectors, self.cfg))
+        _add(index, self.kind, vectors, np.arange(len(live), dtype=np.int64))
+        self.index = index
+        self.item_ids = [self.item_ids[i] for i in live]
+        self.tags = [self.tags[i] for i in live]
+        self.alive = np.ones(len(live), bool)
+        self.meta = self.meta.take(live)
+        self.label_of = {iid: i for i, iid in enumerate(self.item_ids)}
+        self._changed()
+
+    # -- vectors --------------------------------------------------------------------------
+    def _flat_storage(self) -> Any | None:
+        """The IndexFlat holding raw vectors by label (hnsw storage, ivf_pq refine), else None."""
+        faiss = _faiss()
+        if self.kind == "hnsw":
+            return faiss.downcast_index(self.index.storage)
+        if self.kind == "ivf_pq":
+            return faiss.downcast_index(faiss.downcast_index(self.index).refine_index)
+        return None
+
+    def _raw_view(self) -> np.ndarray | None:
+        """Zero-copy [labels, d] view of the stored float vectors (hnsw / ivf_pq), else None."""
+        flat = self._flat_storage()
+        if flat is None:
+            return None
+        n = flat.ntotal
+        if n == 0:
+            return np.zeros((0, self.dim), np.float32)
+        return _faiss().rev_swig_ptr(flat.get_xb(), n * self.dim).reshape(n, self.dim)
+
+    def vectors(self, labels: np.ndarray) -> np.ndarray:
+        """A copy of the vectors of ``labels``."""
+        view = self._raw_view()
+        if view is not None:
+            return np.array(view[labels])
+        if self.kind == "ivf_flat":
+            self.index.make_direct_map()
+        return np.stack([self.index.reconstruct(int(lab)) for lab in labels]) if len(labels) else \
+            np.zeros((0, self.dim), np.float32)
+
+    def tag_of(self, item_id: str) -> str | None:
+        return self.tags[self.label_of[item_id]] if item_id in self.label_of else None
+
+    def metadata_of(self, item_ids: Sequence[str]) -> list[dict[str, Any] | None]:
+        return [self.meta.rows([self.label_of[i]])[0] if i in self.label_of else None for i in item_ids]
+
+    def vector_of(self, item_id: str) -> np.ndarray:
+        if item_id not in self.label_of:
+            raise InputError(f"item {item_id!r} is not in the index")
+        return self.vectors(np.array([self.label_of[item_id]]))[0]
+
+    # -- search ---------------------------------------------------------------------------
+    def allowed(self, filters: Filters | None) -> np.ndarray:
+        """Boolean mask over labels: alive, passing ``filters``, not excluded."""
+        mask = self.meta.mask(filters, base=self.alive)
+        if filters is not None and filters.exclude_ids:
+            ex = [self.label_of[i] for i in filters.exclude_ids if i in self.label_of]
+            mask[ex] = False
+        return mask
+
+    def _selection(self, filters: Filters) -> tuple[np.ndarray, int]:
+        """(packed bitmap over labels, number selected) for ``filters``.
+
+        Cached per filter (LRU, dropped on any change): a million-label mask costs ~2 ms to
+        build and pack, a cache hit microseconds. Exclusions are applied to a copy.
+        """
+        key = (filters.key(), self._generation)
+        hit = self._sel_cache.get(key)
+        if hit is None:
+            mask = self.meta.mask(filters.model_copy(update={"exclude_ids": []}), base=self.alive)
+            hit = (np.packbits(mask, bitorder="little"), int(mask.sum()))
+            if self.cfg.filter_cache:
+                self._sel_cache[key] = hit
+                if len(self._sel_cache) > self.cfg.filter_cache:
+                    self._sel_cache.popitem(last=False)
+        else:
+            self._sel_cache.move_to_end(key)
+        bitmap, n_sel = hit
+        ex = np.array(sorted({self.label_of[i] for i in filters.exclude_ids if i in self.label_of}),
+                      dtype=np.int64)
+        if len(ex):
+            on = (bitmap[ex >> 3] >> (ex & 7)) & 1
+            bitmap = bitmap.copy()
+            np.bitwise_and.at(bitmap, ex >> 3, ~(np.uint8(1) << (ex & 7).astype(np.uint8)))
+            n_sel -= int(on.sum())
+        return bitmap, n_sel
+
+    def search(self, queries: np.ndarray, k: int, filters: Filters | None = None,
+               ) -> list[list[tuple[str, float]]]:
+        """Top ``k`` (item_id, inner product) per query among items allowed by ``filters``."""
+        q = _check_vectors(np.atleast_2d(queries), self.dim)
+        if k <= 0 or self.n_alive == 0:
+            return [[] for _ in range(len(q))]
+        unfiltered = (filters is None or (filters.key() == _NO_FILTER_KEY and not filters.exclude_ids)) \
+            and not (self.kind in TOMBSTONE_KINDS and self.n_dead)
+        if unfiltered:
+            D, I = self._search_plain(q, k)
+            return self._pairs(D, I)
+        bitmap, n_sel = self._selection(filters or Filters(in_stock_only=False))
+        if n_sel == 0:
+            return [[] for _ in range(len(q))]
+        D, I = self._search_selected(q, min(k, n_sel), bitmap, n_sel)
+        return self._pairs(D, I)
+
+    def _search_plain(self, q: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+        index = self._gpu_index or self.index
+        params = self._params(None, len(self.item_ids))
+        return index.search(q, min(k, self.n_alive), params=params)
+
+    def _search_selected(self, q: np.ndarray, k: int, bitmap: np.ndarray, n_sel: int):
+        faiss = _faiss()
+        # faiss reads bit (i & 7) of byte (i >> 3): numpy's little bit order
+        sel = faiss.IDSelectorBitmap(len(self.item_ids), faiss.swig_ptr(bitmap))
+        flat = self._flat_storage() if n_sel <= self.cfg.exact_below else None
+        if flat is not None:
+            # Selective filter: score exactly the selected vectors (a bitmap test per stored
+            # vector, a dot product per selected one); graph search degrades in this regime.
+            D, I = flat.search(q, k, params=faiss.SearchParameters(sel=sel))
+        else:
+            # GPU indexes ignore IDSelectors (faiss#3924): filtered searches use the CPU index.
+            D, I = self.index.search(q, k, params=self._params(sel, n_sel))
+        del bitmap  # the selector points into it: keep it alive until the search has returned
+        return D, I
+
+    def _params(self, sel: Any, n_sel: int) -> Any:
+        faiss = _faiss()
+        if self.kind == "hnsw":
+            # a filter that keeps a share s of the graph needs a wider beam to fill k results;
+            # growing ef with 1/sqrt(s) kept recall flat in `mmrec index bench`
+            share = max(n_sel / max(1, len(self.item_ids)), 1e-3)
+            ef = int(min(4096, math.ceil(self.cfg.hnsw.ef_search / math.sqrt(share))))
+            return faiss.SearchParametersHNSW(sel=sel, efSearch=ef)
+        # IVF: a filter keeping a share s of the items leaves ~s of each probed list usable, so
+        # probe ~1/s times more lists (a selective filter ends up scanning every list)
+        if self.kind in ("ivf_flat", "ivf_pq"):
+            share = max(n_sel / max(1, len(self.item_ids)), 1e-6)
+            nprobe = int(min(self._nlist(), math.ceil(self.cfg.ivf.nprobe / share)))
+        if self.kind == "ivf_flat":
+            return faiss.SearchParametersIVF(sel=sel, nprobe=nprobe)
+        if self.kind == "ivf_pq":
+            base = faiss.SearchParametersIVF(sel=sel, nprobe=nprobe)
+            p = faiss.IndexRefineSearchParameters(k_factor=self.cfg.ivf.refine_k_factor,
+                                                  base_index_params=base)
+            p.sel = sel
+            p._base = base  # keep the python object alive as long as the params
+            return p
+        return faiss.SearchParameters(sel=sel) if sel is not None else None
+
+    def _nlist(self) -> int:
+        return int(_faiss().extract_index_ivf(self.index).nlist)
+
+    def _pairs(self, D: np.ndarray, I: np.ndarray) -> list[list[tuple[str, float]]]:
+        out = []
+        for drow, irow in zip(D, I):
+            out.append([(self.item_ids[int(i)], float(d)) for d, i in zip(drow, irow)
+                        if i >= 0 and self.alive[int(i)]])
+        return out
+
+    def _to_gpu(self) -> None:
+        faiss = _faiss()
+        if not hasattr(self, "_gpu_res"):
+            self._gpu_res = faiss.StandardGpuResources()
+        self._gpu_index = faiss.index_cpu_to_gpu(self._gpu_res, 0, self.index)
+
+    # -- persistence ----------------------------------------------------------------------
+    def save(self, out_dir: str | Path, extra_info: dict[str, Any] | None = None) -> None:
+        """Write index.faiss, labels.parquet and index.json into ``out_dir``."""
+        faiss = _faiss()
+        out = Path(out_dir)
+        out.mkdir(parents=True, exist_ok=True)
+        faiss.write_index(self.index, str(out / INDEX_FILE))
+        rows = self.meta.rows(range(len(self.item_ids)))
+        table = pa.table({
+            "label": pa.array(np.arange(len(self.item_ids)), pa.int64()),
+            "item_id": pa.array(self.item_ids, pa.string()),
+            "alive": pa.array(self.alive, pa.bool_()),
+            "tag": pa.array(self.tags, pa.string()),
+            **{f: pa.array([r[f] for r in rows], pa.string()) for f in FILTER_FIELDS},
+            "price": pa.array([r["price"] for r in rows], pa.float64()),
+            "in_stock": pa.array([r["in_stock"] for r in rows], pa.bool_()),
+        })
+        pq.write_table(table, out / LABELS_FILE)
+        info = {"kind": self.kind, "dim": self.dim, "encoder_id": self.encoder_id,
+                "labels": len(self.item_ids), "alive": self.n_alive, "dead": self.n_dead,
+                **(extra_info or {})}
+        (out / INFO_FILE).write_text(json.dumps(info, indent=2, sort_keys=True), encoding="utf-8")
+
+    @classmethod
+    def load(cls, path: str | Path, cfg: IndexConfig) -> "VectorIndex":
+        """Read a folder written by `save`; ``cfg`` supplies the search-time parameters."""
+        faiss = _faiss()
+        path = Path(path)
+        try:
+            info = json.loads((path / INFO_FILE).read_text(encoding="utf-8"))
+            table = pq.read_table(path / LABELS_FILE)
+        except (OSError, json.JSONDecodeError) as e:
+            raise ArtifactError(f"{path}: not a readable index folder ({e})") from e
+        index = faiss.read_index(str(path / INDEX_FILE))
+        if index.ntotal != (info["alive"] if info["kind"] not in TOMBSTONE_KINDS else info["labels"]):
+            raise ArtifactError(f"{path}: faiss holds {index.ntotal} vectors, index.json disagrees ({info})")
+        rows = table.select([*FILTER_FIELDS, "price", "in_stock"]).to_pylist()
+        meta = ItemMeta.from_rows(rows, cfg.filter_cache)
+        return cls(cfg, info["kind"], int(info["dim"]), index, table.column("item_id").to_pylist(),
+                   np.asarray(table.column("alive").to_numpy(zero_copy_only=False), dtype=bool),
+                   meta, info.get("encoder_id"), table.column("tag").to_pylist())
+
+
+def _new_faiss_index(kind: str, dim: int, n: int, cfg: IndexConfig) -> Any:
+    faiss = _faiss()
+    ip = faiss.METRIC_INNER_PRODUCT
+    if kind == "flat":
+        return faiss.IndexIDMap2(faiss.IndexFlatIP(dim))
+    if kind == "hnsw":
+        index = faiss.IndexHNSWFlat(dim, cfg.hnsw.m, ip)
+        index.hnsw.efConstruction = cfg.hnsw.ef_construction
+        index.hnsw.efSearch = cfg.hnsw.ef_search
+        return index
+    nlist = cfg.ivf.nlist or max(1, int(4 * math.sqrt(max(n, 1))))
+    nlist = min(nlist, max(1, n // 39))  # faiss wants >= 39 training points per centroid
+    if kind == "ivf_flat":
+        index = faiss.index_factory(dim, f"IVF{nlist},Flat", ip)
+        faiss.extract_index_ivf(index).nprobe = cfg.ivf.nprobe
+        return index
+    if kind == "ivf_pq":
+        if dim % cfg.ivf.pq_m:
+            raise InputError(f"ivf.pq_m={cfg.ivf.pq_m} must divide the vector dim {dim}")
+        # RFlat: IndexRefineFlat keeps the raw vectors and re-scores k_factor * k PQ candidates
+        index = faiss.index_factory(dim, f"IVF{nlist},PQ{cfg.ivf.pq_m}x{cfg.ivf.pq_bits},RFlat", ip)
+        faiss.extract_index_ivf(index).nprobe = cfg.ivf.nprobe
+        index.k_factor = cfg.ivf.refine_k_factor
+        return index
+    raise InputError(f"unknown index kind {kind!r}; valid: flat, hnsw, ivf_flat, ivf_pq")
+
+
+def _train_sample(v: np.ndarray, cfg: IndexConfig) -> np.ndarray:
+    n = min(len(v), cfg.ivf.train_size)
+    if n == len(v):
+        return v
+    rng = np.random.default_rng(cfg.seed)
+    return v[np.sort(rng.choice(len(v), n, replace=False))]
+
+
+def _add(index: Any, kind: str, v: np.ndarray, labels: np.ndarray) -> None:
+    if kind in TOMBSTONE_KINDS:
+        if len(labels) and index.ntotal != labels[0]:
+            raise ArtifactError(f"{kind} index holds {index.ntotal} vectors but the next label is "
+                                f"{labels[0]}; the label map is out of sync")
+        index.add(v)  # faiss ids of these kinds are sequential == labels
+    else:
+        index.add_with_ids(v, labels)

@@ -1,0 +1,225 @@
+"""`Recall`: multi-route candidate recall over one index version, fused with RRF.
+
+The serving layer calls ``Recall.load(store)`` once and ``recall.search(query)`` per request.
+Everything a search reads (index, catalog, routes, versions) lives in one immutable snapshot;
+`reload` builds the next snapshot completely and then replaces the reference in one
+assignment, so a request in flight finishes on the version it started with.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from mmrec.errors import ArtifactNotFound, InputError
+from mmrec.recall.config import IndexConfig, RecallConfig
+from mmrec.recall.fusion import rrf
+from mmrec.recall.index import VectorIndex
+from mmrec.recall.routes import (AttributeRoute, BM25Route, PopularityRoute, RecallCatalog,
+                                 VectorRoute, bm25_texts, normalise)
+from mmrec.recall.types import Candidate, RecallQuery, RouteResult
+
+if TYPE_CHECKING:
+    from mmrec.artifacts import ArtifactStore
+    from mmrec.embed.encoder import Encoder
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class _Snapshot:
+    index: VectorIndex
+    catalog: RecallCatalog
+    attribute: AttributeRoute
+    bm25: BM25Route
+    popularity: PopularityRoute | None
+    versions: dict[str, str]
+
+
+class Recall:
+    """Candidate recall: text/photo vectors, attribute match, BM25 and popularity, fused by RRF."""
+
+    def __init__(self, snapshot: _Snapshot, encoder: "Encoder | None", cfg: RecallConfig,
+                 index_cfg: IndexConfig | None = None) -> None:
+        self._snap = snapshot
+        self.encoder = encoder
+        self.cfg = cfg
+        self.index_cfg = index_cfg or IndexConfig()
+        if encoder is not None and snapshot.index.encoder_id not in (None, encoder.encoder_id):
+            raise InputError(f"encoder {encoder.encoder_id!r} does not match the index's vectors "
+                             f"({snapshot.index.encoder_id!r}); load the encoder that made them")
+
+    # -- construction ---------------------------------------------------------------------
+    @classmethod
+    def from_parts(cls, index: VectorIndex, items: pa.Table, *, encoder: "Encoder | None",
+                   cfg: RecallConfig, popularity: tuple[pa.Table, pa.Table | None, str] | None = None,
+                   versions: dict[str, str] | None = None, taxonomy=None) -> "Recall":
+        """Assemble from in-memory parts (tests, evaluation); `load` is the artifact path.
+
+        ``popularity``: (interactions, profiles or None, source label) to build that route from.
+        """
+        return cls(_snapshot(index, items, cfg, popularity, versions or {}, taxonomy), encoder, cfg,
+                   index.cfg)
+
+    @classmethod
+    def load(cls, store: "ArtifactStore", *, encoder: "Encoder | None" = None,
+             config: RecallConfig | None = None, index_config: IndexConfig | None = None,
+             index_version: str | None = None, profile: str = "mini") -> "Recall":
+        """Load the index artifact (default CURRENT), the items it was built from, the encoder
+        that made its vectors, and interaction logs for popularity when they exist."""
+        from mmrec.config import load_config
+
+        cfg = config or load_config("recall", profile=profile)
+        icfg = index_config or load_config("index", profile=profile)
+        snap = _load_snapshot(store, cfg, icfg, index_version)
+        if encoder is None and cfg.text_image.enabled | cfg.photo_image.enabled:
+            encoder = _load_encoder(store, snap.index.encoder_id, cfg.device)
+        if encoder is not None:
+            snap.versions["encoder"] = encoder.version or encoder.encoder_id
+        out = cls(snap, encoder, cfg, icfg)
+        out._store = store
+        return out
+
+    def reload(self, store: "ArtifactStore | None" = None, index_version: str | None = None) -> bool:
+        """Switch to the CURRENT (or given) index version; returns False when already on it."""
+        store = store or getattr(self, "_store", None)
+        if store is None:
+            raise InputError("reload needs the artifact store this Recall was loaded from")
+        from mmrec.recall.build import KIND
+
+        target = index_version or store.current_version(KIND)
+        if target == self._snap.versions.get("index"):
+            return False
+        snap = _load_snapshot(store, self.cfg, self.index_cfg, target)
+        if self.encoder is not None:
+            if snap.index.encoder_id != self.encoder.encoder_id:
+                raise InputError(f"index/{target} holds {snap.index.encoder_id!r} vectors, the loaded "
+                                 f"encoder is {self.encoder.encoder_id!r}; load a new Recall")
+            snap.versions["encoder"] = self._snap.versions.get("encoder", self.encoder.encoder_id)
+        self._snap = snap  # one reference assignment: searches see the old or the new snapshot
+        return True
+
+    # -- queries --------------------------------------------------------------------------
+    @property
+    def versions(self) -> dict[str, str]:
+        return dict(self._snap.versions)
+
+    @property
+    def index(self) -> VectorIndex:
+        return self._snap.index
+
+    def route_results(self, query: RecallQuery, *, routes: set[str] | None = None,
+                      snapshot: _Snapshot | None = None) -> list[RouteResult]:
+        """Every applicable route's ranked list for ``query`` (``routes`` limits which run)."""
+        snap = snapshot or self._snap
+        cfg = self.cfg
+        want = (lambda name: getattr(cfg, name).enabled and (routes is None or name in routes))
+        out: list[RouteResult] = []
+        allowed = None
+        text = (query.text or "").strip()
+
+        def rows_allowed() -> np.ndarray:
+            nonlocal allowed
+            if allowed is None:
+                allowed = snap.catalog.allowed(query.filters)
+            return allowed
+
+        if text and want("text_image") and self.encoder is not None:
+            vec = self.encoder.encode_texts([text])[0]
+            out.append(VectorRoute("text_image", snap.index).search(vec, query.filters, cfg.text_image.depth))
+        if (query.image is not None or query.image_vector is not None) and want("photo_image"):
+            if query.image_vector is not None:
+                vec = normalise(query.image_vector, snap.index.dim)
+            elif self.encoder is None:
+                raise InputError("a photo query needs an encoder; load Recall with one")
+            else:
+                vec = self.encoder.encode_images([query.image])[0]
+            out.append(VectorRoute("photo_image", snap.index).search(vec, query.filters, cfg.photo_image.depth))
+        if (text or query.attributes) and want("attribute"):
+            values, info = snap.attribute.query_values(text or None, query.attributes)
+            if values:
+                res = snap.attribute.search(values, rows_allowed(), cfg.attribute.depth)
+                res.info.update(info)
+                out.append(res)
+        if text and want("bm25"):
+            out.append(snap.bm25.search(text, rows_allowed(), cfg.bm25.depth))
+        if snap.popularity is not None and want("popularity"):
+            out.append(snap.popularity.search(query.segment, rows_allowed(), cfg.popularity.depth))
+        return out
+
+    def search(self, query: RecallQuery) -> list[Candidate]:
+        """Up to ``query.k`` candidates, fused over the routes that apply to the query."""
+        snap = self._snap
+        results = self.route_results(query, snapshot=snap)
+        weights = {r.name: self.cfg.route(r.name).weight for r in results}
+        return rrf(results, weights, k=self.cfg.rrf_k, limit=query.k)
+
+
+# -- loading helpers ------------------------------------------------------------------------
+
+def _snapshot(index: VectorIndex, items: pa.Table, cfg: RecallConfig,
+              popularity: tuple[pa.Table, pa.Table | None, str] | None, versions: dict[str, str],
+              taxonomy=None) -> _Snapshot:
+    """Assemble the routes over the items the index holds."""
+    import pyarrow.compute as pc
+
+    from mmrec.taxonomy import default_taxonomy
+
+    # The index defines what is recallable: an item removed from it (or without a vector) is
+    # not brought back by the lexical, attribute or popularity routes either.
+    items = items.filter(pc.is_in(items.column("item_id"), pa.array(list(index.label_of), pa.string())))
+    catalog = RecallCatalog(items, index.cfg.filter_cache)
+    pop = None
+    if popularity is not None:
+        inter, profiles, source = popularity
+        pop = PopularityRoute.from_interactions(catalog, inter, profiles, cfg.popularity, source)
+    prior = pop.prior() if pop is not None else None
+    attribute = AttributeRoute(catalog, taxonomy or default_taxonomy(), cfg.attribute, tie_break=prior)
+    bm25 = BM25Route(bm25_texts(catalog.rows, cfg.bm25.fields), catalog.item_ids, cfg.bm25)
+    return _Snapshot(index, catalog, attribute, bm25, pop, dict(versions))
+
+
+def _load_snapshot(store: "ArtifactStore", cfg: RecallConfig, icfg: IndexConfig,
+                   index_version: str | None) -> _Snapshot:
+    from mmrec.catalog.ingest import load_items
+    from mmrec.recall.build import load_index
+
+    art, index = load_index(store, icfg, index_version)
+    items_version = art.manifest["items_version"]
+    items = load_items(store, items_version)
+    versions = {"index": art.version, "items": items_version,
+                "vectors": art.manifest.get("vectors_version", "")}
+    popularity = None
+    if cfg.popularity.enabled:
+        try:
+            pop_art = store.load(cfg.popularity.interactions_kind)
+        except ArtifactNotFound:
+            log.info("no %s artifact: the popularity route is off", cfg.popularity.interactions_kind)
+        else:
+            inter = pq.read_table(pop_art.file("interactions.parquet"),
+                                  columns=["user_id", "item_id", "event", "ts"])
+            profiles = None
+            if "profiles.parquet" in pop_art.manifest["files"]:
+                profiles = pq.read_table(pop_art.file("profiles.parquet"), columns=["user_id", "segment"])
+            popularity = (inter, profiles, f"{pop_art.kind}/{pop_art.version}")
+            versions[pop_art.kind] = pop_art.version
+    return _snapshot(index, items, cfg, popularity, versions)
+
+
+def _load_encoder(store: "ArtifactStore", encoder_id: str | None, device: str) -> "Encoder":
+    from mmrec.embed.encoder import KIND, Encoder
+
+    version = encoder_id.rsplit("@", 1)[-1] if encoder_id and "@" in encoder_id else None
+    if version is not None and version not in store.versions(KIND):
+        raise ArtifactNotFound(f"the index's vectors were made by {encoder_id!r}, but "
+                               f"encoder/{version} is not in {store.root}")
+    return Encoder.load(store, version, device=device)
+
+
+def candidates_as_dicts(cands: list[Candidate]) -> list[dict[str, Any]]:
+    return [c.as_dict() for c in cands]
