@@ -34,6 +34,7 @@ STAGES: dict[str, str] = {
     "serve": "mmrec.serving.settings:ServeSettings",
     "sft_data": "mmrec.attributes.dataset.config:SftDataConfig",
     "sft": "mmrec.attributes.config:SftConfig",
+    "rank": "mmrec.rank.config:RankConfig",
 }
 
 M = TypeVar("M", bound=BaseModel)
