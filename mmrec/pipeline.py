@@ -39,7 +39,8 @@ from mmrec.outfit.scenes import Scene, SceneBook
 from mmrec.taxonomy import Taxonomy, default_taxonomy
 
 SIMULATED_USERS_NOTE = "shopper profiles and histories are simulated for this catalog"
-TAGGER_KIND = "tagger"  # artifact kind of the attribute tagger (issue 3)
+TAGGER_KIND = "vlm"  # artifact kind of the attribute tagger (mmrec.attributes.tagger)
+PREDICTIONS_KIND = "attribute_predictions"  # the tagger's output over the catalog
 
 
 class ComponentMissing(MmrecError):
@@ -232,6 +233,10 @@ class Recommender:
         items = ItemTable(load_items(store, items_art.version), items_art.version, tax)
         if recall is not None and _attach_vectors(items, store, recall.versions.get("vectors") or None) is None:
             notes.append("no vectors artifact: compatibility without embeddings")
+        n_pred = _merge_predictions(items, store)
+        if n_pred:
+            notes.append(f"{n_pred} model-tagged attributes fill gaps in the catalog (cited with "
+                         "their confidence; scene rules still judge catalog values only)")
         latest = store.current_version("items")
         if latest != items_art.version:
             notes.append(f"items/{latest} is newer than the index's items/{items_art.version}: "
@@ -265,6 +270,8 @@ class Recommender:
         except (ImportError, ArtifactNotFound):
             notes.append("no user store: every request is anonymous")
         versions = dict(extra_versions)
+        if n_pred:
+            versions[PREDICTIONS_KIND] = store.current_version(PREDICTIONS_KIND)
         if users is not None and getattr(users, "version", None):
             versions["users"] = f"{users.version} (simulated)"
         return cls(items, scenes, recall=recall, ranker=ranker, users=users, photo=photo,
@@ -586,6 +593,31 @@ class Recommender:
                              title=r.get("title"), category=r.get("category"),
                              colour=r.get("colour"), gender=r.get("gender"),
                              image_url=f"/v1/items/{item_id}/image" if r.get("image_uri") else None)
+
+
+def _merge_predictions(items: ItemTable, store: ArtifactStore) -> int:
+    """Add the tagger's catalog predictions to the attributes map where the catalog and the
+    title rules are silent (source ``model`` with its confidence); returns how many."""
+    if store.current_version(PREDICTIONS_KIND) is None:
+        return 0
+    import pyarrow.parquet as pq
+
+    art = store.load(PREDICTIONS_KIND)
+    names = [n for n in art.manifest["files"] if n.endswith(".parquet")]
+    if not names:
+        return 0
+    table = pq.read_table(art.file(names[0]), columns=["item_id", "field", "value", "confidence"])
+    added = 0
+    for iid, fld, value, conf in zip(*(table.column(c).to_pylist() for c in
+                                       ("item_id", "field", "value", "confidence"))):
+        k = items.index.get(iid)
+        if k is None or fld in ("category", "gender", "slot"):
+            continue  # catalog columns are never overridden, not even shown alongside
+        attrs = items.rows[k]["attributes"]
+        if fld not in attrs and items.taxonomy.is_valid(fld, value):
+            attrs[fld] = {"value": value, "source": "model", "confidence": round(float(conf), 4)}
+            added += 1
+    return added
 
 
 def _attach_vectors(items: ItemTable, store: ArtifactStore, version: str | None) -> str | None:

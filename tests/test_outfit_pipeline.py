@@ -97,3 +97,32 @@ def test_photo_analysis_from_elsewhere_builds_the_look(rec):
     assert resp.photo.slot == "top" and resp.photo.slot_source == "tagger"
     assert resp.photo.similar and resp.versions["tagger"] == "t-test"
     assert all(o.items[0].item_id in resp.photo.similar for o in resp.outfits)
+
+
+def test_model_predictions_fill_gaps_and_are_cited_with_confidence(tmp_path):
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    from mmrec.artifacts import ArtifactStore
+    from mmrec.schemas import ATTRIBUTE_PREDICTIONS_SCHEMA
+
+    st = ArtifactStore(tmp_path / "artifacts")
+    write_items(st)
+    rows = [  # b1 has no material: filled; t1's pattern comes from its title: kept
+        {"item_id": "b1", "field": "material", "value": "wool", "confidence": 0.91, "model_version": "v1"},
+        {"item_id": "t1", "field": "pattern", "value": "checked", "confidence": 0.99, "model_version": "v1"},
+        {"item_id": "t1", "field": "category", "value": "tshirts", "confidence": 0.99, "model_version": "v1"},
+    ]
+    with st.write("attribute_predictions", config={}) as w:
+        pq.write_table(pa.Table.from_pylist(rows, schema=ATTRIBUTE_PREDICTIONS_SCHEMA),
+                       w.path / "predictions.parquet")
+    rec = Recommender.from_store(st)
+    assert rec.items.row("b1")["attributes"]["material"] == {"value": "wool", "source": "model", "confidence": 0.91}
+    assert rec.items.row("t1")["attributes"]["pattern"]["source"] == "title"
+    assert rec.items.row("t1")["category"] == "shirts"
+    assert rec.versions["attribute_predictions"] == st.current_version("attribute_predictions")
+    resp = rec.recommend(RecommendRequest(scene="office", k=1, filters=RequestFilters(genders=["men"])))
+    e = resp.outfits[0].explanation
+    assert "The trousers look made of wool to our tagger (91%)." in e.text
+    assert e.supported == e.statements
+    assert any(f.source == "model" and f.confidence == 0.91 for f in e.facts)
