@@ -20,6 +20,9 @@ from typing import Any
 
 import numpy as np
 
+_COLOURS = ("black", "white", "navy blue", "red", "grey", "blue", "pink", "green", "beige", "brown")
+_THINGS = ("shirt", "dress", "jeans", "kurta", "heels", "sneakers", "jacket", "top", "trousers", "watch")
+
 
 @dataclass
 class PhaseResult:
@@ -72,9 +75,12 @@ class LoadGenerator:
         self._httpx = httpx
 
     def _json_body(self) -> dict[str, Any]:
+        """The request mix: a third personalised (when users exist), a tenth with typed text."""
         body: dict[str, Any] = {"scene": self.rng.choice(self.scenes), "k": 3}
         if self.user_ids and self.rng.random() < 1 / 3:
             body["user_id"] = self.rng.choice(self.user_ids)
+        if self.rng.random() < 0.1:
+            body["query_text"] = f"{self.rng.choice(_COLOURS)} {self.rng.choice(_THINGS)}"
         return body
 
     async def _one(self, client, kind: str, res: PhaseResult) -> None:

@@ -1,0 +1,49 @@
+"""The loopback load generator behind `mmrec bench serve`, against the API in this process."""
+
+from __future__ import annotations
+
+import pytest
+
+from mmrec.pipeline import Recommender
+from mmrec.serving.app import create_app
+from mmrec.serving.loadgen import LoadGenerator, PhaseResult, run_bench
+from mmrec.serving.local import start_uvicorn
+from mmrec.serving.settings import ServeSettings
+from outfit_fixtures import write_items
+
+KEY = "loadgen-key"
+
+
+def test_summary_percentiles_and_errors():
+    r = PhaseResult("x", latencies_ms=[float(i) for i in range(1, 101)], seconds=2.0)
+    r.statuses.update({200: 100, 429: 3})
+    r.errors.update({"ReadTimeout": 1})
+    s = r.summary()
+    assert s["requests"] == 104 and s["ok"] == 100 and s["errors"] == 4
+    assert s["p50_ms"] == pytest.approx(50.5) and s["p99_ms"] == pytest.approx(99.01)
+    assert s["throughput_rps"] == 52.0 and s["status_counts"]["429"] == 3
+
+
+def test_refuses_non_loopback_targets():
+    with pytest.raises(ValueError, match="loopback"):
+        LoadGenerator("http://example.com", KEY, ["office"], [])
+
+
+def test_bench_phases_against_a_live_server(tmp_path):
+    from mmrec.artifacts import ArtifactStore
+
+    st = ArtifactStore(tmp_path / "artifacts")
+    write_items(st)
+    server = start_uvicorn(create_app(Recommender.from_store(st), ServeSettings().with_key(KEY)))
+    try:
+        phases = run_bench(server.url, KEY, scenes=["office", "party"], photos=[], concurrency=2,
+                           seconds=1.0, rps=10, rps_seconds=1.0, warmup_s=0, log=lambda m: None)
+        wrong = run_bench(server.url, "wrong", scenes=["office"], photos=[], concurrency=1,
+                          seconds=0.3, rps=5, rps_seconds=0, warmup_s=0, log=lambda m: None)
+    finally:
+        server.stop()
+    assert set(phases) == {"json", "open_loop"}  # no photos: no photo phase
+    assert phases["json"]["errors"] == 0 and phases["json"]["requests"] > 2
+    assert phases["json"]["p50_ms"] > 0 and phases["open_loop"]["requests"] == 10
+    assert wrong["json"]["errors"] == wrong["json"]["requests"] > 0  # 401s are counted as errors
+    assert set(wrong["json"]["status_counts"]) == {"401"}
