@@ -45,6 +45,8 @@ HARMONY_PHRASES = {
     "tonal": "tonal colours from one family",
     "accents": "a few accent colours",
 }
+# Recall routes that match the typed text (mmrec.recall: CLIP text->image, BM25 on titles).
+TEXT_ROUTES = ("text_image", "bm25", "text")
 # Phrases that claim where a statement comes from -> the fact source they need.
 SOURCE_MARKERS = {
     "your history": "history", "you often": "history",
@@ -262,11 +264,11 @@ class Explainer:
             be = "are" if is_plural_noun(items.row(iid)["category"]) else "is"
             sentences.append(f"The {phrases[iid]} {be} similar to your photo.")
         if ctx.query_text:
-            texty = [i for i in item_ids if "text" in ctx.routes.get(i, {}) or "bm25" in ctx.routes.get(i, {})]
+            texty = [i for i in item_ids if any(r in ctx.routes.get(i, {}) for r in TEXT_ROUTES)]
             if texty:
                 facts.append(Fact(field="query", value=ctx.query_text, source="request"))
                 for iid in texty:
-                    route = "text" if "text" in ctx.routes[iid] else "bm25"
+                    route = next(r for r in TEXT_ROUTES if r in ctx.routes[iid])
                     facts.append(Fact(item_id=iid, field="recall_route", value=route, source="recall"))
                 sentences.append(f'{_cap(_join([phrases[i] for i in texty]))} matches your search '
                                  f'"{_quote_safe(ctx.query_text)}".')
