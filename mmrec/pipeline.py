@@ -407,19 +407,36 @@ class Recommender:
             m = self._genders_ok[genders] = np.isin(self.items.gender, allowed)
         return m
 
-    def warm(self) -> "Recommender":
+    def warm(self, *, background: bool = True) -> "Recommender":
         """Precompute per-scene masks and scene fit, and (with a recall index and
-        ``prewarm_recall``) the anonymous candidates of every scene, slot and gender, so that
-        no scene-only request pays for them."""
+        ``prewarm_recall``) the scene-only candidates of every scene, slot and gender now, and
+        of every shopper segment in a background thread, so that no scene-only request pays
+        for recall."""
         for scene in self.scenes.scenes.values():
             self.composer.scene_fit(scene)
             for slot in scene.template_slots():
                 self._allowed_mask(scene, slot)
-                if self.recall is not None and self.cfg.prewarm_recall:
-                    for genders in (None, ["men", "unisex"], ["women", "unisex"]):
-                        self._recall(scene, slot, scene.query, genders, None, True,
-                                     self.cfg.candidates_per_slot)
+        if self.recall is None or not self.cfg.prewarm_recall:
+            return self
+        self._prewarm([(None, g) for g in (None, ["men", "unisex"], ["women", "unisex"])])
+        if self.users is not None and hasattr(self.users, "ids"):
+            combos = sorted({(p.segment, p.gender) for p in map(self.users.get, self.users.ids())
+                             if p is not None and getattr(p, "segment", None)}, key=str)
+            todo = [(seg, [g, "unisex"] if g in ("men", "women", "boys", "girls") else None)
+                    for seg, g in combos]
+            if background:
+                threading.Thread(target=self._prewarm, args=(todo,), name="mmrec-prewarm",
+                                 daemon=True).start()
+            else:
+                self._prewarm(todo)
         return self
+
+    def _prewarm(self, combos: list[tuple[str | None, list[str] | None]]) -> None:
+        k = self.cfg.candidates_per_slot
+        for segment, genders in combos:
+            for scene in self.scenes.scenes.values():
+                for slot in scene.template_slots():
+                    self._recall(scene, slot, scene.query, genders, segment, True, k)
 
     def _hard_mask(self, scene: Scene, slot: str, request: RecommendRequest,
                    genders: list[str] | None) -> np.ndarray:
@@ -485,7 +502,7 @@ class Recommender:
         """Candidates of one slot (cached: the catalog is fixed for this recommender's life)."""
         from mmrec.recall.types import Filters, RecallQuery
 
-        key = (scene.name, slot, tuple(genders or ()), text, segment, in_stock_only, k)
+        key = (scene.name, slot, tuple(sorted(genders or ())), text, segment, in_stock_only, k)
         hit = self._cache.get(key)
         if hit is None:
             q = RecallQuery(text=text, attributes={"usage": scene.usages[0]},
