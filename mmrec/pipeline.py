@@ -18,8 +18,7 @@ from __future__ import annotations
 import threading
 import time
 import uuid
-from collections import Counter, OrderedDict
-from dataclasses import dataclass, field
+from collections import Counter
 from typing import Any
 
 import numpy as np
@@ -29,22 +28,18 @@ from mmrec.api_models import (ExplanationOut, FactOut, OutfitItemOut, OutfitOut,
                               RecommendRequest, RecommendResponse)
 from mmrec.artifacts import ArtifactStore
 from mmrec.config import StrictModel
-from mmrec.errors import ArtifactNotFound, InputError, MmrecError
+from mmrec.errors import ArtifactNotFound, MmrecError
 from mmrec.outfit.compat import CompatConfig, CompatScorer, Features
-from mmrec.outfit.compose import Anchor, ComposeConfig, Composer, SlotPool
+from mmrec.outfit.compose import LRU, Anchor, ComposeConfig, Composer, SlotPool
 from mmrec.outfit.explain import ExplainConfig, ExplainContext, Explainer, harmony_of, taste_from_history
 from mmrec.outfit.items import ItemTable
+from mmrec.outfit.loading import PREDICTIONS_KIND, attach_vectors, merge_predictions
+from mmrec.outfit.photo import ComponentMissing, PhotoAnalysis, PhotoModels  # noqa: F401 (re-exported)
 from mmrec.outfit.priors import CooccurrencePriors
 from mmrec.outfit.scenes import Scene, SceneBook
 from mmrec.taxonomy import Taxonomy, default_taxonomy
 
 SIMULATED_USERS_NOTE = "shopper profiles and histories are simulated for this catalog"
-TAGGER_KIND = "vlm"  # artifact kind of the attribute tagger (mmrec.attributes.tagger)
-PREDICTIONS_KIND = "attribute_predictions"  # the tagger's output over the catalog
-
-
-class ComponentMissing(MmrecError):
-    """A request needs a component that is not loaded (HTTP 503): build its artifact."""
 
 
 class RecommenderConfig(StrictModel):
@@ -60,95 +55,6 @@ class RecommenderConfig(StrictModel):
     compose: ComposeConfig = ComposeConfig()
     compat: CompatConfig = CompatConfig()
     explain: ExplainConfig = ExplainConfig()
-
-
-@dataclass
-class PhotoAnalysis:
-    """A decoded photo read by the models: tagged attributes and/or an image embedding."""
-
-    attributes: dict[str, dict[str, Any]] = field(default_factory=dict)  # field -> {value, confidence}
-    vector: list[float] | None = None
-    encoder_id: str | None = None
-    versions: dict[str, str] = field(default_factory=dict)
-
-
-class PhotoModels:
-    """Tagger + encoder for photos; separable so that Ray can place it on its own replica."""
-
-    def __init__(self, tagger: Any | None = None, encoder: Any | None = None):
-        self.tagger = tagger
-        self.encoder = encoder
-
-    @classmethod
-    def from_store(cls, store: ArtifactStore, *, device: str = "cpu",
-                   encoder: Any | None = None) -> tuple["PhotoModels", list[str]]:
-        """Load whatever of tagger and encoder exists; returns (models, notes on what is missing).
-
-        Args:
-            encoder: an encoder already loaded (recall's, which made the index vectors).
-        """
-        notes: list[str] = []
-        tagger = None
-        if store.current_version(TAGGER_KIND):
-            from mmrec.attributes.tagger import Tagger
-
-            tagger = Tagger.load(store, device=device)
-        else:
-            notes.append("no tagger artifact: photos are read by the encoder only")
-        if encoder is None and store.current_version("encoder"):
-            from mmrec.embed.encoder import Encoder
-
-            encoder = Encoder.load(store, device=device)
-        if encoder is None:
-            notes.append("no encoder artifact: photos are read by the tagger only")
-        return cls(tagger, encoder), notes
-
-    @property
-    def available(self) -> bool:
-        return self.tagger is not None or self.encoder is not None
-
-    @property
-    def versions(self) -> dict[str, str]:
-        out = {"tagger": getattr(self.tagger, "version", "absent") if self.tagger else "absent"}
-        out["encoder"] = getattr(self.encoder, "encoder_id", "absent") if self.encoder else "absent"
-        return out
-
-    def analyze(self, image: Any) -> PhotoAnalysis:
-        """Tag and embed one decoded (PIL) image."""
-        if not self.available:
-            raise ComponentMissing("photo routes need a tagger or an encoder artifact; build one "
-                                   "(mmrec sft ... / mmrec embed ...)")
-        out = PhotoAnalysis(versions=self.versions)
-        if self.tagger is not None:
-            out.attributes = {k: dict(v) for k, v in self.tagger.tag([image])[0].items()
-                              if v and v.get("value") is not None}
-        if self.encoder is not None:
-            out.vector = [float(x) for x in self.encoder.encode_images([image])[0]]
-            out.encoder_id = self.encoder.encoder_id
-        return out
-
-
-class _LRU:
-    def __init__(self, size: int):
-        self.size = size
-        self._d: OrderedDict = OrderedDict()
-        self._lock = threading.Lock()
-
-    def get(self, key):
-        with self._lock:
-            if key in self._d:
-                self._d.move_to_end(key)
-                return self._d[key]
-        return None
-
-    def put(self, key, value) -> None:
-        if self.size <= 0:
-            return
-        with self._lock:
-            self._d[key] = value
-            self._d.move_to_end(key)
-            while len(self._d) > self.size:
-                self._d.popitem(last=False)
 
 
 class Recommender:
@@ -188,7 +94,7 @@ class Recommender:
         self.composer = Composer(items, self.compat, self.cfg.compose)
         self.explainer = Explainer(self.tax, scenes, self.cfg.explain)
         self.load_notes = list(notes or [])
-        self._cache = _LRU(self.cfg.recall_cache_size)
+        self._cache = LRU(self.cfg.recall_cache_size)
         self._allowed: dict[tuple[str, str], np.ndarray] = {}
         self._genders_ok: dict[tuple[str, ...], np.ndarray] = {}
         v = {"items": items.version, "scenes": scenes.version,
@@ -231,9 +137,9 @@ class Recommender:
         items_version = (recall.versions.get("items") if recall is not None else None) or None
         items_art = store.load("items", items_version)
         items = ItemTable(load_items(store, items_art.version), items_art.version, tax)
-        if recall is not None and _attach_vectors(items, store, recall.versions.get("vectors") or None) is None:
+        if recall is not None and attach_vectors(items, store, recall.versions.get("vectors") or None) is None:
             notes.append("no vectors artifact: compatibility without embeddings")
-        n_pred = _merge_predictions(items, store)
+        n_pred = merge_predictions(items, store)
         if n_pred:
             notes.append(f"{n_pred} model-tagged attributes fill gaps in the catalog (cited with "
                          "their confidence; scene rules still judge catalog values only)")
@@ -610,44 +516,6 @@ class Recommender:
                              title=r.get("title"), category=r.get("category"),
                              colour=r.get("colour"), gender=r.get("gender"),
                              image_url=f"/v1/items/{item_id}/image" if r.get("image_uri") else None)
-
-
-def _merge_predictions(items: ItemTable, store: ArtifactStore) -> int:
-    """Add the tagger's catalog predictions to the attributes map where the catalog and the
-    title rules are silent (source ``model`` with its confidence); returns how many."""
-    if store.current_version(PREDICTIONS_KIND) is None:
-        return 0
-    import pyarrow.parquet as pq
-
-    art = store.load(PREDICTIONS_KIND)
-    names = [n for n in art.manifest["files"] if n.endswith(".parquet")]
-    if not names:
-        return 0
-    table = pq.read_table(art.file(names[0]), columns=["item_id", "field", "value", "confidence"])
-    added = 0
-    for iid, fld, value, conf in zip(*(table.column(c).to_pylist() for c in
-                                       ("item_id", "field", "value", "confidence"))):
-        k = items.index.get(iid)
-        if k is None or fld in ("category", "gender", "slot"):
-            continue  # catalog columns are never overridden, not even shown alongside
-        attrs = items.rows[k]["attributes"]
-        if fld not in attrs and items.taxonomy.is_valid(fld, value):
-            attrs[fld] = {"value": value, "source": "model", "confidence": round(float(conf), 4)}
-            added += 1
-    return added
-
-
-def _attach_vectors(items: ItemTable, store: ArtifactStore, version: str | None) -> str | None:
-    """Give compatibility the catalog embeddings the index was built from (the ``vectors``
-    artifact); returns the version attached, or None when there is none."""
-    from mmrec.embed.catalog import load_vectors
-
-    try:
-        art, table, vecs = load_vectors(store, version)
-    except ArtifactNotFound:
-        return None
-    items.attach_vectors(table.column("item_id").to_pylist(), vecs, f"vectors/{art.version}")
-    return art.version
 
 
 def _ms(t0: float) -> float:

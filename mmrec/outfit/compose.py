@@ -27,11 +27,14 @@ from mmrec.outfit.scenes import Scene
 _NEG = -1e30
 
 
-class _LRU:
-    """A small thread-safe LRU map (requests run in a thread pool)."""
+class LRU:
+    """A small thread-safe LRU map (requests run in a thread pool); size 0 keeps nothing."""
 
     def __init__(self, size: int):
         self.size, self._d, self._lock = size, OrderedDict(), threading.Lock()
+
+    def __len__(self) -> int:
+        return len(self._d)
 
     def get(self, key):
         with self._lock:
@@ -41,6 +44,8 @@ class _LRU:
             return v
 
     def put(self, key, value) -> None:
+        if self.size <= 0:
+            return
         with self._lock:
             self._d[key] = value
             while len(self._d) > self.size:
@@ -132,7 +137,7 @@ class Composer:
         self.compat = compat
         self.cfg = cfg or ComposeConfig()
         self._fit: dict[str, np.ndarray] = {}
-        self._pairs = _LRU(pair_cache_size)
+        self._pairs = LRU(pair_cache_size)
 
     def scene_fit(self, scene: Scene) -> np.ndarray:
         """Scene fit of every catalog item (computed once per scene)."""

@@ -8,7 +8,6 @@ backpressure gate; every response of the recommender carries the artifact versio
 
 from __future__ import annotations
 
-import asyncio
 import json
 import logging
 import mimetypes

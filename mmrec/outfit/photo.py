@@ -1,0 +1,85 @@
+"""Photos as the models read them: the tagger's attributes and the encoder's embedding.
+
+Kept apart from the recommender so that Ray can place the models on their own replica (the
+`PhotoModels` deployment) while the JSON path never loads them.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from mmrec.artifacts import ArtifactStore
+from mmrec.errors import MmrecError
+
+TAGGER_KIND = "vlm"  # artifact kind of the attribute tagger (mmrec.attributes.tagger)
+
+
+class ComponentMissing(MmrecError):
+    """A request needs a component that is not loaded (HTTP 503): build its artifact."""
+
+
+@dataclass
+class PhotoAnalysis:
+    """A decoded photo read by the models: tagged attributes and/or an image embedding."""
+
+    attributes: dict[str, dict[str, Any]] = field(default_factory=dict)  # field -> {value, confidence}
+    vector: list[float] | None = None
+    encoder_id: str | None = None
+    versions: dict[str, str] = field(default_factory=dict)
+
+
+class PhotoModels:
+    """Tagger + encoder for photos; separable so that Ray can place it on its own replica."""
+
+    def __init__(self, tagger: Any | None = None, encoder: Any | None = None):
+        self.tagger = tagger
+        self.encoder = encoder
+
+    @classmethod
+    def from_store(cls, store: ArtifactStore, *, device: str = "cpu",
+                   encoder: Any | None = None) -> tuple["PhotoModels", list[str]]:
+        """Load whatever of tagger and encoder exists; returns (models, notes on what is missing).
+
+        Args:
+            encoder: an encoder already loaded (recall's, which made the index vectors).
+        """
+        notes: list[str] = []
+        tagger = None
+        if store.current_version(TAGGER_KIND):
+            from mmrec.attributes.tagger import Tagger
+
+            tagger = Tagger.load(store, device=device)
+        else:
+            notes.append("no tagger artifact: photos are read by the encoder only")
+        if encoder is None and store.current_version("encoder"):
+            from mmrec.embed.encoder import Encoder
+
+            encoder = Encoder.load(store, device=device)
+        if encoder is None:
+            notes.append("no encoder artifact: photos are read by the tagger only")
+        return cls(tagger, encoder), notes
+
+    @property
+    def available(self) -> bool:
+        return self.tagger is not None or self.encoder is not None
+
+    @property
+    def versions(self) -> dict[str, str]:
+        out = {"tagger": getattr(self.tagger, "version", "absent") if self.tagger else "absent"}
+        out["encoder"] = getattr(self.encoder, "encoder_id", "absent") if self.encoder else "absent"
+        return out
+
+    def analyze(self, image: Any) -> PhotoAnalysis:
+        """Tag and embed one decoded (PIL) image."""
+        if not self.available:
+            raise ComponentMissing("photo routes need a tagger or an encoder artifact; build one "
+                                   "(mmrec sft ... / mmrec embed ...)")
+        out = PhotoAnalysis(versions=self.versions)
+        if self.tagger is not None:
+            out.attributes = {k: dict(v) for k, v in self.tagger.tag([image])[0].items()
+                              if v and v.get("value") is not None}
+        if self.encoder is not None:
+            out.vector = [float(x) for x in self.encoder.encode_images([image])[0]]
+            out.encoder_id = self.encoder.encoder_id
+        return out
