@@ -116,7 +116,7 @@ class StageTrain(StrictModel):
     save_total_limit: int = Field(2, ge=1)
     eval_steps: int | None = Field(500, ge=1, description="per-attribute val eval every N steps (null: at the end only)")
     eval_samples: int | None = Field(400, ge=1, description="val products per eval (null: all)")
-    flip_prob: float = Field(0.5, ge=0, le=1, description="horizontal flip augmentation")
+    hflip: bool = Field(True, description="augment with mirrored images (each epoch: every record once each way)")
     time_budget_min: float | None = Field(
         None, gt=0, description="time budget: the cosine schedule runs over whichever of max_steps or "
                                 "this budget ends first, and training stops there")

@@ -28,6 +28,27 @@ class Example:
     answer_ids: list[int]   # the answer, "<|im_end|>" and the newline after it (empty for prompts)
     image: int | str        # PixelCache row, or an image path
     record: dict[str, Any] | None = None
+    flip: bool = False      # mirror the image horizontally (augmentation)
+
+
+class Mirrored:
+    """Every example twice, plain and mirrored: horizontal-flip augmentation with no RNG.
+
+    The sampler shuffles the 2n items, so each epoch shows each record once each way. Keeping
+    randomness out of the collator matters for resuming: the Trainer fetches the first batch
+    after a resume before it restores the RNG state, and prefetches one batch ahead, so any
+    random draw in the collator would make a resumed run diverge from an uninterrupted one.
+    """
+
+    def __init__(self, examples: Sequence[Example]):
+        self.examples = list(examples)
+
+    def __len__(self) -> int:
+        return 2 * len(self.examples)
+
+    def __getitem__(self, i: int) -> Example:
+        e = self.examples[i // 2]
+        return Example(e.prompt_ids, e.answer_ids, e.image, e.record, flip=bool(i % 2))
 
 
 def split_turns(record: dict[str, Any], processor, *, lowercase_answer: bool = False) -> tuple[str, str]:
@@ -124,16 +145,12 @@ class Collator:
     Args:
         processor: the model's processor (its image processor and tokenizer are used).
         pixels: a PixelCache for integer images; None when examples carry image paths.
-        train: flip images horizontally with ``flip_prob`` (training only).
         left_pad: pad on the left (generation) instead of the right (training).
     """
 
-    def __init__(self, processor, pixels: PixelCache | None = None, *, train: bool = False,
-                 flip_prob: float = 0.0, left_pad: bool = False):
+    def __init__(self, processor, pixels: PixelCache | None = None, *, left_pad: bool = False):
         self.processor = processor
         self.pixels = pixels
-        self.train = train
-        self.flip_prob = flip_prob
         self.left_pad = left_pad
         tok = processor.tokenizer
         self.pad_id = tok.pad_token_id
@@ -141,23 +158,21 @@ class Collator:
         self.merge = processor.image_processor.merge_size
 
     def images(self, examples: Sequence[Example]):
-        import torch
-
         from mmrec.images import load_image
 
+        flip = [e.flip for e in examples]
         if self.pixels is not None:
             x = self.pixels.batch([int(e.image) for e in examples])
-            if self.train and self.flip_prob > 0:
-                flip = torch.rand(len(examples)) < self.flip_prob
-                x[flip] = x[flip].flip(-1)
-            return x
-        imgs = [load_image(e.image) for e in examples]
-        if self.train and self.flip_prob > 0:
-            from PIL import ImageOps
+            if any(flip):
+                import torch
 
-            flip = torch.rand(len(imgs)) < self.flip_prob
-            imgs = [ImageOps.mirror(im) if f else im for im, f in zip(imgs, flip.tolist())]
-        return imgs
+                mask = torch.tensor(flip)
+                x[mask] = x[mask].flip(-1)
+            return x
+        from PIL import ImageOps
+
+        return [ImageOps.mirror(load_image(e.image)) if f else load_image(e.image)
+                for e, f in zip(examples, flip)]
 
     def __call__(self, examples: Sequence[Example], images: Any = None) -> dict[str, Any]:
         import torch

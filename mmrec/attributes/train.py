@@ -26,7 +26,7 @@ import pyarrow.parquet as pq
 
 from mmrec.artifacts import Artifact, ArtifactStore
 from mmrec.attributes.config import SftConfig, StageTrain
-from mmrec.attributes.data import Collator, PixelCache, encode_records
+from mmrec.attributes.data import Collator, Mirrored, PixelCache, encode_records
 from mmrec.attributes.dataset.build import KIND as DATASET_KIND, read_jsonl
 from mmrec.attributes.prompts import PromptSet, tokenizer_corpus
 from mmrec.errors import ConfigError
@@ -292,8 +292,8 @@ def train_base(store: ArtifactStore, cfg: SftConfig, *, progress: bool = False, 
     JsonlLog, TimeBudget = _callbacks()
     clock = ScheduleClock(st.max_steps, st.time_budget_min, st.budget_clock)
     trainer = _trainer_class()(model=model, args=training_args(st, out_dir, progress=progress),
-                               train_dataset=train_ex,
-                               data_collator=Collator(processor, cache, train=True, flip_prob=st.flip_prob),
+                               train_dataset=Mirrored(train_ex) if st.hflip else train_ex,
+                               data_collator=Collator(processor, cache),
                                callbacks=[JsonlLog(log_path, "base"), TimeBudget(clock)],
                                clock=clock, min_lr_ratio=st.min_lr_ratio)
     _quiet_console(trainer, progress)
@@ -462,8 +462,8 @@ def train_lora(store: ArtifactStore, cfg: SftConfig, *, progress: bool = False, 
     if val:
         callbacks.append(_eval_callback(predict_fn, val_truth, parts, st, best_dir, log_path))
     trainer = _trainer_class()(model=model, args=training_args(st, out_dir, progress=progress),
-                               train_dataset=train_ex,
-                               data_collator=Collator(processor, cache, train=True, flip_prob=st.flip_prob),
+                               train_dataset=Mirrored(train_ex) if st.hflip else train_ex,
+                               data_collator=Collator(processor, cache),
                                callbacks=callbacks, clock=clock, min_lr_ratio=st.min_lr_ratio)
     _quiet_console(trainer, progress)
     t_train, c_train = time.perf_counter(), time.process_time()
