@@ -404,6 +404,10 @@ def _eval_callback(predict_fn, val_truth, parts: DatasetParts, st: StageTrain, b
             return row
 
         def on_step_end(self, args, state, control, model=None, **kw):
+            # Multi-GPU (DDP / ZeRO-2): rank 0 evaluates on its full model copy while the other
+            # ranks wait at the next all-reduce. ZeRO-3 shards the weights: set eval_steps null.
+            if not state.is_world_process_zero:
+                return
             last = state.global_step >= state.max_steps or control.should_training_stop
             if (st.eval_steps and state.global_step % st.eval_steps == 0) or last:
                 self.evaluate(model, state.global_step)
@@ -412,8 +416,11 @@ def _eval_callback(predict_fn, val_truth, parts: DatasetParts, st: StageTrain, b
 
 
 def train_lora(store: ArtifactStore, cfg: SftConfig, *, progress: bool = False, resume: bool = False,
-               profile: str = "mini") -> Artifact:
-    """LoRA SFT on the attribute records; writes the ``vlm`` artifact (adapter + best by macro-F1)."""
+               profile: str = "mini") -> Artifact | None:
+    """LoRA SFT on the attribute records; writes the ``vlm`` artifact (adapter + best by macro-F1).
+
+    Returns None on the non-main processes of a multi-GPU run (only rank 0 writes).
+    """
     from mmrec.attributes.model import save_model
     from mmrec.attributes.predict import Predictor
     from mmrec.taxonomy import default_taxonomy
@@ -469,6 +476,8 @@ def train_lora(store: ArtifactStore, cfg: SftConfig, *, progress: bool = False, 
     t_train, c_train = time.perf_counter(), time.process_time()
     result = trainer.train(resume_from_checkpoint=resume and _has_checkpoint(out_dir))
     train_s, train_cpu = time.perf_counter() - t_train, time.process_time() - c_train
+    if not trainer.is_world_process_zero():
+        return None  # one process writes the artifact
     best = json.loads((out_dir / "best.json").read_text()) if (out_dir / "best.json").is_file() else None
     with store.write(VLM_KIND, config=cfg.model_dump(mode="json")) as w:
         adapter_src = best_dir if best_dir.is_dir() else None

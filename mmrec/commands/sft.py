@@ -90,6 +90,8 @@ def _train(args) -> int:
                   file=sys.stderr)
     art = train_lora(store, cfg, progress=progress, resume=args.resume and args.stage == "lora",
                      profile=args.profile)
+    if art is None:  # a non-main process of a multi-GPU run
+        return 0
     print(f"LoRA stage: {json.dumps(art.metrics)} -> {art.path}", file=sys.stderr)
     print(art.version)
     return 0
