@@ -19,6 +19,7 @@ import threading
 import time
 import uuid
 from collections import Counter
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
@@ -40,6 +41,17 @@ from mmrec.outfit.scenes import Scene, SceneBook
 from mmrec.taxonomy import Taxonomy, default_taxonomy
 
 SIMULATED_USERS_NOTE = "shopper profiles and histories are simulated for this catalog"
+# Fields a typed query may constrain, in the order a mention is read (a category wins).
+QUERY_FIELDS = ("category", "colour", "pattern", "material", "fit", "sleeve", "neckline", "usage")
+
+
+@dataclass
+class TypedQuery:
+    """What the shopper typed, read with the taxonomy: the slot it is about and its values."""
+
+    text: str | None = None
+    slot: str | None = None
+    attrs: dict[str, str] = field(default_factory=dict)
 
 
 class RecommenderConfig(StrictModel):
@@ -209,10 +221,11 @@ class Recommender:
             notes.append(SIMULATED_USERS_NOTE)
 
         t = time.perf_counter()
-        anchor, photo_out = (None, None)
+        anchor, photo_out, anchor_pool = None, None, []
         if photo is not None:
-            anchor, photo_out = self._anchor(photo, scene, genders, request, notes)
-        pools, routes, info = self._pools(scene, request, genders, user, anchor, photo_out, notes)
+            anchor, photo_out, anchor_pool = self._anchor(photo, scene, genders, request, notes)
+        query = self.parse_query(request.query_text, scene, notes)
+        pools, routes, info = self._pools(scene, request, genders, user, anchor, anchor_pool, query, notes)
         timings["recall_ms"] = _ms(t)
 
         t = time.perf_counter()
@@ -221,7 +234,7 @@ class Recommender:
 
         t = time.perf_counter()
         budget = request.filters.budget
-        outfits = self.composer.compose(scene, pools, request.k, anchor=anchor,
+        outfits = self.composer.compose(scene, pools, request.k, anchor=anchor, require_slot=query.slot,
                                         allow_repeats=request.allow_repeats, max_total_price=budget)
         timings["compose_ms"] = _ms(t)
         if len(outfits) < request.k:
@@ -239,7 +252,7 @@ class Recommender:
                 ctx = ExplainContext(
                     scene=scene, taste=taste, profile_occasions=occasions,
                     routes={i: routes.get(i, {}) for i in ids}, query_text=request.query_text,
-                    photo_similar=set(photo_out.similar) if photo_out else set(),
+                    photo_similar=(set(photo_out.similar) | set(anchor_pool)) if photo_out else set(),
                     harmony=harmony_of((self.items.row(i).get("colour") for i in ids), self.tax))
                 e = self.explainer.explain(self.items, ids, ctx)
                 expl = ExplanationOut(text=e.text, facts=[FactOut(**f.model_dump()) for f in e.facts],
@@ -263,6 +276,7 @@ class Recommender:
         ids = self._similar(photo, slot, genders, k, exclude=[])
         if slot is None and ids:
             slot, how = self._majority_slot(ids), "neighbours"
+            ids = self._similar(photo, slot, genders, k, exclude=[]) if slot else ids
         return slot, how, ids
 
     def item(self, item_id: str) -> dict[str, Any]:
@@ -359,10 +373,33 @@ class Recommender:
             m[self.items.positions([i for i in f.exclude_item_ids if i in self.items.index])] = False
         return m
 
+    def parse_query(self, text: str | None, scene: Scene, notes: list[str]) -> TypedQuery:
+        """Read typed text with the taxonomy ("navy blue shirt" -> top: shirts, navy blue).
+
+        When it names a category the scene allows, that slot's candidates come from the text
+        (and match its values when any can) while the other slots keep the scene's candidates.
+        """
+        if not text:
+            return TypedQuery()
+        attrs: dict[str, str] = {}
+        for _, options in self.explainer.mentions(text):
+            for fld in QUERY_FIELDS:
+                vals = sorted(v for f, v in options if f == fld)
+                if vals and fld not in attrs:
+                    attrs[fld] = vals[0]
+                    break
+        cat = attrs.get("category")
+        slot = self.tax.slot_of(cat) if cat else None
+        if cat and cat not in scene.slot_categories(slot):
+            notes.append(f"{text!r} asks for {cat}, which {scene.label} outfits do not use; "
+                         "it only steers the search")
+            slot = None
+        return TypedQuery(text, slot, attrs)
+
     def _pools(self, scene: Scene, request: RecommendRequest, genders: list[str] | None,
-               user: Any | None, anchor: Anchor | None, photo_out: PhotoOut | None,
-               notes: list[str]) -> tuple[dict[str, SlotPool], dict[str, dict[str, int]],
-                                          dict[str, dict[str, Any]]]:
+               user: Any | None, anchor: Anchor | None, anchor_pool: list[str],
+               query: TypedQuery, notes: list[str]) -> tuple[dict[str, SlotPool], dict[str, dict[str, int]],
+                                                             dict[str, dict[str, Any]]]:
         routes: dict[str, dict[str, int]] = {}
         info: dict[str, dict[str, Any]] = {}  # recall's view of each candidate, for the ranker
         pools: dict[str, SlotPool] = {}
@@ -372,15 +409,19 @@ class Recommender:
                 notes.append("the catalog has no prices: no item can be shown to fit the budget")
         for slot in scene.template_slots():
             mask = self._hard_mask(scene, slot, request, genders)
-            if photo_out is not None and anchor is not None and slot == anchor.slot and photo_out.similar:
+            if anchor is not None and slot == anchor.slot and anchor_pool:
                 # the anchor slot offers the catalog items most like the photo
-                ids = [i for i in photo_out.similar if mask[self.items.index[i]]]
+                ids = [i for i in anchor_pool if mask[self.items.index[i]]]
                 for rank, i in enumerate(ids, 1):
                     routes.setdefault(i, {})["image"] = rank
                 pos = self.items.positions(ids)
                 pools[slot] = SlotPool(slot, pos, 1.0 / (1.0 + np.arange(len(pos), dtype=np.float32) / 10))
                 continue
             if self.recall is None:
+                if query.slot == slot:  # typed text: the items matching what it names, if any
+                    exact = mask & np.array([all(r.get(f) == v for f, v in query.attrs.items())
+                                             for r in self.items.rows], dtype=bool)
+                    mask = exact if exact.any() else mask
                 pos = np.flatnonzero(mask)
                 fit = self.composer.scene_fit(scene)[pos]
                 order = np.argsort(-fit, kind="stable")[:k]
@@ -390,9 +431,22 @@ class Recommender:
                 pools[slot] = SlotPool(slot, pos, fit[order].astype(np.float32))
                 continue
             segment = getattr(user, "segment", None) if user is not None else None
-            cands = self._recall(scene, slot, request.query_text or scene.query, genders, segment,
-                                 request.filters.in_stock_only, k)
+            if query.slot == slot:  # the slot the shopper typed about: the text's candidates
+                cands = self._recall(scene, slot, query.text, genders, segment,
+                                     request.filters.in_stock_only, k,
+                                     categories=[query.attrs["category"]], attributes=query.attrs)
+            else:  # other slots (or text about no slot in particular)
+                text = query.text if query.text and query.slot is None else scene.query
+                cands = self._recall(scene, slot, text, genders, segment, request.filters.in_stock_only, k)
             keep = [c for c in cands if c.item_id in self.items.index and mask[self.items.index[c.item_id]]]
+            if query.slot == slot and len(query.attrs) > 1:
+                exact = [c for c in keep if all(self.items.row(c.item_id).get(f) == v
+                                                for f, v in query.attrs.items())]
+                if exact:
+                    keep = exact
+                else:
+                    notes.append(f"no {' '.join(query.attrs.values())} fits {scene.label} and the "
+                                 "filters; showing the closest")
             for c in keep:
                 routes[c.item_id] = dict(c.routes)
                 info[c.item_id] = {"score": float(c.score), "routes": dict(c.routes),
@@ -404,16 +458,20 @@ class Recommender:
         return pools, routes, info
 
     def _recall(self, scene: Scene, slot: str, text: str, genders: list[str] | None,
-                segment: str | None, in_stock_only: bool, k: int) -> list[Any]:
+                segment: str | None, in_stock_only: bool, k: int, *,
+                categories: list[str] | None = None, attributes: dict[str, str] | None = None
+                ) -> list[Any]:
         """Candidates of one slot (cached: the catalog is fixed for this recommender's life)."""
         from mmrec.recall.types import Filters, RecallQuery
 
-        key = (scene.name, slot, tuple(sorted(genders or ())), text, segment, in_stock_only, k)
+        categories = categories or scene.slot_categories(slot)
+        attributes = attributes or {"usage": scene.usages[0]}
+        key = (scene.name, slot, tuple(sorted(genders or ())), text, segment, in_stock_only, k,
+               tuple(categories), tuple(sorted(attributes.items())))
         hit = self._cache.get(key)
         if hit is None:
-            q = RecallQuery(text=text, attributes={"usage": scene.usages[0]},
-                            filters=Filters(slots=[slot], genders=genders,
-                                            categories=scene.slot_categories(slot),
+            q = RecallQuery(text=text, attributes=attributes,
+                            filters=Filters(slots=[slot], genders=genders, categories=categories,
                                             in_stock_only=in_stock_only),
                             segment=segment, k=k)
             hit = self.recall.search(q)
@@ -458,8 +516,9 @@ class Recommender:
         return slots.most_common(1)[0][0] if slots else None
 
     def _similar(self, photo: PhotoAnalysis, slot: str | None, genders: list[str] | None, k: int,
-                 exclude: list[str]) -> list[str]:
-        """Catalog items most like the photo (image route; attribute route without an encoder)."""
+                 exclude: list[str], categories: list[str] | None = None) -> list[str]:
+        """Catalog items most like the photo (image route; attribute route without an encoder),
+        optionally within ``slot`` and ``categories``."""
         attrs = {f: v["value"] for f, v in photo.attributes.items()
                  if f in ("category", "colour", "pattern", "usage")
                  and (v.get("confidence") or 0) >= self.cfg.photo_min_confidence}
@@ -472,7 +531,7 @@ class Recommender:
                 vec = None  # a vector from another encoder would search the wrong space
             q = RecallQuery(image_vector=vec, attributes=attrs,
                             filters=Filters(slots=[slot] if slot else None, genders=genders,
-                                            exclude_ids=exclude), k=k)
+                                            categories=categories, exclude_ids=exclude), k=k)
             if vec is None and not attrs:
                 return []
             return [c.item_id for c in self.recall.search(q)][:k]
@@ -482,33 +541,44 @@ class Recommender:
                 sims = self.items.vectors @ v
                 if slot:
                     sims = np.where(self.items.slot == slot, sims, -np.inf)
+                if categories is not None:
+                    allowed = np.isin(self.items.category, [self.items.categories.index(c) for c in categories])
+                    sims = np.where(allowed, sims, -np.inf)
                 top = np.argsort(-sims)[:k]
                 return [self.items.ids[p] for p in top if np.isfinite(sims[p])]
-        if attrs.get("category"):
+        if attrs.get("category") and (categories is None or attrs["category"] in categories):
             pos = [p for p, r in enumerate(self.items.rows) if r["category"] == attrs["category"]
                    and (attrs.get("colour") is None or r.get("colour") == attrs["colour"])]
             return [self.items.ids[p] for p in pos[:k]]
         return []
 
     def _anchor(self, photo: PhotoAnalysis, scene: Scene, genders: list[str] | None,
-                request: RecommendRequest, notes: list[str]) -> tuple[Anchor, PhotoOut]:
+                request: RecommendRequest, notes: list[str]) -> tuple[Anchor, PhotoOut, list[str]]:
+        """The photo as an outfit anchor: its slot, its look-alikes (any category), and the
+        look-alikes the scene allows in that slot (the slot's candidates)."""
+        k, exclude = self.cfg.photo_similar_k, list(request.filters.exclude_item_ids)
         slot, how = self._photo_slot(photo)
-        ids = self._similar(photo, slot, genders, self.cfg.photo_similar_k,
-                            exclude=list(request.filters.exclude_item_ids))
+        ids = self._similar(photo, slot, genders, k, exclude)
         if slot is None and ids:
             slot, how = self._majority_slot(ids), "neighbours"
+            ids = self._similar(photo, slot, genders, k, exclude) if slot else ids
+        pool: list[str] = []
         if slot is None:
             notes.append("the photo could not be placed in an outfit slot; outfits are matched "
                          "to its colours only")
         elif slot not in scene.template_slots():
             notes.append(f"the photo shows a {slot} item, which {scene.label} outfits do not use")
+        else:
+            pool = self._similar(photo, slot, genders, k, exclude, categories=scene.slot_categories(slot))
+            if not pool:
+                notes.append(f"nothing like the photo is allowed as a {slot} for {scene.label}")
         attrs = {f: v["value"] for f, v in photo.attributes.items()
                  if (v.get("confidence") or 0) >= self.cfg.photo_min_confidence}
         vec = np.asarray(photo.vector, dtype=np.float32) if photo.vector is not None else None
         feats = Features.of_attributes(attrs, self.items, self.tax, vec)
-        out = PhotoOut(attributes={k: dict(v) for k, v in photo.attributes.items()}, slot=slot,
+        out = PhotoOut(attributes={f: dict(v) for f, v in photo.attributes.items()}, slot=slot,
                        slot_source=how if slot else "none", similar=ids)
-        return Anchor(feats, slot, attrs), out
+        return Anchor(feats, slot, attrs), out, pool
 
     def _item_out(self, item_id: str, slot: str, score: float) -> OutfitItemOut:
         r = self.items.row(item_id)

@@ -126,3 +126,15 @@ def test_model_predictions_fill_gaps_and_are_cited_with_confidence(tmp_path):
     assert "The trousers look made of wool to our tagger (91%)." in e.text
     assert e.supported == e.statements
     assert any(f.source == "model" and f.confidence == 0.91 for f in e.facts)
+
+
+def test_typed_text_steers_its_slot(rec):
+    resp = rec.recommend(RecommendRequest(scene="office", k=1, query_text="pink shirt"))
+    top = next(i for i in resp.outfits[0].items if i.slot == "top")
+    assert top.item_id == "t2"  # the pink shirt, although the white one scores higher
+    resp = rec.recommend(RecommendRequest(scene="party", k=2, query_text="a red dress please"))
+    assert all(o.template == ["one-piece", "shoes", "bag"] for o in resp.outfits)
+    assert resp.outfits[0].items[0].item_id == "w5"
+    resp = rec.recommend(RecommendRequest(scene="office", k=1, query_text="flip flops"))
+    assert any("do not use" in n for n in resp.notes)  # not office shoes: said, rules kept
+    assert all(i.category != "flip flops" for o in resp.outfits for i in o.items)

@@ -147,23 +147,25 @@ class Composer:
         return fit
 
     def compose(self, scene: Scene, pools: dict[str, SlotPool], k: int, *,
-                anchor: Anchor | None = None, allow_repeats: bool = False,
-                max_total_price: float | None = None) -> list[Outfit]:
+                anchor: Anchor | None = None, require_slot: str | None = None,
+                allow_repeats: bool = False, max_total_price: float | None = None) -> list[Outfit]:
         """Up to ``k`` outfits for ``scene``, best first.
 
         Args:
             pools: candidates per slot (hard rules already applied).
             anchor: a photo to build around; templates must then contain its slot when the
                 scene uses that slot, and every item is scored for compatibility with it.
+            require_slot: a slot every outfit must fill when some template has it (the slot
+                of what the shopper typed, e.g. "black dress" -> one-piece).
             allow_repeats: let an item appear in several outfits (outfits still differ).
             max_total_price: budget for a whole outfit; items without a price must have been
                 removed by the caller (a budget cannot be shown to hold for them).
         """
         cfg = self.cfg
         templates = [t for t in scene.templates if all(len(pools.get(s, ())) for s in t)]
-        if anchor is not None and anchor.slot is not None:
-            with_anchor = [t for t in templates if anchor.slot in t]
-            templates = with_anchor or templates
+        for must in (anchor.slot if anchor is not None else None, require_slot):
+            if must is not None:
+                templates = [t for t in templates if must in t] or templates
         if not templates:
             return []
         fit_all = self.scene_fit(scene)
