@@ -15,6 +15,7 @@ in ``versions`` and ``notes``:
 
 from __future__ import annotations
 
+import atexit
 import threading
 import time
 import uuid
@@ -43,6 +44,19 @@ from mmrec.taxonomy import Taxonomy, default_taxonomy
 SIMULATED_USERS_NOTE = "shopper profiles and histories are simulated for this catalog"
 # Fields a typed query may constrain, in the order a mention is read (a category wins).
 QUERY_FIELDS = ("category", "colour", "pattern", "material", "fit", "sleeve", "neckline", "usage")
+
+
+# Background pre-warming stops at interpreter exit: a daemon thread killed inside a torch
+# call aborts the process ("terminate called without an active exception").
+_STOP_PREWARM = threading.Event()
+_PREWARM_THREADS: list[threading.Thread] = []
+
+
+@atexit.register
+def _stop_prewarm() -> None:
+    _STOP_PREWARM.set()
+    for t in _PREWARM_THREADS:
+        t.join(timeout=10)
 
 
 @dataclass
@@ -345,8 +359,10 @@ class Recommender:
             todo = [(seg, [g, "unisex"] if g in ("men", "women", "boys", "girls") else None)
                     for seg, g in combos]
             if background:
-                threading.Thread(target=self._prewarm, args=(todo,), name="mmrec-prewarm",
-                                 daemon=True).start()
+                t = threading.Thread(target=self._prewarm, args=(todo,), name="mmrec-prewarm",
+                                     daemon=True)
+                _PREWARM_THREADS.append(t)
+                t.start()
             else:
                 self._prewarm(todo)
         return self
@@ -356,6 +372,8 @@ class Recommender:
         for segment, genders in combos:
             for scene in self.scenes.scenes.values():
                 for slot in scene.template_slots():
+                    if _STOP_PREWARM.is_set():
+                        return
                     self._recall(scene, slot, scene.query, genders, segment, True, k)
 
     def _hard_mask(self, scene: Scene, slot: str, request: RecommendRequest,
