@@ -139,12 +139,14 @@ class Recommender:
     # ------------------------------------------------------------------ loading
     @classmethod
     def from_store(cls, store: ArtifactStore, *, config: RecommenderConfig | None = None,
-                   with_photo_models: bool = True, device: str = "cpu") -> "Recommender":
+                   with_photo_models: bool = True, device: str = "cpu",
+                   profile: str = "mini") -> "Recommender":
         """Build from the CURRENT artifacts under ``store``; only ``items`` is required.
 
         Args:
             with_photo_models: load tagger/encoder here (False when a separate Ray
                 deployment serves photos).
+            profile: config profile of the recall stage (tiny | mini | standard).
         """
         from mmrec.catalog.ingest import load_items
 
@@ -156,7 +158,7 @@ class Recommender:
         if store.current_version("index"):
             from mmrec.recall.service import Recall
 
-            recall = Recall.load(store)  # with the encoder that made the index's vectors
+            recall = Recall.load(store, profile=profile)  # with the encoder that made the vectors
         else:
             notes.append("no recall index: candidates from the catalog filter (mmrec index build)")
         # the catalog version the index was built from, so that rules, facts and candidates agree

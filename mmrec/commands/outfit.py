@@ -63,7 +63,7 @@ def _recommend(args) -> int:
 
     cfg = load_config("recommend", profile=args.profile, config_dir=args.config_dir)
     t0 = time.perf_counter()
-    rec = Recommender.from_store(ArtifactStore(args.artifacts), config=cfg)
+    rec = Recommender.from_store(ArtifactStore(args.artifacts), config=cfg, profile=args.profile)
     print(f"loaded in {time.perf_counter() - t0:.1f}s", file=sys.stderr)
     req = RecommendRequest(scene=args.scene, user_id=args.user, query_text=args.text, k=args.k,
                            explain=not args.no_explain,

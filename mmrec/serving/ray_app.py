@@ -75,7 +75,8 @@ class Ingress:
         cfg = RecommenderConfig.model_validate(recommend_config or {})
         local_photo = photo is None
         self.holder = RecommenderHolder(
-            lambda: Recommender.from_store(store, config=cfg, with_photo_models=local_photo),
+            lambda: Recommender.from_store(store, config=cfg, with_photo_models=local_photo,
+                                           profile=self.settings.profile),
             store, self.settings.reload_poll_s)
         self.holder.load()
         self.holder.start()
