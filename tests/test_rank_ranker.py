@@ -64,6 +64,17 @@ def test_save_load_gives_identical_scores(trained, tmp_path):
     assert loaded.calibrators["binary"] == bundle.calibrators["binary"]
 
 
+def test_serving_cache_gives_the_training_features(trained):
+    store, _, _ = trained
+    r = Ranker.load(store)
+    users = UserStore.load(store)
+    ids = list(r.items.item_ids[::2]) + ["no-such-item"]
+    for user, ctx in ((users.get(users.ids()[1]), RankContext(occasion="formal", season="winter")),
+                      (None, RankContext())):
+        np.testing.assert_array_equal(r.features(user, ctx, ids).X,
+                                      r.features(user, ctx, ids, cached=False).X)
+
+
 def test_cold_start_new_user_profile_only(trained):
     store, _, _ = trained
     r = Ranker.load(store)

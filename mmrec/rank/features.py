@@ -80,13 +80,6 @@ def cumulative_counts(period: np.ndarray, key: np.ndarray, n_periods: int, n_key
     return np.cumsum(per, axis=0).astype(np.float32)
 
 
-def window(cum: np.ndarray, period: np.ndarray, length: int) -> np.ndarray:
-    """Sums over the ``length`` periods before each period: cum[p] - cum[p - length]."""
-    period = np.asarray(period)
-    lo = np.clip(period - length, 0, None)
-    return cum[period] - cum[lo]
-
-
 def smoothed_share(count: np.ndarray, total: np.ndarray, prior: np.ndarray | float,
                    strength: float) -> np.ndarray:
     """(count + strength * prior) / (total + strength): shares that stay sane for small totals."""
@@ -175,18 +168,6 @@ def std_from_moments(s1: np.ndarray, s2: np.ndarray, n: np.ndarray) -> np.ndarra
         mean = s1 / n
         var = np.maximum(s2 / n - mean * mean, 0.0)
     return np.where(n >= 2, np.sqrt(var), np.nan).astype(np.float32)
-
-
-def affinity(user_counts: np.ndarray, item_key: np.ndarray, strength: float = 1.0) -> np.ndarray:
-    """Share of a user's history in the item's value, smoothed towards uniform.
-
-    ``user_counts`` is [n_rows, n_values] (each row: one request's user history counts);
-    ``item_key`` the item's value code per row (-1 unknown -> NaN).
-    """
-    n_values = user_counts.shape[1]
-    total = user_counts.sum(axis=1)
-    own = gather(user_counts, np.arange(len(item_key)), item_key, fill=np.nan)
-    return smoothed_share(own, total, 1.0 / max(n_values, 1), strength).astype(np.float32)
 
 
 # -- feature sets and the leakage guard ------------------------------------------------------

@@ -24,7 +24,7 @@ from mmrec.rank import features as F
 from mmrec.rank import lgbm
 from mmrec.rank import metrics as M
 from mmrec.rank.config import RankConfig
-from mmrec.rank.interactions import HM_ITEM_COLUMNS, load_tables
+from mmrec.rank.interactions import load_tables
 
 ORIGIN = (2018, 1)
 AGE_EDGES = np.array([0, 25, 35, 45, 55])

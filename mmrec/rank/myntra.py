@@ -205,53 +205,112 @@ CATEGORICAL = ["u_gender", "c_occasion", "c_season", "c_channel", "i_category", 
                "i_colour", "i_usage", "i_gender", "i_season"]
 
 
+ITEM_ONLY = ("i_category", "i_slot", "i_colour", "i_usage", "i_gender", "i_season", "i_year",
+             "i_log_impr", "i_ctr", "i_buy_rate")
+CODE_FIELDS = ("category", "slot", "colour", "family", "usage", "gender", "season", "brand")
+
+
+@dataclass
+class ItemBlock:
+    """The item-only part of the design matrix for a list of item rows (-1: unknown item)."""
+
+    cols: dict[str, np.ndarray]     # ITEM_ONLY columns
+    codes: dict[str, np.ndarray]    # CODE_FIELDS -> code, MISSING for unknown items
+
+    def take(self, rows: np.ndarray) -> "ItemBlock":
+        return ItemBlock({k: v[rows] for k, v in self.cols.items()},
+                         {k: v[rows] for k, v in self.codes.items()})
+
+
+def item_block(items: ItemTable, stats: ItemStats, t: np.ndarray, it: np.ndarray) -> ItemBlock:
+    """Content codes and log statistics of items ``it`` at snapshots ``t``.
+
+    Unknown items have missing content and zero counts, so their rates fall to the prior.
+    """
+    known = it >= 0
+    iti = np.where(known, it, 0)
+    codes = {f: np.where(known, items.codes[f][iti], F.MISSING).astype(np.int32) for f in CODE_FIELDS}
+    cols = {f"i_{f}": codes[f] for f in ("category", "slot", "colour", "usage", "gender", "season")}
+    cols["i_year"] = np.where(known, items.year[iti], np.nan)
+    impr = np.where(known, stats.impr[t, iti], 0.0)
+    click = np.where(known, stats.click[t, iti], 0.0)
+    buy = np.where(known, stats.buy[t, iti], 0.0)
+    prior = stats.prior_ctr()[t]
+    cols["i_log_impr"] = np.log1p(impr)
+    cols["i_ctr"] = F.smoothed_share(click, impr, prior, SMOOTH_CTR)
+    cols["i_buy_rate"] = F.smoothed_share(buy, impr, prior * 0.3, SMOOTH_CTR)
+    return ItemBlock(cols, codes)
+
+
+def segment_ctr(stats: ItemStats, t: np.ndarray, it: np.ndarray, seg: np.ndarray,
+                by: str = "seg") -> np.ndarray:
+    """CTR of items ``it`` among users of segment ``seg`` (``by="occ"``: in occasion ``seg``)."""
+    clicks, imprs = (stats.seg_click, stats.seg_impr) if by == "seg" else (stats.occ_click, stats.occ_impr)
+    prior = stats.prior_ctr()[t]
+    return F.smoothed_share(F.gather(clicks, t, it, seg, fill=0.0),
+                            F.gather(imprs, t, it, seg, fill=0.0), prior, SMOOTH_CTR)
+
+
+@dataclass
+class ServingCache:
+    """Everything per item precomputed for the final snapshot (t = 0): one gather per request."""
+
+    block: ItemBlock            # n_items + 1 rows, the last one = unknown item
+    seg_ctr: np.ndarray         # [n_items + 1, N_SEGMENTS + 1], last column = unknown segment
+    occ_ctr: np.ndarray         # [n_items + 1, n_usage + 1]
+
+    @classmethod
+    def build(cls, items: ItemTable, stats: ItemStats) -> "ServingCache":
+        n = len(items.item_ids)
+        rows = np.r_[np.arange(n), -1]
+        t0 = np.zeros(len(rows), np.int64)
+        tables = []
+        for by, k in (("seg", N_SEGMENTS), ("occ", len(items.vocabs["usage"]))):
+            seg = np.r_[np.arange(k), -1]
+            it = np.repeat(rows, len(seg))
+            tables.append(segment_ctr(stats, np.zeros(len(it), np.int64), it, np.tile(seg, len(rows)),
+                                      by).reshape(len(rows), len(seg)).astype(np.float32))
+        return cls(item_block(items, stats, t0, rows), *tables)
+
+    def lookup(self, item_row: np.ndarray, seg: int, occ: int):
+        r = np.where(item_row >= 0, item_row, len(self.block.cols["i_year"]) - 1)
+        return self.block.take(r), self.seg_ctr[r, seg], self.occ_ctr[r, occ]
+
+
 def featurize(items: ItemTable, stats: ItemStats, req: np.ndarray, item_row: np.ndarray,
               t: np.ndarray, users: UserState, ctx: Context, *, recall_rank: np.ndarray,
-              recall_routes: np.ndarray, n_candidates: np.ndarray, position: np.ndarray
-              ) -> F.FeatureSet:
+              recall_routes: np.ndarray, n_candidates: np.ndarray, position: np.ndarray,
+              cache: ServingCache | None = None) -> F.FeatureSet:
     """Design matrix for candidates ``item_row`` (-1: unknown item) of requests ``req``.
 
     ``t`` is the statistics snapshot per candidate; ``recall_rank`` (1-based, <=0 unknown),
     ``recall_routes`` (<0 unknown), ``n_candidates`` per candidate; ``position`` is the shown
     slot in logs and 0 when scoring (the examination bias it absorbs in training is then the
-    same for every candidate).
+    same for every candidate). ``cache`` (serving, one request, t = 0) replaces the per-item
+    computations by lookups of the same values.
     """
     req = np.asarray(req)
     it = np.asarray(item_row)
-    known = it >= 0
-    iti = np.where(known, it, 0)
-
-    def code(field):
-        return np.where(known, items.codes[field][iti], F.MISSING)
-
+    seg = users.segment[req]
+    occ = ctx.occasion[req]
+    if cache is not None:
+        blk, seg_ctr, occ_ctr = cache.lookup(it, int(seg[0]), int(occ[0]))
+    else:
+        blk = item_block(items, stats, t, it)
+        seg_ctr = segment_ctr(stats, t, it, seg, "seg")
+        occ_ctr = segment_ctr(stats, t, it, occ, "occ")
+    code = blk.codes
     cols: dict[str, np.ndarray] = {
         "u_age": users.age[req], "u_gender": users.gender[req],
         "u_log_clicks": np.log1p(users.n_clicks[req]),
         "u_log_requests": np.log1p(users.n_requests[req]),
         "u_days_since_last": users.days_since_last[req],
-        "c_occasion": ctx.occasion[req], "c_season": ctx.season[req], "c_channel": ctx.channel[req],
+        "c_occasion": occ, "c_season": ctx.season[req], "c_channel": ctx.channel[req],
+        **blk.cols, "i_seg_ctr": seg_ctr, "i_occ_ctr": occ_ctr,
     }
-    for f in ("category", "slot", "colour", "usage", "gender", "season"):
-        cols[f"i_{f}"] = code(f)
-    cols["i_year"] = np.where(known, items.year[iti], np.nan)
-
-    impr = np.where(known, stats.impr[t, iti], 0.0)
-    click = np.where(known, stats.click[t, iti], 0.0)
-    prior = stats.prior_ctr()[t]
-    cols["i_log_impr"] = np.log1p(impr)
-    cols["i_ctr"] = F.smoothed_share(click, impr, prior, SMOOTH_CTR)
-    buy = np.where(known, stats.buy[t, iti], 0.0)
-    cols["i_buy_rate"] = F.smoothed_share(buy, impr, prior * 0.3, SMOOTH_CTR)
-    seg = users.segment[req]
-    cols["i_seg_ctr"] = F.smoothed_share(F.gather(stats.seg_click, t, iti, seg, fill=0.0),
-                                         F.gather(stats.seg_impr, t, iti, seg, fill=0.0), prior, SMOOTH_CTR)
-    occ = ctx.occasion[req]
-    cols["i_occ_ctr"] = F.smoothed_share(F.gather(stats.occ_click, t, iti, occ, fill=0.0),
-                                         F.gather(stats.occ_impr, t, iti, occ, fill=0.0), prior, SMOOTH_CTR)
-
     for f in AFFINITY_FIELDS:
         counts = users.counts[f]
-        c = code(f)
+        c = code[f]
         own = F.gather(counts, req, c, fill=0.0)
         total = counts.sum(axis=1)[req]
         share = F.smoothed_share(own, total, 1.0 / max(counts.shape[1], 1), SMOOTH_AFF)
@@ -260,14 +319,14 @@ def featurize(items: ItemTable, stats: ItemStats, req: np.ndarray, item_row: np.
             # the user's share relative to everyone's: a taste, not just a popular value
             base = F.gather(stats.click_share(f, items.codes[f], counts.shape[1]), t, c, fill=np.nan)
             cols[f"x_lift_{f}"] = np.where(c >= 0, share / base, np.nan)
-    u_use = code("usage")
+    u_use = code["usage"]
     cols["x_occasion_match"] = np.where((u_use >= 0) & (occ >= 0), (u_use == occ), np.nan)
     cols["x_preferred_occasion"] = np.where(u_use >= 0, F.gather(users.preferred, req, u_use, fill=0.0), np.nan)
-    i_season = code("season")
+    i_season = code["season"]
     cs = ctx.season[req]
     cs_item = np.where(cs >= 0, items.season_map[np.maximum(cs, 0)], -1)
     cols["x_season_match"] = np.where((i_season >= 0) & (cs_item >= 0), i_season == cs_item, np.nan)
-    cols["x_gender_match"] = _gender_match(items, code("gender"), users.gender[req])
+    cols["x_gender_match"] = _gender_match(items, code["gender"], users.gender[req])
     rr = np.asarray(recall_rank, np.float32)
     cols["r_rank_frac"] = np.where(rr > 0, rr / np.maximum(n_candidates, 1), np.nan)
     cols["r_routes"] = np.where(np.asarray(recall_routes) >= 0, recall_routes, np.nan)

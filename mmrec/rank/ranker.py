@@ -55,6 +55,7 @@ class Ranker:
         self._tax = taxonomy
         self._log_end_us = int(bundle.meta.get("log_end_us", 0))
         self._usage_index = {v: i for i, v in enumerate(items.vocabs["usage"])}
+        self.cache = Y.ServingCache.build(items, stats)
         for f in Y.AFFINITY_FIELDS:
             setattr(self, f"_idx_{f}", {v: i for i, v in enumerate(items.vocabs[f])})
 
@@ -136,7 +137,8 @@ class Ranker:
         return np.where(np.isfinite(fused), rank, -1), routes
 
     def features(self, user: UserProfile | None, context: RankContext, item_ids: list[str],
-                 recall: dict[str, dict] | None = None):
+                 recall: dict[str, dict] | None = None, *, cached: bool = True):
+        """The design matrix of one request (``cached=False`` recomputes the item part)."""
         if not isinstance(item_ids, (list, tuple)) or len(item_ids) > MAX_CANDIDATES:
             raise InputError(f"item_ids must be a list of at most {MAX_CANDIDATES} ids")
         n = len(item_ids)
@@ -147,7 +149,8 @@ class Ranker:
         zeros = np.zeros(n, np.int64)
         return Y.featurize(self.items, self.stats, zeros, rows, zeros, self._user_state(user, now_us),
                            self._context(context), recall_rank=rr, recall_routes=routes,
-                           n_candidates=np.full(n, float(n)), position=np.zeros(n))
+                           n_candidates=np.full(n, float(n)), position=np.zeros(n),
+                           cache=self.cache if cached else None)
 
     def score(self, user: UserProfile | None, context: RankContext, item_ids: list[str],
               recall: dict[str, dict] | None = None) -> np.ndarray:
