@@ -55,12 +55,19 @@ def _top(counts: dict[str, float], n: int = 3) -> list[str]:
 
 
 class UserStore:
-    """Profiles and engagement histories by user id (read-only, in memory)."""
+    """Profiles and engagement histories by user id (read-only, in memory).
 
-    def __init__(self, profiles: dict[str, UserProfile], history: dict[str, list[dict]],
-                 version: str | None = None):
-        self._profiles = profiles
-        self._history = history
+    Aggregates are computed once with Arrow group-bys; a `UserProfile` is built on first
+    `get` and cached, and histories are slices of one table sorted by (user, time desc).
+    """
+
+    def __init__(self, rows: dict[str, dict], taste: dict[str, dict[str, dict[str, float]]],
+                 events: pa.Table, spans: dict[str, tuple[int, int]], version: str | None = None):
+        self._rows = rows
+        self._taste = taste
+        self._events = events
+        self._spans = spans
+        self._cache: dict[str, UserProfile] = {}
         self.version = version
 
     @classmethod
@@ -74,66 +81,77 @@ class UserStore:
         items = load_items(store, ref["version"] if ref else None,
                            columns=["item_id", "category", "colour", "usage", "brand"])
         fam = default_taxonomy().colour_family
-        meta = {r["item_id"]: {"category": r["category"], "family": fam(r["colour"]) if r["colour"] else None,
-                               "usage": r["usage"], "brand": r["brand"]} for r in items.to_pylist()}
+        meta = pa.table({
+            "item_id": items["item_id"], "category": items["category"], "usage": items["usage"],
+            "brand": items["brand"],
+            "family": pa.array([fam(c) if c else None for c in items["colour"].to_pylist()], pa.string())})
         return cls.from_tables(tables, meta, version=art.version)
 
     @classmethod
-    def from_tables(cls, tables, item_meta: dict[str, dict], *, version: str | None = None,
-                    simulated: bool = True) -> "UserStore":
+    def from_tables(cls, tables, item_meta: pa.Table, *, version: str | None = None) -> "UserStore":
+        """``item_meta``: item_id + the TASTE_FIELDS columns (what a click says about taste)."""
         inter = tables.interactions
-        sessions = pc.value_counts(
-            inter.filter(pc.equal(inter["position"], 0))["user_id"]).to_pylist()
-        n_sessions = {s["values"]: s["counts"] for s in sessions}
-        ev = inter.filter(pc.is_in(inter["event"], pa.array(HISTORY_EVENTS)))
-        ev = ev.sort_by([("ts", "descending")])
-        history: dict[str, list[dict]] = {}
-        counts: dict[str, dict[str, dict[str, float]]] = {}
-        n_evt: dict[str, dict[str, int]] = {}
-        for r in ev.select(["user_id", "item_id", "event", "ts", "request_id", "occasion",
-                            "season", "channel"]).to_pylist():
-            u = r["user_id"]
-            history.setdefault(u, []).append({
-                "item_id": r["item_id"], "event": r["event"], "ts": r["ts"].isoformat(),
-                "context": {"occasion": r["occasion"], "season": r["season"],
-                            "channel": r["channel"], "request_id": r["request_id"]}})
-            n_evt.setdefault(u, {}).setdefault(r["event"], 0)
-            n_evt[u][r["event"]] += 1
-            if r["event"] == "click":
-                m = item_meta.get(r["item_id"], {})
-                per = counts.setdefault(u, {f: {} for f in TASTE_FIELDS})
-                for f in TASTE_FIELDS:
-                    if m.get(f):
-                        per[f][m[f]] = per[f].get(m[f], 0.0) + 1.0
-        profiles = {}
-        for p in tables.profiles.to_pylist():
-            u = p["user_id"]
-            c = counts.get(u, {f: {} for f in TASTE_FIELDS})
-            h = history.get(u, [])
-            profiles[u] = UserProfile(
-                user_id=u, simulated=simulated or p["source"] == "sim",
-                age=None if p["age"] is None or np.isnan(p["age"]) else float(p["age"]),
-                gender=p["gender"] if p["gender"] in ("men", "women") else None,
-                body_type=p["body_type"], size=p["size"], height_cm=p["height_cm"],
-                weight_kg=p["weight_kg"], preferred_occasions=list(p["preferred_occasions"] or []),
-                price_band=p["price_band"], segment=p["segment"] or "any:unknown",
-                n_clicks=n_evt.get(u, {}).get("click", 0),
-                n_purchases=n_evt.get(u, {}).get("purchase", 0),
-                n_sessions=int(n_sessions.get(u, 0)),
-                last_event_at=_dt.datetime.fromisoformat(h[0]["ts"]) if h else None,
-                top_categories=_top(c["category"]), top_colours=_top(c["family"]),
-                top_usages=_top(c["usage"]), history_counts=c)
-        return cls(profiles, history, version)
+        ev = inter.filter(pc.is_in(inter["event"], pa.array(HISTORY_EVENTS))).select(
+            ["user_id", "item_id", "event", "ts", "request_id", "occasion", "season", "channel"])
+        ev = ev.sort_by([("user_id", "ascending"), ("ts", "descending")])
+        users = ev["user_id"].to_numpy(zero_copy_only=False)
+        starts = np.r_[0, np.nonzero(users[1:] != users[:-1])[0] + 1] if len(users) else np.zeros(0, int)
+        ends = np.r_[starts[1:], len(users)]
+        spans = {users[a]: (int(a), int(b)) for a, b in zip(starts, ends)}
+
+        rows = {r["user_id"]: r for r in tables.profiles.to_pylist()}
+        for r in rows.values():
+            r.update(n_clicks=0, n_purchases=0, n_sessions=0, last_event_at=None)
+        for g in ev.group_by(["user_id", "event"]).aggregate([("ts", "count"), ("ts", "max")]).to_pylist():
+            r = rows.get(g["user_id"])
+            if r is None:
+                continue
+            r["n_clicks" if g["event"] == "click" else "n_purchases"] = g["ts_count"]
+            if r["last_event_at"] is None or g["ts_max"] > r["last_event_at"]:
+                r["last_event_at"] = g["ts_max"]
+        first = inter.filter(pc.equal(inter["position"], 0))
+        for g in pc.value_counts(first["user_id"]).to_pylist():
+            if g["values"] in rows:
+                rows[g["values"]]["n_sessions"] = g["counts"]
+
+        clicks = ev.filter(pc.equal(ev["event"], "click")).select(["user_id", "item_id"])
+        clicks = clicks.join(item_meta, "item_id", join_type="left outer")
+        taste: dict[str, dict[str, dict[str, float]]] = {}
+        for f in TASTE_FIELDS:
+            agg = clicks.filter(pc.is_valid(clicks[f])).group_by(["user_id", f]).aggregate([(f, "count")])
+            for g in agg.to_pylist():
+                taste.setdefault(g["user_id"], {k: {} for k in TASTE_FIELDS})[f][g[f]] = float(g[f"{f}_count"])
+        return cls(rows, taste, ev, spans, version)
 
     def get(self, user_id: str) -> UserProfile | None:
-        return self._profiles.get(user_id)
+        prof = self._cache.get(user_id)
+        if prof is not None or user_id not in self._rows:
+            return prof
+        p = self._rows[user_id]
+        c = self._taste.get(user_id, {f: {} for f in TASTE_FIELDS})
+        prof = UserProfile(
+            user_id=user_id, simulated=p["source"] == "sim",
+            age=None if p["age"] is None or np.isnan(p["age"]) else float(p["age"]),
+            gender=p["gender"] if p["gender"] in ("men", "women") else None,
+            body_type=p["body_type"], size=p["size"], height_cm=p["height_cm"],
+            weight_kg=p["weight_kg"], preferred_occasions=list(p["preferred_occasions"] or []),
+            price_band=p["price_band"], segment=p["segment"] or "any:unknown",
+            n_clicks=p["n_clicks"], n_purchases=p["n_purchases"], n_sessions=p["n_sessions"],
+            last_event_at=p["last_event_at"], top_categories=_top(c["category"]),
+            top_colours=_top(c["family"]), top_usages=_top(c["usage"]), history_counts=c)
+        self._cache[user_id] = prof
+        return prof
 
     def history(self, user_id: str, limit: int = 50) -> list[dict]:
         """Most recent engagement events first (clicks and purchases; impressions are not kept)."""
-        return list(self._history.get(user_id, [])[: max(int(limit), 0)])
+        a, b = self._spans.get(user_id, (0, 0))
+        rows = self._events.slice(a, max(min(b - a, int(limit)), 0)).to_pylist()
+        return [{"item_id": r["item_id"], "event": r["event"], "ts": r["ts"].isoformat(),
+                 "context": {"occasion": r["occasion"], "season": r["season"],
+                             "channel": r["channel"], "request_id": r["request_id"]}} for r in rows]
 
     def ids(self) -> list[str]:
-        return sorted(self._profiles)
+        return sorted(self._rows)
 
     def __len__(self) -> int:
-        return len(self._profiles)
+        return len(self._rows)
