@@ -59,7 +59,7 @@ class ServeSettings(StrictModel):
     image: ImageLimits = ImageLimits(max_bytes=8_000_000, max_pixels=24_000_000, min_side=32)
     photo_max_side: int = Field(512, ge=64, le=4096)  # photos are shrunk before the models see them
     max_inflight: int = Field(4, ge=1, le=1024)  # requests computing at once per replica
-    max_queue: int = Field(16, ge=0, le=100_000)  # waiting beyond that -> 429
+    max_queue: int = Field(48, ge=0, le=100_000)  # waiting beyond that -> 429
     queue_timeout_s: float = Field(5.0, gt=0, le=600)  # waited that long -> 503
     retry_after_s: int = Field(1, ge=1, le=3600)
     reload_poll_s: float = Field(10.0, ge=0, le=3600)  # 0: reload only through the admin route
