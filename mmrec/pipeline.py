@@ -16,6 +16,7 @@ in ``versions`` and ``notes``:
 from __future__ import annotations
 
 import atexit
+import itertools
 import threading
 import time
 import uuid
@@ -49,6 +50,7 @@ QUERY_FIELDS = ("category", "colour", "pattern", "material", "fit", "sleeve", "n
 # Background pre-warming stops at interpreter exit: a daemon thread killed inside a torch
 # call aborts the process ("terminate called without an active exception").
 _STOP_PREWARM = threading.Event()
+_GENERATIONS = itertools.count(1)  # a process-unique number per Recommender (cache keys)
 _PREWARM_THREADS: list[threading.Thread] = []
 
 
@@ -107,6 +109,7 @@ class Recommender:
                  versions: dict[str, str] | None = None, notes: list[str] | None = None,
                  users_simulated: bool = False):
         self.cfg = config or RecommenderConfig()
+        self.generation = next(_GENERATIONS)
         self.tax = taxonomy or items.taxonomy or default_taxonomy()
         self.items = items
         self.scenes = scenes

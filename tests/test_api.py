@@ -280,3 +280,18 @@ def test_kiosk_page_is_served(client):
     r = c.get("/kiosk/")
     assert r.status_code == 200 and "Outfit finder" in r.text and "X-API-Key" in r.text
     assert c.get("/", follow_redirects=False).headers["location"] == "/kiosk/"
+
+
+def test_response_cache_is_per_artifact_version_and_can_be_off(rec):
+    app = create_app(rec, settings())
+    with TestClient(app, raise_server_exceptions=False, headers={"X-API-Key": KEY}) as c:
+        a = c.post("/v1/recommend", json={"scene": "office", "k": 2}).json()
+        b = c.post("/v1/recommend", json={"scene": "office", "k": 2}).json()
+        assert a["request_id"] != b["request_id"] and a["outfits"] == b["outfits"]
+        assert b["timings"] == {"cache_hit": 1.0} and "total_ms" in a["timings"]
+        m = c.get("/metrics").text
+        assert 'mmrec_response_cache_total{result="hit"} 1.0' in m
+    off = create_app(rec, settings(response_cache_size=0))
+    with TestClient(off, raise_server_exceptions=False, headers={"X-API-Key": KEY}) as c:
+        c.post("/v1/recommend", json={"scene": "office"})
+        assert "total_ms" in c.post("/v1/recommend", json={"scene": "office"}).json()["timings"]

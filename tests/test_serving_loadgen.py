@@ -42,7 +42,8 @@ def test_bench_phases_against_a_live_server(tmp_path):
                           seconds=0.3, rps=5, rps_seconds=0, warmup_s=0, log=lambda m: None)
     finally:
         server.stop()
-    assert set(phases) == {"json", "open_loop"}  # no photos: no photo phase
+    assert set(phases) == {"json", "open_loop", "response_cache"}  # no photos: no photo phase
+    assert phases["response_cache"]["hit"] > 0  # two scenes only: repeats come from the cache
     assert phases["json"]["errors"] == 0 and phases["json"]["requests"] > 2
     assert phases["json"]["p50_ms"] > 0 and phases["open_loop"]["requests"] == 10
     assert wrong["json"]["errors"] == wrong["json"]["requests"] > 0  # 401s are counted as errors

@@ -12,6 +12,7 @@ import json
 import logging
 import mimetypes
 import time
+import uuid
 from pathlib import Path
 from typing import Annotated, Any, Protocol
 
@@ -27,6 +28,7 @@ from mmrec.api_models import (ErrorOut, ItemOut, RecommendRequest, RecommendResp
                               SceneOut, ScenesResponse, TagResponse)
 from mmrec.errors import ArtifactError, InputError
 from mmrec.images import ImageError, load_image
+from mmrec.outfit.compose import LRU
 from mmrec.pipeline import ComponentMissing, PhotoAnalysis
 from mmrec.serving.guards import BodyLimitMiddleware, Gate, Overloaded, RequestIdMiddleware
 from mmrec.serving.holder import RecommenderHolder
@@ -104,6 +106,7 @@ def create_app(recommender: Any, settings: ServeSettings | None = None, *,
     holder.on_reload = lambda outcome: metrics.reloads.labels(outcome).inc()
     gate = Gate(settings.max_inflight, settings.max_queue, settings.queue_timeout_s,
                 settings.retry_after_s)
+    cache = LRU(settings.response_cache_size)
     app = FastAPI(title="mmrec", version="1", docs_url=None, redoc_url=None, openapi_url=None,
                   description="Outfit recommendations with grounded explanations.",
                   form_limits={"max_fields": 16, "max_files": 1, "max_part_size": 16_384})
@@ -189,8 +192,19 @@ def create_app(recommender: Any, settings: ServeSettings | None = None, *,
                          429: {"model": ErrorOut}, 503: {"model": ErrorOut}})
     async def recommend(body: RecommendRequest, _: Keyed) -> Response:
         rec = current()
-        async with gate:
-            resp = await run_in_threadpool(rec.recommend, body)
+        # Same request, same artifacts -> same outfits: answer repeats from the cache. The key
+        # holds the recommender's generation, so a reload (new versions) starts a fresh cache.
+        key = (rec.generation, body.model_dump_json())
+        resp = cache.get(key) if settings.response_cache_size else None
+        if resp is None:
+            metrics.cache.labels("miss").inc()
+            async with gate:
+                resp = await run_in_threadpool(rec.recommend, body)
+            cache.put(key, resp)
+        else:
+            metrics.cache.labels("hit").inc()
+            resp = resp.model_copy(update={"request_id": uuid.uuid4().hex,
+                                           "timings": {"cache_hit": 1.0}})
         metrics.outfits.inc(len(resp.outfits))
         return Response(resp.model_dump_json(), media_type="application/json")
 

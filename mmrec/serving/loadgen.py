@@ -162,4 +162,24 @@ def run_bench(base_url: str, api_key: str, *, scenes: list[str], photos: list[by
             log(f"  {json.dumps(phases['open_loop'])}")
         return phases
 
-    return asyncio.run(main())
+    phases = asyncio.run(main())
+    phases["response_cache"] = _cache_counts(base_url, api_key)
+    return phases
+
+
+def _cache_counts(base_url: str, api_key: str) -> dict[str, Any]:
+    """JSON answers served from the response cache, as one replica's /metrics counts them."""
+    import re
+
+    import httpx
+
+    try:
+        text = httpx.get(f"{base_url}/metrics", headers={"X-API-Key": api_key}, timeout=10).text
+    except httpx.HTTPError as e:
+        return {"error": f"{type(e).__name__}: {e}"}
+    counts = {m.group(1): float(m.group(2)) for m in re.finditer(
+        r'^mmrec_response_cache_total\{result="(\w+)"\} ([0-9.e+]+)$', text, re.M)}
+    total = sum(counts.values())
+    return {"hit": counts.get("hit", 0.0), "miss": counts.get("miss", 0.0),
+            "hit_ratio": round(counts.get("hit", 0.0) / total, 4) if total else None,
+            "note": "counted by the replica that answered /metrics"}

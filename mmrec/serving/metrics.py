@@ -20,6 +20,8 @@ class Metrics:
         self.inflight = Gauge("mmrec_inflight", "Requests computing now", registry=r)
         self.outfits = Counter("mmrec_outfits", "Outfits returned", registry=r)
         self.reloads = Counter("mmrec_reloads", "Artifact reloads by outcome", ["outcome"], registry=r)
+        self.cache = Counter("mmrec_response_cache", "JSON recommend answers by cache result",
+                             ["result"], registry=r)
 
     def render(self) -> bytes:
         return generate_latest(self.registry)

@@ -63,6 +63,9 @@ class ServeSettings(StrictModel):
     queue_timeout_s: float = Field(5.0, gt=0, le=600)  # waited that long -> 503
     retry_after_s: int = Field(1, ge=1, le=3600)
     reload_poll_s: float = Field(10.0, ge=0, le=3600)  # 0: reload only through the admin route
+    # JSON recommend answers kept per replica (same request + same artifacts = same outfits;
+    # a reload starts afresh). 0 turns the cache off.
+    response_cache_size: int = Field(4096, ge=0, le=1_000_000)
     # Ray's HTTP front: "haproxy" (Ray 2.60's HAProxy feature flag: no Python proxy hop; ~1.6x
     # the JSON throughput measured here) or "python" (Ray's default proxy actor).
     ray_proxy: Literal["haproxy", "python"] = "haproxy"
