@@ -581,10 +581,11 @@ class Recommender:
         look-alikes the scene allows in that slot (the slot's candidates)."""
         k, exclude = self.cfg.photo_similar_k, list(request.filters.exclude_item_ids)
         slot, how = self._photo_slot(photo)
-        ids = self._similar(photo, slot, genders, k, exclude)
-        if slot is None and ids:
-            slot, how = self._majority_slot(ids), "neighbours"
-            ids = self._similar(photo, slot, genders, k, exclude) if slot else ids
+        # one wide search serves the slot vote, the look-alikes and (usually) the slot's pool
+        wide = self._similar(photo, slot, genders, 4 * k, exclude)
+        if slot is None and wide:
+            slot, how = self._majority_slot(wide), "neighbours"
+        ids = [i for i in wide if slot is None or self.items.row(i)["slot"] == slot][:k]
         pool: list[str] = []
         if slot is None:
             notes.append("the photo could not be placed in an outfit slot; outfits are matched "
@@ -592,7 +593,11 @@ class Recommender:
         elif slot not in scene.template_slots():
             notes.append(f"the photo shows a {slot} item, which {scene.label} outfits do not use")
         else:
-            pool = self._similar(photo, slot, genders, k, exclude, categories=scene.slot_categories(slot))
+            allowed = set(scene.slot_categories(slot))
+            pool = [i for i in wide if self.items.row(i)["category"] in allowed
+                    and self.items.row(i)["slot"] == slot][:k]
+            if len(pool) < k // 2:  # few allowed look-alikes among the wide ones: ask for them
+                pool = self._similar(photo, slot, genders, k, exclude, categories=sorted(allowed))
             if not pool:
                 notes.append(f"nothing like the photo is allowed as a {slot} for {scene.label}")
         attrs = {f: v["value"] for f, v in photo.attributes.items()
