@@ -67,22 +67,13 @@ class InProcessSystem:
         """
         if getattr(self.rec, "users", None) is None or users is None:
             return False
-        from mmrec.catalog.ingest import load_items
         from mmrec.rank.interactions import load_tables
-        from mmrec.rank.users import UserStore
-        from mmrec.taxonomy import default_taxonomy
+        from mmrec.rank.users import UserStore, item_taste_meta
 
         version = users.version.split("/", 1)[1]
         art, tables = load_tables(store, "sim", version)
         tables.interactions = users.visible_interactions(tables.interactions)
-        # the same item summary UserStore.load builds (category, colour family, usage, brand)
-        ref = next((i for i in art.manifest["inputs"] if i.get("kind") == "items"), None)
-        items = load_items(store, ref["version"] if ref else None,
-                           columns=["item_id", "category", "colour", "usage", "brand"])
-        fam = default_taxonomy().colour_family
-        meta = {r["item_id"]: {"category": r["category"], "usage": r["usage"], "brand": r["brand"],
-                               "family": fam(r["colour"]) if r["colour"] else None}
-                for r in items.to_pylist()}
+        meta = item_taste_meta(store, art)  # the same item summary UserStore.load builds
         self.rec.users = UserStore.from_tables(tables, meta, version=f"{art.version}+before-test")
         self.rec.versions["users"] = f"simulated {art.version}, histories before the test window"
         self.notes = self.notes + ["user histories end where each persona's held-out "

@@ -73,18 +73,8 @@ class UserStore:
     @classmethod
     def load(cls, store: ArtifactStore, version: str | None = None) -> "UserStore":
         """From the simulated Myntra logs (``interactions_sim``, CURRENT unless ``version``)."""
-        from mmrec.catalog.ingest import load_items
-        from mmrec.taxonomy import default_taxonomy
-
         art, tables = load_tables(store, "sim", version)
-        ref = next((i for i in art.manifest["inputs"] if i.get("kind") == "items"), None)
-        items = load_items(store, ref["version"] if ref else None,
-                           columns=["item_id", "category", "colour", "usage", "brand"])
-        fam = default_taxonomy().colour_family
-        meta = pa.table({
-            "item_id": items["item_id"], "category": items["category"], "usage": items["usage"],
-            "brand": items["brand"],
-            "family": pa.array([fam(c) if c else None for c in items["colour"].to_pylist()], pa.string())})
+        meta = item_taste_meta(store, art)
         return cls.from_tables(tables, meta, version=art.version)
 
     @classmethod
@@ -155,3 +145,18 @@ class UserStore:
 
     def __len__(self) -> int:
         return len(self._rows)
+
+
+def item_taste_meta(store: ArtifactStore, interactions_art) -> pa.Table:
+    """item_id + TASTE_FIELDS of the items the interactions artifact was simulated over."""
+    from mmrec.catalog.ingest import load_items
+    from mmrec.taxonomy import default_taxonomy
+
+    ref = next((i for i in interactions_art.manifest["inputs"] if i.get("kind") == "items"), None)
+    items = load_items(store, ref["version"] if ref else None,
+                       columns=["item_id", "category", "colour", "usage", "brand"])
+    fam = default_taxonomy().colour_family
+    return pa.table({
+        "item_id": items["item_id"], "category": items["category"], "usage": items["usage"],
+        "brand": items["brand"],
+        "family": pa.array([fam(c) if c else None for c in items["colour"].to_pylist()], pa.string())})
