@@ -10,11 +10,12 @@ from mmrec.recall.types import Filters
 
 faiss = pytest.importorskip("faiss")
 
-KINDS = ("flat", "hnsw", "ivf_flat", "ivf_pq")
+KINDS = ("flat", "hnsw", "ivf_flat", "ivf_pq", "ivf_sq8")
 # search settings wide enough that every kind is exact on 3k vectors: the tests check the
 # filter and update logic, not ANN quality (that is `mmrec index bench`)
 EXHAUSTIVE = {"hnsw": {"m": 16, "ef_construction": 200, "ef_search": 400},
-              "ivf": {"nlist": 16, "nprobe": 16, "pq_m": 8, "refine_k_factor": 1000.0, "train_size": 3000}}
+              "ivf": {"nlist": 16, "nprobe": 16, "pq_m": 8, "pq_bits": 4, "refine_k_factor": 1000.0,
+                      "train_size": 3000}}
 
 
 def _data(n=3000, d=16, seed=0):
@@ -29,7 +30,7 @@ def _data(n=3000, d=16, seed=0):
 
 
 def _cfg(**kw):
-    return IndexConfig(**{**EXHAUSTIVE, "exact_below": 0, **kw})
+    return IndexConfig(**{**EXHAUSTIVE, "exact_below": 0, "threads": 1, **kw})
 
 
 def _brute(v, ids, rows, q, k, f: Filters):
@@ -122,7 +123,7 @@ def test_incremental_add_remove_update_equals_rebuild(kind):
         a = [[i for i, _ in r] for r in index.search(q, 20, f)]
         b = [[i for i, _ in r] for r in rebuilt.search(q, 20, f)]
         assert a == b, (kind, f)
-    if kind in ("hnsw", "ivf_pq"):  # tombstone kinds compact past the configured share
+    if kind in ("hnsw", "ivf_pq", "ivf_sq8"):  # tombstone kinds compact past the configured share
         index.cfg.compact_dead_fraction = 0.05
         index.remove([ids[alive[0]]])
         assert index.n_dead == 0 and index.n_alive == len(alive) - 1

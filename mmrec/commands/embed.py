@@ -33,6 +33,10 @@ def register(sub) -> None:
                                    "(writes embed_eval/<version>/metrics.json)")
     ev.add_argument("--vectors", default=None, help="vectors version (default: CURRENT)")
     ev.add_argument("--encoder", default=None, help="encoder version (default: the vectors' encoder)")
+    ev.add_argument("--split", choices=("test", "val"), default="test",
+                    help="gallery: test = held-out products (report these), val = for tuning")
+    ev.add_argument("--tune", action="store_true",
+                    help="also score every route-weight combination of eval.tune_grid (use with --split val)")
     add_config_args(ev)
     ev.set_defaults(handler=_eval)
 
@@ -87,7 +91,7 @@ def _eval(args) -> int:
     cfg = stage_config(args, "embed")  # --set applies to the embed config (eval.*)
     recall_cfg = load_config("recall", profile=args.profile, config_dir=args.config_dir)
     art = evaluate(store, cfg, recall_cfg, vectors_ref=args.vectors, encoder_ref=args.encoder,
-                   progress=not args.quiet)
+                   split=args.split, tune=args.tune, progress=not args.quiet)
     print(format_table(read_metrics(art)), file=sys.stderr)
     print(f"wrote {art.path / 'metrics.json'}", file=sys.stderr)
     print(art.version)

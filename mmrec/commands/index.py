@@ -111,7 +111,7 @@ def _bench(args) -> int:
     art = run_bench(ArtifactStore(args.artifacts), cfg, n=args.n, dim=args.dim,
                     n_queries=args.queries, k=args.k, threads=args.threads,
                     ef_search=args.ef_search, nprobe=args.nprobe, progress=not args.quiet)
-    print(format_bench(art.metrics), file=sys.stderr)
+    print(format_bench(json.loads(art.file("metrics.json").read_text(encoding="utf-8"))), file=sys.stderr)
     print(f"wrote {art.path / 'metrics.json'}", file=sys.stderr)
     print(art.version)
     return 0

@@ -138,6 +138,10 @@ class EvalConfig(StrictModel):
     attribute_phrase_min_relevant: int = Field(3, ge=1)
     depth: int = Field(200, ge=10, description="candidates per route, as served")
     seed: int = 0
+    tune_grid: dict[str, list[float]] = Field(
+        default_factory=lambda: {"text_image": [0.5, 1.0, 1.5], "attribute": [0.5, 1.0, 2.0],
+                                 "bm25": [0.5, 1.0, 1.5]},
+        description="route weights tried by `mmrec embed eval --tune` (run it on --split val)")
 
 
 class EmbedConfig(StrictModel):

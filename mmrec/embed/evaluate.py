@@ -11,7 +11,9 @@ has an image vector. Query sets:
   the products matching all four (P@1, P@10, AP).
 
 Each set is scored per route, exactly as served (`Recall.route_results`, depth
-``eval.depth``), for the RRF fusion, and for baselines (random order; BM25 alone). Two routes
+``eval.depth``), for the RRF fusion, and for baselines (random order; BM25 alone). Route
+weights are chosen on the val split (``--split val --tune``, the encoder never trains on val)
+and reported on the test split. Two routes
 have an unfair advantage on some sets and are labelled so: BM25 on titles (the title is in its
 index: an oracle) and the attribute route on value and phrase queries (it matches the very
 fields that define relevance). The image route is also scored over the whole gallery
@@ -20,6 +22,7 @@ fields that define relevance). The image route is also scored over the whole gal
 
 from __future__ import annotations
 
+import json
 import sys
 from typing import Any, Callable
 
@@ -29,7 +32,7 @@ from mmrec.artifacts import Artifact, ArtifactStore
 from mmrec.embed.config import EmbedConfig
 from mmrec.embed.metrics import known_item_metrics, set_metrics
 from mmrec.recall.config import RecallConfig
-from mmrec.splits import is_held_out
+from mmrec.splits import split_of
 
 KIND = "embed_eval"
 ROUTES = ("text_image", "bm25", "attribute")
@@ -75,101 +78,155 @@ def _score(name: str, rankings: list[list[str]], queries: list[tuple[str, Any]])
     return set_metrics(rankings, [rel for _, rel in queries])
 
 
-def evaluate_recall(recall, gallery_ids: list[str], query_sets: dict[str, list[tuple[str, Any]]],
-                    *, seed: int = 0, progress: bool = False) -> dict[str, Any]:
-    """Metrics per query set and system (routes, fusion, baselines) for a gallery-only Recall."""
-    from mmrec.recall.fusion import rrf
+def route_runs(recall, query_sets: dict[str, list[tuple[str, Any]]], *,
+               progress: bool = False) -> dict[str, list[dict[str, Any]]]:
+    """Per query set and query: each route's result (as served) + the whole-gallery image ranking."""
     from mmrec.recall.types import Filters, RecallQuery
 
-    rng = np.random.default_rng(seed)
     no_filters = Filters(in_stock_only=False)
-    weights = {r: recall.cfg.route(r).weight for r in ROUTES}
-    results: dict[str, Any] = {}
-    gallery_vecs = recall.index.vectors(np.flatnonzero(recall.index.alive))
-    gallery_order = [recall.index.item_ids[i] for i in np.flatnonzero(recall.index.alive)]
+    alive = np.flatnonzero(recall.index.alive)
+    gallery_vecs = recall.index.vectors(alive)
+    gallery_order = [recall.index.item_ids[i] for i in alive]
+    out: dict[str, list[dict[str, Any]]] = {}
     for set_name, queries in query_sets.items():
         if not queries:
             continue
-        runs: dict[str, list[list[str]]] = {s: [] for s in (
-            *ROUTES, "fusion", "fusion_without_attribute", "text_image@gallery", "random")}
         it = queries
         if progress:
             from tqdm import tqdm
 
             it = tqdm(queries, desc=f"eval {set_name}", unit="q")
-        texts = [q for q, _ in queries]
-        full = recall.encoder.encode_texts(texts) @ gallery_vecs.T
+        full = recall.encoder.encode_texts([q for q, _ in queries]) @ gallery_vecs.T
+        rows = []
         for qi, (text, _) in enumerate(it):
             by_route = {r.name: r for r in recall.route_results(
                 RecallQuery(text=text, filters=no_filters), routes=set(ROUTES))}
-            for name in ROUTES:
-                runs[name].append(by_route[name].item_ids if name in by_route else [])
-            present = [by_route[n] for n in ROUTES if n in by_route]
-            runs["fusion"].append([c.item_id for c in rrf(present, weights, k=recall.cfg.rrf_k)])
-            runs["fusion_without_attribute"].append(
-                [c.item_id for c in rrf([r for r in present if r.name != "attribute"], weights,
-                                        k=recall.cfg.rrf_k)])
             order = np.argsort(-full[qi], kind="stable")
-            runs["text_image@gallery"].append([gallery_order[i] for i in order])
-            runs["random"].append([gallery_ids[i] for i in rng.permutation(len(gallery_ids))])
-        results[set_name] = {name: _score(set_name, r, queries) for name, r in runs.items()}
+            rows.append({"routes": by_route, "gallery": [gallery_order[i] for i in order]})
+        out[set_name] = rows
+    return out
+
+
+def score_runs(runs: dict[str, list[dict[str, Any]]], query_sets: dict[str, list[tuple[str, Any]]],
+               weights: dict[str, float], rrf_k: float, gallery_ids: list[str], *,
+               seed: int = 0, systems: tuple[str, ...] | None = None) -> dict[str, Any]:
+    """Metrics per query set and system: each route, RRF fusion (with and without the attribute
+    route), the image route over the whole gallery, and a random ranking."""
+    from mmrec.recall.fusion import rrf
+
+    rng = np.random.default_rng(seed)
+    results: dict[str, Any] = {}
+    for set_name, rows in runs.items():
+        queries = query_sets[set_name]
+        ranked: dict[str, list[list[str]]] = {}
+
+        def add(name: str, ids: list[str]) -> None:
+            ranked.setdefault(name, []).append(ids)
+
+        for row in rows:
+            present = [row["routes"][n] for n in ROUTES if n in row["routes"]]
+            add("fusion", [c.item_id for c in rrf(present, weights, k=rrf_k)])
+            if systems is None:
+                for name in ROUTES:
+                    add(name, row["routes"][name].item_ids if name in row["routes"] else [])
+                add("fusion_without_attribute", [c.item_id for c in rrf(
+                    [r for r in present if r.name != "attribute"], weights, k=rrf_k)])
+                add("text_image@gallery", row["gallery"])
+                add("random", [gallery_ids[i] for i in rng.permutation(len(gallery_ids))])
+        results[set_name] = {name: _score(set_name, r, queries) for name, r in ranked.items()}
     return results
 
 
+# The fusion figure of merit that `--tune` maximises: one headline metric per query set.
+TUNE_METRICS = {"title": "MRR", "category": "AP", "colour": "AP", "usage": "AP", "attribute_phrase": "AP"}
+
+
+def tune_weights(runs, query_sets, gallery_ids, rrf_k: float,
+                 grid: dict[str, list[float]]) -> list[dict[str, Any]]:
+    """Fusion quality for every combination of route weights in ``grid``, best first."""
+    import itertools
+
+    names = list(grid)
+    out = []
+    for combo in itertools.product(*(grid[n] for n in names)):
+        w = dict(zip(names, combo))
+        res = score_runs(runs, query_sets, w, rrf_k, gallery_ids, systems=("fusion",))
+        per_set = {s: res[s]["fusion"][m] for s, m in TUNE_METRICS.items() if s in res}
+        out.append({"weights": w, "objective": float(np.mean(list(per_set.values()))), **per_set})
+    return sorted(out, key=lambda r: -r["objective"])
+
+
 def evaluate(store: ArtifactStore, cfg: EmbedConfig, recall_cfg: RecallConfig, *,
-             vectors_ref: str | None = None, encoder_ref: str | None = None, progress: bool = True,
+             vectors_ref: str | None = None, encoder_ref: str | None = None, split: str = "test",
+             tune: bool = False, progress: bool = True,
              log: Callable[[str], None] | None = None) -> Artifact:
-    """Evaluate a vectors artifact's encoder on the held-out gallery; write `embed_eval`."""
+    """Evaluate a vectors artifact's encoder on a gallery the encoder never trained on.
+
+    Args:
+        split: ``test`` (the held-out products: the numbers to report) or ``val`` (for choosing
+            settings; refused when the encoder trained on val).
+        tune: also score every combination of route weights in ``eval.tune_grid`` (use on val).
+    """
     from mmrec.catalog.ingest import load_items
     from mmrec.embed.catalog import load_vectors
     from mmrec.embed.encoder import KIND as ENCODER_KIND
     from mmrec.embed.encoder import Encoder
+    from mmrec.errors import InputError
     from mmrec.recall.config import IndexConfig
     from mmrec.recall.index import VectorIndex
     from mmrec.recall.service import Recall
 
     log = log or (lambda s: print(s, file=sys.stderr, flush=True))
+    if split not in ("test", "val"):
+        raise InputError(f"split must be 'test' or 'val', got {split!r}")
     vec_art, vtable, vectors = load_vectors(store, vectors_ref)
     encoder_id = vec_art.manifest.get("encoder_id")
     enc_version = encoder_ref or (encoder_id.rsplit("@", 1)[-1] if encoder_id and "@" in encoder_id else None)
     enc_art = store.resolve(enc_version, ENCODER_KIND)
+    if split == "val" and enc_art.config.get("train", {}).get("include_val"):
+        raise InputError(f"encoder/{enc_art.version} trained on the val split; evaluate on test")
     encoder = Encoder.from_dir(enc_art.path, device=cfg.model.device)
     items_version = vec_art.manifest["items_version"]
     items = load_items(store, items_version)
     ids = vtable.column("item_id").to_pylist()
-    gallery_pos = [i for i, iid in enumerate(ids) if is_held_out(iid)]
+    gallery_pos = [i for i, iid in enumerate(ids) if split_of(iid) == split]
     gallery_ids = [ids[i] for i in gallery_pos]
     keep = set(gallery_ids)
     gallery_items = items.filter(np.array([i in keep for i in items.column("item_id").to_pylist()]))
     rows = gallery_items.select([c for c in gallery_items.column_names if c != "attributes"]).to_pylist()
     by_id = {r["item_id"]: r for r in rows}
-    meta_rows = [by_id[i] for i in gallery_ids]
-    index = VectorIndex.build(vectors[gallery_pos], gallery_ids, meta_rows,
-                              IndexConfig(), encoder_id=encoder_id, kind="flat")
+    index = VectorIndex.build(vectors[gallery_pos], gallery_ids, [by_id[i] for i in gallery_ids],
+                              IndexConfig(threads=1), encoder_id=encoder_id, kind="flat")
     rc = recall_cfg.model_copy(deep=True)
     depth = cfg.eval.depth
     for name in ROUTES:
         rc.route(name).depth = depth
     recall = Recall.from_parts(index, gallery_items, encoder=encoder, cfg=rc)
     queries = build_queries(rows, cfg)
-    log(f"gallery: {len(gallery_ids)} held-out products; queries: "
+    log(f"gallery: {len(gallery_ids)} {split}-split products; queries: "
         + ", ".join(f"{k}={len(v)}" for k, v in queries.items()))
-    results = evaluate_recall(recall, gallery_ids, queries, seed=cfg.eval.seed, progress=progress)
+    runs = route_runs(recall, queries, progress=progress)
+    weights = {r: rc.route(r).weight for r in ROUTES}
+    results = score_runs(runs, queries, weights, rc.rrf_k, gallery_ids, seed=cfg.eval.seed)
     metrics: dict[str, Any] = {
-        "gallery_size": len(gallery_ids), "encoder_id": encoder_id,
+        "split": split, "gallery_size": len(gallery_ids), "encoder_id": encoder_id,
         "vectors_version": vec_art.version, "items_version": items_version,
-        "route_depth": depth, "rrf_k": rc.rrf_k,
-        "route_weights": {r: rc.route(r).weight for r in ROUTES},
+        "route_depth": depth, "rrf_k": rc.rrf_k, "route_weights": weights,
         "queries": {k: len(v) for k, v in queries.items()},
         "min_relevant": cfg.eval.min_relevant,
         "notes": {
             "bm25 on title": "oracle: the title is in the BM25 index",
-            "attribute on category/colour/usage/attribute_phrase":
-                "structured match on the same catalog fields that define relevance",
+            "attribute and bm25 on category/colour/usage/attribute_phrase":
+                "structured match on the same catalog fields that define relevance "
+                "(BM25 indexes the attribute values too)",
             "text_image@gallery": "image vectors only, whole gallery ranked (Marqo protocol)",
         },
         "results": results,
     }
+    if tune:
+        grid = cfg.eval.tune_grid
+        metrics["tuning"] = tune_weights(runs, queries, gallery_ids, rc.rrf_k, grid)[:20]
+        log("best weights on this split: " + json.dumps(metrics["tuning"][0]))
     metrics["targets"] = [
         {"set": s, "system": sys_, "metric": m, "target": t,
          "value": results.get(s, {}).get(sys_, {}).get(m),
@@ -182,34 +239,32 @@ def evaluate(store: ArtifactStore, cfg: EmbedConfig, recall_cfg: RecallConfig, *
                                    "target": "> every single route", "value": phrase["fusion"]["AP"],
                                    "single_routes": singles,
                                    "met": bool(all(phrase["fusion"]["AP"] > v for v in singles.values()))})
-    with store.write(KIND, config={"embed": cfg.eval.model_dump(mode="json"),
+    with store.write(KIND, config={"embed": cfg.eval.model_dump(mode="json"), "split": split,
                                    "recall": rc.model_dump(mode="json")}) as w:
-        import json
-
         (w.path / "metrics.json").write_text(json.dumps(metrics, indent=2, default=float), encoding="utf-8")
         w.add_artifact_input(vec_art)
         w.add_artifact_input(enc_art)
-        w.metrics = {"gallery_size": len(gallery_ids), "targets": metrics["targets"]}
+        w.metrics = {"split": split, "gallery_size": len(gallery_ids), "targets": metrics["targets"]}
     return store.load(KIND, w.version)
 
 
 def read_metrics(art: Artifact) -> dict[str, Any]:
-    import json
-
     return json.loads(art.file("metrics.json").read_text(encoding="utf-8"))
 
 
 def format_table(metrics: dict[str, Any]) -> str:
     """A plain-text table of every query set x system (for the terminal and the README)."""
     res = metrics.get("results") or {}
-    lines = [f"gallery: {metrics.get('gallery_size')} held-out products, encoder "
-             f"{metrics.get('encoder_id')}"]
+    lines = [f"gallery: {metrics.get('gallery_size')} {metrics.get('split', 'test')}-split products, "
+             f"encoder {metrics.get('encoder_id')}, route weights {metrics.get('route_weights')}"]
     for set_name, systems in res.items():
         cols = [c for c in next(iter(systems.values())) if c != "queries"]
         n = next(iter(systems.values())).get("queries")
         lines.append(f"\n{set_name} ({n} queries)   " + "  ".join(f"{c:>7}" for c in cols))
         for sys_name, m in systems.items():
             lines.append(f"  {sys_name:<26}" + "  ".join(f"{m[c]:7.3f}" for c in cols))
+    for t in (metrics.get("tuning") or [])[:5]:
+        lines.append("tuning: " + json.dumps(t))
     for t in metrics.get("targets", []):
         lines.append(f"target {t['set']}/{t['system']} {t['metric']} {t['target']}: "
                      f"{t['value'] if t['value'] is None else round(t['value'], 3)} "

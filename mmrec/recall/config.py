@@ -24,7 +24,7 @@ class IVFParams(StrictModel):
     pq_m: int = Field(32, ge=1, description="ivf_pq: sub-quantizers (must divide dim)")
     pq_bits: int = Field(8, ge=4, le=12)
     refine_k_factor: float = Field(4.0, ge=1.0, description=(
-        "ivf_pq: re-score this many times k candidates with exact vectors (IndexRefineFlat)"))
+        "ivf_pq/ivf_sq8: re-score this many times k candidates with exact vectors"))
     train_size: int = Field(200_000, ge=1000, description="vectors sampled to train the quantizer")
 
 
@@ -33,7 +33,8 @@ class IndexConfig(StrictModel):
 
     flat_max: int = Field(50_000, ge=0, description=(
         "catalogs up to this size get an exact IndexFlatIP (fast enough, recall 1.0)"))
-    ann: Literal["hnsw", "ivf_flat", "ivf_pq"] = Field("hnsw", description="index above flat_max")
+    ann: Literal["hnsw", "ivf_flat", "ivf_pq", "ivf_sq8"] = Field(
+        "ivf_sq8", description="index above flat_max (see `mmrec index bench` for the trade-offs)")
     hnsw: HNSWParams = Field(default_factory=HNSWParams)
     ivf: IVFParams = Field(default_factory=IVFParams)
     exact_below: int = Field(20_000, ge=0, description=(

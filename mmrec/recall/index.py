@@ -12,7 +12,10 @@ Index kinds, chosen by size (`IndexConfig.flat_max`):
   tombstones (cleared in every search bitmap) and the graph is rebuilt once they exceed
   ``compact_dead_fraction``. Graph search degrades when a filter keeps few items, so a filter
   selecting at most ``exact_below`` items scores exactly those vectors instead.
-- ``ivf_pq``: IndexRefineFlat(IndexIVFPQ): compressed scan, exact re-scoring; tombstones too.
+- ``ivf_pq`` / ``ivf_sq8``: IndexRefineFlat over IVF with product-quantised or 8-bit scalar
+  codes: a compressed scan, then exact re-scoring of ``refine_k_factor * k``; tombstones too.
+  The refine index doubles as exact storage for selective filters. SQ8 trains in seconds
+  (min/max per dimension); PQ trains k-means per sub-space but its codes are 4x smaller.
 
 Updates (add, remove, re-embed, metadata) never rebuild the structure; `save` writes the files
 of an index artifact, which `mmrec.recall.build` publishes atomically.
@@ -38,7 +41,9 @@ from mmrec.recall.types import Filters
 INDEX_FILE = "index.faiss"
 LABELS_FILE = "labels.parquet"
 INFO_FILE = "index.json"
-TOMBSTONE_KINDS = ("hnsw", "ivf_pq")
+REFINE_KINDS = ("ivf_pq", "ivf_sq8")  # compressed IVF scan + exact re-scoring (IndexRefineFlat)
+TOMBSTONE_KINDS = ("hnsw", *REFINE_KINDS)
+KINDS = ("flat", "hnsw", "ivf_flat", *REFINE_KINDS)
 _NO_FILTER_KEY = Filters(in_stock_only=False).key()
 
 
@@ -87,8 +92,7 @@ class VectorIndex:
         self._gpu_index = None
         self._generation = 0  # bumped on every change: invalidates cached selections
         self._sel_cache: OrderedDict[tuple, tuple] = OrderedDict()
-        if cfg.threads:
-            _faiss().omp_set_num_threads(cfg.threads)
+        _apply_threads(cfg)
         if kind in ("flat", "ivf_flat") and cfg.device != "cpu" and gpu_available():
             self._to_gpu()
 
@@ -104,6 +108,7 @@ class VectorIndex:
         if len(set(item_ids)) != len(item_ids):
             raise InputError("item ids must be unique within one index build")
         kind = kind or choose_kind(len(v), cfg)
+        _apply_threads(cfg)
         index = _new_faiss_index(kind, v.shape[1], len(v), cfg)
         if not index.is_trained:
             index.train(_train_sample(v, cfg))
@@ -206,7 +211,7 @@ class VectorIndex:
         faiss = _faiss()
         if self.kind == "hnsw":
             return faiss.downcast_index(self.index.storage)
-        if self.kind == "ivf_pq":
+        if self.kind in REFINE_KINDS:
             return faiss.downcast_index(faiss.downcast_index(self.index).refine_index)
         return None
 
@@ -324,12 +329,12 @@ class VectorIndex:
             return faiss.SearchParametersHNSW(sel=sel, efSearch=ef)
         # IVF: a filter keeping a share s of the items leaves ~s of each probed list usable, so
         # probe ~1/s times more lists (a selective filter ends up scanning every list)
-        if self.kind in ("ivf_flat", "ivf_pq"):
+        if self.kind in ("ivf_flat", *REFINE_KINDS):
             share = max(n_sel / max(1, len(self.item_ids)), 1e-6)
             nprobe = int(min(self._nlist(), math.ceil(self.cfg.ivf.nprobe / share)))
         if self.kind == "ivf_flat":
             return faiss.SearchParametersIVF(sel=sel, nprobe=nprobe)
-        if self.kind == "ivf_pq":
+        if self.kind in REFINE_KINDS:
             base = faiss.SearchParametersIVF(sel=sel, nprobe=nprobe)
             p = faiss.IndexRefineSearchParameters(k_factor=self.cfg.ivf.refine_k_factor,
                                                   base_index_params=base)
@@ -397,6 +402,13 @@ class VectorIndex:
                    meta, info.get("encoder_id"), table.column("tag").to_pylist())
 
 
+def _apply_threads(cfg: IndexConfig) -> None:
+    # faiss's OpenMP threads spin while waiting: on a shared machine, 1 thread can be much
+    # faster than 2 busy ones, hence a config knob rather than the library default
+    if cfg.threads:
+        _faiss().omp_set_num_threads(cfg.threads)
+
+
 def _new_faiss_index(kind: str, dim: int, n: int, cfg: IndexConfig) -> Any:
     faiss = _faiss()
     ip = faiss.METRIC_INNER_PRODUCT
@@ -418,10 +430,18 @@ def _new_faiss_index(kind: str, dim: int, n: int, cfg: IndexConfig) -> Any:
             raise InputError(f"ivf.pq_m={cfg.ivf.pq_m} must divide the vector dim {dim}")
         # RFlat: IndexRefineFlat keeps the raw vectors and re-scores k_factor * k PQ candidates
         index = faiss.index_factory(dim, f"IVF{nlist},PQ{cfg.ivf.pq_m}x{cfg.ivf.pq_bits},RFlat", ip)
+        ivf = faiss.downcast_index(faiss.extract_index_ivf(index))
+        ivf.nprobe = cfg.ivf.nprobe
+        # polysemous codes serve Hamming pre-filtering, unused here, and make training ~50x slower
+        ivf.do_polysemous_training = False
+        index.k_factor = cfg.ivf.refine_k_factor
+        return index
+    if kind == "ivf_sq8":
+        index = faiss.index_factory(dim, f"IVF{nlist},SQ8,RFlat", ip)
         faiss.extract_index_ivf(index).nprobe = cfg.ivf.nprobe
         index.k_factor = cfg.ivf.refine_k_factor
         return index
-    raise InputError(f"unknown index kind {kind!r}; valid: flat, hnsw, ivf_flat, ivf_pq")
+    raise InputError(f"unknown index kind {kind!r}; valid: {', '.join(KINDS)}")
 
 
 def _train_sample(v: np.ndarray, cfg: IndexConfig) -> np.ndarray:
