@@ -171,6 +171,7 @@ def _bench(args) -> int:
         url, kind = server.url, server.kind
         print(f"ready in {time.perf_counter() - t_start:.1f}s at {url}", file=sys.stderr)
     t0 = time.time()
+    load_before = os.getloadavg()
     try:
         phases = run_bench(url, key, scenes=scenes, photos=photos, user_ids=users,
                            concurrency=args.concurrency, seconds=args.seconds, rps=args.rps,
@@ -186,6 +187,7 @@ def _bench(args) -> int:
         "rps_seconds": args.rps_seconds, "photo_share": args.photo_share, "n_photos": len(photos),
         "versions": versions, "wall_s": round(time.time() - t0, 1),
         "note": "load generator and server share this machine's CPUs",
+        "loadavg_1m_before": round(load_before[0], 2), "loadavg_1m_after": round(os.getloadavg()[0], 2),
         **phases,
     }
     metrics["errors_total"] = sum(p.get("errors", 0) for k, p in phases.items() if k != "response_cache")
