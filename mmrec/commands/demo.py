@@ -19,7 +19,7 @@ class Step:
     name: str
     produces: tuple[str, ...]        # artifact kinds; the step is skipped when all exist
     estimate_s: int                  # measured on 2 cores (README), printed before the step
-    argv: Callable[[object], list[str]]
+    argv: Callable[[object], list[str]] | None  # None: the recall builder below
     always: bool = False             # cheap and incremental: run every time
 
 
@@ -35,8 +35,8 @@ STEPS = (
     Step("outfit priors (Polyvore)", ("outfit_priors",), 10,
          lambda a: ["outfit", "priors", "--source", str(a.source / "polyvore_outfits")]),
     Step("encoder: quick mini CLIP training", ("encoder",), 420, lambda a: ["embed", "train", *QUICK_ENCODER]),
-    Step("catalog embedding (incremental)", ("vectors",), 60, lambda a: ["embed", "catalog"], always=True),
-    Step("FAISS index", ("index",), 20, lambda a: ["index", "build"]),
+    # incremental embedding, then the index reused / updated in place / rebuilt as needed
+    Step("catalog embedding + FAISS index (incremental)", ("vectors", "index"), 80, None, always=True),
     Step("simulated shoppers (SIMULATED logs over the catalog)", ("interactions_sim",), 60,
          lambda a: ["rank", "simulate", "--set", f"shared_data={a.source}"]),
     Step("ranker training", ("ranker",), 90,
@@ -86,7 +86,14 @@ def _demo(args) -> int:
             continue  # an earlier step built it (e.g. rank simulate + train)
         print(f"\n[{i}/{len(todo)}] {step.name} (about {step.estimate_s}s)", file=sys.stderr)
         t0 = time.perf_counter()
-        rc = main(_global_argv(args) + step.argv(args))
+        if step.argv is None:
+            from mmrec.recall.build import ensure_recall_artifacts
+
+            ensure_recall_artifacts(store, profile=args.profile, config_dir=args.config_dir,
+                                    progress=not args.quiet)
+            rc = 0
+        else:
+            rc = main(_global_argv(args) + step.argv(args))
         if rc != 0:
             print(f"demo stopped: step '{step.name}' exited {rc}", file=sys.stderr)
             return rc
