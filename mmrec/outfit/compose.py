@@ -206,29 +206,53 @@ class Composer:
 
         outfits: list[Outfit] = []
         seen: set[frozenset[int]] = set()
-        # Best outfit per template; a template is searched again only when the last chosen
-        # outfit took one of its items (or, with repeats, was that very outfit).
-        cache: dict[int, Outfit | None] = {}
+        # Each template's last beam holds many complete outfits, best first. After an outfit is
+        # chosen, a template answers from its beam while one there still has only free items;
+        # it is searched again (with the items now taken left out) only when its beam runs dry.
+        beams: dict[int, _Beam | None] = {}
+        exhausted: set[int] = set()
         for _ in range(k):
+            best: Outfit | None = None
+            fresh: set[int] = set()
             for ti, t in enumerate(templates):
-                if ti not in cache:
-                    cache[ti] = self._search(scene, t, prepared, pair, anchor_terms, seen,
-                                             max_total_price)
-            found = [(o.score, ti) for ti, o in cache.items() if o is not None]
-            if not found:
+                if ti in exhausted:
+                    continue
+                o = self._take(beams[ti], prepared, seen) if beams.get(ti) is not None else None
+                if o is None:
+                    beams[ti] = self._search(scene, t, prepared, pair, anchor_terms, max_total_price)
+                    fresh.add(ti)
+                    o = self._take(beams[ti], prepared, seen) if beams[ti] is not None else None
+                if o is None:
+                    exhausted.add(ti)  # a fresh search found nothing: no outfit left here
+                elif best is None or o.score > best.score:
+                    best = o
+            if best is None:
                 break
-            best = cache[max(found)[1]]
             outfits.append(best)
             seen.add(frozenset(best.positions))
-            taken = set(best.positions)
             if not allow_repeats:
                 for slot, pos in zip(best.slots, best.positions):
                     p = prepared[slot]
                     p["free"][p["positions"] == pos] = False
-            for ti, o in list(cache.items()):
-                if o is not None and (taken & set(o.positions) if not allow_repeats else o is best):
-                    del cache[ti]
         return outfits
+
+    def _take(self, beam: "_Beam", prepared: dict[str, dict[str, Any]],
+              seen: set[frozenset[int]]) -> Outfit | None:
+        """The best outfit of ``beam`` whose items are all still free and not returned yet."""
+        t = beam.template
+        free = np.ones(len(beam.idx), dtype=bool)
+        for c, s in enumerate(t):
+            free &= prepared[s]["free"][beam.idx[:, c]]
+        for row in np.flatnonzero(free):
+            positions = [int(prepared[s]["positions"][beam.idx[row, c]]) for c, s in enumerate(t)]
+            if seen and frozenset(positions) in seen:
+                continue
+            col = lambda key: [float(prepared[s][key][beam.idx[row, c]]) for c, s in enumerate(t)]
+            return Outfit(template=list(t), slots=list(t), positions=positions,
+                          item_scores=col("score"), propensity=col("prop"), scene_fit=col("fit"),
+                          compat=float(beam.compat[row]), accent=float(beam.accent[row]),
+                          score=float(beam.score[row]))
+        return None
 
     def _pair_matrix(self, pos_a: np.ndarray, pos_b: np.ndarray) -> np.ndarray:
         """Pair compatibility of two candidate sets (float64, -inf where genders clash).
@@ -246,8 +270,9 @@ class Composer:
         return m
 
     def _search(self, scene: Scene, template: list[str], prepared: dict[str, dict[str, Any]],
-                pair, anchor_terms: dict[str, np.ndarray], seen: set[frozenset[int]],
-                max_total_price: float | None) -> Outfit | None:
+                pair, anchor_terms: dict[str, np.ndarray], max_total_price: float | None
+                ) -> "_Beam | None":
+        """Beam search over ``template``; the final beam's complete outfits, best first."""
         cfg = self.cfg
         n_slots = len(template)
         n_anchor = 0  # pairs formed with the photo so far
@@ -256,7 +281,7 @@ class Composer:
         pair_sum = np.zeros(1, dtype=np.float64)  # sum of pair compatibilities (-inf: clash)
         price = np.zeros(1, dtype=np.float64)
         width = cfg.beam_width
-        final_pool = max(width, 4 * len(seen) + 4)  # room to skip outfits already returned
+        final_pool = 4 * width  # complete outfits kept: later picks come from here
         for t, slot in enumerate(template):
             p = prepared[slot]
             n = len(p["positions"])
@@ -294,13 +319,17 @@ class Composer:
         neus = np.stack([prepared[s]["neutral"][idx[:, c]] for c, s in enumerate(template)], 1)
         accent = self.compat.accent_factors(fams, neus, scene.colours.max_accents)
         score = np.exp(log_items / n_slots) * np.maximum(compat, 1e-6) ** cfg.w_compat * accent
-        for row in np.argsort(-score, kind="stable"):
-            positions = [int(prepared[s]["positions"][idx[row, c]]) for c, s in enumerate(template)]
-            if seen and frozenset(positions) in seen:
-                continue
-            col = lambda key: [float(prepared[s][key][idx[row, c]]) for c, s in enumerate(template)]
-            return Outfit(template=list(template), slots=list(template), positions=positions,
-                          item_scores=col("score"), propensity=col("prop"), scene_fit=col("fit"),
-                          compat=float(compat[row]), accent=float(accent[row]),
-                          score=float(score[row]))
-        return None
+        order = np.argsort(-score, kind="stable")
+        return _Beam(list(template), idx[order], score[order], compat[order], accent[order])
+
+
+@dataclass
+class _Beam:
+    """Complete outfits of one template from one search, best first (indices into the kept
+    candidates of each slot)."""
+
+    template: list[str]
+    idx: np.ndarray
+    score: np.ndarray
+    compat: np.ndarray
+    accent: np.ndarray

@@ -115,16 +115,22 @@ def display_category(cat: str) -> str:
     return cat[:-1]
 
 
+@functools.lru_cache(maxsize=4096)
+def _colour_kind(tax: Taxonomy, colour: str) -> tuple[str | None, bool]:
+    return tax.colour_family(colour), tax.is_neutral(colour)
+
+
 def harmony_of(colours: Iterable[str | None], tax: Taxonomy) -> str | None:
     """Colour-harmony key of an outfit's colours (None when a colour is unknown)."""
     cols = list(colours)
     if not cols or any(c is None for c in cols):
         return None
-    accents = {tax.colour_family(c) for c in cols if not tax.is_neutral(c)}
+    kinds = [_colour_kind(tax, c) for c in cols]
+    accents = {fam for fam, neutral in kinds if not neutral}
     if not accents:
         return "all neutrals"
     if len(accents) == 1:
-        n_acc = sum(1 for c in cols if not tax.is_neutral(c))
+        n_acc = sum(1 for _, neutral in kinds if not neutral)
         return "one accent" if n_acc == 1 else "tonal"
     return "accents"
 
