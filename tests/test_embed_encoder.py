@@ -79,3 +79,19 @@ def test_config_refuses_nonsense():
                         stage="embed", source="test")
     with pytest.raises(ConfigError, match="unknown key 'train.epoch'"):
         validate_config(EmbedConfig, {"train": {"epoch": 3}}, stage="embed", source="test")
+
+
+def test_standard_style_local_dir_model_loads_through_open_clip(tmp_path):
+    """`model.name=local-dir:...` (how a pretrained model on disk is named) gives the same model."""
+    from mmrec.embed.encoder import Encoder
+
+    enc = _tiny()
+    with torch.no_grad():
+        for p in enc.model.parameters():
+            p.mul_(1.1)
+    enc.save(tmp_path / "pretrained")
+    other = Encoder.create(ModelSpec(name=f"local-dir:{tmp_path / 'pretrained'}", device="cpu"))
+    assert other.encoder_id == f"local-dir:{tmp_path / 'pretrained'}"
+    np.testing.assert_allclose(other.encode_texts(["red bag"]), enc.encode_texts(["red bag"]), atol=1e-6)
+    with pytest.raises(InputError, match="open_clip_config"):
+        Encoder.create(ModelSpec(name=f"local-dir:{tmp_path}", device="cpu"))

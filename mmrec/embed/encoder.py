@@ -155,7 +155,9 @@ class Encoder:
                 "Without a model hub, point model.pretrained at a checkpoint file or use "
                 "model.name=local-dir:/folder with open_clip_config.json and weights") from e
         tokenizer = open_clip.get_tokenizer(spec.name)
-        eid = encoder_id or f"{spec.name}:{spec.pretrained or 'random'}"
+        # hf-hub:/local-dir: names carry their weights; built-in names need the pretrained tag
+        eid = encoder_id or (spec.name if spec.name.startswith(("hf-hub:", "local-dir:"))
+                             else f"{spec.name}:{spec.pretrained or 'random'}")
         return cls(model, tokenizer, encoder_id=eid, model_cfg=model_cfg,
                    preprocess=spec.preprocess, device=device, name=spec.name)
 

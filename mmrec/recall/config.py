@@ -37,9 +37,9 @@ class IndexConfig(StrictModel):
         "ivf_sq8", description="index above flat_max (see `mmrec index bench` for the trade-offs)")
     hnsw: HNSWParams = Field(default_factory=HNSWParams)
     ivf: IVFParams = Field(default_factory=IVFParams)
-    exact_below: int = Field(20_000, ge=0, description=(
+    exact_below: int = Field(10_000, ge=0, description=(
         "a filtered search selecting at most this many items scores exactly those items "
-        "(cheaper and exact when filters are selective; graph search degrades there)"))
+        "(hnsw/ivf_sq8/ivf_pq, which keep raw vectors); gathering more costs more than ANN"))
     compact_dead_fraction: float = Field(0.25, gt=0, le=1, description=(
         "HNSW cannot delete: removed items are tombstones excluded inside the search, and the "
         "graph is rebuilt once they exceed this share"))

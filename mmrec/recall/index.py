@@ -7,15 +7,19 @@ ever scores allowed items: nothing is over-fetched and dropped afterwards.
 
 Index kinds, chosen by size (`IndexConfig.flat_max`):
 - ``flat``: IndexIDMap2(IndexFlatIP): exact; real removal.
-- ``ivf_flat``: IndexIVFFlat with the labels as ids: real removal; selector checked per list entry.
-- ``hnsw``: IndexHNSWFlat, label == faiss id. HNSW cannot delete, so removed labels are
-  tombstones (cleared in every search bitmap) and the graph is rebuilt once they exceed
-  ``compact_dead_fraction``. Graph search degrades when a filter keeps few items, so a filter
-  selecting at most ``exact_below`` items scores exactly those vectors instead.
-- ``ivf_pq`` / ``ivf_sq8``: IndexRefineFlat over IVF with product-quantised or 8-bit scalar
-  codes: a compressed scan, then exact re-scoring of ``refine_k_factor * k``; tombstones too.
-  The refine index doubles as exact storage for selective filters. SQ8 trains in seconds
-  (min/max per dimension); PQ trains k-means per sub-space but its codes are 4x smaller.
+- ``ivf_flat``: IndexIVFFlat with the labels as ids: real removal.
+- ``ivf_sq8`` / ``ivf_pq``: IndexRefineFlat over IVF with 8-bit scalar or product-quantised
+  codes: a compressed scan, then exact re-scoring of ``refine_k_factor * k`` candidates. SQ8
+  trains in seconds (min/max per dimension); PQ trains k-means per sub-space, 4x smaller codes.
+- ``hnsw``: IndexHNSWFlat, label == faiss id.
+HNSW and the refined IVF kinds cannot delete: removed labels are tombstones (cleared in every
+search bitmap) and the structure is rebuilt once they exceed ``compact_dead_fraction``.
+
+Filtered search, by what the filter keeps:
+- at most ``exact_below`` items (kinds with raw vector storage): exactly those are scored;
+- IVF kinds: filter-aware probing (`_search_ivf`): the nearest lists that hold allowed items,
+  since filters correlate with clusters and the nearest lists may hold none;
+- otherwise faiss's own search with the selector (HNSW widens its beam as the filter narrows).
 
 Updates (add, remove, re-embed, metadata) never rebuild the structure; `save` writes the files
 of an index artifact, which `mmrec.recall.build` publishes atomically.
@@ -25,7 +29,9 @@ from __future__ import annotations
 
 import json
 import math
+import threading
 from collections import OrderedDict
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Sequence
 
@@ -44,6 +50,7 @@ INFO_FILE = "index.json"
 REFINE_KINDS = ("ivf_pq", "ivf_sq8")  # compressed IVF scan + exact re-scoring (IndexRefineFlat)
 TOMBSTONE_KINDS = ("hnsw", *REFINE_KINDS)
 KINDS = ("flat", "hnsw", "ivf_flat", *REFINE_KINDS)
+IVF_KINDS = ("ivf_flat", *REFINE_KINDS)
 _NO_FILTER_KEY = Filters(in_stock_only=False).key()
 
 
@@ -92,7 +99,14 @@ class VectorIndex:
         self._gpu_index = None
         self._generation = 0  # bumped on every change: invalidates cached selections
         self._sel_cache: OrderedDict[tuple, tuple] = OrderedDict()
+        self._lock = threading.Lock()  # searches may run in threads; the cache is shared
+        self._lists: tuple[int, np.ndarray] | None = None  # (generation, list of each label)
         _apply_threads(cfg)
+        if cfg.device == "gpu" and not gpu_available():
+            raise InputError("index.device=gpu, but this faiss build sees no GPU (install the "
+                             "'gpu' extra on a CUDA machine); use device=auto or cpu")
+        # GPU copies only serve unfiltered searches (GPU indexes ignore IDSelectors) and only
+        # flat/IVF-flat exist on GPU; the CPU index stays the source of truth for updates.
         if kind in ("flat", "ivf_flat") and cfg.device != "cpu" and gpu_available():
             self._to_gpu()
 
@@ -175,12 +189,16 @@ class VectorIndex:
         arr = np.asarray(labels, dtype=np.int64)
         self.alive[arr] = False
         if self.kind not in TOMBSTONE_KINDS:
-            self.index.remove_ids(_faiss().IDSelectorBatch(arr))
+            faiss = _faiss()
+            # the IVF direct map (hashtable, for reconstruct) only removes by IDSelectorArray
+            sel = faiss.IDSelectorArray(arr) if self.kind == "ivf_flat" else faiss.IDSelectorBatch(arr)
+            self.index.remove_ids(sel)
         self._changed()
 
     def _changed(self) -> None:
         self._generation += 1
-        self._sel_cache.clear()
+        with self._lock:
+            self._sel_cache.clear()
 
     def _after_change(self) -> None:
         self._changed()
@@ -230,8 +248,6 @@ class VectorIndex:
         view = self._raw_view()
         if view is not None:
             return np.array(view[labels])
-        if self.kind == "ivf_flat":
-            self.index.make_direct_map()
         return np.stack([self.index.reconstruct(int(lab)) for lab in labels]) if len(labels) else \
             np.zeros((0, self.dim), np.float32)
 
@@ -255,32 +271,50 @@ class VectorIndex:
             mask[ex] = False
         return mask
 
-    def _selection(self, filters: Filters) -> tuple[np.ndarray, int]:
-        """(packed bitmap over labels, number selected) for ``filters``.
+    def _selection(self, filters: Filters) -> _Selection:
+        """What ``filters`` allow, in the forms the search paths need (see `_Selection`).
 
-        Cached per filter (LRU, dropped on any change): a million-label mask costs ~2 ms to
-        build and pack, a cache hit microseconds. Exclusions are applied to a copy.
+        Cached per filter (LRU, dropped on any change): a million-label mask costs a few ms to
+        build, a cache hit microseconds. Exclusions by id are applied to a copy.
         """
         key = (filters.key(), self._generation)
-        hit = self._sel_cache.get(key)
+        with self._lock:
+            hit = self._sel_cache.get(key)
+            if hit is not None:
+                self._sel_cache.move_to_end(key)
         if hit is None:
             mask = self.meta.mask(filters.model_copy(update={"exclude_ids": []}), base=self.alive)
-            hit = (np.packbits(mask, bitorder="little"), int(mask.sum()))
+            hit = self._make_selection(mask)
             if self.cfg.filter_cache:
-                self._sel_cache[key] = hit
-                if len(self._sel_cache) > self.cfg.filter_cache:
-                    self._sel_cache.popitem(last=False)
-        else:
-            self._sel_cache.move_to_end(key)
-        bitmap, n_sel = hit
+                with self._lock:
+                    self._sel_cache[key] = hit
+                    while len(self._sel_cache) > self.cfg.filter_cache:
+                        self._sel_cache.popitem(last=False)
         ex = np.array(sorted({self.label_of[i] for i in filters.exclude_ids if i in self.label_of}),
                       dtype=np.int64)
-        if len(ex):
-            on = (bitmap[ex >> 3] >> (ex & 7)) & 1
-            bitmap = bitmap.copy()
-            np.bitwise_and.at(bitmap, ex >> 3, ~(np.uint8(1) << (ex & 7).astype(np.uint8)))
-            n_sel -= int(on.sum())
-        return bitmap, n_sel
+        if not len(ex):
+            return hit
+        on = ((hit.bitmap[ex >> 3] >> (ex & 7)) & 1).astype(bool)
+        ex = ex[on]
+        bitmap = hit.bitmap.copy()
+        np.bitwise_and.at(bitmap, ex >> 3, ~(np.uint8(1) << (ex & 7).astype(np.uint8)))
+        labels = hit.labels[~np.isin(hit.labels, ex)] if hit.labels is not None else None
+        per_list = None
+        if hit.per_list is not None:
+            per_list = hit.per_list.copy()
+            np.subtract.at(per_list, self._list_of_labels()[ex], 1)
+        return _Selection(bitmap, hit.n_sel - len(ex), labels, per_list)
+
+    def _make_selection(self, mask: np.ndarray) -> "_Selection":
+        n_sel = int(mask.sum())
+        labels = per_list = None
+        if n_sel <= self.cfg.exact_below and self._flat_storage() is not None:
+            labels = np.flatnonzero(mask)
+        elif self.kind in IVF_KINDS:
+            lists = self._list_of_labels()
+            per_list = np.bincount(lists[mask], minlength=self._ivf().nlist)
+        # faiss reads bit (i & 7) of byte (i >> 3): numpy's little bit order
+        return _Selection(np.packbits(mask, bitorder="little"), n_sel, labels, per_list)
 
     def search(self, queries: np.ndarray, k: int, filters: Filters | None = None,
                ) -> list[list[tuple[str, float]]]:
@@ -293,10 +327,19 @@ class VectorIndex:
         if unfiltered:
             D, I = self._search_plain(q, k)
             return self._pairs(D, I)
-        bitmap, n_sel = self._selection(filters or Filters(in_stock_only=False))
-        if n_sel == 0:
+        sel = self._selection(filters or Filters(in_stock_only=False))
+        if sel.n_sel == 0:
             return [[] for _ in range(len(q))]
-        D, I = self._search_selected(q, min(k, n_sel), bitmap, n_sel)
+        k = min(k, sel.n_sel)
+        if sel.labels is not None:
+            D, I = self._search_exact(q, k, sel.labels)
+        elif sel.per_list is not None:
+            D, I = self._search_ivf(q, k, sel)
+        else:
+            faiss = _faiss()
+            selector = faiss.IDSelectorBitmap(len(self.item_ids), faiss.swig_ptr(sel.bitmap))
+            # GPU indexes ignore IDSelectors (faiss#3924): filtered searches use the CPU index.
+            D, I = self.index.search(q, k, params=self._params(selector, sel.n_sel))
         return self._pairs(D, I)
 
     def _search_plain(self, q: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
@@ -304,38 +347,72 @@ class VectorIndex:
         params = self._params(None, len(self.item_ids))
         return index.search(q, min(k, self.n_alive), params=params)
 
-    def _search_selected(self, q: np.ndarray, k: int, bitmap: np.ndarray, n_sel: int):
+    def _search_exact(self, q: np.ndarray, k: int, labels: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Score exactly the selected vectors: the right tool when a filter keeps few items."""
+        sub = self._raw_view()[labels]
+        scores = q @ sub.T
+        return _top_rows(scores, k, labels)
+
+    def _search_ivf(self, q: np.ndarray, k: int, sel: "_Selection") -> tuple[np.ndarray, np.ndarray]:
+        """Filter-aware IVF probing: visit the lists nearest to the query that hold allowed items.
+
+        Filters correlate with the embedding (a category lives in a few clusters), so the lists
+        nearest to a query may hold no allowed item at all. Lists are taken in order of centroid
+        similarity, skipping those without allowed items, until they hold as many allowed items
+        as an unfiltered search would scan (``nprobe`` x mean list size), and at least ``nprobe``
+        lists. The selector still checks every entry, so only allowed items are scored.
+        """
         faiss = _faiss()
-        # faiss reads bit (i & 7) of byte (i >> 3): numpy's little bit order
-        sel = faiss.IDSelectorBitmap(len(self.item_ids), faiss.swig_ptr(bitmap))
-        flat = self._flat_storage() if n_sel <= self.cfg.exact_below else None
-        if flat is not None:
-            # Selective filter: score exactly the selected vectors (a bitmap test per stored
-            # vector, a dot product per selected one); graph search degrades in this regime.
-            D, I = flat.search(q, k, params=faiss.SearchParameters(sel=sel))
-        else:
-            # GPU indexes ignore IDSelectors (faiss#3924): filtered searches use the CPU index.
-            D, I = self.index.search(q, k, params=self._params(sel, n_sel))
-        del bitmap  # the selector points into it: keep it alive until the search has returned
-        return D, I
+        ivf = self._ivf()
+        nlist = ivf.nlist
+        coarse_d, coarse_i = ivf.quantizer.search(q, nlist)
+        target = min(sel.n_sel, self.cfg.ivf.nprobe * ivf.ntotal / nlist)
+        chosen = []
+        for row_i, row_d in zip(coarse_i, coarse_d):
+            counts = sel.per_list[row_i]
+            keep = counts > 0
+            lists, dists = row_i[keep], row_d[keep]
+            m = int(np.searchsorted(np.cumsum(counts[keep]), target)) + 1
+            m = max(m, min(self.cfg.ivf.nprobe, len(lists)))
+            chosen.append((lists[:m], dists[:m]))
+        width = max(1, max(len(c[0]) for c in chosen))
+        assign = np.full((len(q), width), -1, np.int64)  # -1: faiss skips the slot
+        cdis = np.zeros((len(q), width), np.float32)
+        for r, (lists, dists) in enumerate(chosen):
+            assign[r, :len(lists)], cdis[r, :len(lists)] = lists, dists
+        refine = self.kind in REFINE_KINDS
+        kk = min(sel.n_sel, int(math.ceil(k * self.cfg.ivf.refine_k_factor))) if refine else k
+        D = np.empty((len(q), kk), np.float32)
+        I = np.empty((len(q), kk), np.int64)
+        selector = faiss.IDSelectorBitmap(len(self.item_ids), faiss.swig_ptr(sel.bitmap))
+        params = faiss.SearchParametersIVF(sel=selector, nprobe=width)
+        # the python wrapper refuses params here; the C++ method takes them
+        ivf.search_preassigned_c(len(q), faiss.swig_ptr(np.ascontiguousarray(q)), kk,
+                                 faiss.swig_ptr(assign), faiss.swig_ptr(cdis), faiss.swig_ptr(D),
+                                 faiss.swig_ptr(I), False, params)
+        if not refine:
+            return D, I
+        view = self._raw_view()  # exact re-scoring of the compressed-code candidates
+        out_d = np.full((len(q), k), -np.inf, np.float32)
+        out_i = np.full((len(q), k), -1, np.int64)
+        for r in range(len(q)):
+            cand = I[r][I[r] >= 0]
+            if len(cand):
+                d, i = _top_rows((view[cand] @ q[r])[None, :], k, cand)
+                out_d[r, :d.shape[1]], out_i[r, :i.shape[1]] = d[0], i[0]
+        return out_d, out_i
 
     def _params(self, sel: Any, n_sel: int) -> Any:
         faiss = _faiss()
         if self.kind == "hnsw":
-            # a filter that keeps a share s of the graph needs a wider beam to fill k results;
-            # growing ef with 1/sqrt(s) kept recall flat in `mmrec index bench`
+            # a filter that keeps a share s of the graph needs a wider beam to fill k results
             share = max(n_sel / max(1, len(self.item_ids)), 1e-3)
             ef = int(min(4096, math.ceil(self.cfg.hnsw.ef_search / math.sqrt(share))))
             return faiss.SearchParametersHNSW(sel=sel, efSearch=ef)
-        # IVF: a filter keeping a share s of the items leaves ~s of each probed list usable, so
-        # probe ~1/s times more lists (a selective filter ends up scanning every list)
-        if self.kind in ("ivf_flat", *REFINE_KINDS):
-            share = max(n_sel / max(1, len(self.item_ids)), 1e-6)
-            nprobe = int(min(self._nlist(), math.ceil(self.cfg.ivf.nprobe / share)))
         if self.kind == "ivf_flat":
-            return faiss.SearchParametersIVF(sel=sel, nprobe=nprobe)
+            return faiss.SearchParametersIVF(sel=sel, nprobe=self.cfg.ivf.nprobe)
         if self.kind in REFINE_KINDS:
-            base = faiss.SearchParametersIVF(sel=sel, nprobe=nprobe)
+            base = faiss.SearchParametersIVF(sel=sel, nprobe=self.cfg.ivf.nprobe)
             p = faiss.IndexRefineSearchParameters(k_factor=self.cfg.ivf.refine_k_factor,
                                                   base_index_params=base)
             p.sel = sel
@@ -343,8 +420,24 @@ class VectorIndex:
             return p
         return faiss.SearchParameters(sel=sel) if sel is not None else None
 
-    def _nlist(self) -> int:
-        return int(_faiss().extract_index_ivf(self.index).nlist)
+    def _ivf(self) -> Any:
+        faiss = _faiss()
+        return faiss.downcast_index(faiss.extract_index_ivf(self.index))
+
+    def _list_of_labels(self) -> np.ndarray:
+        """Inverted list of every label (-1 when not in the index), rebuilt after changes."""
+        if self._lists is None or self._lists[0] != self._generation:
+            faiss = _faiss()
+            ivf = self._ivf()
+            out = np.full(len(self.item_ids), -1, np.int64)
+            inv = ivf.invlists
+            for lst in range(ivf.nlist):
+                size = inv.list_size(lst)
+                if size:
+                    ids = faiss.rev_swig_ptr(inv.get_ids(lst), size)
+                    out[np.asarray(ids, dtype=np.int64)] = lst
+            self._lists = (self._generation, out)
+        return self._lists[1]
 
     def _pairs(self, D: np.ndarray, I: np.ndarray) -> list[list[tuple[str, float]]]:
         out = []
@@ -402,6 +495,27 @@ class VectorIndex:
                    meta, info.get("encoder_id"), table.column("tag").to_pylist())
 
 
+@dataclass(frozen=True)
+class _Selection:
+    """The items a filter allows: a bitmap for faiss selectors; for selective filters on kinds
+    with exact storage, the label list itself; for IVF kinds, allowed items per inverted list."""
+
+    bitmap: np.ndarray
+    n_sel: int
+    labels: np.ndarray | None = None
+    per_list: np.ndarray | None = None
+
+
+def _top_rows(scores: np.ndarray, k: int, labels: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Row-wise top ``k`` of ``scores`` [nq, m] as (scores, labels[index]) best first."""
+    k = min(k, scores.shape[1])
+    part = np.argpartition(-scores, k - 1, axis=1)[:, :k]
+    sc = np.take_along_axis(scores, part, axis=1)
+    order = np.argsort(-sc, axis=1, kind="stable")
+    part = np.take_along_axis(part, order, axis=1)
+    return np.take_along_axis(scores, part, axis=1).astype(np.float32), labels[part]
+
+
 def _apply_threads(cfg: IndexConfig) -> None:
     # faiss's OpenMP threads spin while waiting: on a shared machine, 1 thread can be much
     # faster than 2 busy ones, hence a config knob rather than the library default
@@ -423,7 +537,9 @@ def _new_faiss_index(kind: str, dim: int, n: int, cfg: IndexConfig) -> Any:
     nlist = min(nlist, max(1, n // 39))  # faiss wants >= 39 training points per centroid
     if kind == "ivf_flat":
         index = faiss.index_factory(dim, f"IVF{nlist},Flat", ip)
-        faiss.extract_index_ivf(index).nprobe = cfg.ivf.nprobe
+        ivf = faiss.extract_index_ivf(index)
+        ivf.nprobe = cfg.ivf.nprobe
+        ivf.set_direct_map_type(faiss.DirectMap.Hashtable)  # reconstruct by label, removable
         return index
     if kind == "ivf_pq":
         if dim % cfg.ivf.pq_m:

@@ -8,6 +8,7 @@ about a millisecond per field for a million items.
 
 from __future__ import annotations
 
+import threading
 from collections import OrderedDict
 from typing import Any, Iterable, Sequence
 
@@ -30,6 +31,7 @@ class ItemMeta:
         self.generation = 0  # bumped on every change; invalidates cached masks
         self._cache: OrderedDict[tuple, np.ndarray] = OrderedDict()
         self._cache_size = cache_size
+        self._lock = threading.Lock()  # masks are cached across request threads
 
     def __len__(self) -> int:
         return len(self.in_stock)
@@ -95,7 +97,8 @@ class ItemMeta:
 
     def _changed(self) -> None:
         self.generation += 1
-        self._cache.clear()
+        with self._lock:
+            self._cache.clear()
 
     # -- filtering ------------------------------------------------------------------------
     def mask(self, filters: Filters | None, base: np.ndarray | None = None) -> np.ndarray:
@@ -108,15 +111,17 @@ class ItemMeta:
             m = np.ones(n, bool)
         else:
             key = filters.key()
-            cached = self._cache.get(key)
+            with self._lock:
+                cached = self._cache.get(key)
+                if cached is not None:
+                    self._cache.move_to_end(key)
             if cached is None:
                 cached = self._compute(filters)
                 if self._cache_size:
-                    self._cache[key] = cached
-                    if len(self._cache) > self._cache_size:
-                        self._cache.popitem(last=False)
-            else:
-                self._cache.move_to_end(key)
+                    with self._lock:
+                        self._cache[key] = cached
+                        while len(self._cache) > self._cache_size:
+                            self._cache.popitem(last=False)
             m = cached.copy()
         if base is not None:
             m &= base[:n]
