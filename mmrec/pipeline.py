@@ -143,13 +143,15 @@ class Recommender:
     @classmethod
     def from_store(cls, store: ArtifactStore, *, config: RecommenderConfig | None = None,
                    with_photo_models: bool = True, device: str = "cpu",
-                   profile: str = "mini") -> "Recommender":
+                   profile: str = "mini", background_prewarm: bool = False) -> "Recommender":
         """Build from the CURRENT artifacts under ``store``; only ``items`` is required.
 
         Args:
             with_photo_models: load tagger/encoder here (False when a separate Ray
                 deployment serves photos).
             profile: config profile of the recall stage (tiny | mini | standard).
+            background_prewarm: return before the shopper segments' candidates are cached
+                (faster start; the first minute's requests then compete with the pre-warm).
         """
         from mmrec.catalog.ingest import load_items
 
@@ -213,7 +215,7 @@ class Recommender:
             versions["users"] = f"{users.version} (simulated)"
         return cls(items, scenes, recall=recall, ranker=ranker, users=users, photo=photo,
                    priors=priors, config=cfg, taxonomy=tax, notes=notes, versions=versions,
-                   users_simulated=users is not None).warm()
+                   users_simulated=users is not None).warm(background=background_prewarm)
 
     # ------------------------------------------------------------------ public API
     def scene(self, name: str) -> Scene:
@@ -346,7 +348,7 @@ class Recommender:
             m = self._genders_ok[genders] = np.isin(self.items.gender, allowed)
         return m
 
-    def warm(self, *, background: bool = True) -> "Recommender":
+    def warm(self, *, background: bool = False) -> "Recommender":
         """Precompute per-scene masks and scene fit, and (with a recall index and
         ``prewarm_recall``) the scene-only candidates of every scene, slot and gender now, and
         of every shopper segment in a background thread, so that no scene-only request pays
