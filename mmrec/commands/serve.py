@@ -43,6 +43,8 @@ def register_bench(bench_sub) -> None:
     b.add_argument("--rps-seconds", type=float, default=300.0, help="open-loop duration (0: skip)")
     b.add_argument("--photo-share", type=float, default=0.1, help="share of photo requests in the open loop")
     b.add_argument("--photos", type=int, default=40, help="kiosk photos drawn from held-out (test-split) products")
+    b.add_argument("--warmup", type=float, default=40.0,
+                   help="unmeasured seconds at the same concurrency first (caches, autoscaling)")
     b.add_argument("--source", type=Path, default=Path("../shared/data"))
     add_config_args(b)
     b.set_defaults(handler=_bench)
@@ -176,7 +178,7 @@ def _bench(args) -> int:
         phases = run_bench(url, key, scenes=scenes, photos=photos, user_ids=users,
                            concurrency=args.concurrency, seconds=args.seconds, rps=args.rps,
                            rps_seconds=args.rps_seconds, photo_share=args.photo_share,
-                           log=lambda m: print(m, file=sys.stderr))
+                           warmup_s=args.warmup, log=lambda m: print(m, file=sys.stderr))
         versions = _versions(url, key)
     finally:
         if server is not None:
@@ -185,6 +187,7 @@ def _bench(args) -> int:
         "server": kind, "url": url, "profile": args.profile, "cpu_count": os.cpu_count(),
         "concurrency": args.concurrency, "phase_seconds": args.seconds, "rps": args.rps,
         "rps_seconds": args.rps_seconds, "photo_share": args.photo_share, "n_photos": len(photos),
+        "warmup_s": args.warmup,
         "versions": versions, "wall_s": round(time.time() - t0, 1),
         "note": "load generator and server share this machine's CPUs",
         "loadavg_1m_before": round(load_before[0], 2), "loadavg_1m_after": round(os.getloadavg()[0], 2),

@@ -139,16 +139,18 @@ class LoadGenerator:
 def run_bench(base_url: str, api_key: str, *, scenes: list[str], photos: list[bytes],
               user_ids: list[str] | None = None, concurrency: int = 8, seconds: float = 30.0,
               rps: float = 20.0, rps_seconds: float = 300.0, photo_share: float = 0.1,
-              warmup_s: float = 5.0, log=print) -> dict[str, Any]:
+              warmup_s: float = 40.0, log=print) -> dict[str, Any]:
     """Run every phase and return the metrics (see module docstring)."""
     gen = LoadGenerator(base_url, api_key, scenes, photos, user_ids)
 
     async def main() -> dict[str, Any]:
         phases: dict[str, Any] = {}
         if warmup_s > 0:
-            await gen.closed_loop("json", 2, warmup_s)
+            # at the measured concurrency, long enough for the autoscaler to add replicas
+            log(f"warm-up: {warmup_s:g}s at concurrency {concurrency} (not measured) ...")
+            await gen.closed_loop("json", concurrency, warmup_s)
             if photos:
-                await gen.closed_loop("photo", 2, min(warmup_s, 3))
+                await gen.closed_loop("photo", concurrency, min(warmup_s, 5))
         log(f"json recommend, concurrency {concurrency}, {seconds:g}s ...")
         phases["json"] = (await gen.closed_loop("json", concurrency, seconds)).summary()
         log(f"  {json.dumps(phases['json'])}")
