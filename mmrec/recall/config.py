@@ -87,12 +87,13 @@ class BM25RouteConfig(RouteConfig):
 
 
 class PopularityRouteConfig(RouteConfig):
-    interactions_kind: str = Field("interactions", description=(
-        "artifact kind holding interactions.parquet (item_id, event, value, ts, and a segment "
-        "column or user_id + users.parquet); the route is off when none exists"))
+    interactions_kind: str = Field("interactions_sim", description=(
+        "artifact kind holding interactions.parquet (user_id, item_id, event, ts) and "
+        "profiles.parquet (user_id, segment), as `mmrec rank` writes them; the route is off "
+        "when none exists. For the Myntra catalog these logs are simulated"))
     event_weights: dict[str, float] = Field(
-        default_factory=lambda: {"impression": 0.0, "click": 1.0, "add_to_cart": 2.0,
-                                 "purchase": 4.0, "rating": 2.0})
+        default_factory=lambda: {"impression": 0.0, "click": 1.0, "rating": 2.0,
+                                 "purchase": 4.0, "rental": 4.0})
     half_life_days: float | None = Field(30.0, gt=0, description="recency decay; null = none")
     min_segment_events: int = Field(20, ge=0, description=(
         "segments with fewer weighted events fall back to global popularity"))
@@ -103,10 +104,11 @@ class RecallConfig(StrictModel):
 
     rrf_k: float = Field(60.0, gt=0, description="RRF constant: score = sum_r w_r / (rrf_k + rank_r)")
     default_k: int = Field(200, ge=1, le=5000)
-    text_image: RouteConfig = Field(default_factory=RouteConfig)
+    # defaults = configs/recall.yaml: weights chosen on the val split (see `embed eval --tune`)
+    text_image: RouteConfig = Field(default_factory=lambda: RouteConfig(weight=0.5))
     photo_image: RouteConfig = Field(default_factory=lambda: RouteConfig(weight=1.5))
-    attribute: AttributeRouteConfig = Field(default_factory=AttributeRouteConfig)
-    bm25: BM25RouteConfig = Field(default_factory=BM25RouteConfig)
+    attribute: AttributeRouteConfig = Field(default_factory=lambda: AttributeRouteConfig(weight=2.0))
+    bm25: BM25RouteConfig = Field(default_factory=lambda: BM25RouteConfig(weight=1.5))
     popularity: PopularityRouteConfig = Field(default_factory=lambda: PopularityRouteConfig(weight=0.3))
     device: str = Field("auto", description="encoder device when Recall loads the encoder")
 
