@@ -417,8 +417,8 @@ class Recommender:
         slot = self.tax.slot_of(cat) if cat else None
         if cat and cat not in scene.slot_categories(slot):
             notes.append(f"{text!r} asks for {cat}, which {scene.label} outfits do not use; "
-                         "it only steers the search")
-            slot = None
+                         "the outfits follow the scene instead")
+            return TypedQuery()  # the scene's own (cached) candidates, no text claims
         return TypedQuery(text, slot, attrs)
 
     def _pools(self, scene: Scene, request: RecommendRequest, genders: list[str] | None,
