@@ -179,6 +179,9 @@ def embed_catalog(store: ArtifactStore, cfg: EmbedConfig, *, items_version: str 
                                               progress=progress)
     embed_s = time.perf_counter() - t0
     failures = {ids[i]: e for i, e in zip(todo, errors) if e is not None}
+    if failures:
+        log(f"{len(failures)} image(s) could not be embedded (listed in {FAILURES_FILE}), e.g. "
+            f"{next(iter(failures.items()))}")
     ok_new = [j for j, e in enumerate(errors) if e is None]
     out_rows = sorted([(ids[i], reuse[ids[i]][1], shas[i]) for i in keep]
                       + [(ids[todo[j]], new_vecs[j], shas[todo[j]]) for j in ok_new], key=lambda r: r[0])

@@ -136,6 +136,9 @@ def run_bench(store: ArtifactStore, cfg: IndexConfig, *, n: int = 1_000_000, dim
     index = VectorIndex.build(vectors, ids, rows, cfg, kind=kind)
     build_s = time.perf_counter() - t0
     log(f"built {kind} in {build_s:.0f}s ({threads} thread(s))")
+    params = cfg.hnsw.model_dump() if kind == "hnsw" else cfg.ivf.model_dump()
+    if kind.startswith("ivf"):
+        params["nlist"] = int(index._ivf().nlist)  # the value actually built
     filters = filter_mix(rows, n_queries)
     masks = [index.allowed(f) for _, f in filters]
     t0 = time.perf_counter()
@@ -193,7 +196,7 @@ def run_bench(store: ArtifactStore, cfg: IndexConfig, *, n: int = 1_000_000, dim
         log(json.dumps({k_: v for k_, v in row.items() if k_ != "by_filter"}))
     metrics = {
         "n": n, "dim": dim, "kind": kind, "queries": n_queries, "k": k, "threads": threads,
-        "params": cfg.hnsw.model_dump() if kind == "hnsw" else cfg.ivf.model_dump(),
+        "params": params, "swept": settings[0][0],
         "exact_below": cfg.exact_below, "generate_seconds": round(gen_s, 1),
         "build_seconds": round(build_s, 1), "truth_seconds": round(truth_s, 1),
         "data": "synthetic: 1000 Zipf-sized types x 50 styles x items in a 48-d subspace (scales 1/0.5/0.25) + 0.05 noise, L2-normalised",

@@ -20,7 +20,7 @@ class HNSWParams(StrictModel):
 
 class IVFParams(StrictModel):
     nlist: int | None = Field(None, ge=1, description="inverted lists; null = 4 * sqrt(n)")
-    nprobe: int = Field(32, ge=1, description="lists scanned per query (latency vs recall)")
+    nprobe: int = Field(16, ge=1, description="lists scanned per query (latency vs recall)")
     pq_m: int = Field(32, ge=1, description="ivf_pq: sub-quantizers (must divide dim)")
     pq_bits: int = Field(8, ge=4, le=12)
     refine_k_factor: float = Field(4.0, ge=1.0, description=(
@@ -37,7 +37,7 @@ class IndexConfig(StrictModel):
         "ivf_sq8", description="index above flat_max (see `mmrec index bench` for the trade-offs)")
     hnsw: HNSWParams = Field(default_factory=HNSWParams)
     ivf: IVFParams = Field(default_factory=IVFParams)
-    exact_below: int = Field(10_000, ge=0, description=(
+    exact_below: int = Field(2_000, ge=0, description=(
         "a filtered search selecting at most this many items scores exactly those items "
         "(hnsw/ivf_sq8/ivf_pq, which keep raw vectors); gathering more costs more than ANN"))
     compact_dead_fraction: float = Field(0.25, gt=0, le=1, description=(
@@ -103,7 +103,6 @@ class RecallConfig(StrictModel):
     """Routes, their RRF weights and depths; served by `mmrec.recall.service.Recall`."""
 
     rrf_k: float = Field(60.0, gt=0, description="RRF constant: score = sum_r w_r / (rrf_k + rank_r)")
-    default_k: int = Field(200, ge=1, le=5000)
     # defaults = configs/recall.yaml: weights chosen on the val split (see `embed eval --tune`)
     text_image: RouteConfig = Field(default_factory=lambda: RouteConfig(weight=0.5))
     photo_image: RouteConfig = Field(default_factory=lambda: RouteConfig(weight=1.5))

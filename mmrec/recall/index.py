@@ -101,6 +101,7 @@ class VectorIndex:
         self._sel_cache: OrderedDict[tuple, tuple] = OrderedDict()
         self._lock = threading.Lock()  # searches may run in threads; the cache is shared
         self._lists: tuple[int, np.ndarray] | None = None  # (generation, list of each label)
+        self._centroid_cache: tuple[Any, np.ndarray] | None = None
         _apply_threads(cfg)
         if cfg.device == "gpu" and not gpu_available():
             raise InputError("index.device=gpu, but this faiss build sees no GPU (install the "
@@ -365,7 +366,11 @@ class VectorIndex:
         faiss = _faiss()
         ivf = self._ivf()
         nlist = ivf.nlist
-        coarse_d, coarse_i = ivf.quantizer.search(q, nlist)
+        # every list ranked by centroid similarity; numpy on the (cached) centroids is ~10x
+        # cheaper than a faiss top-nlist heap for a single query
+        centroid_scores = q @ self._centroids().T
+        coarse_i = np.argsort(-centroid_scores, axis=1)
+        coarse_d = np.take_along_axis(centroid_scores, coarse_i, axis=1)
         target = min(sel.n_sel, self.cfg.ivf.nprobe * ivf.ntotal / nlist)
         chosen = []
         for row_i, row_d in zip(coarse_i, coarse_d):
@@ -424,6 +429,15 @@ class VectorIndex:
         faiss = _faiss()
         return faiss.downcast_index(faiss.extract_index_ivf(self.index))
 
+    def _centroids(self) -> np.ndarray:
+        """IVF centroids [nlist, d] (fixed once trained; compaction retrains, hence the reset)."""
+        if self._centroid_cache is None or self._centroid_cache[0] is not self.index:
+            ivf = self._ivf()
+            flat = _faiss().downcast_index(ivf.quantizer)
+            c = np.array(_faiss().rev_swig_ptr(flat.get_xb(), ivf.nlist * self.dim)).reshape(ivf.nlist, self.dim)
+            self._centroid_cache = (self.index, c)
+        return self._centroid_cache[1]
+
     def _list_of_labels(self) -> np.ndarray:
         """Inverted list of every label (-1 when not in the index), rebuilt after changes."""
         if self._lists is None or self._lists[0] != self._generation:
@@ -440,10 +454,10 @@ class VectorIndex:
         return self._lists[1]
 
     def _pairs(self, D: np.ndarray, I: np.ndarray) -> list[list[tuple[str, float]]]:
+        ids, alive = self.item_ids, self.alive
         out = []
-        for drow, irow in zip(D, I):
-            out.append([(self.item_ids[int(i)], float(d)) for d, i in zip(drow, irow)
-                        if i >= 0 and self.alive[int(i)]])
+        for drow, irow in zip(D.tolist(), I.tolist()):  # python ints/floats: fast to index with
+            out.append([(ids[i], d) for d, i in zip(drow, irow) if i >= 0 and alive[i]])
         return out
 
     def _to_gpu(self) -> None:

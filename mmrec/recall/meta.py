@@ -134,11 +134,17 @@ class ItemMeta:
             if allowed is None:
                 continue
             voc = self.vocab[field]
-            table = np.zeros(len(voc) + 1, bool)  # last slot catches code -1 (missing value)
-            for v in allowed:
-                if v in voc:
-                    table[voc[v]] = True
-            m &= table[self.codes[field]]
+            wanted = sorted({voc[v] for v in allowed if v in voc})
+            codes = self.codes[field]
+            if len(wanted) <= 4:  # a few comparisons beat a gather through a lookup table
+                hit = np.zeros(len(codes), bool)
+                for c in wanted:
+                    hit |= codes == c
+            else:
+                table = np.zeros(len(voc) + 1, bool)  # last slot catches code -1 (no value)
+                table[wanted] = True
+                hit = table[codes]
+            m &= hit
         if f.price_min is not None:
             m &= self.price >= f.price_min  # NaN compares False: unknown prices never qualify
         if f.price_max is not None:

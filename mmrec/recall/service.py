@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 import numpy as np
 import pyarrow as pa
@@ -77,7 +77,7 @@ class Recall:
         cfg = config or load_config("recall", profile=profile)
         icfg = index_config or load_config("index", profile=profile)
         snap = _load_snapshot(store, cfg, icfg, index_version)
-        if encoder is None and cfg.text_image.enabled | cfg.photo_image.enabled:
+        if encoder is None and (cfg.text_image.enabled or cfg.photo_image.enabled):
             encoder = _load_encoder(store, snap.index.encoder_id, cfg.device)
         if encoder is not None:
             snap.versions["encoder"] = encoder.version or encoder.encoder_id
@@ -220,6 +220,3 @@ def _load_encoder(store: "ArtifactStore", encoder_id: str | None, device: str) -
                                f"encoder/{version} is not in {store.root}")
     return Encoder.load(store, version, device=device)
 
-
-def candidates_as_dicts(cands: list[Candidate]) -> list[dict[str, Any]]:
-    return [c.as_dict() for c in cands]
