@@ -18,7 +18,7 @@ import time
 from typing import Any, Sequence
 
 from mmrec.artifacts import Artifact, ArtifactStore
-from mmrec.attributes.config import SftConfig
+from mmrec.attributes.config import ModelConfig, SftConfig
 from mmrec.attributes.metrics import HEADLINE_FIELDS, attribute_report
 from mmrec.attributes.tagger import VLM_KIND, load_vlm, vlm_spec
 from mmrec.attributes.train import BASE_KIND, DatasetParts, load_parts, pixel_cache
@@ -124,7 +124,8 @@ def evaluate(store: ArtifactStore, cfg: SftConfig, *, vlm: str | None = None, pr
     del model
 
     if cfg.eval.base_model:
-        mcfg = SftConfig.model_validate(vlm_art.config).model
+        # only the model section: the artifact may predate later changes to the training keys
+        mcfg = ModelConfig.model_validate(vlm_art.config["model"])
         if mcfg.kind == "mini":
             # the base this tagger was trained from, as recorded in its manifest
             base_art = store.load(BASE_KIND, _base_input(vlm_art) or mcfg.base_version)

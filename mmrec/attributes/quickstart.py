@@ -1,0 +1,46 @@
+"""One call from an items artifact to a usable tagger (for `mmrec demo` and notebooks)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Sequence
+
+from mmrec.artifacts import Artifact, ArtifactStore
+from mmrec.errors import MmrecError
+
+# A shorter mini run for demos: same recipe, smaller CPU budgets (measured numbers in README).
+QUICK_OVERRIDES = ("base_stage.time_budget_min=4", "lora_stage.time_budget_min=6",
+                   "lora_stage.eval_steps=300")
+
+
+def build_tagger(store: ArtifactStore, *, profile: str = "mini", quick: bool = False,
+                 recipe: str | Path | None = "sft_data/recipes/myntra_mini.yaml",
+                 overrides: Sequence[str] = (), reuse: bool = True, progress: bool = False) -> Artifact:
+    """Dataset (unless one exists), base stage (mini, unless one exists), LoRA stage -> ``vlm``.
+
+    Args:
+        store: artifact store holding a CURRENT ``items`` artifact.
+        profile: ``mini`` (offline CPU) or ``tiny`` (seconds, for tests); ``standard`` needs a GPU.
+        quick: use ``QUICK_OVERRIDES`` (about 10 CPU-minutes instead of about 40).
+        recipe: dataset recipe for `mmrec sft build`; None uses the profile's defaults.
+        overrides: extra ``key=value`` overrides of the ``sft`` stage config.
+        reuse: keep an existing CURRENT dataset / base model / tagger instead of training anew.
+    """
+    from mmrec.attributes.dataset.build import KIND as DATASET_KIND, build_dataset
+    from mmrec.attributes.prompts import resolve_path
+    from mmrec.attributes.train import BASE_KIND, VLM_KIND, train_base, train_lora
+    from mmrec.config import load_config
+
+    if reuse and store.current_version(VLM_KIND) is not None:
+        return store.load(VLM_KIND)
+    if not reuse or store.current_version(DATASET_KIND) is None:
+        data_cfg = load_config("sft_data", profile=profile,
+                               path=resolve_path(recipe) if recipe is not None else None)
+        build_dataset(store, data_cfg, progress=progress)
+    cfg = load_config("sft", profile=profile, overrides=[*(QUICK_OVERRIDES if quick else ()), *overrides])
+    if cfg.model.kind == "mini" and (not reuse or store.current_version(BASE_KIND) is None):
+        train_base(store, cfg, progress=progress, profile=profile)
+    art = train_lora(store, cfg, progress=progress, profile=profile)
+    if art is None:
+        raise MmrecError("build_tagger runs in one process; use `accelerate launch ... sft train` for multi-GPU")
+    return art
