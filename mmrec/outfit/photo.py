@@ -72,14 +72,20 @@ class PhotoModels:
 
     def analyze(self, image: Any) -> PhotoAnalysis:
         """Tag and embed one decoded (PIL) image."""
+        return self.analyze_many([image])[0]
+
+    def analyze_many(self, images: list[Any]) -> list[PhotoAnalysis]:
+        """Tag and embed several images in one pass (the tagger generates for a batch at
+        ~60 ms/image instead of ~300 ms one by one on this CPU)."""
         if not self.available:
             raise ComponentMissing("photo routes need a tagger or an encoder artifact; build one "
                                    "(mmrec sft ... / mmrec embed ...)")
-        out = PhotoAnalysis(versions=self.versions)
+        outs = [PhotoAnalysis(versions=self.versions) for _ in images]
         if self.tagger is not None:
-            out.attributes = {k: dict(v) for k, v in self.tagger.tag([image])[0].items()
-                              if v and v.get("value") is not None}
+            for out, tags in zip(outs, self.tagger.tag(list(images))):
+                out.attributes = {k: dict(v) for k, v in tags.items() if v and v.get("value") is not None}
         if self.encoder is not None:
-            out.vector = [float(x) for x in self.encoder.encode_images([image])[0]]
-            out.encoder_id = self.encoder.encoder_id
-        return out
+            for out, vec in zip(outs, self.encoder.encode_images(list(images))):
+                out.vector = [float(x) for x in vec]
+                out.encoder_id = self.encoder.encoder_id
+        return outs

@@ -10,6 +10,7 @@ photo routes call. ``build_app`` is the application builder named in
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import os
 from pathlib import Path
@@ -17,6 +18,7 @@ from typing import Any
 
 import yaml
 from ray import serve
+from ray.serve.exceptions import RayServeException
 from ray.serve.handle import DeploymentHandle
 
 from mmrec.artifacts import ArtifactStore
@@ -50,11 +52,24 @@ class PhotoModelsDeployment:
         store = ArtifactStore(artifacts)
         self.holder = RecommenderHolder(lambda: PhotoModels.from_store(store, device=device)[0],
                                         store, reload_poll_s)
+        try:  # serve.batch needs a replica context; Ray's local testing mode has none
+            serve.get_replica_context()
+            self._batching = True
+        except RayServeException:
+            self._batching = False
         self.holder.load()
         self.holder.start()
 
-    def analyze(self, image: Any) -> PhotoAnalysis:
-        return self.holder.current.analyze(image)
+    async def analyze(self, image: Any) -> PhotoAnalysis:
+        if self._batching:
+            return await self._analyze_batch(image)
+        return await asyncio.to_thread(self.holder.current.analyze, image)
+
+    @serve.batch(max_batch_size=8, batch_wait_timeout_s=0.02)
+    async def _analyze_batch(self, images: list[Any]) -> list[PhotoAnalysis]:
+        # photos arriving together are tagged together; off the event loop so that the next
+        # batch can gather meanwhile
+        return await asyncio.to_thread(self.holder.current.analyze_many, images)
 
     def versions(self) -> dict[str, str]:
         return self.holder.current.versions
