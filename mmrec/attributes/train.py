@@ -25,10 +25,12 @@ from typing import Any, Sequence
 import pyarrow.parquet as pq
 
 from mmrec.artifacts import Artifact, ArtifactStore
-from mmrec.attributes.config import SftConfig, StageTrain
+from mmrec.attributes.config import SftConfig
 from mmrec.attributes.data import Collator, Mirrored, PixelCache, encode_records
 from mmrec.attributes.dataset.build import KIND as DATASET_KIND, read_jsonl
 from mmrec.attributes.prompts import PromptSet, tokenizer_corpus
+from mmrec.attributes.trainer import (ScheduleClock, attribute_eval_callback, callbacks, quiet_console,
+                                      trainer_class, training_args)
 from mmrec.errors import ConfigError
 
 BASE_KIND = "vlm_base"
@@ -73,157 +75,7 @@ def set_threads(n: int) -> None:
     os.environ["OMP_NUM_THREADS"] = str(n)
 
 
-# ----------------------------------------------------------------------------------- trainer
-def _trainer_class():
-    import torch
-    from transformers import Trainer
-
-    class SftTrainer(Trainer):
-        """Trainer that logs token accuracy and predictive entropy on the answer tokens and
-        schedules the learning rate over a `ScheduleClock` (steps or wall-time budget)."""
-
-        def __init__(self, *a, clock: ScheduleClock, min_lr_ratio: float, **kw):
-            super().__init__(*a, **kw)
-            self._acc = [0.0, 0.0, 0]  # sum accuracy, sum entropy, batches
-            self._clock, self._min_lr_ratio = clock, min_lr_ratio
-
-        def create_scheduler(self, num_training_steps: int, optimizer=None):
-            if self.lr_scheduler is None:
-                opt = optimizer if optimizer is not None else self.optimizer
-                self.lr_scheduler = torch.optim.lr_scheduler.LambdaLR(
-                    opt, lr_lambda(self._clock, self.args.get_warmup_steps(num_training_steps),
-                                   self._min_lr_ratio))
-                self._created_lr_scheduler = True
-            return self.lr_scheduler
-
-        def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
-            loss, outputs = super().compute_loss(model, inputs, return_outputs=True,
-                                                 num_items_in_batch=num_items_in_batch)
-            labels = inputs.get("labels")
-            if labels is not None and model.training:
-                with torch.no_grad():
-                    logits = outputs.logits[:, :-1]
-                    target = labels[:, 1:]
-                    m = target != -100
-                    if m.any():
-                        sel = logits[m].float()
-                        logp = torch.log_softmax(sel, dim=-1)
-                        self._acc[0] += float((sel.argmax(-1) == target[m]).float().mean())
-                        self._acc[1] += float(-(logp.exp() * logp).sum(-1).mean())
-                        self._acc[2] += 1
-            return (loss, outputs) if return_outputs else loss
-
-        def log(self, logs, start_time=None):
-            if self._acc[2] and "loss" in logs:
-                logs["token_accuracy"] = round(self._acc[0] / self._acc[2], 4)
-                logs["entropy"] = round(self._acc[1] / self._acc[2], 4)
-                self._acc = [0.0, 0.0, 0]
-            super().log(logs, start_time)
-
-    return SftTrainer
-
-
-def _callbacks():
-    from transformers import TrainerCallback
-
-    class JsonlLog(TrainerCallback):
-        def __init__(self, path: Path, stage: str):
-            self.path, self.stage, self.t0 = path, stage, time.perf_counter()
-
-        def on_log(self, args, state, control, logs=None, **kw):
-            row = {"stage": self.stage, "step": state.global_step,
-                   "time_s": round(time.perf_counter() - self.t0, 1), **(logs or {})}
-            with open(self.path, "a", encoding="utf-8") as f:
-                f.write(json.dumps(row) + "\n")
-
-    class TimeBudget(TrainerCallback):
-        """Starts the schedule's clock with training and stops training when the budget is spent."""
-
-        def __init__(self, clock: "ScheduleClock"):
-            self.clock = clock
-
-        def on_train_begin(self, args, state, control, **kw):
-            self.clock.start()
-
-        def on_step_end(self, args, state, control, **kw):
-            if self.clock.spent():
-                control.should_training_stop = True
-                control.should_save = True
-
-    return JsonlLog, TimeBudget
-
-
-class ScheduleClock:
-    """Training progress in [0, 1]: steps done / max_steps, or time spent / budget if later.
-
-    With a time budget the learning rate completes its cosine decay when the budget ends
-    instead of being cut off half-way (STACK-NOTES' recipe: "cosine to 0.1x over the time
-    budget"). The default clock is this process's CPU time: on a 2-core machine shared with
-    other jobs, wall time measures the neighbours, CPU time measures the training (with one
-    torch thread, CPU seconds = the wall seconds of an idle machine).
-    """
-
-    def __init__(self, max_steps: int, budget_min: float | None, clock: str = "cpu"):
-        self.max_steps, self.budget_s, self.t0 = max_steps, (budget_min or 0) * 60, None
-        self._now = time.process_time if clock == "cpu" else time.perf_counter
-
-    def start(self) -> None:
-        self.t0 = self._now()
-
-    def elapsed(self) -> float:
-        return 0.0 if self.t0 is None else self._now() - self.t0
-
-    def progress(self, step: int) -> float:
-        p = step / self.max_steps
-        if self.budget_s:
-            p = max(p, self.elapsed() / self.budget_s)
-        return min(p, 1.0)
-
-    def spent(self) -> bool:
-        return bool(self.budget_s) and self.elapsed() >= self.budget_s
-
-
-def lr_lambda(clock: ScheduleClock, warmup_steps: int, min_ratio: float):
-    """Linear warmup (steps), then cosine from 1 to ``min_ratio`` over the clock's progress."""
-    import math
-
-    def f(step: int) -> float:
-        warm = min(1.0, (step + 1) / warmup_steps) if warmup_steps else 1.0
-        cos = min_ratio + (1 - min_ratio) * 0.5 * (1 + math.cos(math.pi * clock.progress(step)))
-        return warm * cos
-
-    return f
-
-
-def _quiet_console(trainer, progress: bool) -> None:
-    """Without progress bars the Trainer prints every log dict; the JSONL log has them already."""
-    from transformers.trainer_callback import PrinterCallback
-
-    if not progress:
-        trainer.remove_callback(PrinterCallback)
-
-
-def training_args(st: StageTrain, output_dir: Path, *, progress: bool):
-    import torch
-    from transformers import TrainingArguments
-
-    cuda = torch.cuda.is_available()
-    bf16 = (cuda and torch.cuda.is_bf16_supported()) if st.bf16 == "auto" else bool(st.bf16)
-    if bf16 and not cuda:
-        raise ConfigError("bf16: true needs a CUDA GPU with bf16 support; use bf16: auto on CPU")
-    return TrainingArguments(
-        output_dir=str(output_dir), max_steps=st.max_steps, per_device_train_batch_size=st.batch_size,
-        gradient_accumulation_steps=st.grad_accum, learning_rate=st.lr,
-        warmup_steps=st.warmup_steps, weight_decay=st.weight_decay, adam_beta1=st.adam_beta1,
-        adam_beta2=st.adam_beta2, max_grad_norm=st.max_grad_norm, logging_steps=st.logging_steps,
-        save_steps=st.save_steps, save_total_limit=st.save_total_limit, seed=st.seed, data_seed=st.seed,
-        bf16=bf16, activation_checkpointing=st.gradient_checkpointing, report_to=[],
-        dataloader_num_workers=0, dataloader_pin_memory=False, remove_unused_columns=False,
-        use_cpu=not cuda, disable_tqdm=not progress, eval_strategy="no", save_strategy="steps",
-        logging_first_step=True,
-    )
-
-
+# ----------------------------------------------------------------------------------- helpers
 def _prepare_output(output_dir: Path, resume: bool) -> None:
     if output_dir.exists() and not resume:
         shutil.rmtree(output_dir)  # a fresh run must not pick up another run's checkpoints
@@ -289,14 +141,14 @@ def train_base(store: ArtifactStore, cfg: SftConfig, *, progress: bool = False, 
     out_dir = Path(cfg.output_dir) / f"base-{parts.art.version}"
     _prepare_output(out_dir, resume)
     log_path = out_dir / LOG_FILE
-    JsonlLog, TimeBudget = _callbacks()
+    JsonlLog, TimeBudget = callbacks()
     clock = ScheduleClock(st.max_steps, st.time_budget_min, st.budget_clock)
-    trainer = _trainer_class()(model=model, args=training_args(st, out_dir, progress=progress),
+    trainer = trainer_class()(model=model, args=training_args(st, out_dir, progress=progress),
                                train_dataset=Mirrored(train_ex) if st.hflip else train_ex,
                                data_collator=Collator(processor, cache),
                                callbacks=[JsonlLog(log_path, "base"), TimeBudget(clock)],
                                clock=clock, min_lr_ratio=st.min_lr_ratio)
-    _quiet_console(trainer, progress)
+    quiet_console(trainer, progress)
     t_train, c_train = time.perf_counter(), time.process_time()
     result = trainer.train(resume_from_checkpoint=resume and _has_checkpoint(out_dir))
     train_s, train_cpu = time.perf_counter() - t_train, time.process_time() - c_train
@@ -357,64 +209,6 @@ def load_base(store: ArtifactStore, cfg: SftConfig, *, device: str = "cpu"):
     return model, processor, None
 
 
-def _eval_callback(predict_fn, val_truth, parts: DatasetParts, st: StageTrain, best_dir: Path,
-                   log_path: Path):
-    """``predict_fn(model) -> list[Prediction]`` over the validation products, in ``val_truth`` order."""
-    from transformers import TrainerCallback
-
-    from mmrec.attributes.metrics import attribute_report, headline
-    from mmrec.taxonomy import default_taxonomy
-
-    tax = default_taxonomy()
-
-    class AttributeEval(TrainerCallback):
-        """Per-attribute accuracy / macro-F1 on validation products; keeps the best adapter."""
-
-        def __init__(self):
-            state_file = best_dir.parent / "best.json"
-            self.state_file = state_file
-            self.best = json.loads(state_file.read_text()) if state_file.is_file() else {"macro_f1": -1.0}
-
-        def evaluate(self, model, step: int) -> dict[str, Any]:
-            t = time.perf_counter()
-            was_training = model.training
-            model.eval()
-            preds = predict_fn(model)
-            if was_training:
-                model.train()
-            report = attribute_report(val_truth, [p.values() for p in preds], parts.fields, tax)
-            row = {"stage": "lora", "step": step, "eval": True, "val_macro_f1": report["summary"]["macro_f1"],
-                   "val_mean_accuracy": report["summary"]["mean_accuracy"],
-                   **{f"val_acc_{k}": v for k, v in headline(report).items()},
-                   "eval_seconds": round(time.perf_counter() - t, 1)}
-            with open(log_path, "a", encoding="utf-8") as f:
-                f.write(json.dumps(row) + "\n")
-            if report["summary"]["macro_f1"] > self.best["macro_f1"]:
-                tmp = best_dir.with_name(best_dir.name + ".tmp")
-                shutil.rmtree(tmp, ignore_errors=True)
-                model.save_pretrained(tmp)
-                (tmp / "val_report.json").write_text(json.dumps(report, indent=1))
-                old = best_dir.with_name(best_dir.name + ".old")
-                if best_dir.exists():
-                    os.replace(best_dir, old)
-                os.replace(tmp, best_dir)  # at least one complete best/ survives a crash
-                shutil.rmtree(old, ignore_errors=True)
-                self.best = {"macro_f1": report["summary"]["macro_f1"], "step": step}
-                self.state_file.write_text(json.dumps(self.best))
-            return row
-
-        def on_step_end(self, args, state, control, model=None, **kw):
-            # Multi-GPU (DDP / ZeRO-2): rank 0 evaluates on its full model copy while the other
-            # ranks wait at the next all-reduce. ZeRO-3 shards the weights: set eval_steps null.
-            if not state.is_world_process_zero:
-                return
-            last = state.global_step >= state.max_steps or control.should_training_stop
-            if (st.eval_steps and state.global_step % st.eval_steps == 0) or last:
-                self.evaluate(model, state.global_step)
-
-    return AttributeEval()
-
-
 def train_lora(store: ArtifactStore, cfg: SftConfig, *, progress: bool = False, resume: bool = False,
                profile: str = "mini") -> Artifact | None:
     """LoRA SFT on the attribute records; writes the ``vlm`` artifact (adapter + best by macro-F1).
@@ -463,16 +257,16 @@ def train_lora(store: ArtifactStore, cfg: SftConfig, *, progress: bool = False, 
     _prepare_output(out_dir, resume)
     log_path = out_dir / LOG_FILE
     best_dir = out_dir / "best"
-    JsonlLog, TimeBudget = _callbacks()
+    JsonlLog, TimeBudget = callbacks()
     clock = ScheduleClock(st.max_steps, st.time_budget_min, st.budget_clock)
-    callbacks = [JsonlLog(log_path, "lora"), TimeBudget(clock)]
+    cbs = [JsonlLog(log_path, "lora"), TimeBudget(clock)]
     if val:
-        callbacks.append(_eval_callback(predict_fn, val_truth, parts, st, best_dir, log_path))
-    trainer = _trainer_class()(model=model, args=training_args(st, out_dir, progress=progress),
+        cbs.append(attribute_eval_callback(predict_fn, val_truth, parts.fields, st, best_dir, log_path))
+    trainer = trainer_class()(model=model, args=training_args(st, out_dir, progress=progress),
                                train_dataset=Mirrored(train_ex) if st.hflip else train_ex,
                                data_collator=Collator(processor, cache),
-                               callbacks=callbacks, clock=clock, min_lr_ratio=st.min_lr_ratio)
-    _quiet_console(trainer, progress)
+                               callbacks=cbs, clock=clock, min_lr_ratio=st.min_lr_ratio)
+    quiet_console(trainer, progress)
     t_train, c_train = time.perf_counter(), time.process_time()
     result = trainer.train(resume_from_checkpoint=resume and _has_checkpoint(out_dir))
     train_s, train_cpu = time.perf_counter() - t_train, time.process_time() - c_train
