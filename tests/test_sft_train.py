@@ -162,3 +162,13 @@ def test_resume_reproduces_the_uninterrupted_adapter(run, tmp_path):
     for k in full:
         assert torch.allclose(full[k], resumed[k], atol=1e-6), k
     assert any("lora_B" in k and float(full[k].abs().max()) > 0 for k in full)
+
+
+def test_build_tagger_reuses_what_exists(run):
+    from mmrec.attributes.quickstart import build_tagger
+
+    _, store, *_ = run
+    before = {k: store.versions(k) for k in ("sft_dataset", "vlm_base", "vlm")}
+    art = build_tagger(store, profile="tiny")
+    assert art.version == store.current_version("vlm")
+    assert {k: store.versions(k) for k in before} == before     # nothing retrained
