@@ -143,7 +143,8 @@ class Recommender:
     @classmethod
     def from_store(cls, store: ArtifactStore, *, config: RecommenderConfig | None = None,
                    with_photo_models: bool = True, device: str = "cpu",
-                   profile: str = "mini", background_prewarm: bool = False) -> "Recommender":
+                   profile: str = "mini", background_prewarm: bool = False,
+                   photo_tagger: bool = True) -> "Recommender":
         """Build from the CURRENT artifacts under ``store``; only ``items`` is required.
 
         Args:
@@ -152,6 +153,7 @@ class Recommender:
             profile: config profile of the recall stage (tiny | mini | standard).
             background_prewarm: return before the shopper segments' candidates are cached
                 (faster start; the first minute's requests then compete with the pre-warm).
+            photo_tagger: read photos with the tagger too (False: encoder only).
         """
         from mmrec.catalog.ingest import load_items
 
@@ -190,7 +192,7 @@ class Recommender:
         extra_versions: dict[str, str] = {}
         if with_photo_models:
             photo, photo_notes = PhotoModels.from_store(
-                store, device=device, encoder=getattr(recall, "encoder", None))
+                store, device=device, encoder=getattr(recall, "encoder", None), with_tagger=photo_tagger)
             notes += photo_notes
         else:  # photo responses carry the versions the photo deployment used
             extra_versions = {"tagger": "photo deployment", "encoder": "photo deployment"}

@@ -88,7 +88,8 @@ def _start(args, settings):
 
         # --config/--set configure the `serve` stage; the recommender uses its profile config
         cfg = load_config("recommend", profile=args.profile, config_dir=args.config_dir)
-        holder = RecommenderHolder(lambda: Recommender.from_store(store, config=cfg, profile=args.profile), store,
+        holder = RecommenderHolder(lambda: Recommender.from_store(
+            store, config=cfg, profile=args.profile, photo_tagger=settings.photo_tagger), store,
                                    settings.reload_poll_s)
         holder.load()
         holder.start()

@@ -38,15 +38,20 @@ class PhotoModels:
 
     @classmethod
     def from_store(cls, store: ArtifactStore, *, device: str = "cpu",
-                   encoder: Any | None = None) -> tuple["PhotoModels", list[str]]:
+                   encoder: Any | None = None, with_tagger: bool = True
+                   ) -> tuple["PhotoModels", list[str]]:
         """Load whatever of tagger and encoder exists; returns (models, notes on what is missing).
 
         Args:
             encoder: an encoder already loaded (recall's, which made the index vectors).
+            with_tagger: False reads photos with the encoder only (when the tagger is too slow
+                for the latency budget on this hardware).
         """
         notes: list[str] = []
         tagger = None
-        if store.current_version(TAGGER_KIND):
+        if not with_tagger:
+            notes.append("tagger switched off for photos: they are read by the encoder only")
+        elif store.current_version(TAGGER_KIND):
             from mmrec.attributes.tagger import Tagger
 
             tagger = Tagger.load(store, device=device)

@@ -231,7 +231,10 @@ def create_app(recommender: Any, settings: ServeSettings | None = None, *,
             raise RequestValidationError(e.errors(include_input=False)) from None
         async with gate:
             img = await _decode(image)
-            analysis = await photo.analyze(img)
+        # not under the gate: the photo models may run elsewhere (a Ray deployment that tags
+        # concurrent photos as one batch); holding a slot meanwhile would cap the batch
+        analysis = await photo.analyze(img)
+        async with gate:
             resp = await run_in_threadpool(rec.recommend, req, photo=analysis)
         metrics.outfits.inc(len(resp.outfits))
         return Response(resp.model_dump_json(), media_type="application/json")
@@ -244,7 +247,8 @@ def create_app(recommender: Any, settings: ServeSettings | None = None, *,
         rec = current()
         async with gate:
             img = await _decode(image)
-            analysis = await photo.analyze(img)
+        analysis = await photo.analyze(img)
+        async with gate:
             slot, how, similar = await run_in_threadpool(rec.similar_to_photo, analysis)
         notes = [] if analysis.attributes else ["no tagger loaded: attributes unavailable"]
         versions = {**rec.versions, **analysis.versions}

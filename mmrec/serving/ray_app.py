@@ -45,13 +45,15 @@ class HandlePhotoBackend:
 class PhotoModelsDeployment:
     """Tagger + encoder; reloads when their artifacts' CURRENT pointers move."""
 
-    def __init__(self, artifacts: str, device: str = "cpu", reload_poll_s: float = 10.0):
+    def __init__(self, artifacts: str, device: str = "cpu", reload_poll_s: float = 10.0,
+                 use_tagger: bool = True):
         from mmrec.serving.local import limit_threads
 
         limit_threads()
         store = ArtifactStore(artifacts)
-        self.holder = RecommenderHolder(lambda: PhotoModels.from_store(store, device=device)[0],
-                                        store, reload_poll_s)
+        self.holder = RecommenderHolder(
+            lambda: PhotoModels.from_store(store, device=device, with_tagger=use_tagger)[0],
+            store, reload_poll_s)
         try:  # serve.batch needs a replica context; Ray's local testing mode has none
             serve.get_replica_context()
             self._batching = True
@@ -65,7 +67,7 @@ class PhotoModelsDeployment:
             return await self._analyze_batch(image)
         return await asyncio.to_thread(self.holder.current.analyze, image)
 
-    @serve.batch(max_batch_size=8, batch_wait_timeout_s=0.02)
+    @serve.batch(max_batch_size=8, batch_wait_timeout_s=0.05)
     async def _analyze_batch(self, images: list[Any]) -> list[PhotoAnalysis]:
         # photos arriving together are tagged together; off the event loop so that the next
         # batch can gather meanwhile
@@ -160,7 +162,7 @@ def build_app(args: dict[str, Any]) -> serve.Application:
     photo = None
     if args.get("photo_deployment", True):
         photo = PhotoModelsDeployment.options(**opts.get("PhotoModels", {})).bind(
-            settings.artifacts, "cpu", settings.reload_poll_s)
+            settings.artifacts, "cpu", settings.reload_poll_s, settings.photo_tagger)
     return Ingress.options(**opts.get("Ingress", {})).bind(
         settings.model_dump(mode="json"), rec_cfg, photo)
 
