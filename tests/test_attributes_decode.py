@@ -53,6 +53,24 @@ def test_constrained_confidence_is_the_value_probability(random_predictor):
     assert all(0.0 < p.fields[f]["confidence"] <= 1.0 for f in TINY_FIELDS)
 
 
+def test_lockstep_decoding_equals_token_by_token_generate(random_predictor):
+    from mmrec.attributes.data import Collator, Example, square_pixels
+    from mmrec.attributes.decode import generate_constrained, single_token_values
+
+    pr = random_predictor
+    assert single_token_values(pr.grammar)  # the tiny tokenizer keeps every value one token
+    images = square_pixels(_images(5, seed=7), 56)
+    batch = Collator(pr.processor, None, left_pad=True)([Example(pr.prompt_ids, [], 0)] * 5, images=images)
+    fast, fast_ids = generate_constrained(pr.model, dict(batch), pr.grammar, pr.pad_id, lockstep=True)
+    slow, slow_ids = generate_constrained(pr.model, dict(batch), pr.grammar, pr.pad_id, lockstep=False)
+    assert [{f: r[f]["value"] for f in r} for r in fast] == [{f: r[f]["value"] for f in r} for r in slow]
+    for a, b in zip(fast, slow):
+        for f in TINY_FIELDS:
+            assert a[f]["confidence"] == pytest.approx(b[f]["confidence"], abs=1e-3)
+    tok = pr.tokenizer
+    assert tok.batch_decode(fast_ids, skip_special_tokens=True) == tok.batch_decode(slow_ids, skip_special_tokens=True)
+
+
 def test_free_generation_never_breaks_the_tagger(random_predictor):
     for p in random_predictor.predict_images(_images(4, seed=1), "free"):
         assert set(p.fields) == set(TINY_FIELDS)

@@ -67,6 +67,10 @@ def test_parse_attributes_longest_ngram_first(taxonomy):
     assert parse_attributes("formal shoes for women", taxonomy).values == {
         "category": "formal shoes", "gender": "women"}
     assert parse_attributes("shoes", taxonomy).values == {"slot": "shoes"}  # a slot, not a category
+    # "tops" spells Myntra's category; only the singular names the slot
+    assert parse_attributes("white tops women casual", taxonomy).values == {
+        "colour": "white", "category": "tops", "gender": "women", "usage": "casual"}
+    assert parse_attributes("a black top", taxonomy).values == {"colour": "black", "slot": "top"}
     p = parse_attributes("something for the beach", taxonomy)
     assert p.values == {} and p.rest == ["something", "for", "the", "beach"]
 

@@ -108,12 +108,12 @@ def predict_cnn(model, classes: dict[str, list[str]], pixels: np.ndarray, batch_
 
 def cached_or_train(store: ArtifactStore, dataset_version: str, pixels_train: np.ndarray,
                     labels: Sequence[dict[str, str | None]], fields: Sequence[str], cfg: CnnBaseline,
-                    budget_s: float, image_size: int) -> tuple[Any, dict, Artifact]:
+                    budget_s: float, image_size: int, threads: int = 1) -> tuple[Any, dict, Artifact]:
     """Reuse a ``sft_cnn`` artifact with the same dataset, budget and settings, or train one."""
     import torch
 
     key = {"dataset": dataset_version, "budget_s": round(budget_s, 1), "image_size": image_size,
-           "fields": list(fields), **cfg.model_dump(mode="json")}
+           "fields": list(fields), **cfg.model_dump(mode="json"), "threads": threads}
     for v in reversed(store.versions(KIND)):
         art = store.load(KIND, v)
         if art.config == key:
@@ -121,7 +121,7 @@ def cached_or_train(store: ArtifactStore, dataset_version: str, pixels_train: np
             model = _net(cfg.width, {f: len(c) for f, c in meta["classes"].items()})
             model.load_state_dict(torch.load(art.file("model.pt"), weights_only=True))
             return model, meta, art
-    model, meta = train_cnn(pixels_train, labels, fields, cfg, budget_s)
+    model, meta = train_cnn(pixels_train, labels, fields, cfg, budget_s, threads=threads)
     with store.write(KIND, config=key) as w:
         torch.save(model.state_dict(), w.path / "model.pt")
         (w.path / "meta.json").write_text(json.dumps(meta))

@@ -141,6 +141,8 @@ class CnnBaseline(StrictModel):
     width: int = Field(32, ge=8)
     batch_size: int = Field(64, ge=1)
     lr: float = Field(2e-3, gt=0)
+    threads: int | None = Field(None, ge=1, description="null: the SFT stage's training threads "
+                                                          "(equal CPU time and parallelism)")
 
 
 class EvalSettings(StrictModel):

@@ -147,10 +147,85 @@ class ConstrainedJson:
         return res
 
 
-def generate_constrained(model, batch: dict[str, Any], grammar: JsonGrammar, pad_id: int):
-    """Greedy constrained decoding of one left-padded batch; returns per-row field dicts and texts."""
+def _inner_vlm(model):
+    """The Qwen2.5-VL backbone (``Qwen2_5_VLModel``) under a peft wrapper and the LM head."""
+    base = model.get_base_model() if hasattr(model, "get_base_model") else model
+    return base.model
+
+
+def generate_lockstep(model, batch: dict[str, Any], grammar: JsonGrammar):
+    """Constrained decoding in one forward pass per field, for grammars whose values are one token.
+
+    Every row then walks the same skeleton in step, so each field's forced text and the previous
+    field's chosen value are fed together (KV cache kept): 1 + n_fields - 1 forwards instead of
+    one per output token. Greedy choice and confidence are those of `ConstrainedJson`.
+    """
+    import torch
+
+    vlm = _inner_vlm(model)
+    ids, mask = batch["input_ids"], batch["attention_mask"]
+    n = ids.shape[0]
+    dev = ids.device
+
+    def row(tokens: list[int]):
+        return torch.tensor(tokens, dtype=torch.long, device=dev).expand(n, -1)
+
+    first = row(grammar.forced[0])
+    ids = torch.cat([ids, first], 1)
+    mask = torch.cat([mask, torch.ones_like(first)], 1)
+    mm = torch.cat([batch["mm_token_type_ids"], torch.zeros_like(first)], 1)
+    # explicit 3-D rope positions: the prompt's from the model's own rule, then text positions
+    # continue from each row's last real token (what generate() does through rope_deltas)
+    pos, deltas = vlm.get_rope_index(ids, image_grid_thw=batch["image_grid_thw"], attention_mask=mask,
+                                     mm_token_type_ids=mm)
+    extra = {k: v for k, v in batch.items() if k not in ("input_ids", "attention_mask", "mm_token_type_ids")}
+    with torch.no_grad():
+        out = model(input_ids=ids, attention_mask=mask, mm_token_type_ids=mm, position_ids=pos,
+                    use_cache=True, logits_to_keep=1, **extra)
+        cache = out.past_key_values
+        generated = [first]
+        rows = [_RowState(len(grammar.fields)) for _ in range(n)]
+        for i, trie in enumerate(grammar.tries):
+            allowed = list(trie.children)
+            logp = torch.log_softmax(out.logits[:, -1, allowed].float(), dim=-1)
+            best_lp, best = logp.max(-1)
+            chosen = [allowed[b] for b in best.tolist()]
+            for s, t, lp in zip(rows, chosen, best_lp.tolist()):
+                s.values[i], s.logp[i] = trie.children[t].value, lp
+            step = torch.cat([torch.tensor(chosen, dtype=torch.long, device=dev)[:, None],
+                              row(grammar.forced[i + 1])], 1)
+            generated.append(step)
+            if i == len(grammar.tries) - 1:
+                break  # the closing brace and end of turn need no forward
+            start = mask.sum(-1, keepdim=True) + deltas  # next text position per row
+            step_pos = (start + torch.arange(step.shape[1], device=dev)).unsqueeze(0).expand(3, -1, -1)
+            mask = torch.cat([mask, torch.ones_like(step)], 1)
+            out = model(input_ids=step, attention_mask=mask, position_ids=step_pos, cache=cache,
+                        use_cache=True, logits_to_keep=1)
+            cache = out.past_key_values
+    proc = ConstrainedJson(grammar, n, 0, 0)
+    proc.rows = rows
+    return proc.results(), torch.cat(generated, 1)
+
+
+def single_token_values(grammar: JsonGrammar) -> bool:
+    """True when every allowed value (and "unknown") is exactly one token: lockstep decoding applies."""
+    return all(trie.children and all(not c.children and c.value is not None for c in trie.children.values())
+               for trie in grammar.tries)
+
+
+def generate_constrained(model, batch: dict[str, Any], grammar: JsonGrammar, pad_id: int, *,
+                         lockstep: bool = True):
+    """Greedy constrained decoding of one left-padded batch; returns per-row field dicts and texts.
+
+    ``lockstep`` (default) takes the one-forward-per-field path when every value is one token (the
+    mini/tiny tokenizers make sure of it); otherwise transformers' generate() with a logits processor.
+    """
     import torch
     from transformers import LogitsProcessorList
+
+    if lockstep and single_token_values(grammar) and "mm_token_type_ids" in batch:
+        return generate_lockstep(model, batch, grammar)
 
     proc = ConstrainedJson(grammar, batch["input_ids"].shape[0], batch["input_ids"].shape[1], pad_id)
     with torch.no_grad():

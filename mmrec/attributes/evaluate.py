@@ -143,12 +143,14 @@ def evaluate(store: ArtifactStore, cfg: SftConfig, *, vlm: str | None = None, pr
         train = parts.split("train")
         train_px = cache.pixels[np.asarray([cache.index[p["image_path"]] for p in train])]
         labels = [{f: p.get(f) for f in fields} for p in train]
+        threads = cfg.eval.cnn_baseline.threads or int(
+            (vlm_art.config.get("lora_stage") or {}).get("threads") or 1)
         net, meta, cnn_art = cnn.cached_or_train(store, parts.art.version, train_px, labels, fields,
-                                                 cfg.eval.cnn_baseline, budget, size)
+                                                 cfg.eval.cnn_baseline, budget, size, threads)
         preds = cnn.predict_cnn(net, meta["classes"], cache.pixels[np.asarray(rows)])
         models["cnn"] = attribute_report(truth, preds, fields, tax)
         cnn_info = {"version": cnn_art.version, "steps": meta["steps"], "cpu_seconds": meta["cpu_seconds"],
-                    "budget_s": round(budget, 1)}
+                    "budget_s": round(budget, 1), "threads": threads}
     if cfg.eval.probe:
         probe = _probe(store, parts, test, truth, fields, tax)
         if probe is not None:

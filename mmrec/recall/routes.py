@@ -81,7 +81,8 @@ class ParsedAttributes:
 def parse_attributes(text: str, taxonomy, max_ngram: int = 3) -> ParsedAttributes:
     """Find taxonomy values in free text, longest word n-grams first, left to right.
 
-    A span that names an outfit slot exactly ("shoes", "top") sets the slot, not a category; the
+    A span that names an outfit slot exactly ("shoes", "top") sets the slot, not a category, unless it
+    spells a category verbatim ("tops" is Myntra's category, not the plural of the slot); the
     first mention of a field wins and later ones are consumed without overriding it.
     """
     from mmrec.taxonomy import normalize
@@ -98,7 +99,10 @@ def parse_attributes(text: str, taxonomy, max_ngram: int = 3) -> ParsedAttribute
             span = " ".join(words[i:i + n])
             hit = None
             slot = taxonomy.canonical("slot", span)
-            if slot is not None and (span in slot_names or span.rstrip("s") in slot_names):
+            # "tops" is a catalog category (Myntra's blouses) as well as the plural of the slot
+            # "top": a span that spells a category verbatim stays a category; "top"/"shoes" are slots
+            names_category = taxonomy.canonical("category", span) == span
+            if slot is not None and (span in slot_names or (span.rstrip("s") in slot_names and not names_category)):
                 hit = ("slot", slot)
             else:
                 for f in ATTRIBUTE_FIELDS[:-1]:
