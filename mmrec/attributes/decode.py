@@ -182,7 +182,7 @@ def generate_lockstep(model, batch: dict[str, Any], grammar: JsonGrammar):
     with torch.no_grad():
         out = model(input_ids=ids, attention_mask=mask, mm_token_type_ids=mm, position_ids=pos,
                     use_cache=True, logits_to_keep=1, **extra)
-        cache = out.past_key_values
+        cache = out.cache
         generated = [first]
         rows = [_RowState(len(grammar.fields)) for _ in range(n)]
         for i, trie in enumerate(grammar.tries):
@@ -202,7 +202,7 @@ def generate_lockstep(model, batch: dict[str, Any], grammar: JsonGrammar):
             mask = torch.cat([mask, torch.ones_like(step)], 1)
             out = model(input_ids=step, attention_mask=mask, position_ids=step_pos, cache=cache,
                         use_cache=True, logits_to_keep=1)
-            cache = out.past_key_values
+            cache = out.cache
     proc = ConstrainedJson(grammar, n, 0, 0)
     proc.rows = rows
     return proc.results(), torch.cat(generated, 1)

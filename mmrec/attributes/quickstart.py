@@ -8,7 +8,7 @@ from typing import Sequence
 from mmrec.artifacts import Artifact, ArtifactStore
 from mmrec.errors import MmrecError
 
-# A shorter mini run for demos: same recipe, smaller CPU budgets (measured numbers in README).
+# A shorter mini run for demos: same recipe, smaller time budgets (measured numbers in README).
 QUICK_OVERRIDES = ("base_stage.time_budget_min=4", "lora_stage.time_budget_min=6",
                    "lora_stage.eval_steps=300")
 
@@ -21,7 +21,7 @@ def build_tagger(store: ArtifactStore, *, profile: str = "mini", quick: bool = F
     Args:
         store: artifact store holding a CURRENT ``items`` artifact.
         profile: ``mini`` (offline CPU) or ``tiny`` (seconds, for tests); ``standard`` needs a GPU.
-        quick: use ``QUICK_OVERRIDES`` (about 10 CPU-minutes instead of about 40).
+        quick: use ``QUICK_OVERRIDES`` (about 10 minutes on 2 cores instead of about 42).
         recipe: dataset recipe for `mmrec sft build`; None uses the profile's defaults.
         overrides: extra ``key=value`` overrides of the ``sft`` stage config.
         reuse: keep an existing CURRENT dataset / base model / tagger instead of training anew.
