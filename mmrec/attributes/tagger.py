@@ -21,8 +21,12 @@ VLM_KIND = "vlm"
 PREDICTIONS_KIND = "attribute_predictions"
 
 
-def load_vlm(art: Artifact, *, device: str = "cpu"):
-    """Model + processor of a ``vlm`` artifact (adapter on its base, or a merged model)."""
+def load_vlm(art: Artifact, *, device: str = "cpu", merge: bool = False):
+    """Model + processor of a ``vlm`` artifact (adapter on its base, or a merged model).
+
+    ``merge`` folds an adapter into the base weights in memory (inference only: same outputs,
+    tested by `mmrec sft export`, without the LoRA branches' extra matmuls on every layer).
+    """
     from mmrec.attributes.model import load_pretrained
 
     cfg = ModelConfig.model_validate(art.config["model"])
@@ -47,6 +51,8 @@ def load_vlm(art: Artifact, *, device: str = "cpu"):
         processor = AutoProcessor.from_pretrained(str(art.path / "processor"))
         set_pixel_budget(processor, lo, hi)
     model = PeftModel.from_pretrained(model, str(art.path / "adapter")).to(device)
+    if merge:
+        model = model.merge_and_unload()
     model.eval()
     return model, processor
 
@@ -79,7 +85,7 @@ class Tagger:
         from mmrec.taxonomy import default_taxonomy
 
         art = store.resolve(version, VLM_KIND)
-        model, processor = load_vlm(art, device=device)
+        model, processor = load_vlm(art, device=device, merge=True)
         prompts, fields, values = vlm_spec(art)
         decode = art.config.get("decode", {})
         mode = mode or decode.get("mode", "constrained")
