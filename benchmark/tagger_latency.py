@@ -1,0 +1,52 @@
+"""Photo-tagging latency of the CURRENT tagger: one photo and a batch, adapter merged or not.
+
+    .venv/bin/python benchmark/tagger_latency.py [--artifacts artifacts] [--threads 1] [--seconds 5]
+
+Photos come from the shared Myntra catalog (../shared/data/myntra/images); each setting is
+timed for ``--seconds`` after one warm-up call and reported as milliseconds per call.
+"""
+
+from __future__ import annotations
+
+import argparse
+import glob
+import time
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--artifacts", default="artifacts")
+    ap.add_argument("--images", default="../shared/data/myntra/images")
+    ap.add_argument("--threads", type=int, default=1)
+    ap.add_argument("--seconds", type=float, default=5.0)
+    ap.add_argument("--batches", type=int, nargs="+", default=[1, 8])
+    args = ap.parse_args()
+
+    import torch
+    from PIL import Image
+
+    from mmrec.artifacts import ArtifactStore
+    from mmrec.attributes.tagger import Tagger, load_vlm
+
+    torch.set_num_threads(args.threads)
+    store = ArtifactStore(args.artifacts)
+    paths = sorted(glob.glob(f"{args.images}/*.jpg"))[:max(args.batches)]
+    if not paths:
+        raise SystemExit(f"no .jpg photos under {args.images}")
+    images = [Image.open(p).convert("RGB") for p in paths]
+    tagger = Tagger.load(store)  # merged in memory
+    merged = tagger.predictor.model
+    unmerged, _ = load_vlm(store.load("vlm", tagger.version), merge=False)
+    for name, model in (("adapter", unmerged), ("merged", merged)):
+        tagger.predictor.model = model
+        for n in args.batches:
+            tagger.tag(images[:n])
+            t0, calls = time.perf_counter(), 0
+            while time.perf_counter() - t0 < args.seconds:
+                tagger.tag(images[:n])
+                calls += 1
+            print(f"{name:8s} batch {n:3d}: {(time.perf_counter() - t0) / calls * 1000:7.1f} ms per call")
+
+
+if __name__ == "__main__":
+    main()
