@@ -55,10 +55,10 @@ def test_constrained_confidence_is_the_value_probability(random_predictor):
 
 def test_lockstep_decoding_equals_token_by_token_generate(random_predictor):
     from mmrec.attributes.data import Collator, Example, square_pixels
-    from mmrec.attributes.decode import generate_constrained, single_token_values
+    from mmrec.attributes.decode import generate_constrained
 
     pr = random_predictor
-    assert single_token_values(pr.grammar)  # the tiny tokenizer keeps every value one token
+    assert pr.grammar.single_token_values  # the tiny tokenizer keeps every value one token
     images = square_pixels(_images(5, seed=7), 56)
     batch = Collator(pr.processor, None, left_pad=True)([Example(pr.prompt_ids, [], 0)] * 5, images=images)
     fast, fast_ids = generate_constrained(pr.model, dict(batch), pr.grammar, pr.pad_id, lockstep=True)

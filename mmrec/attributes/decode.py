@@ -61,6 +61,10 @@ class JsonGrammar:
         if bad:
             raise ConfigError(f"the tokenizer merges these values with the JSON around them, so "
                               f"constrained decoding cannot force the skeleton: {bad[:10]}")
+        # every value (and "unknown") one token: decoding can run in lockstep (generate_lockstep)
+        self.single_token_values = all(
+            trie.children and all(not c.children and c.value is not None for c in trie.children.values())
+            for trie in self.tries)
 
     def max_tokens(self) -> int:
         return sum(len(f) for f in self.forced) + sum(t.depth() for t in self.tries)
@@ -137,18 +141,23 @@ class ConstrainedJson:
         return out
 
     def results(self) -> list[dict[str, dict[str, Any]]]:
-        res = []
-        for s in self.rows:
-            row = {}
-            for f, v, lp in zip(self.g.fields, s.values, s.logp):
-                row[f] = {"value": None if v in (None, self.g.unknown) else v,
-                          "confidence": round(math.exp(lp), 4) if v is not None else 0.0}
-            res.append(row)
-        return res
+        return _field_results(self.g, self.rows)
+
+
+def _field_results(grammar: JsonGrammar, rows: Sequence[_RowState]) -> list[dict[str, dict[str, Any]]]:
+    """Per row: field -> {"value" (None for unknown), "confidence" (probability of the value path)}."""
+    res = []
+    for s in rows:
+        row = {}
+        for f, v, lp in zip(grammar.fields, s.values, s.logp):
+            row[f] = {"value": None if v in (None, grammar.unknown) else v,
+                      "confidence": round(math.exp(lp), 4) if v is not None else 0.0}
+        res.append(row)
+    return res
 
 
 def _inner_vlm(model):
-    """The Qwen2.5-VL backbone (``Qwen2_5_VLModel``) under a peft wrapper and the LM head."""
+    """The Qwen2.5-VL backbone (``Qwen2_5_VLModel``, which owns get_rope_index), peft-wrapped or not."""
     base = model.get_base_model() if hasattr(model, "get_base_model") else model
     return base.model
 
@@ -167,10 +176,10 @@ def generate_lockstep(model, batch: dict[str, Any], grammar: JsonGrammar):
     n = ids.shape[0]
     dev = ids.device
 
-    def row(tokens: list[int]):
+    def every_row(tokens: list[int]):
         return torch.tensor(tokens, dtype=torch.long, device=dev).expand(n, -1)
 
-    first = row(grammar.forced[0])
+    first = every_row(grammar.forced[0])
     ids = torch.cat([ids, first], 1)
     mask = torch.cat([mask, torch.ones_like(first)], 1)
     mm = torch.cat([batch["mm_token_type_ids"], torch.zeros_like(first)], 1)
@@ -193,7 +202,7 @@ def generate_lockstep(model, batch: dict[str, Any], grammar: JsonGrammar):
             for s, t, lp in zip(rows, chosen, best_lp.tolist()):
                 s.values[i], s.logp[i] = trie.children[t].value, lp
             step = torch.cat([torch.tensor(chosen, dtype=torch.long, device=dev)[:, None],
-                              row(grammar.forced[i + 1])], 1)
+                              every_row(grammar.forced[i + 1])], 1)
             generated.append(step)
             if i == len(grammar.tries) - 1:
                 break  # the closing brace and end of turn need no forward
@@ -203,15 +212,7 @@ def generate_lockstep(model, batch: dict[str, Any], grammar: JsonGrammar):
             out = model(input_ids=step, attention_mask=mask, position_ids=step_pos, cache=cache,
                         use_cache=True, logits_to_keep=1)
             cache = out.cache
-    proc = ConstrainedJson(grammar, n, 0, 0)
-    proc.rows = rows
-    return proc.results(), torch.cat(generated, 1)
-
-
-def single_token_values(grammar: JsonGrammar) -> bool:
-    """True when every allowed value (and "unknown") is exactly one token: lockstep decoding applies."""
-    return all(trie.children and all(not c.children and c.value is not None for c in trie.children.values())
-               for trie in grammar.tries)
+    return _field_results(grammar, rows), torch.cat(generated, 1)
 
 
 def generate_constrained(model, batch: dict[str, Any], grammar: JsonGrammar, pad_id: int, *,
@@ -224,7 +225,7 @@ def generate_constrained(model, batch: dict[str, Any], grammar: JsonGrammar, pad
     import torch
     from transformers import LogitsProcessorList
 
-    if lockstep and single_token_values(grammar) and "mm_token_type_ids" in batch:
+    if lockstep and grammar.single_token_values and "mm_token_type_ids" in batch:
         return generate_lockstep(model, batch, grammar)
 
     proc = ConstrainedJson(grammar, batch["input_ids"].shape[0], batch["input_ids"].shape[1], pad_id)

@@ -101,8 +101,8 @@ def parse_attributes(text: str, taxonomy, max_ngram: int = 3) -> ParsedAttribute
             slot = taxonomy.canonical("slot", span)
             # "tops" is a catalog category (Myntra's blouses) as well as the plural of the slot
             # "top": a span that spells a category verbatim stays a category; "top"/"shoes" are slots
-            names_category = taxonomy.canonical("category", span) == span
-            if slot is not None and (span in slot_names or (span.rstrip("s") in slot_names and not names_category)):
+            if slot is not None and (span in slot_names or (span.rstrip("s") in slot_names
+                                                            and taxonomy.canonical("category", span) != span)):
                 hit = ("slot", slot)
             else:
                 for f in ATTRIBUTE_FIELDS[:-1]:
