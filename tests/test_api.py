@@ -254,6 +254,29 @@ def test_versions_switch_without_restart(tmp_path):
         assert c.post("/v1/admin/reload").json()["reloaded"] is False  # nothing changed since
 
 
+def test_frozen_heap_still_frees_the_replaced_recommender(tmp_path):
+    import gc
+    import weakref
+
+    from mmrec.artifacts import ArtifactStore
+    from outfit_fixtures import ALL
+
+    st = ArtifactStore(tmp_path / "artifacts")
+    write_items(st, ALL[:-1])
+    holder = RecommenderHolder(lambda: Recommender.from_store(st), st, freeze_heap=True)
+    try:
+        old = holder.load()
+        assert gc.get_freeze_count() > 0  # the loaded objects are out of the collector's sight
+        old.self_cycle = old  # a cycle: only a collection (not refcounts) can free it
+        gone = weakref.ref(old)
+        del old
+        write_items(st, ALL)
+        assert holder.reload()["reloaded"]
+        assert gone() is None, "the replaced recommender leaked: frozen cycles were never collected"
+    finally:
+        gc.unfreeze()
+
+
 def test_watcher_reloads_by_itself(tmp_path):
     import time
 
@@ -287,10 +310,13 @@ def test_response_cache_is_per_artifact_version_and_can_be_off(rec):
     with TestClient(app, raise_server_exceptions=False, headers={"X-API-Key": KEY}) as c:
         a = c.post("/v1/recommend", json={"scene": "office", "k": 2}).json()
         b = c.post("/v1/recommend", json={"scene": "office", "k": 2}).json()
-        assert a["request_id"] != b["request_id"] and a["outfits"] == b["outfits"]
+        c3 = c.post("/v1/recommend", json={"scene": "office", "k": 2}).json()
+        assert a["request_id"] != b["request_id"] and a["outfits"] == b["outfits"] == c3["outfits"]
+        assert b["request_id"] != c3["request_id"]  # every hit gets its own id
+        assert all(len(x["request_id"]) == 32 and int(x["request_id"], 16) >= 0 for x in (b, c3))
         assert b["timings"] == {"cache_hit": 1.0} and "total_ms" in a["timings"]
         m = c.get("/metrics").text
-        assert 'mmrec_response_cache_total{result="hit"} 1.0' in m
+        assert 'mmrec_response_cache_total{result="hit"} 2.0' in m
     off = create_app(rec, settings(response_cache_size=0))
     with TestClient(off, raise_server_exceptions=False, headers={"X-API-Key": KEY}) as c:
         c.post("/v1/recommend", json={"scene": "office"})

@@ -42,7 +42,9 @@ def test_bench_phases_against_a_live_server(tmp_path):
                           seconds=0.3, rps=5, rps_seconds=0, warmup_s=0, log=lambda m: None)
     finally:
         server.stop()
-    assert set(phases) == {"json", "open_loop", "response_cache"}  # no photos: no photo phase
+    assert set(phases) == {"json", "open_loop", "response_cache", "server_latency"}  # no photos: no photo phase
+    inside = phases["server_latency"]["/v1/recommend"]
+    assert inside["requests"] > 0 and inside["share_within_10000ms"] == 1.0
     assert phases["response_cache"]["hit"] > 0  # two scenes only: repeats come from the cache
     assert phases["json"]["errors"] == 0 and phases["json"]["requests"] > 2
     assert phases["json"]["p50_ms"] > 0 and phases["open_loop"]["requests"] == 10

@@ -166,6 +166,7 @@ def run_bench(base_url: str, api_key: str, *, scenes: list[str], photos: list[by
 
     phases = asyncio.run(main())
     phases["response_cache"] = _cache_counts(base_url, api_key)
+    phases["server_latency"] = _server_latency(base_url, api_key)
     return phases
 
 
@@ -185,3 +186,29 @@ def _cache_counts(base_url: str, api_key: str) -> dict[str, Any]:
     return {"hit": counts.get("hit", 0.0), "miss": counts.get("miss", 0.0),
             "hit_ratio": round(counts.get("hit", 0.0) / total, 4) if total else None,
             "note": "counted by the replica that answered /metrics"}
+
+
+def _server_latency(base_url: str, api_key: str) -> dict[str, Any]:
+    """Per route, the share of requests one replica answered within each latency bucket, from
+    its /metrics histogram (time inside the app: no proxy, no client, no queue before the
+    ASGI app). Set beside the client's percentiles it tells where a latency tail comes from."""
+    import re
+
+    import httpx
+
+    try:
+        text = httpx.get(f"{base_url}/metrics", headers={"X-API-Key": api_key}, timeout=10).text
+    except httpx.HTTPError as e:
+        return {"error": f"{type(e).__name__}: {e}"}
+    buckets: dict[str, dict[str, float]] = {}
+    for m in re.finditer(r'^mmrec_http_request_seconds_bucket\{le="([^"]+)",route="([^"]+)"\} ([0-9.e+]+)$',
+                         text, re.M):
+        buckets.setdefault(m.group(2), {})[m.group(1)] = float(m.group(3))
+    out: dict[str, Any] = {}
+    for route, b in buckets.items():
+        total = b.get("+Inf", 0.0)
+        if route.startswith("/v1/recommend") and total:
+            out[route] = {"requests": total, **{f"share_within_{float(le) * 1000:g}ms": round(n / total, 4)
+                                                for le, n in b.items() if le != "+Inf"}}
+    out["note"] = "counted by the replica that answered /metrics"
+    return out

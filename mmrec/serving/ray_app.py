@@ -46,17 +46,19 @@ class PhotoModelsDeployment:
     """Tagger + encoder; reloads when their artifacts' CURRENT pointers move."""
 
     def __init__(self, artifacts: str, device: str = "cpu", reload_poll_s: float = 10.0,
-                 use_tagger: bool = True):
+                 use_tagger: bool = True, batch_size: int = 8, batch_wait_ms: float = 50.0):
         from mmrec.serving.local import limit_threads
 
         limit_threads()
         store = ArtifactStore(artifacts)
         self.holder = RecommenderHolder(
             lambda: PhotoModels.from_store(store, device=device, with_tagger=use_tagger)[0],
-            store, reload_poll_s)
+            store, reload_poll_s, freeze_heap=True)
         try:  # serve.batch needs a replica context; Ray's local testing mode has none
             serve.get_replica_context()
             self._batching = True
+            self._analyze_batch.set_max_batch_size(batch_size)
+            self._analyze_batch.set_batch_wait_timeout_s(batch_wait_ms / 1000)
         except RayServeException:
             self._batching = False
         self.holder.load()
@@ -67,7 +69,7 @@ class PhotoModelsDeployment:
             return await self._analyze_batch(image)
         return await asyncio.to_thread(self.holder.current.analyze, image)
 
-    @serve.batch(max_batch_size=8, batch_wait_timeout_s=0.05)
+    @serve.batch(max_batch_size=8, batch_wait_timeout_s=0.05)  # settings override both
     async def _analyze_batch(self, images: list[Any]) -> list[PhotoAnalysis]:
         # photos arriving together are tagged together; off the event loop so that the next
         # batch can gather meanwhile
@@ -94,7 +96,7 @@ class Ingress:
         self.holder = RecommenderHolder(
             lambda: Recommender.from_store(store, config=cfg, with_photo_models=local_photo,
                                            profile=self.settings.profile),
-            store, self.settings.reload_poll_s)
+            store, self.settings.reload_poll_s, freeze_heap=True)
         self.holder.load()
         self.holder.start()
         self.photo = HandlePhotoBackend(photo) if photo is not None else None
@@ -162,7 +164,8 @@ def build_app(args: dict[str, Any]) -> serve.Application:
     photo = None
     if args.get("photo_deployment", True):
         photo = PhotoModelsDeployment.options(**opts.get("PhotoModels", {})).bind(
-            settings.artifacts, "cpu", settings.reload_poll_s, settings.photo_tagger)
+            settings.artifacts, "cpu", settings.reload_poll_s, settings.photo_tagger,
+            settings.photo_batch_size, settings.photo_batch_wait_ms)
     return Ingress.options(**opts.get("Ingress", {})).bind(
         settings.model_dump(mode="json"), rec_cfg, photo)
 

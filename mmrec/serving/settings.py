@@ -72,6 +72,10 @@ class ServeSettings(StrictModel):
     # Read kiosk photos with the VLM tagger (attributes) as well as the encoder; the mini
     # tagger costs ~60 ms/photo batched (300 ms alone) on this CPU.
     photo_tagger: bool = True
+    # Photos arriving together are tagged as one batch on the PhotoModels deployment (8 photos
+    # cost ~2x one photo on this CPU); a batch leaves when full or after this wait.
+    photo_batch_size: int = Field(8, ge=1, le=256)
+    photo_batch_wait_ms: float = Field(50.0, ge=0, le=1000)
     kiosk_dir: str | None = None  # default: serving/kiosk of the repository
     profile: Literal["tiny", "mini", "standard"] = "mini"
     artifacts: str = "artifacts"
