@@ -165,41 +165,46 @@ def run_bench(base_url: str, api_key: str, *, scenes: list[str], photos: list[by
         return phases
 
     phases = asyncio.run(main())
-    phases["response_cache"] = _cache_counts(base_url, api_key)
-    phases["server_latency"] = _server_latency(base_url, api_key)
+    text = _replica_metrics(base_url, api_key)
+    if isinstance(text, dict):  # the error, reported in place of both
+        phases["response_cache"] = phases["server_latency"] = text
+    else:
+        phases["response_cache"] = _cache_counts(text)
+        phases["server_latency"] = _server_latency(text)
     return phases
 
 
-def _cache_counts(base_url: str, api_key: str) -> dict[str, Any]:
-    """JSON answers served from the response cache, as one replica's /metrics counts them."""
-    import re
+_ONE_REPLICA = "counted by the replica that answered /metrics"
 
+
+def _replica_metrics(base_url: str, api_key: str) -> str | dict[str, str]:
+    """One replica's /metrics text (or {"error": ...})."""
     import httpx
 
     try:
-        text = httpx.get(f"{base_url}/metrics", headers={"X-API-Key": api_key}, timeout=10).text
+        return httpx.get(f"{base_url}/metrics", headers={"X-API-Key": api_key}, timeout=10).text
     except httpx.HTTPError as e:
         return {"error": f"{type(e).__name__}: {e}"}
+
+
+def _cache_counts(text: str) -> dict[str, Any]:
+    """JSON answers served from the response cache, as one replica's /metrics counts them."""
+    import re
+
     counts = {m.group(1): float(m.group(2)) for m in re.finditer(
         r'^mmrec_response_cache_total\{result="(\w+)"\} ([0-9.e+]+)$', text, re.M)}
     total = sum(counts.values())
     return {"hit": counts.get("hit", 0.0), "miss": counts.get("miss", 0.0),
             "hit_ratio": round(counts.get("hit", 0.0) / total, 4) if total else None,
-            "note": "counted by the replica that answered /metrics"}
+            "note": _ONE_REPLICA}
 
 
-def _server_latency(base_url: str, api_key: str) -> dict[str, Any]:
-    """Per route, the share of requests one replica answered within each latency bucket, from
-    its /metrics histogram (time inside the app: no proxy, no client, no queue before the
-    ASGI app). Set beside the client's percentiles it tells where a latency tail comes from."""
+def _server_latency(text: str) -> dict[str, Any]:
+    """Per recommend route, the share of requests one replica answered within each latency
+    bucket of its /metrics histogram (time inside the app: no proxy, no client, no queue before
+    the ASGI app). Set beside the client's percentiles it tells where a latency tail comes from."""
     import re
 
-    import httpx
-
-    try:
-        text = httpx.get(f"{base_url}/metrics", headers={"X-API-Key": api_key}, timeout=10).text
-    except httpx.HTTPError as e:
-        return {"error": f"{type(e).__name__}: {e}"}
     buckets: dict[str, dict[str, float]] = {}
     for m in re.finditer(r'^mmrec_http_request_seconds_bucket\{le="([^"]+)",route="([^"]+)"\} ([0-9.e+]+)$',
                          text, re.M):
@@ -210,5 +215,5 @@ def _server_latency(base_url: str, api_key: str) -> dict[str, Any]:
         if route.startswith("/v1/recommend") and total:
             out[route] = {"requests": total, **{f"share_within_{float(le) * 1000:g}ms": round(n / total, 4)
                                                 for le, n in b.items() if le != "+Inf"}}
-    out["note"] = "counted by the replica that answered /metrics"
+    out["note"] = _ONE_REPLICA
     return out
