@@ -43,8 +43,9 @@ def register_bench(bench_sub) -> None:
     b.add_argument("--rps-seconds", type=float, default=300.0, help="open-loop duration (0: skip)")
     b.add_argument("--photo-share", type=float, default=0.1, help="share of photo requests in the open loop")
     b.add_argument("--photos", type=int, default=40, help="kiosk photos drawn from held-out (test-split) products")
-    b.add_argument("--warmup", type=float, default=40.0,
-                   help="unmeasured seconds at the same concurrency first (caches, autoscaling)")
+    b.add_argument("--warmup", type=float, default=90.0,
+                   help="unmeasured seconds at the same concurrency first (caches, and the autoscaler's "
+                        "second replica, which takes 30-48 s to load on a busy 2-core box)")
     b.add_argument("--source", type=Path, default=Path("../shared/data"))
     add_config_args(b)
     b.set_defaults(handler=_bench)
