@@ -139,7 +139,7 @@ def _bench(args) -> int:
     from mmrec.artifacts import ArtifactStore
     from mmrec.errors import InputError
     from mmrec.outfit.scenes import SceneBook
-    from mmrec.serving.loadgen import run_bench
+    from mmrec.serving.loadgen import REPLICA_COUNTS, run_bench
 
     store = ArtifactStore(args.artifacts)
     _require_items(store)
@@ -195,16 +195,13 @@ def _bench(args) -> int:
         "loadavg_1m_before": round(load_before[0], 2), "loadavg_1m_after": round(os.getloadavg()[0], 2),
         **phases,
     }
-    metrics["errors_total"] = sum(p.get("errors", 0) for k, p in phases.items()
-                                  if k not in ("response_cache", "server_latency"))
+    metrics["errors_total"] = sum(p.get("errors", 0) for k, p in phases.items() if k not in REPLICA_COUNTS)
+    summary = ("json", "photo", "open_loop", "errors_total", *REPLICA_COUNTS)
     with store.write("serve_bench", config={k: metrics[k] for k in (
             "server", "profile", "concurrency", "phase_seconds", "rps", "rps_seconds", "photo_share")}) as w:
         (w.path / "metrics.json").write_text(json.dumps(metrics, indent=1), encoding="utf-8")
-        w.metrics = {k: v for k, v in metrics.items()
-                     if k in ("json", "photo", "open_loop", "errors_total", "response_cache",
-                              "server_latency")}
-    print(json.dumps({k: metrics.get(k) for k in ("json", "photo", "open_loop", "errors_total",
-                                                   "response_cache", "server_latency")}, indent=1))
+        w.metrics = {k: v for k, v in metrics.items() if k in summary}
+    print(json.dumps({k: metrics.get(k) for k in summary}, indent=1))
     print(f"wrote {store.root}/serve_bench/{w.version}/metrics.json", file=sys.stderr)
     return 0
 

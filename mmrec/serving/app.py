@@ -91,7 +91,8 @@ def _error(status: int, error: str, detail: str, request: Request,
 
 # Cached answers are kept serialised: bytes cost nothing to the garbage collector (thousands
 # of cached pydantic trees made its full passes slow: a tail-latency source) and a hit is one
-# replace of the request id. The mark is as long as a uuid4 hex and cannot occur elsewhere.
+# replace of the request id. The mark is as long as a uuid4 hex; request_id is the response's
+# first field, so the first occurrence is it even if a request's text echoed the mark.
 _RID_MARK = b"cached-response-rid-00000000000a"
 
 

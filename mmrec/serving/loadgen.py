@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import json
 import random
+import re
 import time
 from collections import Counter
 from dataclasses import dataclass, field
@@ -175,6 +176,8 @@ def run_bench(base_url: str, api_key: str, *, scenes: list[str], photos: list[by
 
 
 _ONE_REPLICA = "counted by the replica that answered /metrics"
+# what run_bench adds beside the load phases (read from one replica, not measured by the client)
+REPLICA_COUNTS = ("response_cache", "server_latency")
 
 
 def _replica_metrics(base_url: str, api_key: str) -> str | dict[str, str]:
@@ -189,8 +192,6 @@ def _replica_metrics(base_url: str, api_key: str) -> str | dict[str, str]:
 
 def _cache_counts(text: str) -> dict[str, Any]:
     """JSON answers served from the response cache, as one replica's /metrics counts them."""
-    import re
-
     counts = {m.group(1): float(m.group(2)) for m in re.finditer(
         r'^mmrec_response_cache_total\{result="(\w+)"\} ([0-9.e+]+)$', text, re.M)}
     total = sum(counts.values())
@@ -203,8 +204,6 @@ def _server_latency(text: str) -> dict[str, Any]:
     """Per recommend route, the share of requests one replica answered within each latency
     bucket of its /metrics histogram (time inside the app: no proxy, no client, no queue before
     the ASGI app). Set beside the client's percentiles it tells where a latency tail comes from."""
-    import re
-
     buckets: dict[str, dict[str, float]] = {}
     for m in re.finditer(r'^mmrec_http_request_seconds_bucket\{le="([^"]+)",route="([^"]+)"\} ([0-9.e+]+)$',
                          text, re.M):

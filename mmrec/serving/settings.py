@@ -70,10 +70,10 @@ class ServeSettings(StrictModel):
     # the JSON throughput measured here) or "python" (Ray's default proxy actor).
     ray_proxy: Literal["haproxy", "python"] = "haproxy"
     # Read kiosk photos with the VLM tagger (attributes) as well as the encoder; the mini
-    # tagger costs ~60 ms/photo batched (300 ms alone) on this CPU.
+    # tagger costs 33 ms for one photo, 75 ms for 8 on one thread here (benchmark/tagger_latency.py).
     photo_tagger: bool = True
     # Photos arriving together are tagged as one batch on the PhotoModels deployment (8 photos
-    # cost ~2x one photo on this CPU); a batch leaves when full or after this wait.
+    # cost ~2.3x one); a batch leaves when full or after this wait (20 ms: smaller batches, worse p99).
     photo_batch_size: int = Field(8, ge=1, le=256)
     photo_batch_wait_ms: float = Field(50.0, ge=0, le=1000)
     kiosk_dir: str | None = None  # default: serving/kiosk of the repository
