@@ -120,6 +120,18 @@ def test_fallback_when_rich_text_fails(items, explainer, monkeypatch):
     assert e.text.startswith("Office look:") and e.precision == 1.0
 
 
+def test_split_statements_fast_path_splits_like_the_quote_aware_scan():
+    # unquoted text takes a regex path; it must cut exactly where the character scan cuts
+    import random
+
+    from mmrec.outfit.explain import _split_quoted
+
+    rng = random.Random(7)
+    for _ in range(2000):
+        text = "".join(rng.choice("ab .!?\n4%(") for _ in range(rng.randint(0, 30)))
+        assert split_statements(text) == _split_quoted(text), text
+
+
 def test_split_statements_keeps_quotes_together():
     assert split_statements('Meets "a. b" rule. Next one! Last') == ['Meets "a. b" rule.', "Next one!", "Last"]
 

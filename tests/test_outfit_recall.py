@@ -68,3 +68,26 @@ def test_photo_read_by_the_encoder_builds_the_look(rec):
     for o in resp.outfits:
         assert sc.outfit_violations([rec.items.row(i.item_id) for i in o.items]) == []
     assert "photo_ms" in resp.timings
+
+
+def test_cached_candidates_never_carry_one_requests_filters_to_another(rec):
+    def ids(resp):
+        return {i.item_id for o in resp.outfits for i in o.items}
+
+    plain = RecommendRequest(scene="office", k=2)
+    first = ids(rec.recommend(plain))
+    assert first
+    # an exclusion (never cached) and a gender filter (its own cache entry) in between
+    excluded = rec.recommend(RecommendRequest(scene="office", k=2,
+                                              filters=RequestFilters(exclude_item_ids=sorted(first))))
+    assert not ids(excluded) & first
+    men = rec.recommend(RecommendRequest(scene="office", k=2, filters=RequestFilters(genders=["men"])))
+    assert all(rec.items.row(i)["gender"] in ("men", "unisex") for i in ids(men))
+    # a photo marks its look-alikes' routes: the cached per-item route dicts stay untouched
+    from mmrec.images import load_image
+
+    rec.recommend(RecommendRequest(scene="office", k=2), image=load_image(jpeg_bytes((20, 20, 90))))
+    again = rec.recommend(plain)
+    assert ids(again) == first
+    assert all("image" not in f.value for o in again.outfits for f in o.explanation.facts
+               if f.field == "recall_route")

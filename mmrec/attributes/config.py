@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import Field, model_validator
+from pydantic import Field, field_validator, model_validator
 
 from mmrec.config import StrictModel
 
@@ -117,6 +117,12 @@ class StageTrain(StrictModel):
     eval_steps: int | None = Field(500, ge=1, description="per-attribute val eval every N steps (null: at the end only)")
     eval_samples: int | None = Field(400, ge=1, description="val products per eval (null: all)")
     hflip: bool = Field(True, description="augment with mirrored images (each epoch: every record once each way)")
+    crop_scale: tuple[float, float] | None = Field(
+        None, description="random resized crop: [min, max] area fraction of the window, 0 < min <= max <= 1 "
+                          "(null: off). Geometry only: colours stay untouched, being a predicted attribute")
+    crop_ratio: tuple[float, float] = Field(
+        (3 / 4, 4 / 3), description="[min, max] aspect ratio of the crop window relative to the image's "
+                                    "(log-uniform; [1, 1] keeps shapes unstretched)")
     time_budget_min: float | None = Field(
         None, gt=0, description="time budget: the cosine schedule runs over whichever of max_steps or "
                                 "this budget ends first, and training stops there")
@@ -127,6 +133,22 @@ class StageTrain(StrictModel):
     lowercase_answers: bool = Field(
         False, description="lowercase the target text (mini base stage: title words then share "
                            "tokens with the lowercase taxonomy values the SFT stage predicts)")
+
+    @field_validator("crop_scale")
+    @classmethod
+    def _crop_scale(cls, v: tuple[float, float] | None) -> tuple[float, float] | None:
+        if v is not None and not 0 < v[0] <= v[1] <= 1:
+            raise ValueError(f"crop_scale must be [min, max] with 0 < min <= max <= 1, got {list(v)}; "
+                             "e.g. [0.7, 1.0], or null for no crop")
+        return v
+
+    @field_validator("crop_ratio")
+    @classmethod
+    def _crop_ratio(cls, v: tuple[float, float]) -> tuple[float, float]:
+        if not 0 < v[0] <= v[1]:
+            raise ValueError(f"crop_ratio must be [min, max] with 0 < min <= max, got {list(v)}; "
+                             "e.g. [0.75, 1.333], or [1, 1] for no stretch")
+        return v
 
 
 class DecodeSettings(StrictModel):

@@ -1,4 +1,4 @@
-"""Records -> model tensors: tokenised chat turns, images, and the batch collator.
+"""Records -> model tensors: tokenised chat turns, images, augmentations and the batch collator.
 
 A record is tokenised once (prompt and answer separately, so the loss mask is exact) with one
 ``<|image_pad|>``; the collator runs the image processor on the batch and expands that token to
@@ -11,7 +11,8 @@ from __future__ import annotations
 
 import hashlib
 import json
-from dataclasses import dataclass
+import math
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, Sequence
 
@@ -21,6 +22,9 @@ from mmrec.attributes.prompts import chat_messages
 
 IGNORE_INDEX = -100
 
+# A crop window as fractions of the image: (left, top, right, bottom), each in [0, 1].
+Box = tuple[float, float, float, float]
+
 
 @dataclass
 class Example:
@@ -29,6 +33,7 @@ class Example:
     image: int | str        # PixelCache row, or an image path
     record: dict[str, Any] | None = None
     flip: bool = False      # mirror the image horizontally (augmentation)
+    crop: Box | None = None  # crop to this window, resized back to the full size (augmentation)
 
 
 class Mirrored:
@@ -47,8 +52,82 @@ class Mirrored:
         return 2 * len(self.examples)
 
     def __getitem__(self, i: int) -> Example:
-        e = self.examples[i // 2]
-        return Example(e.prompt_ids, e.answer_ids, e.image, e.record, flip=bool(i % 2))
+        return replace(self.examples[i // 2], flip=bool(i % 2))
+
+
+class RandomCropped:
+    """Each example with a random resized crop window drawn from (seed, epoch, index) alone.
+
+    The window's area fraction is uniform in ``scale`` and its aspect ratio log-uniform in
+    ``ratio``; its position is uniform, which is the (small) translation. Only geometry
+    changes: no colour jitter, because colour is a predicted attribute, and no padding, which
+    would add a fill colour. As in ``Mirrored`` nothing is drawn from a global RNG (see why
+    there); for a fresh window each epoch, ``set_epoch`` is told the epoch the Trainer enters
+    (``trainer.epoch_sync``; after a resume, the checkpoint's epoch), so a resumed run redraws
+    exactly the windows of the uninterrupted one, whatever order the items are fetched in.
+    """
+
+    def __init__(self, examples: Sequence[Example], scale: tuple[float, float],
+                 ratio: tuple[float, float], *, seed: int):
+        self.examples = examples
+        self.scale, self.ratio = scale, ratio
+        # SeedSequence takes non-negative entropy only; any int config seed maps to one
+        self.seed = seed % 2 ** 64
+        self.epoch = 0
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = epoch
+
+    def __len__(self) -> int:
+        return len(self.examples)
+
+    def __getitem__(self, i: int) -> Example:
+        rng = np.random.default_rng([self.seed, self.epoch, i])
+        return replace(self.examples[i], crop=crop_box(rng, self.scale, self.ratio))
+
+
+def crop_box(rng: np.random.Generator, scale: tuple[float, float], ratio: tuple[float, float]) -> Box:
+    """A window of area fraction ~U(scale) and aspect ~logU(ratio) at a uniform position.
+
+    Sides are relative to the image's own, so ratio 1 keeps its shape. A side that would pass
+    1 is clipped to 1 (a slightly smaller area) instead of re-drawn as torchvision does: a
+    fixed number of draws per item keeps the stream simple to reason about.
+    """
+    area = rng.uniform(*scale)
+    aspect = math.exp(rng.uniform(math.log(ratio[0]), math.log(ratio[1])))
+    w, h = min(1.0, math.sqrt(area * aspect)), min(1.0, math.sqrt(area / aspect))
+    left, top = rng.uniform(0, 1 - w), rng.uniform(0, 1 - h)
+    return (left, top, left + w, top + h)
+
+
+def resized_crop(img, box: Box):
+    """``img`` (PIL) cropped to ``box`` and resized back to its own size.
+
+    Keeping the size keeps the image on the input path it had uncropped (the same number of
+    image tokens once the processor resizes it); bicubic as the pixel cache's resize.
+    """
+    from PIL import Image
+
+    w, h = img.size
+    return img.resize((w, h), Image.Resampling.BICUBIC,
+                      box=(box[0] * w, box[1] * h, box[2] * w, box[3] * h))
+
+
+def _crop_chw(x, box: Box):
+    """``resized_crop`` of one cached [3, H, W] uint8 tensor."""
+    import torch
+    from PIL import Image
+
+    img = Image.fromarray(np.ascontiguousarray(x.permute(1, 2, 0).numpy()))
+    return torch.from_numpy(np.array(resized_crop(img, box))).permute(2, 0, 1)  # a writable copy
+
+
+def _augment(img, e: Example):
+    """A PIL image with the example's crop, then its flip, applied."""
+    from PIL import ImageOps
+
+    img = resized_crop(img, e.crop) if e.crop is not None else img
+    return ImageOps.mirror(img) if e.flip else img
 
 
 def split_turns(record: dict[str, Any], processor, *, lowercase_answer: bool = False) -> tuple[str, str]:
@@ -163,16 +242,16 @@ class Collator:
         flip = [e.flip for e in examples]
         if self.pixels is not None:
             x = self.pixels.batch([int(e.image) for e in examples])
+            for i, e in enumerate(examples):  # crop before the flip, as on the PIL path
+                if e.crop is not None:
+                    x[i] = _crop_chw(x[i], e.crop)
             if any(flip):
                 import torch
 
                 mask = torch.tensor(flip)
                 x[mask] = x[mask].flip(-1)
             return x
-        from PIL import ImageOps
-
-        return [ImageOps.mirror(load_image(e.image)) if f else load_image(e.image)
-                for e, f in zip(examples, flip)]
+        return [_augment(load_image(e.image), e) for e in examples]
 
     def __call__(self, examples: Sequence[Example], images: Any = None) -> dict[str, Any]:
         import torch

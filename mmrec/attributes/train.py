@@ -25,12 +25,12 @@ from typing import Any, Sequence
 import pyarrow.parquet as pq
 
 from mmrec.artifacts import Artifact, ArtifactStore
-from mmrec.attributes.config import SftConfig
-from mmrec.attributes.data import Collator, Mirrored, PixelCache, encode_records
+from mmrec.attributes.config import SftConfig, StageTrain
+from mmrec.attributes.data import Collator, Mirrored, PixelCache, RandomCropped, encode_records
 from mmrec.attributes.dataset.build import KIND as DATASET_KIND, read_jsonl
 from mmrec.attributes.prompts import PromptSet, tokenizer_corpus
-from mmrec.attributes.trainer import (ScheduleClock, attribute_eval_callback, callbacks, quiet_console,
-                                      trainer_class, training_args)
+from mmrec.attributes.trainer import (ScheduleClock, attribute_eval_callback, callbacks, epoch_sync,
+                                      quiet_console, trainer_class, training_args)
 from mmrec.errors import ConfigError
 
 BASE_KIND = "vlm_base"
@@ -96,6 +96,20 @@ def _examples(parts: DatasetParts, names: Sequence[str], tasks: Sequence[str], p
                           lowercase_answers=lowercase)
 
 
+def augmented(examples: list, st: StageTrain) -> tuple[Any, list]:
+    """The training set as the Trainer sees it, and the callbacks it needs (never for eval data).
+
+    Returns:
+        the dataset (mirrored copies if ``hflip``, then random crops if ``crop_scale``) and
+        the callbacks that keep its per-epoch draws in step with the Trainer.
+    """
+    ds = Mirrored(examples) if st.hflip else examples
+    if st.crop_scale is None:
+        return ds, []
+    ds = RandomCropped(ds, st.crop_scale, st.crop_ratio, seed=st.seed)
+    return ds, [epoch_sync(ds)]
+
+
 def eval_loss(model, examples: list, collator: Collator, batch_size: int = 64) -> float:
     """Mean token loss of ``examples`` (answer tokens only)."""
     import torch
@@ -143,10 +157,10 @@ def train_base(store: ArtifactStore, cfg: SftConfig, *, progress: bool = False, 
     log_path = out_dir / LOG_FILE
     JsonlLog, TimeBudget = callbacks()
     clock = ScheduleClock(st.max_steps, st.time_budget_min, st.budget_clock)
+    train_ds, aug_cbs = augmented(train_ex, st)
     trainer = trainer_class()(model=model, args=training_args(st, out_dir, progress=progress),
-                               train_dataset=Mirrored(train_ex) if st.hflip else train_ex,
-                               data_collator=Collator(processor, cache),
-                               callbacks=[JsonlLog(log_path, "base"), TimeBudget(clock)],
+                               train_dataset=train_ds, data_collator=Collator(processor, cache),
+                               callbacks=[JsonlLog(log_path, "base"), TimeBudget(clock), *aug_cbs],
                                clock=clock, min_lr_ratio=st.min_lr_ratio)
     quiet_console(trainer, progress)
     t_train, c_train = time.perf_counter(), time.process_time()
@@ -259,12 +273,12 @@ def train_lora(store: ArtifactStore, cfg: SftConfig, *, progress: bool = False, 
     best_dir = out_dir / "best"
     JsonlLog, TimeBudget = callbacks()
     clock = ScheduleClock(st.max_steps, st.time_budget_min, st.budget_clock)
-    cbs = [JsonlLog(log_path, "lora"), TimeBudget(clock)]
+    train_ds, aug_cbs = augmented(train_ex, st)
+    cbs = [JsonlLog(log_path, "lora"), TimeBudget(clock), *aug_cbs]
     if val:
         cbs.append(attribute_eval_callback(predict_fn, val_truth, parts.fields, st, best_dir, log_path))
     trainer = trainer_class()(model=model, args=training_args(st, out_dir, progress=progress),
-                               train_dataset=Mirrored(train_ex) if st.hflip else train_ex,
-                               data_collator=Collator(processor, cache),
+                               train_dataset=train_ds, data_collator=Collator(processor, cache),
                                callbacks=cbs, clock=clock, min_lr_ratio=st.min_lr_ratio)
     quiet_console(trainer, progress)
     t_train, c_train = time.perf_counter(), time.process_time()

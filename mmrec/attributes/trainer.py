@@ -94,6 +94,25 @@ def callbacks():
     return JsonlLog, TimeBudget
 
 
+def epoch_sync(dataset):
+    """A callback that tells ``dataset.set_epoch`` each epoch the Trainer enters, resumed ones too.
+
+    accelerate forwards ``set_epoch`` to the dataset only in some sampler layouts (not when a
+    multi-GPU shard's sampler takes it), so per-epoch augmentation must not rely on it.
+    """
+    import math
+
+    from transformers import TrainerCallback
+
+    class EpochSync(TrainerCallback):
+        def on_epoch_begin(self, args, state, control, **kw):
+            # state.epoch is e + steps_done / steps_per_epoch (restored from the checkpoint on
+            # resume) and exactly e at a boundary, so its floor is the epoch being entered
+            dataset.set_epoch(math.floor(state.epoch or 0))
+
+    return EpochSync()
+
+
 class ScheduleClock:
     """Training progress in [0, 1]: steps done / max_steps, or time spent / budget if later.
 
