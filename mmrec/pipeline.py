@@ -33,7 +33,8 @@ from mmrec.artifacts import ArtifactStore
 from mmrec.config import StrictModel
 from mmrec.errors import ArtifactNotFound, MmrecError
 from mmrec.outfit.compat import CompatConfig, CompatScorer, Features
-from mmrec.outfit.compose import LRU, Anchor, ComposeConfig, Composer, SlotPool
+from mmrec.lru import LRU
+from mmrec.outfit.compose import Anchor, ComposeConfig, Composer, SlotPool
 from mmrec.outfit.explain import ExplainConfig, ExplainContext, Explainer, harmony_of, taste_from_history
 from mmrec.outfit.items import ItemTable
 from mmrec.outfit.loading import PREDICTIONS_KIND, attach_vectors, merge_predictions
@@ -238,6 +239,8 @@ class Recommender:
             t = time.perf_counter()
             photo = self.analyze_photo(image)
             timings["photo_ms"] = _ms(t)
+        if photo is not None:
+            timings.update(photo.timings)
         user, taste, occasions = self._user(request.user_id, notes)
         genders = self._genders(request, user)
         if user is not None and (self.users_simulated or getattr(user, "simulated", False)):

@@ -62,6 +62,23 @@ def test_search_fuses_routes_and_respects_filters(built):
     assert top.item_id not in {c.item_id for c in excl}
 
 
+def test_a_repeated_query_text_is_encoded_once(built):
+    store, *_ = built
+    recall = _recall(store)
+    calls = []
+    encode = recall.encoder.encode_texts
+    recall.encoder.encode_texts = lambda texts, **kw: calls.append(list(texts)) or encode(texts, **kw)
+    q = RecallQuery(text="navy blue tshirt men", filters=Filters(slots=["top"]), k=10)
+    first = recall.search(q)
+    # the same words under other filters (another scene's slot, a gender) reuse the vector
+    men = recall.search(q.model_copy(update={"filters": Filters(slots=["top"], genders=["men"])}))
+    again = recall.search(q)
+    recall.search(q.model_copy(update={"text": "red dress"}))
+    assert calls == [["navy blue tshirt men"], ["red dress"]]
+    assert [(c.item_id, c.score) for c in again] == [(c.item_id, c.score) for c in first]
+    assert men
+
+
 def test_photo_and_vector_queries_use_the_image_route(built):
     store, src, *_ = built
     recall = _recall(store)

@@ -48,5 +48,6 @@ def test_bench_phases_against_a_live_server(tmp_path):
     assert phases["response_cache"]["hit"] > 0  # two scenes only: repeats come from the cache
     assert phases["json"]["errors"] == 0 and phases["json"]["requests"] > 2
     assert phases["json"]["p50_ms"] > 0 and phases["open_loop"]["requests"] == 10
+    assert phases["json"]["client_cpu_cores"] > 0  # the generator reports its own share of the CPU
     assert wrong["json"]["errors"] == wrong["json"]["requests"] > 0  # 401s are counted as errors
     assert set(wrong["json"]["status_counts"]) == {"401"}

@@ -37,6 +37,8 @@ def register_bench(bench_sub) -> None:
                    help="a running service (http://127.0.0.1:PORT); default: start one on local Ray")
     b.add_argument("--api-key", default=None, help="key for --url (default: $MMREC_API_KEY)")
     b.add_argument("--no-ray", action="store_true", help="start the service with uvicorn instead of Ray")
+    b.add_argument("--serve-config", type=Path, default=None,
+                   help="Ray Serve config for the started service (default: serving/serve_config.yaml)")
     b.add_argument("--concurrency", type=int, default=8)
     b.add_argument("--seconds", type=float, default=30.0, help="per closed-loop phase (JSON, photo)")
     b.add_argument("--rps", type=float, default=20.0, help="open-loop request rate")
@@ -168,6 +170,8 @@ def _bench(args) -> int:
             cmd += ["--set", o]
         if args.config_file:
             cmd += ["--config", args.config_file]
+        if args.serve_config is not None:
+            cmd += ["--serve-config", str(args.serve_config)]
         print(f"starting the service ({'uvicorn' if args.no_ray else 'local Ray Serve'}) ...", file=sys.stderr)
         t_start = time.perf_counter()
         server = start_subprocess(cmd, f"http://127.0.0.1:{port}", key,

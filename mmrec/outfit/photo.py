@@ -6,6 +6,8 @@ Kept apart from the recommender so that Ray can place the models on their own re
 
 from __future__ import annotations
 
+import time
+
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -27,6 +29,8 @@ class PhotoAnalysis:
     vector: list[float] | None = None
     encoder_id: str | None = None
     versions: dict[str, str] = field(default_factory=dict)
+    # photo_models_ms: the models' pass; photo_batch: photos that shared it (batching at work)
+    timings: dict[str, float] = field(default_factory=dict)
 
 
 class PhotoModels:
@@ -85,6 +89,7 @@ class PhotoModels:
         if not self.available:
             raise ComponentMissing("photo routes need a tagger or an encoder artifact; build one "
                                    "(mmrec sft ... / mmrec embed ...)")
+        t0 = time.perf_counter()
         outs = [PhotoAnalysis(versions=self.versions) for _ in images]
         if self.tagger is not None:
             for out, tags in zip(outs, self.tagger.tag(list(images))):
@@ -93,4 +98,7 @@ class PhotoModels:
             for out, vec in zip(outs, self.encoder.encode_images(list(images))):
                 out.vector = [float(x) for x in vec]
                 out.encoder_id = self.encoder.encoder_id
+        took = round((time.perf_counter() - t0) * 1000, 3)
+        for out in outs:
+            out.timings = {"photo_models_ms": took, "photo_batch": float(len(images))}
         return outs

@@ -110,6 +110,9 @@ class RecallConfig(StrictModel):
     bm25: BM25RouteConfig = Field(default_factory=lambda: BM25RouteConfig(weight=1.5))
     popularity: PopularityRouteConfig = Field(default_factory=lambda: PopularityRouteConfig(weight=0.3))
     device: str = Field("auto", description="encoder device when Recall loads the encoder")
+    text_vector_cache: int = Field(4096, ge=0, le=1_000_000, description=(
+        "typed queries whose text vectors are kept (the text tower is ~5 ms a query on a CPU "
+        "core; the same query recurs across scenes, shoppers and pages); 0: off"))
 
     def route(self, name: str) -> RouteConfig:
         if name not in ROUTES:

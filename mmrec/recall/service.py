@@ -17,6 +17,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from mmrec.errors import ArtifactNotFound, InputError
+from mmrec.lru import LRU
 from mmrec.recall.config import IndexConfig, RecallConfig
 from mmrec.recall.fusion import rrf
 from mmrec.recall.index import VectorIndex
@@ -50,6 +51,7 @@ class Recall:
         self.encoder = encoder
         self.cfg = cfg
         self.index_cfg = index_cfg or IndexConfig()
+        self._text_vectors = LRU(cfg.text_vector_cache)  # (encoder id, text) -> vector
         if encoder is not None and snapshot.index.encoder_id not in (None, encoder.encoder_id):
             raise InputError(f"encoder {encoder.encoder_id!r} does not match the index's vectors "
                              f"({snapshot.index.encoder_id!r}); load the encoder that made them")
@@ -130,7 +132,7 @@ class Recall:
             return allowed
 
         if text and want("text_image") and self.encoder is not None:
-            vec = self.encoder.encode_texts([text])[0]
+            vec = self._text_vector(text)
             out.append(VectorRoute("text_image", snap.index).search(vec, query.filters, cfg.text_image.depth))
         if (query.image is not None or query.image_vector is not None) and want("photo_image"):
             if query.image_vector is not None:
@@ -151,6 +153,15 @@ class Recall:
         if snap.popularity is not None and want("popularity"):
             out.append(snap.popularity.search(query.segment, rows_allowed(), cfg.popularity.depth))
         return out
+
+    def _text_vector(self, text: str) -> np.ndarray:
+        key = (self.encoder.encoder_id, text)
+        vec = self._text_vectors.get(key)
+        if vec is None:
+            vec = self.encoder.encode_texts([text])[0]
+            vec.flags.writeable = False  # shared by every query with this text
+            self._text_vectors.put(key, vec)
+        return vec
 
     def search(self, query: RecallQuery) -> list[Candidate]:
         """Up to ``query.k`` candidates, fused over the routes that apply to the query."""

@@ -28,7 +28,7 @@ from mmrec.api_models import (ErrorOut, ItemOut, RecommendRequest, RecommendResp
                               SceneOut, ScenesResponse, TagResponse)
 from mmrec.errors import ArtifactError, InputError
 from mmrec.images import ImageError, load_image
-from mmrec.outfit.compose import LRU
+from mmrec.lru import LRU
 from mmrec.pipeline import ComponentMissing, PhotoAnalysis
 from mmrec.serving.guards import BodyLimitMiddleware, Gate, Overloaded, RequestIdMiddleware
 from mmrec.serving.holder import RecommenderHolder
