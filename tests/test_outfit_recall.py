@@ -68,6 +68,10 @@ def test_photo_read_by_the_encoder_builds_the_look(rec):
     for o in resp.outfits:
         assert sc.outfit_violations([rec.items.row(i.item_id) for i in o.items]) == []
     assert "photo_ms" in resp.timings
+    # how many photos shared the models' pass: what the serve bench reports as photo_batch_mean
+    assert resp.timings["photo_batch"] == 1.0 and resp.timings["photo_models_ms"] > 0
+    three = rec.photo.analyze_many([load_image(jpeg_bytes((245, 245, 245)))] * 3)
+    assert [a.timings["photo_batch"] for a in three] == [3.0, 3.0, 3.0]
 
 
 def test_cached_candidates_never_carry_one_requests_filters_to_another(rec):
