@@ -32,8 +32,8 @@ from mmrec.api_models import (ExplanationOut, FactOut, OutfitItemOut, OutfitOut,
 from mmrec.artifacts import ArtifactStore
 from mmrec.config import StrictModel
 from mmrec.errors import ArtifactNotFound, MmrecError
-from mmrec.outfit.compat import CompatConfig, CompatScorer, Features
 from mmrec.lru import LRU
+from mmrec.outfit.compat import CompatConfig, CompatScorer, Features
 from mmrec.outfit.compose import Anchor, ComposeConfig, Composer, SlotPool
 from mmrec.outfit.explain import ExplainConfig, ExplainContext, Explainer, harmony_of, taste_from_history
 from mmrec.outfit.items import ItemTable
@@ -487,17 +487,18 @@ class Recommender:
         """
         f = request.filters
         if query.slot == slot:  # the slot the shopper typed about: the text's candidates
-            args = (query.text, [query.attrs["category"]], query.attrs)
-        else:  # other slots (or text about no slot in particular)
-            args = (query.text if query.text and query.slot is None else scene.query, None, None)
+            text, categories, attributes = query.text, [query.attrs["category"]], query.attrs
+        else:  # other slots (or text about no slot in particular): the scene's defaults
+            text = query.text if query.text and query.slot is None else scene.query
+            categories, attributes = None, None
         fixed_mask = f.price_max is None and f.budget is None and not f.exclude_item_ids
         key = ("slot", scene.name, slot, tuple(genders or ()), segment, f.in_stock_only, k,
-               args[0], tuple(args[1] or ()), tuple(sorted((args[2] or {}).items())))
+               text, tuple(categories or ()), tuple(sorted((attributes or {}).items())))
         hit = self._cache.get(key) if fixed_mask else None
         if hit is not None:
             return hit
-        cands = self._recall(scene, slot, args[0], genders, segment, f.in_stock_only, k,
-                             categories=args[1], attributes=args[2])
+        cands = self._recall(scene, slot, text, genders, segment, f.in_stock_only, k,
+                             categories=categories, attributes=attributes)
         index = self.items.index
         keep = [c for c in cands if c.item_id in index and mask[index[c.item_id]]]
         out = _SlotCandidates.of(keep, self.items)
@@ -658,16 +659,18 @@ class _SlotCandidates:
     @classmethod
     def of(cls, cands: list[Any], items: ItemTable) -> "_SlotCandidates":
         ids = [c.item_id for c in cands]
-        score = np.array([c.score for c in cands], dtype=np.float32)
-        prop = score / score.max() if len(score) and score.max() > 0 else np.ones(len(ids), np.float32)
         routes = {c.item_id: dict(c.routes) for c in cands}
         info = {c.item_id: {"score": float(c.score), "routes": routes[c.item_id],
                             "route_scores": dict(c.route_scores)} for c in cands}
-        return cls(ids, items.positions(ids), prop.astype(np.float32), routes, info)
+        return cls(ids, items.positions(ids), _per_slot([c.score for c in cands]), routes, info)
 
     def subset(self, rows: list[int]) -> "_SlotCandidates":
         ids = [self.ids[j] for j in rows]
-        score = np.array([self.info[i]["score"] for i in ids], dtype=np.float32)
-        prop = score / score.max() if score.max() > 0 else np.ones(len(ids), np.float32)
-        return _SlotCandidates(ids, self.positions[rows], prop.astype(np.float32),
+        return _SlotCandidates(ids, self.positions[rows], _per_slot([self.info[i]["score"] for i in ids]),
                                {i: self.routes[i] for i in ids}, {i: self.info[i] for i in ids})
+
+
+def _per_slot(scores: list[float]) -> np.ndarray:
+    """Fused recall scores as a propensity in [0, 1]: divided by the slot's best (all 1 if none > 0)."""
+    score = np.array(scores, dtype=np.float32)
+    return score / score.max() if len(score) and score.max() > 0 else np.ones(len(score), np.float32)

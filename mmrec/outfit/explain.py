@@ -190,15 +190,8 @@ class Explainer:
 
     def _item_fact(self, items: ItemTable, item_id: str, fld: str) -> Fact | None:
         # per catalog version and item, like the rule cache (Facts are never mutated)
-        key = (id(items), items.version, item_id, fld)
-        try:
-            return self._fact_cache[key]
-        except KeyError:
-            pass
-        if len(self._fact_cache) > _MEMO_LIMIT:
-            self._fact_cache.clear()
-        fact = self._fact_cache[key] = self._new_item_fact(items, item_id, fld)
-        return fact
+        return _memo(self._fact_cache, (id(items), items.version, item_id, fld),
+                     lambda: self._new_item_fact(items, item_id, fld))
 
     def _new_item_fact(self, items: ItemTable, item_id: str, fld: str) -> Fact | None:
         a = items.attribute_fact(item_id, fld)
@@ -311,13 +304,8 @@ class Explainer:
 
     def _satisfied(self, items: ItemTable, sc: Scene, row: dict) -> frozenset[str]:
         # per catalog version, scene and item: rows are immutable within an ItemTable
-        key = (id(items), items.version, sc.name, row["item_id"])
-        hit = self._rule_cache.get(key)
-        if hit is None:
-            if len(self._rule_cache) > _MEMO_LIMIT:
-                self._rule_cache.clear()
-            hit = self._rule_cache[key] = frozenset(x.reason for x in sc.satisfied_rules(row))
-        return hit
+        return _memo(self._rule_cache, (id(items), items.version, sc.name, row["item_id"]),
+                     lambda: frozenset(x.reason for x in sc.satisfied_rules(row)))
 
     # ------------------------------------------------------------------ verification
     def verify(self, text: str, facts: list[Fact], *, items: ItemTable | None = None,
@@ -380,12 +368,7 @@ class Explainer:
 
     def mentions(self, text: str) -> tuple[tuple[str, set[tuple[str, str]]], ...]:
         """Vocabulary mentions in ``text``, longest first: (surface term, {(field, value)})."""
-        hit = self._mention_cache.get(text)
-        if hit is None:
-            if len(self._mention_cache) > _MEMO_LIMIT:
-                self._mention_cache.clear()
-            hit = self._mention_cache[text] = tuple(self._scan(text))
-        return hit
+        return _memo(self._mention_cache, text, lambda: tuple(self._scan(text)))
 
     def _scan(self, text: str) -> list[tuple[str, set[tuple[str, str]]]]:
         words = _norm(text).split()
@@ -464,6 +447,19 @@ def _vocab_fields(fact_field: str) -> tuple[str, ...]:
     if fact_field == "profile.occasion":
         return ("usage",)
     return (fact_field,)
+
+
+def _memo(cache: dict, key, make):
+    """``cache[key]``, made by ``make()`` on a miss (None too); the cache starts over past
+    ``_MEMO_LIMIT`` entries, which bounds a replica's memory at no bookkeeping cost per hit."""
+    try:
+        return cache[key]
+    except KeyError:
+        pass
+    if len(cache) > _MEMO_LIMIT:
+        cache.clear()
+    value = cache[key] = make()
+    return value
 
 
 def split_statements(text: str) -> list[str]:

@@ -7,7 +7,6 @@ Kept apart from the recommender so that Ray can place the models on their own re
 from __future__ import annotations
 
 import time
-
 from dataclasses import dataclass, field
 from typing import Any
 
