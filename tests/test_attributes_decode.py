@@ -53,7 +53,8 @@ def test_constrained_confidence_is_the_value_probability(random_predictor):
     assert all(0.0 < p.fields[f]["confidence"] <= 1.0 for f in TINY_FIELDS)
 
 
-def test_lockstep_decoding_equals_token_by_token_generate(random_predictor):
+@pytest.mark.parametrize("method", ["lockstep", "jacobi"])
+def test_fast_decoding_equals_token_by_token_generate(random_predictor, method):
     from mmrec.attributes.data import Collator, Example, square_pixels
     from mmrec.attributes.decode import generate_constrained
 
@@ -61,14 +62,58 @@ def test_lockstep_decoding_equals_token_by_token_generate(random_predictor):
     assert pr.grammar.single_token_values  # the tiny tokenizer keeps every value one token
     images = square_pixels(_images(5, seed=7), 56)
     batch = Collator(pr.processor, None, left_pad=True)([Example(pr.prompt_ids, [], 0)] * 5, images=images)
-    fast, fast_ids = generate_constrained(pr.model, dict(batch), pr.grammar, pr.pad_id, lockstep=True)
-    slow, slow_ids = generate_constrained(pr.model, dict(batch), pr.grammar, pr.pad_id, lockstep=False)
+    fast, fast_ids = generate_constrained(pr.model, dict(batch), pr.grammar, pr.pad_id, method=method)
+    slow, slow_ids = generate_constrained(pr.model, dict(batch), pr.grammar, pr.pad_id, method="generate")
     assert [{f: r[f]["value"] for f in r} for r in fast] == [{f: r[f]["value"] for f in r} for r in slow]
     for a, b in zip(fast, slow):
         for f in TINY_FIELDS:
             assert a[f]["confidence"] == pytest.approx(b[f]["confidence"], abs=1e-3)
     tok = pr.tokenizer
     assert tok.batch_decode(fast_ids, skip_special_tokens=True) == tok.batch_decode(slow_ids, skip_special_tokens=True)
+
+
+def test_jacobi_decoding_follows_earlier_values_like_greedy_decoding(random_predictor, monkeypatch):
+    """A model whose every field copies the value chosen before it (the worst case for guessing
+    all values at once) still gets the token-by-token answer, in at most one pass per field."""
+    from mmrec.attributes import decode
+    from mmrec.attributes.data import Collator, Example, square_pixels
+
+    pr = random_predictor
+    g = pr.grammar
+    images = square_pixels(_images(3, seed=11), 56)
+    batch = Collator(pr.processor, None, left_pad=True)([Example(pr.prompt_ids, [], 0)] * 3, images=images)
+    value_rank = {t: k for trie in g.tries for k, t in enumerate(trie.children)}
+    real_forward = pr.model.forward
+    calls = []
+
+    def chained(*args, **kw):
+        # at every position, the allowed token ranked one after the last value fed in this call
+        # gets a large bonus: field i's greedy value depends on the value chosen before it
+        out = real_forward(*args, **kw)
+        ids = kw["input_ids"]
+        calls.append(ids.shape[1])
+        logits = out.logits.clone()
+        keep = kw.get("logits_to_keep", 0)
+        kept = keep.tolist() if torch.is_tensor(keep) else list(range(ids.shape[1] - logits.shape[1], ids.shape[1]))
+        for r in range(ids.shape[0]):
+            for pos, at in enumerate(kept):
+                seen = ids[r, : at + 1].tolist()
+                k = next((value_rank[t] for t in reversed(seen) if t in value_rank), None)
+                if k is None:
+                    continue
+                for trie in g.tries:
+                    toks = list(trie.children)
+                    logits[r, pos, toks[(k + 1) % len(toks)]] += 50.0
+        out.logits = logits
+        return out
+
+    monkeypatch.setattr(pr.model, "forward", chained)
+    fast, _ = decode.generate_constrained(pr.model, dict(batch), g, pr.pad_id, method="jacobi")
+    n_jacobi = len(calls)
+    calls.clear()
+    slow, _ = decode.generate_constrained(pr.model, dict(batch), g, pr.pad_id, method="lockstep")
+    assert [{f: r[f]["value"] for f in r} for r in fast] == [{f: r[f]["value"] for f in r} for r in slow]
+    assert n_jacobi <= len(calls) == len(TINY_FIELDS)
 
 
 def test_free_generation_never_breaks_the_tagger(random_predictor):

@@ -162,6 +162,68 @@ def _inner_vlm(model):
     return base.model
 
 
+def _prefill(model, batch: dict[str, Any], prefix: list[int]):
+    """Forward the prompt + ``prefix`` (same tokens on every row) with 3-D rope positions.
+
+    Returns (the forward's output, attention mask, next text position per row). The prompt's
+    positions come from the model's own rule; text after it continues from each row's last real
+    token (what generate() does through rope_deltas).
+    """
+    import torch
+
+    vlm = _inner_vlm(model)
+    ids, mask = batch["input_ids"], batch["attention_mask"]
+    tail = torch.tensor(prefix, dtype=torch.long, device=ids.device).expand(ids.shape[0], -1)
+    ids = torch.cat([ids, tail], 1)
+    mask = torch.cat([mask, torch.ones_like(tail)], 1)
+    mm = torch.cat([batch["mm_token_type_ids"], torch.zeros_like(tail)], 1)
+    pos, deltas = vlm.get_rope_index(ids, image_grid_thw=batch["image_grid_thw"], attention_mask=mask,
+                                     mm_token_type_ids=mm)
+    extra = {k: v for k, v in batch.items() if k not in ("input_ids", "attention_mask", "mm_token_type_ids")}
+    out = model(input_ids=ids, attention_mask=mask, mm_token_type_ids=mm, position_ids=pos,
+                use_cache=True, logits_to_keep=1, **extra)
+    return out, mask, mask.sum(-1, keepdim=True) + deltas
+
+
+def _text_positions(start, length: int):
+    """3-D rope positions of ``length`` text tokens from ``start`` (per row): equal on all axes."""
+    import torch
+
+    return (start + torch.arange(length, device=start.device)).unsqueeze(0).expand(3, -1, -1)
+
+
+def _pick(logits, trie: _Node):
+    """Greedy value of one field per row from its logits: (token ids, log-probs over allowed)."""
+    import torch
+
+    allowed = list(trie.children)
+    logp = torch.log_softmax(logits[:, allowed].float(), dim=-1)
+    best_lp, best = logp.max(-1)
+    return [allowed[b] for b in best.tolist()], best_lp.tolist()
+
+
+def _answer_ids(grammar: JsonGrammar, chosen: list[list[int]], dev):
+    """The full answer per row: forced skeleton with each row's chosen value tokens."""
+    import torch
+
+    cols = []
+    for i, seg in enumerate(grammar.forced):
+        cols.append(torch.tensor(seg, dtype=torch.long, device=dev).expand(len(chosen), -1))
+        if i < len(grammar.tries):
+            cols.append(torch.tensor([c[i] for c in chosen], dtype=torch.long, device=dev)[:, None])
+    return torch.cat(cols, 1)
+
+
+def _rows(grammar: JsonGrammar, chosen: list[list[int]], logps: list[list[float]]) -> list[_RowState]:
+    rows = []
+    for toks, lps in zip(chosen, logps):
+        s = _RowState(len(grammar.fields))
+        s.values = [trie.children[t].value for trie, t in zip(grammar.tries, toks)]
+        s.logp = list(lps)
+        rows.append(s)
+    return rows
+
+
 def generate_lockstep(model, batch: dict[str, Any], grammar: JsonGrammar):
     """Constrained decoding in one forward pass per field, for grammars whose values are one token.
 
@@ -171,62 +233,98 @@ def generate_lockstep(model, batch: dict[str, Any], grammar: JsonGrammar):
     """
     import torch
 
-    vlm = _inner_vlm(model)
-    ids, mask = batch["input_ids"], batch["attention_mask"]
-    n = ids.shape[0]
-    dev = ids.device
-
-    def every_row(tokens: list[int]):
-        return torch.tensor(tokens, dtype=torch.long, device=dev).expand(n, -1)
-
-    first = every_row(grammar.forced[0])
-    ids = torch.cat([ids, first], 1)
-    mask = torch.cat([mask, torch.ones_like(first)], 1)
-    mm = torch.cat([batch["mm_token_type_ids"], torch.zeros_like(first)], 1)
-    # explicit 3-D rope positions: the prompt's from the model's own rule, then text positions
-    # continue from each row's last real token (what generate() does through rope_deltas)
-    pos, deltas = vlm.get_rope_index(ids, image_grid_thw=batch["image_grid_thw"], attention_mask=mask,
-                                     mm_token_type_ids=mm)
-    extra = {k: v for k, v in batch.items() if k not in ("input_ids", "attention_mask", "mm_token_type_ids")}
+    n, dev = batch["input_ids"].shape[0], batch["input_ids"].device
+    chosen: list[list[int]] = [[] for _ in range(n)]
+    logps: list[list[float]] = [[] for _ in range(n)]
     with torch.no_grad():
-        out = model(input_ids=ids, attention_mask=mask, mm_token_type_ids=mm, position_ids=pos,
-                    use_cache=True, logits_to_keep=1, **extra)
-        cache = out.cache
-        generated = [first]
-        rows = [_RowState(len(grammar.fields)) for _ in range(n)]
+        out, mask, start = _prefill(model, batch, grammar.forced[0])
         for i, trie in enumerate(grammar.tries):
-            allowed = list(trie.children)
-            logp = torch.log_softmax(out.logits[:, -1, allowed].float(), dim=-1)
-            best_lp, best = logp.max(-1)
-            chosen = [allowed[b] for b in best.tolist()]
-            for s, t, lp in zip(rows, chosen, best_lp.tolist()):
-                s.values[i], s.logp[i] = trie.children[t].value, lp
-            step = torch.cat([torch.tensor(chosen, dtype=torch.long, device=dev)[:, None],
-                              every_row(grammar.forced[i + 1])], 1)
-            generated.append(step)
+            toks, lps = _pick(out.logits[:, -1], trie)
+            for c, lp, t, p in zip(chosen, logps, toks, lps):
+                c.append(t)
+                lp.append(p)
             if i == len(grammar.tries) - 1:
                 break  # the closing brace and end of turn need no forward
-            start = mask.sum(-1, keepdim=True) + deltas  # next text position per row
-            step_pos = (start + torch.arange(step.shape[1], device=dev)).unsqueeze(0).expand(3, -1, -1)
+            step = torch.cat([torch.tensor(toks, dtype=torch.long, device=dev)[:, None],
+                              torch.tensor(grammar.forced[i + 1], dtype=torch.long, device=dev).expand(n, -1)], 1)
             mask = torch.cat([mask, torch.ones_like(step)], 1)
-            out = model(input_ids=step, attention_mask=mask, position_ids=step_pos, cache=cache,
-                        use_cache=True, logits_to_keep=1)
+            out = model(input_ids=step, attention_mask=mask, position_ids=_text_positions(start, step.shape[1]),
+                        cache=out.cache, use_cache=True, logits_to_keep=1)
+            start = start + step.shape[1]
+    return _field_results(grammar, _rows(grammar, chosen, logps)), _answer_ids(grammar, chosen, dev)
+
+
+def generate_jacobi(model, batch: dict[str, Any], grammar: JsonGrammar):
+    """The greedy answer of `generate_lockstep` in fewer forward passes (Jacobi fixed-point decoding).
+
+    After the prompt, the whole answer skeleton is fed at once with a guess for every value; one
+    forward then predicts every field given the values fed before it. The predictions become the
+    next guesses until a pass predicts exactly what it was fed: then every value is the greedy
+    choice given the values before it, which is the lockstep answer. Pass k makes field k exact,
+    so it never needs more forwards than lockstep. The tagger's fields depend mostly on the image
+    and little on each other, so a few passes replace one forward per field, each of which is
+    mostly fixed per-call overhead for a small model on a CPU.
+    """
+    import torch
+
+    n, dev = batch["input_ids"].shape[0], batch["input_ids"].device
+    n_fields = len(grammar.tries)
+    # the answer after forced[0]: value 0, forced[1], value 1, ..., value n-2, forced[n-1];
+    # the logits at the end of forced[i] choose value i
+    rest: list[int | None] = []
+    ends: list[int] = []
+    for i in range(1, n_fields):
+        rest.append(None)
+        rest.extend(grammar.forced[i])
+        ends.append(len(rest) - 1)
+    slots = [k for k, t in enumerate(rest) if t is None]
+    unknown = [next(t for t, c in trie.children.items() if c.value == grammar.unknown) for trie in grammar.tries]
+    with torch.no_grad():
+        out, mask, start = _prefill(model, batch, grammar.forced[0])
+        first, first_lp = _pick(out.logits[:, -1], grammar.tries[0])
+        chosen, logps = [[t] for t in first], [[lp] for lp in first_lp]
+        if n_fields > 1:
             cache = out.cache
-    return _field_results(grammar, rows), torch.cat(generated, 1)
+            first_t = torch.tensor(first, dtype=torch.long, device=dev)[:, None]
+            # first guesses for values 1.. : "unknown", a value every field has
+            fed = torch.cat([first_t, torch.tensor(unknown[1:-1], dtype=torch.long, device=dev).expand(n, -1)], 1)
+            answer = torch.tensor([0 if t is None else t for t in rest], dtype=torch.long, device=dev).repeat(n, 1)
+            answer_mask = torch.cat([mask, torch.ones_like(answer)], 1)
+            positions = _text_positions(start, answer.shape[1])
+            keep = torch.tensor(ends, dtype=torch.long, device=dev)  # logits only where a value is chosen
+            for _ in range(n_fields - 1):  # after pass k values 0..k are exact: n-1 passes suffice
+                answer[:, slots] = fed
+                out = model(input_ids=answer, attention_mask=answer_mask, position_ids=positions, cache=cache,
+                            use_cache=True, logits_to_keep=keep)
+                cache.crop(-answer.shape[1])  # the next pass re-feeds the answer with new values
+                picks = [_pick(out.logits[:, i], trie) for i, trie in enumerate(grammar.tries[1:])]
+                pred = torch.tensor([toks for toks, _ in picks], dtype=torch.long, device=dev).T
+                nxt = torch.cat([first_t, pred[:, :-1]], 1)
+                if torch.equal(nxt, fed):
+                    break
+                fed = nxt
+            for r in range(n):
+                chosen[r] += pred[r].tolist()
+                logps[r] += [lps[r] for _, lps in picks]
+    return _field_results(grammar, _rows(grammar, chosen, logps)), _answer_ids(grammar, chosen, dev)
 
 
 def generate_constrained(model, batch: dict[str, Any], grammar: JsonGrammar, pad_id: int, *,
-                         lockstep: bool = True):
+                         method: str = "jacobi"):
     """Greedy constrained decoding of one left-padded batch; returns per-row field dicts and texts.
 
-    ``lockstep`` (default) takes the one-forward-per-field path when every value is one token (the
-    mini/tiny tokenizers make sure of it); otherwise transformers' generate() with a logits processor.
+    ``method``: ``jacobi`` (default; fewest forwards) or ``lockstep`` (one forward per field) when
+    every value is one token (the mini/tiny tokenizers make sure of it); ``generate`` - and any
+    grammar with multi-token values - uses transformers' generate() with a logits processor.
+    All three give the same answer (tested).
     """
     import torch
     from transformers import LogitsProcessorList
 
-    if lockstep and grammar.single_token_values and "mm_token_type_ids" in batch:
-        return generate_lockstep(model, batch, grammar)
+    if method not in ("jacobi", "lockstep", "generate"):
+        raise ValueError(f"method must be jacobi, lockstep or generate, got {method!r}")
+    if method != "generate" and grammar.single_token_values and "mm_token_type_ids" in batch:
+        return (generate_jacobi if method == "jacobi" else generate_lockstep)(model, batch, grammar)
 
     proc = ConstrainedJson(grammar, batch["input_ids"].shape[0], batch["input_ids"].shape[1], pad_id)
     with torch.no_grad():

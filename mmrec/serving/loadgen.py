@@ -24,6 +24,8 @@ from typing import Any
 import numpy as np
 
 _COLOURS = ("black", "white", "navy blue", "red", "grey", "blue", "pink", "green", "beige", "brown")
+# server-side timings a photo answer carries (ms), averaged per phase by the bench
+PHOTO_TIMINGS = ("photo_models_ms", "photo_wait_ms", "total_ms")
 _THINGS = ("shirt", "dress", "jeans", "kurta", "heels", "sneakers", "jacket", "top", "trousers", "watch")
 
 
@@ -37,6 +39,8 @@ class PhaseResult:
     late_sends: int = 0  # open loop: sends that left later than 50 ms after their slot
     client_cpu_s: float = 0.0  # this process's CPU time during the phase (the generator's cost)
     photo_batches: list[float] = field(default_factory=list)  # photos per tagger pass, as answered
+    # photo answers' server-side timings (ms): the models' pass, the wait for it, the recommend
+    photo_timings: dict[str, list[float]] = field(default_factory=dict)
 
     def summary(self) -> dict[str, Any]:
         lat = np.asarray(self.latencies_ms) if self.latencies_ms else np.zeros(0)
@@ -53,6 +57,8 @@ class PhaseResult:
             "late_sends": self.late_sends,
             "client_cpu_cores": round(self.client_cpu_s / self.seconds, 3) if self.seconds else None,
             **({"photo_batch_mean": round(float(np.mean(self.photo_batches)), 2)} if self.photo_batches else {}),
+            **({"photo_server_ms_mean": {k: round(float(np.mean(v)), 2) for k, v in sorted(self.photo_timings.items())}}
+               if self.photo_timings else {}),
         }
 
 
@@ -108,9 +114,12 @@ class LoadGenerator:
             if 200 <= r.status < 300:
                 res.latencies_ms.append((time.perf_counter() - t0) * 1000)
                 if kind == "photo":  # few and slow: reading the answer's timings costs nothing here
-                    batch = json.loads(body).get("timings", {}).get("photo_batch")
-                    if batch is not None:
-                        res.photo_batches.append(batch)
+                    timings = json.loads(body).get("timings", {})
+                    if timings.get("photo_batch") is not None:
+                        res.photo_batches.append(timings["photo_batch"])
+                    for k in PHOTO_TIMINGS:
+                        if k in timings:
+                            res.photo_timings.setdefault(k, []).append(timings[k])
         except Exception as e:  # noqa: BLE001 - a failed request is a measured error
             res.errors[type(e).__name__] += 1
 

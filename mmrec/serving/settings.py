@@ -72,10 +72,11 @@ class ServeSettings(StrictModel):
     # Read kiosk photos with the VLM tagger (attributes) as well as the encoder; the mini
     # tagger costs 33 ms for one photo, 75 ms for 8 on one thread here (benchmark/tagger_latency.py).
     photo_tagger: bool = True
-    # Photos arriving together are tagged as one batch on the PhotoModels deployment (8 photos
-    # cost ~2.3x one); a batch leaves when full or after this wait (20 ms: smaller batches, worse p99).
+    # Photos are tagged in batches on the PhotoModels deployment (8 photos cost ~2.5x one): a pass
+    # takes every photo that queued while the last one ran (mmrec.serving.batching); only an idle
+    # model waits photo_batch_wait_ms for photos sent together.
     photo_batch_size: int = Field(8, ge=1, le=256)
-    photo_batch_wait_ms: float = Field(50.0, ge=0, le=1000)
+    photo_batch_wait_ms: float = Field(5.0, ge=0, le=1000)
     kiosk_dir: str | None = None  # default: serving/kiosk of the repository
     profile: Literal["tiny", "mini", "standard"] = "mini"
     artifacts: str = "artifacts"
