@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from mmrec.recall.fusion import rrf
-from mmrec.recall.types import RouteResult
+from mmrec.recall.types import Candidate, RouteResult
 
 
 def _r(name, ids):
@@ -55,3 +55,36 @@ def test_duplicate_route_names_are_refused_and_duplicates_in_a_list_keep_best_ra
     out = rrf([_r("a", ["x", "y", "x"])], {})
     assert out[0].item_id == "x" and out[0].routes == {"a": 1}
     assert out[0].score == pytest.approx(1 / 61)
+
+
+def _reference_rrf(results, weights, k=60.0):
+    """Every item a Candidate, then one sort: the definition, written the obvious way."""
+    cands = {}
+    for res in results:
+        w = float(weights.get(res.name, 1.0))
+        for rank, (item_id, s) in enumerate(zip(res.item_ids, res.scores), start=1):
+            c = cands.setdefault(item_id, Candidate(item_id=item_id, score=0.0))
+            if res.name not in c.routes:
+                c.routes[res.name] = rank
+                c.route_scores[res.name] = float(s)
+                c.score += w / (k + rank)
+    return sorted(cands.values(), key=lambda c: (-c.score, min(c.routes.values()), c.item_id))
+
+
+def test_top_k_fusion_equals_fusing_everything_then_cutting():
+    import random
+
+    rng = random.Random(0)
+    for trial in range(200):
+        pool = [f"i{n}" for n in range(rng.randint(1, 40))]
+        results = [RouteResult(name, [rng.choice(pool) for _ in range(rng.randint(0, 30))],
+                               [rng.random() for _ in range(30)])
+                   for name in rng.sample(["text_image", "photo_image", "attribute", "bm25", "popularity"],
+                                          rng.randint(1, 5))]
+        for r in results:
+            r.scores = r.scores[:len(r.item_ids)]
+        weights = {r.name: rng.choice([0.0, 0.3, 1.0, 2.0]) for r in results}
+        k, limit = rng.choice([1.0, 60.0]), rng.choice([None, 1, 5, 48])
+        want = _reference_rrf(results, weights, k=k)
+        got = rrf(results, weights, k=k, limit=limit)
+        assert [c.as_dict() for c in got] == [c.as_dict() for c in want[:limit]], trial

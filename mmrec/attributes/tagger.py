@@ -93,7 +93,7 @@ class Tagger:
             raise InputError(f"tagger mode must be 'constrained' or 'free', got {mode!r}")
         predictor = Predictor(model, processor, prompts, fields, values, default_taxonomy(),
                               image_size=art.manifest.get("image_size"), batch_size=batch_size,
-                              max_new_tokens=int(decode.get("max_new_tokens", 128)))
+                              max_new_tokens=int(decode.get("max_new_tokens", 128)), inference_only=True)
         return cls(predictor, art.version, mode=mode)
 
     def tag(self, images: Sequence[Any], *, progress=None) -> list[dict[str, dict]]:
