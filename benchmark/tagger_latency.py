@@ -1,4 +1,5 @@
-"""Photo-tagging latency of the CURRENT tagger: one photo and a batch, adapter merged or not.
+"""Photo-tagging latency of the CURRENT tagger: one photo and a batch, adapter merged or not,
+by constrained-decoding method (jacobi: fewest forwards; lockstep: one forward per field).
 
     .venv/bin/python benchmark/tagger_latency.py [--artifacts artifacts] [--threads 1] [--seconds 5]
 
@@ -19,7 +20,8 @@ def main() -> None:
     ap.add_argument("--images", default="../shared/data/myntra/images")
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--seconds", type=float, default=5.0)
-    ap.add_argument("--batches", type=int, nargs="+", default=[1, 8])
+    ap.add_argument("--batches", type=int, nargs="+", default=[1, 4, 8])
+    ap.add_argument("--methods", nargs="+", default=["jacobi", "lockstep"])
     args = ap.parse_args()
 
     import torch
@@ -39,14 +41,16 @@ def main() -> None:
     unmerged, _ = load_vlm(store.load("vlm", tagger.version), merge=False)
     for name, model in (("adapter", unmerged), ("merged", merged)):
         tagger.predictor.model = model
-        for n in args.batches:
-            tagger.tag(images[:n])
-            t0, calls = time.perf_counter(), 0
-            while time.perf_counter() - t0 < args.seconds:
+        for method in args.methods:
+            tagger.predictor.decode_method = method
+            for n in args.batches:
                 tagger.tag(images[:n])
-                calls += 1
-            print(f"{name:8s} batch {n:3d}: {(time.perf_counter() - t0) / calls * 1000:7.1f} ms per call")
-
+                t0, calls = time.perf_counter(), 0
+                while time.perf_counter() - t0 < args.seconds:
+                    tagger.tag(images[:n])
+                    calls += 1
+                print(f"{name:8s} {method:9s} batch {n:3d}: "
+                      f"{(time.perf_counter() - t0) / calls * 1000:7.1f} ms per call")
 
 if __name__ == "__main__":
     main()

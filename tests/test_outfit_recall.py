@@ -74,6 +74,28 @@ def test_photo_read_by_the_encoder_builds_the_look(rec):
     assert [a.timings["photo_batch"] for a in three] == [3.0, 3.0, 3.0]
 
 
+def test_photos_sent_together_share_one_models_pass(rec):
+    """What the serving layer does with concurrent kiosk photos (PhotoModels deployment, or the
+    local backend): one tagger/encoder pass for all of them, each told how long it queued."""
+    import asyncio
+
+    from mmrec.images import load_image
+    from mmrec.serving.batching import BatchedPhotos
+
+    photos = BatchedPhotos(lambda: rec.photo, max_batch=8, gather_ms=0)
+    img = load_image(jpeg_bytes((20, 20, 120)))
+
+    async def three_shoppers():
+        return await asyncio.gather(*(photos.analyze(img) for _ in range(3)))
+
+    out = asyncio.run(three_shoppers())
+    assert photos.batcher.batches == 1
+    assert [a.timings["photo_batch"] for a in out] == [3.0, 3.0, 3.0]
+    assert all(a.timings["photo_wait_ms"] >= 0 and a.vector for a in out)
+    alone = rec.photo.analyze(img)
+    assert out[0].vector == pytest.approx(alone.vector, abs=1e-5)  # batching changes no answer
+
+
 def test_cached_candidates_never_carry_one_requests_filters_to_another(rec):
     def ids(resp):
         return {i.item_id for o in resp.outfits for i in o.items}

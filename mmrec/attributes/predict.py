@@ -36,12 +36,16 @@ class Predictor:
             leaves resizing to the processor's pixel budget (standard models).
         inference_only: decode under ``torch.inference_mode`` (~6% faster than no_grad for the
             mini tagger here); off for a model still being trained (the validation callback).
+        decode_method: constrained decoding's method (`generate_constrained`); all give the
+            same answer, ``jacobi`` in the fewest forwards.
     """
 
     def __init__(self, model, processor, prompts: PromptSet, fields: Sequence[str],
                  values: Mapping[str, Sequence[str]], taxonomy: Taxonomy, *, image_size: int | None,
-                 batch_size: int = 64, max_new_tokens: int = 128, inference_only: bool = False):
+                 batch_size: int = 64, max_new_tokens: int = 128, inference_only: bool = False,
+                 decode_method: str = "jacobi"):
         self.model = model
+        self.decode_method = decode_method
         self.inference_only = inference_only
         self.processor = processor
         self.prompts = prompts
@@ -68,7 +72,8 @@ class Predictor:
         device = next(self.model.parameters()).device
         batch = {k: v.to(device) for k, v in batch.items()}
         if mode == "constrained":
-            rows, new = generate_constrained(self.model, batch, self.grammar, self.pad_id)
+            rows, new = generate_constrained(self.model, batch, self.grammar, self.pad_id,
+                                             method=self.decode_method)
             texts = self.tokenizer.batch_decode(new, skip_special_tokens=True)
             return [Prediction(r, t, True) for r, t in zip(rows, texts)]
         new, probs = generate_free(self.model, batch, self.max_new_tokens, self.pad_id, self.grammar.eos_id)

@@ -30,6 +30,7 @@ from mmrec.errors import ArtifactError, InputError
 from mmrec.images import ImageError, load_image
 from mmrec.lru import LRU
 from mmrec.pipeline import ComponentMissing, PhotoAnalysis
+from mmrec.serving.batching import BatchedPhotos
 from mmrec.serving.guards import BodyLimitMiddleware, Gate, Overloaded, RequestIdMiddleware
 from mmrec.serving.holder import RecommenderHolder
 from mmrec.serving.metrics import CONTENT_TYPE_LATEST, Metrics
@@ -71,15 +72,12 @@ class PhotoBackend(Protocol):
     async def analyze(self, image: Any) -> PhotoAnalysis: ...
 
 
-class LocalPhotoBackend:
-    """Photos analysed by the recommender's own tagger/encoder, in the thread pool."""
+class LocalPhotoBackend(BatchedPhotos):
+    """Photos analysed by the recommender's own tagger/encoder in this process, concurrent
+    photos in one pass (in a worker thread)."""
 
-    def __init__(self, holder: RecommenderHolder):
-        self.holder = holder
-
-    async def analyze(self, image: Any) -> PhotoAnalysis:
-        rec = self.holder.current
-        return await run_in_threadpool(rec.analyze_photo, image)
+    def __init__(self, holder: RecommenderHolder, max_batch: int = 8, gather_ms: float = 5.0):
+        super().__init__(lambda: holder.current.photo, max_batch=max_batch, gather_ms=gather_ms)
 
 
 def _error(status: int, error: str, detail: str, request: Request,
@@ -114,7 +112,7 @@ def create_app(recommender: Any, settings: ServeSettings | None = None, *,
     """
     settings = settings or ServeSettings()
     holder = recommender if isinstance(recommender, RecommenderHolder) else RecommenderHolder.fixed(recommender)
-    photo = photo or LocalPhotoBackend(holder)
+    photo = photo or LocalPhotoBackend(holder, settings.photo_batch_size, settings.photo_batch_wait_ms)
     metrics = metrics or Metrics()
     holder.on_reload = lambda outcome: metrics.reloads.labels(outcome).inc()
     gate = Gate(settings.max_inflight, settings.max_queue, settings.queue_timeout_s,

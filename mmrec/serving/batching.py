@@ -11,7 +11,11 @@ model was idle does a pass wait ``gather_ms`` for photos arriving together (a ki
 from __future__ import annotations
 
 import asyncio
-from typing import Callable, Generic, Sequence, TypeVar
+import time
+from typing import TYPE_CHECKING, Callable, Generic, Sequence, TypeVar
+
+if TYPE_CHECKING:
+    from mmrec.outfit.photo import PhotoAnalysis, PhotoModels
 
 T = TypeVar("T")
 R = TypeVar("R")
@@ -85,3 +89,23 @@ class GreedyBatcher(Generic[T, R]):
                 f.cancel()
         self._queue.clear()
 
+
+
+class BatchedPhotos:
+    """Photo analysis through a `GreedyBatcher`: concurrent photos share the models' pass.
+
+    ``models`` is called per pass (so a hot reload takes effect at the next pass) and returns the
+    current `PhotoModels`. Each answer's timings gain ``photo_wait_ms``: the time the photo queued
+    for the pass in progress (and, on an idle model, the gather) - what batching costs it.
+    """
+
+    def __init__(self, models: Callable[[], "PhotoModels"], max_batch: int = 8, gather_ms: float = 5.0):
+        self.batcher: GreedyBatcher = GreedyBatcher(lambda images: models().analyze_many(images),
+                                                    max_batch=max_batch, gather_ms=gather_ms)
+
+    async def analyze(self, image) -> "PhotoAnalysis":
+        t0 = time.perf_counter()
+        out = await self.batcher.submit(image)
+        waited = (time.perf_counter() - t0) * 1000 - out.timings.get("photo_models_ms", 0.0)
+        out.timings["photo_wait_ms"] = round(max(waited, 0.0), 3)
+        return out

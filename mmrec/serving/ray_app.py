@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import logging
 import os
-import time
 from pathlib import Path
 from typing import Any
 
@@ -24,7 +23,7 @@ from mmrec.artifacts import ArtifactStore
 from mmrec.config import load_config
 from mmrec.errors import ConfigError
 from mmrec.pipeline import PhotoAnalysis, PhotoModels, Recommender, RecommenderConfig
-from mmrec.serving.batching import GreedyBatcher
+from mmrec.serving.batching import BatchedPhotos
 from mmrec.serving.holder import RecommenderHolder
 from mmrec.serving.settings import ServeSettings
 
@@ -60,18 +59,12 @@ class PhotoModelsDeployment:
             lambda: PhotoModels.from_store(store, device=device, with_tagger=use_tagger)[0],
             store, reload_poll_s, freeze_heap=True)
         # the pass runs in a worker thread: the event loop keeps taking photos meanwhile
-        self.batcher = GreedyBatcher(lambda images: self.holder.current.analyze_many(images),
-                                     max_batch=batch_size, gather_ms=batch_wait_ms)
+        self.photos = BatchedPhotos(lambda: self.holder.current, max_batch=batch_size, gather_ms=batch_wait_ms)
         self.holder.load()
         self.holder.start()
 
     async def analyze(self, image: Any) -> PhotoAnalysis:
-        t0 = time.perf_counter()
-        out = await self.batcher.submit(image)
-        # time queued for the model (the pass in progress, then the gather): what batching costs
-        waited = (time.perf_counter() - t0) * 1000 - out.timings.get("photo_models_ms", 0.0)
-        out.timings["photo_wait_ms"] = round(max(waited, 0.0), 3)
-        return out
+        return await self.photos.analyze(image)
 
     def versions(self) -> dict[str, str]:
         return self.holder.current.versions
