@@ -43,15 +43,23 @@ def test_build_app_refuses_unknown_args(store):
 
 def test_serve_config_binds_loopback(tmp_path):
     from mmrec.errors import ConfigError
+    from mmrec.serving.settings import ServeSettings
     from mmrec.serving.local import DEFAULT_SERVE_CONFIG
     from mmrec.serving.ray_app import read_serve_config
 
     cfg = read_serve_config(DEFAULT_SERVE_CONFIG)
     assert cfg["http_options"]["host"] == "127.0.0.1"
     names = {d["name"]: d for d in cfg["applications"][0]["deployments"]}
-    assert set(names) == {"Ingress", "PhotoModels"}
-    assert all(d["ray_actor_options"]["num_cpus"] < 1 for d in names.values())
+    # on CPUs the photo models live in the Ingress replicas (no hop)
+    assert set(names) == {"Ingress"} and cfg["applications"][0]["args"]["photo_deployment"] is False
+    assert names["Ingress"]["ray_actor_options"]["num_cpus"] < 1
     assert "autoscaling_config" in names["Ingress"] and names["Ingress"]["max_ongoing_requests"] > 0
+    # the GPU variant gives the photo models their own deployment with a GPU
+    gpu = read_serve_config(DEFAULT_SERVE_CONFIG.with_name("serve_config.gpu.yaml"))
+    gpu_names = {d["name"]: d for d in gpu["applications"][0]["deployments"]}
+    assert gpu["applications"][0]["args"]["photo_deployment"] is True
+    assert gpu_names["PhotoModels"]["ray_actor_options"]["num_gpus"] == 1
+    assert gpu_names["PhotoModels"]["max_ongoing_requests"] >= ServeSettings().photo_batch_size
     bad = tmp_path / "public.yaml"
     bad.write_text(DEFAULT_SERVE_CONFIG.read_text().replace("host: 127.0.0.1", "host: 0.0.0.0"))
     with pytest.raises(ConfigError, match="loopback"):

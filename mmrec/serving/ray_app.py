@@ -133,7 +133,9 @@ def build_app(args: dict[str, Any]) -> serve.Application:
         profile: config profile for the ``serve`` and ``recommend`` stages (default mini).
         settings_file: a YAML applied over ``configs/serve.yaml`` (keys, limits).
         settings: inline settings overrides (mapping), applied last.
-        photo_deployment: tagger/encoder in their own deployment (default true).
+        photo_deployment: tagger/encoder in their own deployment (a GPU one); false keeps them
+            in each Ingress replica (serving/serve_config.yaml: on CPUs the hop costs more than
+            it saves). Default true, as for a cluster.
         deployment_options: per-deployment Ray options (``mmrec serve`` passes the config's
             ``deployments`` here; ``serve deploy`` applies them itself).
     """
@@ -155,7 +157,7 @@ def build_app(args: dict[str, Any]) -> serve.Application:
     photo = None
     if args.get("photo_deployment", True):
         photo = PhotoModelsDeployment.options(**opts.get("PhotoModels", {})).bind(
-            settings.artifacts, "cpu", settings.reload_poll_s, settings.photo_tagger,
+            settings.artifacts, settings.photo_device, settings.reload_poll_s, settings.photo_tagger,
             settings.photo_batch_size, settings.photo_batch_wait_ms)
     return Ingress.options(**opts.get("Ingress", {})).bind(
         settings.model_dump(mode="json"), rec_cfg, photo)

@@ -70,12 +70,14 @@ class ServeSettings(StrictModel):
     # the JSON throughput measured here) or "python" (Ray's default proxy actor).
     ray_proxy: Literal["haproxy", "python"] = "haproxy"
     # Read kiosk photos with the VLM tagger (attributes) as well as the encoder; the mini
-    # tagger costs 33 ms for one photo, 75 ms for 8 on one thread here (benchmark/tagger_latency.py).
+    # tagger costs ~30 ms for one photo, ~60 ms for 4 on one thread here (benchmark/tagger_latency.py).
     photo_tagger: bool = True
     # Photos are tagged in batches on the PhotoModels deployment (8 photos cost ~2.5x one): a pass
     # takes every photo that queued while the last one ran (mmrec.serving.batching); only an idle
     # model waits photo_batch_wait_ms for photos sent together.
     photo_batch_size: int = Field(8, ge=1, le=256)
+    # where a separate PhotoModels deployment (serving/serve_config.gpu.yaml) runs the models
+    photo_device: str = Field("cpu", pattern=r"^(cpu|cuda(:[0-9]+)?|mps)$")
     photo_batch_wait_ms: float = Field(5.0, ge=0, le=1000)
     kiosk_dir: str | None = None  # default: serving/kiosk of the repository
     profile: Literal["tiny", "mini", "standard"] = "mini"
