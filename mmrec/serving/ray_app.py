@@ -1,11 +1,12 @@
-"""Ray Serve application: the FastAPI ingress (holding the recommender) and a photo-model
-deployment, wired with a `DeploymentHandle`.
+"""Ray Serve application: the FastAPI ingress (holding the recommender) and, where the photo
+models need another resource (a GPU), a photo-model deployment wired with a `DeploymentHandle`.
 
-Deployments are split only where resources differ: the JSON path is proxy -> ingress (the
-recommender lives in the ingress replica: each extra hop costs ~10 ms on 2 cores), while the
-tagger/encoder, which are heavier and scale differently, sit in their own deployment that the
-photo routes call. ``build_app`` is the application builder named in
-``serving/serve_config.yaml`` (``serve deploy`` on a cluster, ``mmrec serve`` locally).
+Deployments are split only where resources differ: every path is proxy -> ingress (the
+recommender lives in the ingress replica: each extra hop costs ~10 ms on 2 cores). On CPUs the
+tagger/encoder live there too (``photo_deployment: false`` in ``serving/serve_config.yaml``);
+``serving/serve_config.gpu.yaml`` puts them in their own GPU deployment that the photo routes
+call. ``build_app`` is the application builder both configs name (``serve deploy`` on a
+cluster, ``mmrec serve`` locally).
 """
 
 from __future__ import annotations
