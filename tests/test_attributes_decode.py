@@ -9,7 +9,7 @@ import pytest
 import torch
 from PIL import Image
 
-from mmrec.attributes.metrics import attribute_report, field_scores
+from mmrec.attributes.metrics import attribute_report, field_scores, top_confusions
 from mmrec.attributes.parse import parse_answer
 from mmrec.attributes.predict import Predictor
 from mmrec.taxonomy import default_taxonomy
@@ -149,3 +149,16 @@ def test_field_scores_and_colour_family():
     assert rep["colour"]["accuracy"] == 0.5
     fam = TAX.colour_family
     assert rep["colour_family"]["accuracy"] == (0.5 + 0.5 * (fam("black") == fam("charcoal")))
+
+
+def test_top_confusions_say_where_the_tagger_goes_wrong():
+    truth = ["tshirts", "tshirts", "tshirts", "shirts", "shirts", None, "tops"]
+    pred = ["tops", "tops", "tshirts", "tshirts", None, "tops", "tops"]
+    assert top_confusions(truth, pred, k=2) == [
+        {"truth": "tshirts", "predicted": "tops", "count": 2, "of": 3},
+        {"truth": "shirts", "predicted": "tshirts", "count": 1, "of": 2}]
+    rep = attribute_report([{"category": t} for t in truth], [{"category": p} for p in pred],
+                           ["category"], TAX, confusions=5)
+    assert {"truth": "shirts", "predicted": "unknown", "count": 1, "of": 2} in rep["category"]["top_confusions"]
+    assert "top_confusions" not in attribute_report([{"category": "tops"}], [{"category": "tops"}],
+                                                    ["category"], TAX)["category"]

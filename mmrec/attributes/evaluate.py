@@ -48,7 +48,7 @@ def _vlm_reports(predictor, products, truth, fields, tax, cache, rows) -> dict[s
         t = time.perf_counter()
         preds = (predictor.predict_cached(cache, rows, mode) if cache is not None
                  else predictor.predict_images(_images(products), mode))
-        rep = attribute_report(truth, [p.values() for p in preds], fields, tax)
+        rep = attribute_report(truth, [p.values() for p in preds], fields, tax, confusions=5)
         rep["json_valid_rate"] = round(sum(p.valid_json for p in preds) / max(len(preds), 1), 4)
         rep["seconds"] = round(time.perf_counter() - t, 1)
         rep["examples"] = [p.text for p in preds[:3]]
@@ -83,7 +83,7 @@ def _probe(store: ArtifactStore, parts: DatasetParts, test, truth, fields, tax) 
         clf.fit(xtr[keep], np.array([y[i] for i in keep]))
         for k, v in enumerate(clf.predict(xte)):
             preds[k][f] = str(v)
-    rep = attribute_report(truth, preds, fields, tax)
+    rep = attribute_report(truth, preds, fields, tax, confusions=5)
     rep["encoder_id"] = enc.encoder_id
     rep["seconds"] = round(time.perf_counter() - t, 1)
     return rep
@@ -149,7 +149,7 @@ def evaluate(store: ArtifactStore, cfg: SftConfig, *, vlm: str | None = None, pr
         net, meta, cnn_art = cnn.cached_or_train(store, parts.art.version, train_px, labels, fields,
                                                  cfg.eval.cnn_baseline, budget, size, threads)
         preds = cnn.predict_cnn(net, meta["classes"], cache.pixels[np.asarray(rows)])
-        models["cnn"] = attribute_report(truth, preds, fields, tax)
+        models["cnn"] = attribute_report(truth, preds, fields, tax, confusions=5)
         cnn_info = {"version": cnn_art.version, "steps": meta["steps"], "cpu_seconds": meta["cpu_seconds"],
                     "budget_s": round(budget, 1), "threads": threads}
     if cfg.eval.probe:

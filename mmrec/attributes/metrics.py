@@ -39,17 +39,34 @@ def field_scores(y_true: Sequence[str | None], y_pred: Sequence[str | None]) -> 
             "unknown_rate": round(sum(p is None for _, p in pairs) / n, 4)}
 
 
+def top_confusions(y_true: Sequence[str | None], y_pred: Sequence[str | None], k: int = 5) -> list[dict[str, Any]]:
+    """The ``k`` most frequent errors on labelled rows: truth, what was predicted ("unknown" for an
+    abstention), how often, and out of how many rows with that truth."""
+    per_class = Counter(t for t in y_true if t is not None)
+    errors = Counter((t, p if p is not None else "unknown") for t, p in zip(y_true, y_pred)
+                     if t is not None and t != p)
+    return [{"truth": t, "predicted": p, "count": n, "of": per_class[t]}
+            for (t, p), n in sorted(errors.items(), key=lambda e: (-e[1], e[0]))[:k]]
+
+
 def attribute_report(truth: Sequence[Mapping[str, str | None]], preds: Sequence[Mapping[str, str | None]],
-                     fields: Sequence[str], taxonomy: Taxonomy) -> dict[str, Any]:
-    """Per-field scores (+ ``colour_family``) and ``summary`` (mean macro-F1 / accuracy)."""
+                     fields: Sequence[str], taxonomy: Taxonomy, *, confusions: int = 0) -> dict[str, Any]:
+    """Per-field scores (+ ``colour_family``) and ``summary`` (mean macro-F1 / accuracy).
+
+    ``confusions`` > 0 adds each field's most frequent errors (`top_confusions`) as
+    ``top_confusions``: where a tagger goes wrong, not only how often.
+    """
     if len(truth) != len(preds):
         raise ValueError(f"{len(truth)} ground-truth rows but {len(preds)} predictions")
-    out: dict[str, Any] = {}
-    for f in fields:
-        out[f] = field_scores([t.get(f) for t in truth], [p.get(f) for p in preds])
+    columns = {f: ([t.get(f) for t in truth], [p.get(f) for p in preds]) for f in fields}
     if "colour" in fields:
-        out["colour_family"] = field_scores([taxonomy.colour_family(t.get("colour")) for t in truth],
-                                            [taxonomy.colour_family(p.get("colour")) for p in preds])
+        columns["colour_family"] = tuple([taxonomy.colour_family(v) for v in col]
+                                         for col in columns["colour"])
+    out: dict[str, Any] = {}
+    for f, (y_true, y_pred) in columns.items():
+        out[f] = field_scores(y_true, y_pred)
+        if confusions:
+            out[f]["top_confusions"] = top_confusions(y_true, y_pred, confusions)
     scored = [out[f] for f in fields if out[f]["n"]]
     out["summary"] = {
         "n_items": len(truth),
