@@ -103,6 +103,24 @@ def test_a_caller_that_gave_up_is_not_computed():
     assert [99 in p for p in model.passes] == [False, False]
 
 
+def test_each_event_loop_gets_its_own_worker():
+    # a test client may run each request in a new event loop; a worker left on a finished loop
+    # must not swallow the next photo
+    model = SlowModel(pass_s=0.0)
+    b = GreedyBatcher(model, max_batch=8)
+    first = asyncio.new_event_loop()
+    try:
+        assert first.run_until_complete(b.submit(1)) == 2  # its worker stays pending there
+        assert asyncio.run(asyncio.wait_for(b.submit(2), timeout=5)) == 4
+    finally:
+        left = asyncio.all_tasks(first)
+        for t in left:
+            t.cancel()
+        first.run_until_complete(asyncio.gather(*left, return_exceptions=True))
+        first.close()
+    assert model.passes == [[1], [2]]
+
+
 def test_bad_settings_are_refused():
     with pytest.raises(ValueError, match="max_batch"):
         GreedyBatcher(SlowModel(), max_batch=0)

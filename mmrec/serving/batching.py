@@ -41,11 +41,15 @@ class GreedyBatcher(Generic[T, R]):
         self._queue: list[tuple[T, asyncio.Future]] = []
         self._wake: asyncio.Event | None = None
         self._worker: asyncio.Task | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
         self.batches = 0  # passes run (for tests and metrics)
 
     async def submit(self, item: T) -> R:
         loop = asyncio.get_running_loop()
-        if self._worker is None or self._worker.done():
+        if self._worker is None or self._worker.done() or self._loop is not loop:
+            # first call, or a new event loop (a test client may run one per request): the
+            # worker and its queue belong to the loop that awaits them
+            self._loop, self._queue = loop, []
             self._wake = asyncio.Event()
             self._worker = loop.create_task(self._run())
         fut: asyncio.Future = loop.create_future()
@@ -80,15 +84,6 @@ class GreedyBatcher(Generic[T, R]):
                 for (_, f), r in zip(batch, results):
                     if not f.done():
                         f.set_result(r)
-
-    def close(self) -> None:
-        if self._worker is not None:
-            self._worker.cancel()
-        for _, f in self._queue:
-            if not f.done():
-                f.cancel()
-        self._queue.clear()
-
 
 
 class BatchedPhotos:
