@@ -40,7 +40,7 @@ from mmrec.outfit.items import ItemTable
 from mmrec.outfit.loading import PREDICTIONS_KIND, attach_vectors, merge_predictions
 from mmrec.outfit.photo import ComponentMissing, PhotoAnalysis, PhotoModels  # noqa: F401 (re-exported)
 from mmrec.outfit.priors import CooccurrencePriors
-from mmrec.outfit.scenes import Scene, SceneBook
+from mmrec.outfit.scenes import Scene, SceneBook, genders_compatible
 from mmrec.taxonomy import Taxonomy, default_taxonomy
 
 SIMULATED_USERS_NOTE = "shopper profiles and histories are simulated for this catalog"
@@ -628,6 +628,14 @@ class Recommender:
                 notes.append(f"nothing like the photo is allowed as a {slot} for {scene.label}")
         attrs = {f: v["value"] for f, v in photo.attributes.items()
                  if (v.get("confidence") or 0) >= self.cfg.photo_min_confidence}
+        read_as = attrs.get("gender")
+        asked = [g for g in genders or () if g != "unisex"]  # unisex items go with anyone
+        if read_as and asked and not any(genders_compatible([read_as, g]) for g in asked):
+            # the shopper (or their profile) says who the outfit is for; the tagger's reading of
+            # a kiosk photo is a guess that would otherwise veto every item of that gender
+            del attrs["gender"]
+            notes.append(f"the photo reads as {read_as}'s; outfits follow the requested "
+                         f"{', '.join(asked)}")
         vec = np.asarray(photo.vector, dtype=np.float32) if photo.vector is not None else None
         feats = Features.of_attributes(attrs, self.items, self.tax, vec)
         out = PhotoOut(attributes={f: dict(v) for f, v in photo.attributes.items()}, slot=slot,

@@ -96,6 +96,24 @@ def test_photos_sent_together_share_one_models_pass(rec):
     assert out[0].vector == pytest.approx(alone.vector, abs=1e-5)  # batching changes no answer
 
 
+def test_a_photo_misread_as_another_gender_still_gets_the_shoppers_outfits(rec):
+    """The shopper's stated gender outranks the tagger's reading of the photo: a kiosk photo of a
+    men's shirt that the tagger calls women's must not veto every men's item (0 outfits)."""
+    import dataclasses
+
+    from mmrec.images import load_image
+
+    photo = rec.photo.analyze(load_image(jpeg_bytes((245, 245, 245))))
+    misread = dataclasses.replace(photo, attributes={"gender": {"value": "women", "confidence": 0.99},
+                                                     "category": {"value": "shirts", "confidence": 0.9}})
+    resp = rec.recommend(RecommendRequest(scene="office", k=2, filters=RequestFilters(genders=["men"])),
+                         photo=misread)
+    assert resp.outfits, "\n".join(resp.notes)
+    assert all(i.gender in ("men", "unisex") for o in resp.outfits for i in o.items)
+    assert any("women" in n and "men" in n for n in resp.notes)  # the answer says what it overrode
+    assert resp.photo.attributes["gender"]["value"] == "women"  # and still reports what was read
+
+
 def test_cached_candidates_never_carry_one_requests_filters_to_another(rec):
     def ids(resp):
         return {i.item_id for o in resp.outfits for i in o.items}
