@@ -66,19 +66,21 @@ def test_serve_config_binds_loopback(tmp_path):
         read_serve_config(bad)
 
 
-def test_local_testing_mode_composes_the_deployments(store):
+@pytest.mark.parametrize("photo_deployment", [True, False])
+def test_local_testing_mode_composes_the_deployments(store, photo_deployment):
     from ray import serve
 
     from mmrec.pipeline import ComponentMissing
     from mmrec.serving.ray_app import build_app
 
-    handle = serve.run(build_app(app_args(store)), _local_testing_mode=True)
+    handle = serve.run(build_app(app_args(store, photo_deployment=photo_deployment)), _local_testing_mode=True)
     out = handle.recommend_json.remote({"scene": "office", "k": 2, "filters": {"genders": ["men"]}}).result()
     assert [i["item_id"] for i in out["outfits"][0]["items"]] == ["t1", "b1", "s1", "a1"]
     assert out["versions"]["items"] == store.current_version("items")
     assert handle.versions.remote().result()["recall"].startswith("absent")
-    # the photo route goes through the PhotoModels deployment: with no tagger or encoder
-    # artifact it refuses with the component named, rather than inventing attributes
+    # the photo route goes through the PhotoModels deployment or the replica's own batched
+    # models: with no tagger or encoder artifact it refuses with the component named, rather
+    # than inventing attributes
     with pytest.raises(ComponentMissing, match="tagger or an encoder"):
         handle.recommend_photo.remote(jpeg_bytes(), {"scene": "office"}).result()
 

@@ -76,7 +76,7 @@ class LocalPhotoBackend(BatchedPhotos):
     """Photos analysed by the recommender's own tagger/encoder in this process, concurrent
     photos in one pass (in a worker thread)."""
 
-    def __init__(self, holder: RecommenderHolder, max_batch: int = 8, gather_ms: float = 5.0):
+    def __init__(self, holder: RecommenderHolder, max_batch: int, gather_ms: float):
         super().__init__(lambda: holder.current.photo, max_batch=max_batch, gather_ms=gather_ms)
 
 

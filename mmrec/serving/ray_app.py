@@ -24,6 +24,7 @@ from mmrec.artifacts import ArtifactStore
 from mmrec.config import load_config
 from mmrec.errors import ConfigError
 from mmrec.pipeline import PhotoAnalysis, PhotoModels, Recommender, RecommenderConfig
+from mmrec.serving.app import LocalPhotoBackend, create_app
 from mmrec.serving.batching import BatchedPhotos
 from mmrec.serving.holder import RecommenderHolder
 from mmrec.serving.settings import ServeSettings
@@ -74,7 +75,8 @@ class PhotoModelsDeployment:
 @serve.deployment(name="Ingress")
 @serve.ingress()
 class Ingress:
-    """FastAPI ingress holding the recommender; photos go to the PhotoModels deployment."""
+    """FastAPI ingress holding the recommender; photos go to the PhotoModels deployment when
+    there is one, else to this replica's own tagger/encoder."""
 
     def __init__(self, settings: dict[str, Any], recommend_config: dict[str, Any] | None = None,
                  photo: DeploymentHandle | None = None):
@@ -91,10 +93,13 @@ class Ingress:
             store, self.settings.reload_poll_s, freeze_heap=True)
         self.holder.load()
         self.holder.start()
-        self.photo = HandlePhotoBackend(photo) if photo is not None else None
+        # one photo path for the HTTP routes and the handle calls below: a PhotoModels deployment,
+        # or this replica's own models behind the same greedy batching
+        self.photo = (HandlePhotoBackend(photo) if photo is not None else
+                      LocalPhotoBackend(self.holder, self.settings.photo_batch_size,
+                                        self.settings.photo_batch_wait_ms))
 
     def __serve_build_asgi_app__(self):
-        from mmrec.serving.app import create_app
 
         return create_app(self.holder, self.settings, photo=self.photo)
 
@@ -118,7 +123,7 @@ class Ingress:
         img = load_image(image_bytes, self.settings.image)
         img.thumbnail((self.settings.photo_max_side, self.settings.photo_max_side))
         rec = self.holder.current
-        analysis = (await self.photo.analyze(img)) if self.photo else rec.analyze_photo(img)
+        analysis = await self.photo.analyze(img)
         resp = await run_in_threadpool(rec.recommend, req, photo=analysis)
         return resp.model_dump(mode="json")
 
