@@ -260,3 +260,44 @@ def test_collator_crops_cached_and_loaded_images_alike(tmp_path):
     assert [im.size for im in loaded] == [(56, 56)] * 4
     for im, x in zip(loaded, cached):
         assert torch.equal(torch.from_numpy(np.array(im)), x.permute(1, 2, 0))
+
+
+def test_answer_only_logits_keep_loss_and_gradients(tiny, tmp_path):
+    """Training asks for logits over the answer columns only (left-padded batches); the loss
+    and every gradient must equal those of the full right-padded batch."""
+    from mmrec.attributes.trainer import answer_logits_only
+
+    model, processor, prompts, _ = tiny
+    paths, recs = [], []
+    answers = ['{"category": "tshirts"}', '{"category": "jeans", "colour": "navy blue"}', '{"colour": "red"}']
+    for i, ans in enumerate(answers):
+        p = tmp_path / f"{i}.jpg"
+        draw_product("tshirts", "red", jitter=i).save(p)
+        # instructions of different lengths: answers start at different columns
+        fields = ["category", "colour", "gender"][: i + 1]
+        recs.append({"messages": messages(prompts.system, prompts.json_instruction(fields), ans), "images": [str(p)]})
+        paths.append(str(p))
+    cache = PixelCache.build(paths, TINY_ARCH["image_size"], tmp_path / "cache")
+    ex = encode_records(recs, processor, cache.index)
+    full = Collator(processor, cache)(ex)
+    cut = answer_logits_only(Collator(processor, cache, left_pad=True)(ex))
+    assert cut["logits_to_keep"] < full["input_ids"].shape[1]
+    assert int((cut["labels"] != -100).sum()) == int((full["labels"] != -100).sum())
+
+    def loss_and_grads(batch):
+        model.zero_grad()
+        loss = model(**batch).loss
+        loss.backward()
+        return loss.item(), {n: p.grad.clone() for n, p in model.named_parameters() if p.grad is not None}
+
+    torch.manual_seed(0)
+    l_full, g_full = loss_and_grads(full)
+    l_cut, g_cut = loss_and_grads(cut)
+    model.zero_grad()
+    assert l_cut == pytest.approx(l_full, rel=1e-5)
+    assert g_full.keys() == g_cut.keys()
+    for n in g_full:
+        assert torch.allclose(g_full[n], g_cut[n], atol=1e-5, rtol=1e-4), n
+    # a batch without labels (inference) passes through untouched
+    plain = {k: v for k, v in full.items() if k != "labels"}
+    assert answer_logits_only(plain) is plain

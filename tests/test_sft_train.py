@@ -173,3 +173,64 @@ def test_build_tagger_reuses_what_exists(run):
     art = build_tagger(store, profile="tiny")
     assert art.version == store.current_version("vlm")
     assert {k: store.versions(k) for k in before} == before     # nothing retrained
+
+
+@pytest.fixture(scope="module")
+def teacher(run):
+    """The tiny in-house CLIP (untrained: any fixed image -> vector map is a valid teacher) and
+    its vectors for the generated catalog, as `mmrec embed catalog` writes them."""
+    from mmrec.config import load_config
+    from mmrec.embed.catalog import embed_catalog
+    from mmrec.embed.train import train_encoder
+
+    _, store, *_ = run
+    cfg = load_config("embed", profile="tiny", overrides=["train.epochs=0"])
+    train_encoder(store, cfg, progress=False)
+    embed_catalog(store, cfg, progress=False)
+    return store
+
+
+def test_base_stage_distils_the_clip_and_saves_a_plain_model(teacher, tmp_path):
+    from mmrec.attributes.distill import ATTR
+    from mmrec.attributes.model import load_model
+    from mmrec.attributes.train import train_base
+    from mmrec.config import load_config
+
+    store = teacher
+    with pytest.raises(Exception, match="distill.weight"):  # the error names the switch
+        train_base(store, load_config("sft", profile="tiny", overrides=[
+            f"output_dir={tmp_path}", "distill.weight=1.0", "distill.vectors=nope"]), profile="tiny")
+    cfg = load_config("sft", profile="tiny", overrides=[
+        f"output_dir={tmp_path}", "distill.weight=1.0", "base_stage.max_steps=40", "base_stage.lr=1e-2"])
+    art = train_base(store, cfg, profile="tiny")
+    d = art.metrics["distill"]
+    n_train = sum(p["split"] == "train" for p in pq.read_table(
+        store.load("sft_dataset").file("products.parquet")).to_pylist())
+    assert d["targets"] == n_train and d["teacher"].startswith("vectors/")
+    rows = [r["distill_loss"] for r in _log(art) if "distill_loss" in r]
+    assert len(rows) >= 4 and rows[-1] < rows[0] - 0.05, rows   # the head + vision tower learn the teacher
+    model, _ = load_model(cfg.model, art.path / "model")
+    assert not hasattr(model, ATTR)
+    assert not any(ATTR in k for k in model.state_dict())
+
+
+def test_distilled_base_resumes_exactly(teacher, tmp_path):
+    """The head is a model parameter: checkpointed with the model, so a resumed run is identical."""
+    from safetensors.torch import load_file
+
+    from mmrec.attributes.train import train_base
+    from mmrec.config import load_config
+
+    store = teacher
+    cfg = load_config("sft", profile="tiny", overrides=[
+        f"output_dir={tmp_path}", "distill.weight=1.0", "base_stage.max_steps=8", "base_stage.save_steps=4"])
+    train_base(store, cfg, profile="tiny")
+    out = next(tmp_path.glob("base-*"))
+    full = load_file(out / "checkpoint-8" / "model.safetensors")
+    shutil.rmtree(out / "checkpoint-8")
+    train_base(store, cfg, resume=True, profile="tiny")
+    resumed = load_file(out / "checkpoint-8" / "model.safetensors")
+    assert any("distill" in k for k in full)
+    assert full.keys() == resumed.keys()
+    for k in full:
+        assert torch.allclose(full[k], resumed[k], atol=1e-6), k

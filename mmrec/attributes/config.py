@@ -176,6 +176,14 @@ class EvalSettings(StrictModel):
     cnn_baseline: CnnBaseline = Field(default_factory=CnnBaseline)
 
 
+class DistillSettings(StrictModel):
+    """Mini base stage: the vision tower also predicts the in-house CLIP's image vectors
+    (``mmrec/attributes/distill.py``); the analogue of a real VLM's CLIP-pretrained vision tower."""
+
+    weight: float = Field(0.0, ge=0, description="weight of the 1 - cosine loss next to captioning (0: off)")
+    vectors: str | None = Field(None, description="vectors artifact version or path (null: CURRENT)")
+
+
 class SftConfig(StrictModel):
     dataset: str | None = Field(None, description="sft_dataset version or path (null: CURRENT)")
     model: ModelConfig = Field(default_factory=ModelConfig)
@@ -184,6 +192,7 @@ class SftConfig(StrictModel):
         description="mini only: image -> title captioning, full parameters (the 'pretraining')")
     lora_stage: StageTrain = Field(default_factory=StageTrain)
     lora: LoraSettings = Field(default_factory=LoraSettings)
+    distill: DistillSettings = Field(default_factory=DistillSettings)
     decode: DecodeSettings = Field(default_factory=DecodeSettings)
     eval: EvalSettings = Field(default_factory=EvalSettings)
     output_dir: str = Field("runs/sft", description="Trainer checkpoints (resume from here)")

@@ -225,12 +225,18 @@ class Collator:
         processor: the model's processor (its image processor and tokenizer are used).
         pixels: a PixelCache for integer images; None when examples carry image paths.
         left_pad: pad on the left (generation) instead of the right (training).
+        targets: per-pixel-cache-row teacher vectors (``distill.Targets``) added to each batch
+            as ``distill_target`` / ``distill_mask`` (the trainer takes them out again).
     """
 
-    def __init__(self, processor, pixels: PixelCache | None = None, *, left_pad: bool = False):
+    def __init__(self, processor, pixels: PixelCache | None = None, *, left_pad: bool = False,
+                 targets: Any = None):
+        if targets is not None and pixels is None:
+            raise ValueError("distillation targets are indexed by pixel-cache row: pass the PixelCache")
         self.processor = processor
         self.pixels = pixels
         self.left_pad = left_pad
+        self.targets = targets
         tok = processor.tokenizer
         self.pad_id = tok.pad_token_id
         self.image_token_id = tok.convert_tokens_to_ids("<|image_pad|>")
@@ -280,4 +286,6 @@ class Collator:
                  "pixel_values": vis["pixel_values"], "image_grid_thw": vis["image_grid_thw"]}
         if any(e.answer_ids for e in examples):
             batch["labels"] = lab
+        if self.targets is not None and images is None:
+            batch.update(self.targets.batch([int(e.image) for e in examples]))
         return batch

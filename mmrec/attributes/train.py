@@ -152,20 +152,32 @@ def train_base(store: ArtifactStore, cfg: SftConfig, *, progress: bool = False, 
     val_ex = _examples(parts, ["caption_val"], ["caption"], processor, cache,
                        lowercase=st.lowercase_answers)[:512]
 
+    targets = distiller = None
+    if cfg.distill.weight > 0:  # before the Trainer exists: the head is one of the model's parameters
+        from mmrec.attributes.distill import VisionDistiller, teacher_targets
+
+        targets = teacher_targets(store, cfg.distill.vectors, parts.products, cache.index)
+        distiller = VisionDistiller(model, targets.vectors.shape[1], seed=st.seed)
+
     out_dir = Path(cfg.output_dir) / f"base-{parts.art.version}"
     _prepare_output(out_dir, resume)
     log_path = out_dir / LOG_FILE
     JsonlLog, TimeBudget = callbacks()
     clock = ScheduleClock(st.max_steps, st.time_budget_min, st.budget_clock)
     train_ds, aug_cbs = augmented(train_ex, st)
+    # left-padded batches: the trainer then computes logits over the answer columns only
     trainer = trainer_class()(model=model, args=training_args(st, out_dir, progress=progress),
-                               train_dataset=train_ds, data_collator=Collator(processor, cache),
+                               train_dataset=train_ds,
+                               data_collator=Collator(processor, cache, left_pad=True, targets=targets),
                                callbacks=[JsonlLog(log_path, "base"), TimeBudget(clock), *aug_cbs],
-                               clock=clock, min_lr_ratio=st.min_lr_ratio)
+                               clock=clock, min_lr_ratio=st.min_lr_ratio, distiller=distiller,
+                               distill_weight=cfg.distill.weight)
     quiet_console(trainer, progress)
     t_train, c_train = time.perf_counter(), time.process_time()
     result = trainer.train(resume_from_checkpoint=resume and _has_checkpoint(out_dir))
     train_s, train_cpu = time.perf_counter() - t_train, time.process_time() - c_train
+    if distiller is not None:
+        distiller.detach()  # the saved base is a plain Qwen2.5-VL
     val = eval_loss(model, val_ex, Collator(processor, cache))
     n_params = sum(p.numel() for p in model.parameters())
     metrics = {"val_caption_loss": round(val, 4), "train_loss": round(result.training_loss, 4),
@@ -173,7 +185,9 @@ def train_base(store: ArtifactStore, cfg: SftConfig, *, progress: bool = False, 
                "train_cpu_seconds": round(train_cpu, 1),
                "total_seconds": round(time.perf_counter() - t0, 1),
                "total_cpu_seconds": round(time.process_time() - c0, 1), "parameters": n_params,
-               "vocab_size": len(tokenizer), "profile": profile}
+               "vocab_size": len(tokenizer), "profile": profile,
+               "distill": ({"weight": cfg.distill.weight, "teacher": targets.source,
+                            "targets": int(targets.mask.sum())} if targets is not None else None)}
     with store.write(BASE_KIND, config=cfg.model_dump(mode="json")) as w:
         save_model(model, processor, w.path / "model")
         shutil.copy(log_path, w.path / LOG_FILE)
@@ -277,8 +291,9 @@ def train_lora(store: ArtifactStore, cfg: SftConfig, *, progress: bool = False, 
     cbs = [JsonlLog(log_path, "lora"), TimeBudget(clock), *aug_cbs]
     if val:
         cbs.append(attribute_eval_callback(predict_fn, val_truth, parts.fields, st, best_dir, log_path))
+    # left-padded batches: the trainer then computes logits over the answer columns only
     trainer = trainer_class()(model=model, args=training_args(st, out_dir, progress=progress),
-                               train_dataset=train_ds, data_collator=Collator(processor, cache),
+                               train_dataset=train_ds, data_collator=Collator(processor, cache, left_pad=True),
                                callbacks=cbs, clock=clock, min_lr_ratio=st.min_lr_ratio)
     quiet_console(trainer, progress)
     t_train, c_train = time.perf_counter(), time.process_time()

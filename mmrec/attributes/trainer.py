@@ -5,6 +5,7 @@ validation callback that keeps the best adapter by macro-F1.
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import shutil
@@ -23,10 +24,13 @@ def trainer_class():
         """Trainer that logs token accuracy and predictive entropy on the answer tokens and
         schedules the learning rate over a `ScheduleClock` (steps or wall-time budget)."""
 
-        def __init__(self, *a, clock: ScheduleClock, min_lr_ratio: float, **kw):
+        def __init__(self, *a, clock: ScheduleClock, min_lr_ratio: float, distiller=None,
+                     distill_weight: float = 0.0, **kw):
             super().__init__(*a, **kw)
             self._acc = [0.0, 0.0, 0]  # sum accuracy, sum entropy, batches
+            self._distill = [0.0, 0]   # sum distillation loss, batches
             self._clock, self._min_lr_ratio = clock, min_lr_ratio
+            self._distiller, self._distill_weight = distiller, distill_weight
 
         def create_scheduler(self, num_training_steps: int, optimizer=None):
             if self.lr_scheduler is None:
@@ -37,9 +41,40 @@ def trainer_class():
                 self._created_lr_scheduler = True
             return self.lr_scheduler
 
+        def _save(self, output_dir=None, state_dict=None):
+            # transformers 5 writes a full (non-LoRA) model's checkpoint in the hub's original key
+            # layout ("visual.*", "model.layers.*"), but Trainer._load_from_checkpoint reads it back
+            # with a plain load_state_dict and no key mapping: every weight came up "missing" and a
+            # resumed base stage silently restarted from random weights. Checkpoints keep the
+            # in-memory layout instead (the final model is still saved by save_model, hub layout).
+            from transformers import PreTrainedModel
+
+            model = self.model
+            if not isinstance(model, PreTrainedModel) or "save_pretrained" in vars(model):
+                return super()._save(output_dir, state_dict)
+            model.save_pretrained = functools.partial(model.save_pretrained, save_original_format=False)
+            try:
+                return super()._save(output_dir, state_dict)
+            finally:
+                del model.save_pretrained
+
         def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
+            inputs = answer_logits_only(inputs)
+            target, target_mask = inputs.get("distill_target"), inputs.get("distill_mask")
+            if target is not None:
+                inputs = {k: v for k, v in inputs.items() if k not in ("distill_target", "distill_mask")}
             loss, outputs = super().compute_loss(model, inputs, return_outputs=True,
                                                  num_items_in_batch=num_items_in_batch)
+            if self._distiller is not None and target is not None:
+                d = self._distiller.loss(target, target_mask, inputs["image_grid_thw"])
+                if d is not None:
+                    # the Trainer divides the loss by the accumulation steps only when the model
+                    # does not normalise by num_items_in_batch itself; a batch mean must be either way
+                    scale = (self.current_gradient_accumulation_steps
+                             if self.model_accepts_loss_kwargs and num_items_in_batch is not None else 1)
+                    loss = loss + self._distill_weight * d / scale
+                    self._distill[0] += float(d.detach())
+                    self._distill[1] += 1
             labels = inputs.get("labels")
             if labels is not None and model.training:
                 with torch.no_grad():
@@ -59,9 +94,33 @@ def trainer_class():
                 logs["token_accuracy"] = round(self._acc[0] / self._acc[2], 4)
                 logs["entropy"] = round(self._acc[1] / self._acc[2], 4)
                 self._acc = [0.0, 0.0, 0]
+            if self._distill[1] and "loss" in logs:
+                logs["distill_loss"] = round(self._distill[0] / self._distill[1], 4)
+                self._distill = [0.0, 0]
             super().log(logs, start_time)
 
     return SftTrainer
+
+
+def answer_logits_only(inputs: dict[str, Any]) -> dict[str, Any]:
+    """Ask the model for logits only from the position before the first answer token on.
+
+    The loss reads only answer tokens, yet the LM head and log-softmax over every prompt and
+    image position cost about a fifth of a mini training step. ``logits_to_keep=K`` computes
+    the last K positions; the labels are cut to the same K columns (the causal-LM loss shifts
+    them by one inside), so loss and gradients are unchanged. Training batches are left-padded
+    (every answer ends in the last column), so K is the longest answer + 1.
+    """
+    labels = inputs.get("labels")
+    if labels is None or "logits_to_keep" in inputs:
+        return inputs
+    cols = (labels != -100).any(0).nonzero()
+    if len(cols) == 0:
+        return inputs
+    keep = labels.shape[1] - int(cols[0]) + 1  # the logit at t predicts the token at t + 1
+    if keep >= labels.shape[1]:
+        return inputs
+    return {**inputs, "labels": labels[:, -keep:], "logits_to_keep": keep}
 
 
 def callbacks():
