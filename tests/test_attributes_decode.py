@@ -9,7 +9,7 @@ import pytest
 import torch
 from PIL import Image
 
-from mmrec.attributes.metrics import attribute_report, field_scores, top_confusions
+from mmrec.attributes.metrics import attribute_report, field_scores, selection_macro_f1, top_confusions
 from mmrec.attributes.parse import parse_answer
 from mmrec.attributes.predict import Predictor
 from mmrec.taxonomy import default_taxonomy
@@ -162,3 +162,20 @@ def test_top_confusions_say_where_the_tagger_goes_wrong():
     assert {"truth": "shirts", "predicted": "unknown", "count": 1, "of": 2} in rep["category"]["top_confusions"]
     assert "top_confusions" not in attribute_report([{"category": "tops"}], [{"category": "tops"}],
                                                     ["category"], TAX)["category"]
+
+
+def test_checkpoint_pick_ignores_fields_too_rare_to_measure():
+    """Two checkpoints: A reads category better, B only guesses the one labelled sleeve right.
+    Over all labelled fields B wins on that single product; the pick must not."""
+    truth = [{"category": c, "sleeve": None} for c in ["tshirts", "shirts", "jeans", "tops"] * 30]
+    truth[0]["sleeve"] = "long sleeve"
+    a = [{"category": t["category"], "sleeve": None} for t in truth]          # category all right
+    b = [{"category": "tshirts", "sleeve": t["sleeve"]} for t in truth]       # category mostly wrong
+    fields = ["category", "sleeve"]
+    rep_a, rep_b = (attribute_report(truth, p, fields, TAX) for p in (a, b))
+    assert rep_b["summary"]["macro_f1"] > rep_a["summary"]["macro_f1"]       # the old rule picked B
+    sel_a, voting = selection_macro_f1(rep_a, fields, min_labelled=100)
+    sel_b, _ = selection_macro_f1(rep_b, fields, min_labelled=100)
+    assert voting == ["category"] and sel_a > sel_b
+    # nothing measurable (a tiny validation set): every labelled field votes
+    assert selection_macro_f1(rep_a, fields, min_labelled=10_000)[1] == ["category", "sleeve"]

@@ -301,3 +301,22 @@ def test_answer_only_logits_keep_loss_and_gradients(tiny, tmp_path):
     # a batch without labels (inference) passes through untouched
     plain = {k: v for k, v in full.items() if k != "labels"}
     assert answer_logits_only(plain) is plain
+
+
+def test_cnn_baseline_is_reused_for_the_same_effective_budget(tmp_path):
+    """`sft eval` reuses the reference CNN when the budget is the same, however it was given
+    (null = the LoRA stage's CPU seconds, or that number set explicitly), and retrains otherwise."""
+    from mmrec.artifacts import ArtifactStore
+    from mmrec.attributes.cnn import KIND, cached_or_train
+    from mmrec.attributes.config import CnnBaseline
+
+    store = ArtifactStore(tmp_path)
+    px = np.random.default_rng(0).integers(0, 255, (8, 16, 16, 3), dtype=np.uint8)
+    labels = [{"category": "tshirts" if i % 2 else "jeans"} for i in range(8)]
+    implicit = CnnBaseline(width=8, batch_size=4)
+    _, _, first = cached_or_train(store, "ds1", px, labels, ["category"], implicit, 0.2, 16)
+    _, _, again = cached_or_train(store, "ds1", px, labels, ["category"],
+                                  CnnBaseline(width=8, batch_size=4, time_budget_s=0.2), 0.2, 16)
+    assert again.version == first.version and store.versions(KIND) == [first.version]
+    _, _, other = cached_or_train(store, "ds1", px, labels, ["category"], implicit, 0.4, 16)
+    assert other.version != first.version and len(store.versions(KIND)) == 2

@@ -62,9 +62,12 @@ def test_logs_carry_step_and_attribute_metrics(run):
     evals = [r for r in rows if r.get("eval")]
     assert [r["step"] for r in evals] == [10, 20]
     assert {"val_macro_f1", "val_acc_category", "val_acc_gender", "val_acc_colour_family", "val_acc_usage"} <= set(evals[0])
-    best = max(evals, key=lambda r: r["val_macro_f1"])
-    assert art.metrics["best_val_macro_f1"] == best["val_macro_f1"]
-    assert art.metrics["best_step"] == min(r["step"] for r in evals if r["val_macro_f1"] == best["val_macro_f1"])
+    assert {"val_macro_f1", "val_selection_macro_f1"} <= set(evals[0])
+    best = max(evals, key=lambda r: r["val_selection_macro_f1"])     # the first of equals is kept
+    assert art.metrics["best_val_selection_macro_f1"] == best["val_selection_macro_f1"]
+    assert art.metrics["best_step"] == min(r["step"] for r in evals
+                                           if r["val_selection_macro_f1"] == best["val_selection_macro_f1"])
+    assert art.metrics["best_selection_fields"]
     assert {"adapter", "base", "fields.json", "prompts.json"} <= {p.name for p in art.path.iterdir()}
 
 

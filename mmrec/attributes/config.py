@@ -116,6 +116,9 @@ class StageTrain(StrictModel):
     save_total_limit: int = Field(2, ge=1)
     eval_steps: int | None = Field(500, ge=1, description="per-attribute val eval every N steps (null: at the end only)")
     eval_samples: int | None = Field(400, ge=1, description="val products per eval (null: all)")
+    select_min_labelled: int = Field(
+        100, ge=1, description="the best checkpoint is picked by the mean macro-F1 of the fields labelled "
+                               "on at least this many of the evaluated val products (the rest are noise)")
     hflip: bool = Field(True, description="augment with mirrored images (each epoch: every record once each way)")
     crop_scale: tuple[float, float] | None = Field(
         None, description="random resized crop: [min, max] area fraction of the window, 0 < min <= max <= 1 "

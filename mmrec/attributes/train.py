@@ -325,5 +325,6 @@ def train_lora(store: ArtifactStore, cfg: SftConfig, *, progress: bool = False, 
                      "total_seconds": round(time.perf_counter() - t0, 1),
                      "total_cpu_seconds": round(time.process_time() - c0, 1),
                      "trainable_parameters": trainable, "best_step": (best or {}).get("step"),
-                     "best_val_macro_f1": (best or {}).get("macro_f1"), "profile": profile}
+                     "best_val_selection_macro_f1": (best or {}).get("macro_f1"),
+                     "best_selection_fields": (best or {}).get("fields"), "profile": profile}
     return store.load(VLM_KIND, w.version)

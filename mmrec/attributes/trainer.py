@@ -247,7 +247,7 @@ def attribute_eval_callback(predict_fn, val_truth, fields, st: StageTrain, best_
     """``predict_fn(model) -> list[Prediction]`` over the validation products, in ``val_truth`` order."""
     from transformers import TrainerCallback
 
-    from mmrec.attributes.metrics import attribute_report, headline
+    from mmrec.attributes.metrics import attribute_report, headline, selection_macro_f1
     from mmrec.taxonomy import default_taxonomy
 
     tax = default_taxonomy()
@@ -268,13 +268,16 @@ def attribute_eval_callback(predict_fn, val_truth, fields, st: StageTrain, best_
             if was_training:
                 model.train()
             report = attribute_report(val_truth, [p.values() for p in preds], fields, tax)
+            score, voting = selection_macro_f1(report, fields, st.select_min_labelled)
+            report["summary"]["selection_macro_f1"], report["summary"]["selection_fields"] = score, voting
             row = {"stage": "lora", "step": step, "eval": True, "val_macro_f1": report["summary"]["macro_f1"],
+                   "val_selection_macro_f1": score,
                    "val_mean_accuracy": report["summary"]["mean_accuracy"],
                    **{f"val_acc_{k}": v for k, v in headline(report).items()},
                    "eval_seconds": round(time.perf_counter() - t, 1)}
             with open(log_path, "a", encoding="utf-8") as f:
                 f.write(json.dumps(row) + "\n")
-            if report["summary"]["macro_f1"] > self.best["macro_f1"]:
+            if score > self.best["macro_f1"]:
                 tmp = best_dir.with_name(best_dir.name + ".tmp")
                 shutil.rmtree(tmp, ignore_errors=True)
                 model.save_pretrained(tmp)
@@ -284,7 +287,7 @@ def attribute_eval_callback(predict_fn, val_truth, fields, st: StageTrain, best_
                     os.replace(best_dir, old)
                 os.replace(tmp, best_dir)  # at least one complete best/ survives a crash
                 shutil.rmtree(old, ignore_errors=True)
-                self.best = {"macro_f1": report["summary"]["macro_f1"], "step": step}
+                self.best = {"macro_f1": score, "fields": voting, "step": step}
                 self.state_file.write_text(json.dumps(self.best))
             return row
 
