@@ -21,6 +21,8 @@ def build_tagger(store: ArtifactStore, *, profile: str = "mini", quick: bool = F
     Args:
         store: artifact store holding a CURRENT ``items`` artifact.
         profile: ``mini`` (offline CPU) or ``tiny`` (seconds, for tests); ``standard`` needs a GPU.
+            The mini base stage distils the in-house CLIP: it needs a ``vectors`` artifact
+            (`mmrec embed catalog`), or ``overrides=["distill.weight=0"]``.
         quick: use ``QUICK_OVERRIDES`` (about 10 minutes on 2 cores instead of about 42).
         recipe: dataset recipe for `mmrec sft build`; None uses the profile's defaults.
         overrides: extra ``key=value`` overrides of the ``sft`` stage config.
