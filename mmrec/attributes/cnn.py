@@ -117,9 +117,10 @@ def cached_or_train(store: ArtifactStore, dataset_version: str, pixels_train: np
     settings = cfg.model_dump(mode="json", exclude={"time_budget_s", "threads"})
     key = {"dataset": dataset_version, "budget_s": round(budget_s, 1), "image_size": image_size,
            "fields": list(fields), **settings, "threads": threads}
-    for v in reversed(store.versions(KIND)):
-        art = store.load(KIND, v)
-        if {k: v for k, v in art.config.items() if k != "time_budget_s"} == key:  # older keys carry it
+    for version in reversed(store.versions(KIND)):
+        art = store.load(KIND, version)
+        stored = {k: v for k, v in art.config.items() if k != "time_budget_s"}  # older keys carry it
+        if stored == key:
             meta = json.loads(art.file("meta.json").read_text())
             model = _net(cfg.width, {f: len(c) for f, c in meta["classes"].items()})
             model.load_state_dict(torch.load(art.file("model.pt"), weights_only=True))

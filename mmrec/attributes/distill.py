@@ -24,6 +24,7 @@ import numpy as np
 from mmrec.errors import ArtifactError, ConfigError
 
 ATTR = "mmrec_distill_head"  # where the head lives on the model while training (checkpointed with it)
+TARGET, MASK = "distill_target", "distill_mask"  # the batch keys the collator adds and the trainer takes out
 
 
 @dataclass
@@ -38,7 +39,7 @@ class Targets:
         import torch
 
         idx = np.asarray(rows)
-        return {"distill_target": torch.from_numpy(self.vectors[idx]), "distill_mask": torch.from_numpy(self.mask[idx])}
+        return {TARGET: torch.from_numpy(self.vectors[idx]), MASK: torch.from_numpy(self.mask[idx])}
 
 
 def teacher_targets(store, ref: str | None, products: Sequence[dict[str, Any]], image_index: dict[str, int],
@@ -72,7 +73,7 @@ def teacher_targets(store, ref: str | None, products: Sequence[dict[str, Any]], 
 class VisionDistiller:
     """Adds the head to ``model`` and records the vision tower's merged image tokens on each forward."""
 
-    def __init__(self, model, dim: int, *, seed: int = 0):
+    def __init__(self, model, dim: int, weight: float, *, seed: int = 0):
         import torch
 
         visual = model.model.visual
@@ -83,12 +84,20 @@ class VisionDistiller:
             head.weight.copy_(torch.randn(dim, hidden, generator=g) / hidden ** 0.5)
             head.bias.zero_()
         setattr(model, ATTR, head)  # a submodule: the Trainer optimises and checkpoints it
-        self.model, self.head, self._tokens = model, head, None
+        self.model, self.head, self.weight, self._tokens = model, head, weight, None
         self._hook = visual.register_forward_hook(self._record)
 
     def _record(self, module, args, output) -> None:
         # read now: get_image_features later replaces pooler_output with a per-image split
         self._tokens = output.pooler_output
+
+    @staticmethod
+    def split(inputs: dict[str, Any]) -> tuple[dict[str, Any], Any, Any]:
+        """(model inputs without the teacher keys, target, mask); target None when absent."""
+        if TARGET not in inputs:
+            return inputs, None, None
+        rest = {k: v for k, v in inputs.items() if k not in (TARGET, MASK)}
+        return rest, inputs[TARGET], inputs[MASK]
 
     def loss(self, target, mask, grid_thw):
         """Mean ``1 - cos(head(mean image tokens), target)`` over images with a target (None: none)."""

@@ -110,6 +110,12 @@ def augmented(examples: list, st: StageTrain) -> tuple[Any, list]:
     return ds, [epoch_sync(ds)]
 
 
+def training_collator(processor, cache: PixelCache | None, targets=None) -> Collator:
+    """The collator of both training stages: left-padded, so that every answer ends in the last
+    column and the trainer computes logits over the answer columns only (answer_logits_only)."""
+    return Collator(processor, cache, left_pad=True, targets=targets)
+
+
 def eval_loss(model, examples: list, collator: Collator, batch_size: int = 64) -> float:
     """Mean token loss of ``examples`` (answer tokens only)."""
     import torch
@@ -157,7 +163,7 @@ def train_base(store: ArtifactStore, cfg: SftConfig, *, progress: bool = False, 
         from mmrec.attributes.distill import VisionDistiller, teacher_targets
 
         targets = teacher_targets(store, cfg.distill.vectors, parts.products, cache.index)
-        distiller = VisionDistiller(model, targets.vectors.shape[1], seed=st.seed)
+        distiller = VisionDistiller(model, targets.vectors.shape[1], cfg.distill.weight, seed=st.seed)
 
     out_dir = Path(cfg.output_dir) / f"base-{parts.art.version}"
     _prepare_output(out_dir, resume)
@@ -165,13 +171,10 @@ def train_base(store: ArtifactStore, cfg: SftConfig, *, progress: bool = False, 
     JsonlLog, TimeBudget = callbacks()
     clock = ScheduleClock(st.max_steps, st.time_budget_min, st.budget_clock)
     train_ds, aug_cbs = augmented(train_ex, st)
-    # left-padded batches: the trainer then computes logits over the answer columns only
     trainer = trainer_class()(model=model, args=training_args(st, out_dir, progress=progress),
-                               train_dataset=train_ds,
-                               data_collator=Collator(processor, cache, left_pad=True, targets=targets),
+                               train_dataset=train_ds, data_collator=training_collator(processor, cache, targets),
                                callbacks=[JsonlLog(log_path, "base"), TimeBudget(clock), *aug_cbs],
-                               clock=clock, min_lr_ratio=st.min_lr_ratio, distiller=distiller,
-                               distill_weight=cfg.distill.weight)
+                               clock=clock, min_lr_ratio=st.min_lr_ratio, distiller=distiller)
     quiet_console(trainer, progress)
     t_train, c_train = time.perf_counter(), time.process_time()
     result = trainer.train(resume_from_checkpoint=resume and _has_checkpoint(out_dir))
@@ -291,9 +294,8 @@ def train_lora(store: ArtifactStore, cfg: SftConfig, *, progress: bool = False, 
     cbs = [JsonlLog(log_path, "lora"), TimeBudget(clock), *aug_cbs]
     if val:
         cbs.append(attribute_eval_callback(predict_fn, val_truth, parts.fields, st, best_dir, log_path))
-    # left-padded batches: the trainer then computes logits over the answer columns only
     trainer = trainer_class()(model=model, args=training_args(st, out_dir, progress=progress),
-                               train_dataset=train_ds, data_collator=Collator(processor, cache, left_pad=True),
+                               train_dataset=train_ds, data_collator=training_collator(processor, cache),
                                callbacks=cbs, clock=clock, min_lr_ratio=st.min_lr_ratio)
     quiet_console(trainer, progress)
     t_train, c_train = time.perf_counter(), time.process_time()
@@ -325,6 +327,6 @@ def train_lora(store: ArtifactStore, cfg: SftConfig, *, progress: bool = False, 
                      "total_seconds": round(time.perf_counter() - t0, 1),
                      "total_cpu_seconds": round(time.process_time() - c0, 1),
                      "trainable_parameters": trainable, "best_step": (best or {}).get("step"),
-                     "best_val_selection_macro_f1": (best or {}).get("macro_f1"),
+                     "best_val_selection_macro_f1": (best or {}).get("score"),
                      "best_selection_fields": (best or {}).get("fields"), "profile": profile}
     return store.load(VLM_KIND, w.version)

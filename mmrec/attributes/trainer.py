@@ -24,13 +24,12 @@ def trainer_class():
         """Trainer that logs token accuracy and predictive entropy on the answer tokens and
         schedules the learning rate over a `ScheduleClock` (steps or wall-time budget)."""
 
-        def __init__(self, *a, clock: ScheduleClock, min_lr_ratio: float, distiller=None,
-                     distill_weight: float = 0.0, **kw):
+        def __init__(self, *a, clock: ScheduleClock, min_lr_ratio: float, distiller=None, **kw):
             super().__init__(*a, **kw)
             self._acc = [0.0, 0.0, 0]  # sum accuracy, sum entropy, batches
             self._distill = [0.0, 0]   # sum distillation loss, batches
             self._clock, self._min_lr_ratio = clock, min_lr_ratio
-            self._distiller, self._distill_weight = distiller, distill_weight
+            self._distiller = distiller  # distill.VisionDistiller (mini base stage) or None
 
         def create_scheduler(self, num_training_steps: int, optimizer=None):
             if self.lr_scheduler is None:
@@ -60,19 +59,19 @@ def trainer_class():
 
         def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
             inputs = answer_logits_only(inputs)
-            target, target_mask = inputs.get("distill_target"), inputs.get("distill_mask")
-            if target is not None:
-                inputs = {k: v for k, v in inputs.items() if k not in ("distill_target", "distill_mask")}
+            target = None
+            if self._distiller is not None:
+                inputs, target, target_mask = self._distiller.split(inputs)
             loss, outputs = super().compute_loss(model, inputs, return_outputs=True,
                                                  num_items_in_batch=num_items_in_batch)
-            if self._distiller is not None and target is not None:
+            if target is not None:
                 d = self._distiller.loss(target, target_mask, inputs["image_grid_thw"])
                 if d is not None:
                     # the Trainer divides the loss by the accumulation steps only when the model
                     # does not normalise by num_items_in_batch itself; a batch mean must be either way
                     scale = (self.current_gradient_accumulation_steps
                              if self.model_accepts_loss_kwargs and num_items_in_batch is not None else 1)
-                    loss = loss + self._distill_weight * d / scale
+                    loss = loss + self._distiller.weight * d / scale
                     self._distill[0] += float(d.detach())
                     self._distill[1] += 1
             labels = inputs.get("labels")
@@ -258,7 +257,9 @@ def attribute_eval_callback(predict_fn, val_truth, fields, st: StageTrain, best_
         def __init__(self):
             state_file = best_dir.parent / "best.json"
             self.state_file = state_file
-            self.best = json.loads(state_file.read_text()) if state_file.is_file() else {"macro_f1": -1.0}
+            saved = json.loads(state_file.read_text()) if state_file.is_file() else {}
+            # "score": the selection macro-F1 (a state file of the older all-fields rule starts over)
+            self.best = saved if "score" in saved else {"score": -1.0}
 
         def evaluate(self, model, step: int) -> dict[str, Any]:
             t = time.perf_counter()
@@ -277,7 +278,7 @@ def attribute_eval_callback(predict_fn, val_truth, fields, st: StageTrain, best_
                    "eval_seconds": round(time.perf_counter() - t, 1)}
             with open(log_path, "a", encoding="utf-8") as f:
                 f.write(json.dumps(row) + "\n")
-            if score > self.best["macro_f1"]:
+            if score > self.best["score"]:
                 tmp = best_dir.with_name(best_dir.name + ".tmp")
                 shutil.rmtree(tmp, ignore_errors=True)
                 model.save_pretrained(tmp)
@@ -287,7 +288,7 @@ def attribute_eval_callback(predict_fn, val_truth, fields, st: StageTrain, best_
                     os.replace(best_dir, old)
                 os.replace(tmp, best_dir)  # at least one complete best/ survives a crash
                 shutil.rmtree(old, ignore_errors=True)
-                self.best = {"macro_f1": score, "fields": voting, "step": step}
+                self.best = {"score": score, "fields": voting, "step": step}
                 self.state_file.write_text(json.dumps(self.best))
             return row
 
