@@ -246,23 +246,22 @@ class Recommender:
         if user is not None and (self.users_simulated or getattr(user, "simulated", False)):
             notes.append(SIMULATED_USERS_NOTE)
 
-        t = time.perf_counter()
-        anchor, photo_out, anchor_pool = None, None, []
-        if photo is not None:
-            anchor, photo_out, anchor_pool = self._anchor(photo, scene, genders, request, notes)
         query = self.parse_query(request.query_text, scene, notes)
-        pools, routes, info = self._pools(scene, request, genders, user, anchor, anchor_pool, query, notes)
-        timings["recall_ms"] = _ms(t)
-
-        t = time.perf_counter()
-        self._rank(pools, routes, info, scene, request, user)
-        timings["rank_ms"] = _ms(t)
-
-        t = time.perf_counter()
-        budget = request.filters.budget
-        outfits = self.composer.compose(scene, pools, request.k, anchor=anchor, require_slot=query.slot,
-                                        allow_repeats=request.allow_repeats, max_total_price=budget)
-        timings["compose_ms"] = _ms(t)
+        anchor_notes: list[str] = []
+        built = self._build(scene, request, genders, user, query, photo, None, anchor_notes, timings)
+        outfits, pools, routes, info, photo_out, anchor_pool = built
+        if not outfits and photo_out is not None and photo_out.slot_source == "tagger":
+            # The tagger's reading of a kiosk photo can be wrong in a way that leaves nothing to
+            # wear with it (a bag read as a formal shirt on a casual weekend). Its nearest catalog
+            # look-alikes are the second opinion (the slot rule used when there is no tagger).
+            retry_notes: list[str] = []
+            retry = self._build(scene, request, genders, user, query, photo, "neighbours", retry_notes, timings)
+            if retry[0] and retry[4].slot != photo_out.slot:
+                anchor_notes = retry_notes + [
+                    f"the photo reads as a {photo_out.slot} item, which left no {scene.label} outfit; "
+                    f"it is matched as a {retry[4].slot} item, like its nearest catalog look-alikes"]
+                outfits, pools, routes, info, photo_out, anchor_pool = retry
+        notes.extend(anchor_notes)
         if len(outfits) < request.k:
             empty = [s for s in scene.template_slots() if not len(pools.get(s, ()))]
             notes.append(f"{len(outfits)} of {request.k} outfits: the catalog has too few items "
@@ -309,6 +308,30 @@ class Recommender:
         return self.items.row(item_id)
 
     # ------------------------------------------------------------------ steps
+    def _build(self, scene: Scene, request: RecommendRequest, genders: list[str] | None, user: Any | None,
+               query: Any, photo: PhotoAnalysis | None, slot_from: str | None, notes: list[str],
+               timings: dict[str, float]):
+        """Recall, rank and compose once (around the photo, if any; ``slot_from`` as in
+        `_anchor`). Returns (outfits, pools, routes, info, photo out, anchor pool); stage
+        timings add up over calls."""
+        t = time.perf_counter()
+        anchor, photo_out, anchor_pool = None, None, []
+        if photo is not None:
+            anchor, photo_out, anchor_pool = self._anchor(photo, scene, genders, request, notes, slot_from)
+        pools, routes, info = self._pools(scene, request, genders, user, anchor, anchor_pool, query, notes)
+        _add_ms(timings, "recall_ms", t)
+
+        t = time.perf_counter()
+        self._rank(pools, routes, info, scene, request, user)
+        _add_ms(timings, "rank_ms", t)
+
+        t = time.perf_counter()
+        outfits = self.composer.compose(scene, pools, request.k, anchor=anchor, require_slot=query.slot,
+                                        allow_repeats=request.allow_repeats,
+                                        max_total_price=request.filters.budget)
+        _add_ms(timings, "compose_ms", t)
+        return outfits, pools, routes, info, photo_out, anchor_pool
+
     def _user(self, user_id: str | None, notes: list[str]):
         if user_id is None:
             return None, {}, []
@@ -602,11 +625,15 @@ class Recommender:
         return []
 
     def _anchor(self, photo: PhotoAnalysis, scene: Scene, genders: list[str] | None,
-                request: RecommendRequest, notes: list[str]) -> tuple[Anchor, PhotoOut, list[str]]:
+                request: RecommendRequest, notes: list[str],
+                slot_from: str | None = None) -> tuple[Anchor, PhotoOut, list[str]]:
         """The photo as an outfit anchor: its slot, its look-alikes (any category), and the
-        look-alikes the scene allows in that slot (the slot's candidates)."""
+        look-alikes the scene allows in that slot (the slot's candidates).
+
+        The slot is the tagged category's, else the majority of the look-alikes';
+        ``slot_from="neighbours"`` skips the tagger's reading."""
         k, exclude = self.cfg.photo_similar_k, list(request.filters.exclude_item_ids)
-        slot, how = self._photo_slot(photo)
+        slot, how = self._photo_slot(photo) if slot_from != "neighbours" else (None, "none")
         # one wide search serves the slot vote, the look-alikes and (usually) the slot's pool
         wide = self._similar(photo, slot, genders, 4 * k, exclude)
         if slot is None and wide:
@@ -652,6 +679,10 @@ class Recommender:
 
 def _ms(t0: float) -> float:
     return round((time.perf_counter() - t0) * 1000, 3)
+
+
+def _add_ms(timings: dict[str, float], key: str, t0: float) -> None:
+    timings[key] = round(timings.get(key, 0.0) + _ms(t0), 3)
 
 
 @dataclass(frozen=True)

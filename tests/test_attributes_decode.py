@@ -72,6 +72,80 @@ def test_fast_decoding_equals_token_by_token_generate(random_predictor, method):
     assert tok.batch_decode(fast_ids, skip_special_tokens=True) == tok.batch_decode(slow_ids, skip_special_tokens=True)
 
 
+@pytest.fixture(scope="module")
+def sharp_predictor():
+    """A random tiny model with a scaled-up output layer: its answers depend visibly on the image
+    (a plain random one gives every value ~1% whatever it sees)."""
+    torch.set_num_threads(1)
+    model, processor, prompts, values = tiny_model(seed=3)
+    with torch.no_grad():
+        model.lm_head.weight.mul_(300.0)
+    model.eval()
+    return Predictor(model, processor, prompts, TINY_FIELDS, values, TAX, image_size=56, batch_size=4,
+                     max_new_tokens=40)
+
+
+def _mirror_predictor(pr, batch_size=3):
+    return Predictor(pr.model, pr.processor, pr.prompts, pr.fields, pr.values, TAX, image_size=56,
+                     batch_size=batch_size, max_new_tokens=40, hflip_tta=True)
+
+
+def test_mirror_views_choose_each_value_from_the_mean_probability(sharp_predictor):
+    """Test-time augmentation: one answer per image, each value chosen from the image's and its
+    mirror image's probabilities averaged; the photo path and the cached-pixel path agree."""
+    from PIL import ImageOps
+
+    from mmrec.attributes.data import PixelCache
+
+    pr = sharp_predictor
+    tta = _mirror_predictor(pr)  # 3 rows a batch: one image and its mirror, odd sizes handled
+    rng = np.random.default_rng(21)
+    imgs = [Image.fromarray(rng.integers(0, 256, (56, 56, 3), dtype=np.uint8)) for _ in range(5)]
+    plain = pr.predict_images(imgs)
+    mirror = pr.predict_images([ImageOps.mirror(im) for im in imgs])
+    both = tta.predict_images(imgs)
+    assert len(both) == 5 and all(json.loads(b.text) for b in both)
+    first = TINY_FIELDS[0]  # the first value depends on the image alone
+    agreed = 0
+    for a, m, b in zip(plain, mirror, both):
+        ca, cm, cb = (x.fields[first] for x in (a, m, b))
+        if ca["value"] == cm["value"]:
+            agreed += 1
+            assert cb["value"] == ca["value"]
+            assert cb["confidence"] == pytest.approx((ca["confidence"] + cm["confidence"]) / 2, abs=2e-4)
+    assert agreed
+    # the mirror image changes what the model says, so the mean is not the plain answer
+    assert max(abs(a.fields[first]["confidence"] - m.fields[first]["confidence"]) for a, m in zip(plain, mirror)) > 0.01
+    cache = PixelCache(np.stack([np.asarray(im) for im in imgs]), [f"{i}.jpg" for i in range(5)])
+    cached = _mirror_predictor(pr, batch_size=4).predict_cached(cache, list(range(5)))
+    assert [c.fields for c in cached] == [b.fields for b in both]
+
+
+@pytest.mark.parametrize("method", ["lockstep", "jacobi"])
+def test_fast_decoding_of_mirror_views_equals_token_by_token_generate(sharp_predictor, method):
+    from mmrec.attributes.data import Collator, Example, square_pixels
+    from mmrec.attributes.decode import generate_constrained
+
+    pr = sharp_predictor
+    images = square_pixels(_images(3, seed=17), 56)
+    views = torch.cat([images, images.flip(-1)])
+    batch = Collator(pr.processor, None, left_pad=True)([Example(pr.prompt_ids, [], 0)] * 6, images=views)
+    fast, fast_ids = generate_constrained(pr.model, dict(batch), pr.grammar, pr.pad_id, method=method, views=2)
+    slow, slow_ids = generate_constrained(pr.model, dict(batch), pr.grammar, pr.pad_id, method="generate", views=2)
+    assert len(fast) == len(slow) == 3 and fast_ids.shape[0] == slow_ids.shape[0] == 3
+    assert [{f: r[f]["value"] for f in r} for r in fast] == [{f: r[f]["value"] for f in r} for r in slow]
+    for a, b in zip(fast, slow):
+        for f in TINY_FIELDS:
+            assert a[f]["confidence"] == pytest.approx(b[f]["confidence"], abs=1e-3)
+    from mmrec.attributes.decode import view_mean
+
+    # probabilities are averaged (0.9 and 0.1 -> 0.5), not log-probabilities (-> 0.3)
+    two = torch.log(torch.tensor([[0.9, 0.1], [0.1, 0.9]]))
+    assert torch.allclose(view_mean(two, 2).exp(), torch.full((2, 2), 0.5))
+    with pytest.raises(ValueError, match="views"):
+        view_mean(torch.zeros(5, 4), 2)
+
+
 def test_jacobi_decoding_follows_earlier_values_like_greedy_decoding(random_predictor, monkeypatch):
     """A model whose every field copies the value chosen before it (the worst case for guessing
     all values at once) still gets the token-by-token answer, in at most one pass per field."""

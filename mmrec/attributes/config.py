@@ -159,6 +159,8 @@ class DecodeSettings(StrictModel):
         "constrained", description="constrained: JSON skeleton forced, values from the taxonomy")
     max_new_tokens: int = Field(128, ge=8)
     batch_size: int = Field(64, ge=1)
+    hflip_tta: bool = Field(True, description="constrained mode: choose each value from the mean probabilities "
+                                               "of the image and its mirror image (2x the compute)")
 
 
 class CnnBaseline(StrictModel):

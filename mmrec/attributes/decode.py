@@ -9,6 +9,11 @@ value path, renormalised over the allowed tokens, is the field's confidence.
 This relies on the tokenizer splitting ``"`` from letters (byte-level BPE with GPT-2 or Qwen
 pre-tokenisation does), so a value has the same tokens wherever it appears; `JsonGrammar`
 checks that for every value and refuses a tokenizer that breaks it.
+
+Views (test-time augmentation): a batch may hold ``views`` copies of each image stacked view by
+view (rows ``[plain 0..n-1, mirrored 0..n-1]`` for two). Each choice is then made once per image
+from the views' probabilities averaged over the allowed tokens, and every view of an image is
+fed the same choice, so the answer is one answer per image (the first ``n`` rows are returned).
 """
 
 from __future__ import annotations
@@ -83,8 +88,9 @@ class _RowState:
 class ConstrainedJson:
     """A transformers LogitsProcessor that keeps each row inside the grammar (greedy decoding)."""
 
-    def __init__(self, grammar: JsonGrammar, batch_size: int, prompt_len: int, pad_id: int):
+    def __init__(self, grammar: JsonGrammar, batch_size: int, prompt_len: int, pad_id: int, views: int = 1):
         self.g = grammar
+        self.views = views
         self.prompt_len = prompt_len
         self.pad_id = pad_id
         self.rows = [_RowState(len(grammar.fields)) for _ in range(batch_size)]
@@ -138,10 +144,30 @@ class ConstrainedJson:
             mask[i, self._allowed(s)] = 0.0
         out = scores + mask
         self._last_logp = torch.log_softmax(out.float(), dim=-1)
+        if self.views > 1:  # all views of an image share a state, so the same allowed tokens
+            self._last_logp = view_mean(self._last_logp, self.views)
+            return self._last_logp
         return out
 
     def results(self) -> list[dict[str, dict[str, Any]]]:
-        return _field_results(self.g, self.rows)
+        return _field_results(self.g, self.rows[:len(self.rows) // self.views])
+
+
+def view_mean(logp, views: int):
+    """Log of the views' mean probabilities, tiled back to every view's row.
+
+    ``logp``: [views * n, k] log-probabilities (rows view by view). Averaging probabilities, not
+    log-probabilities, keeps a view that is sure from being outvoted by a barely different one.
+    """
+    import torch
+
+    if views == 1:
+        return logp
+    n = logp.shape[0] // views
+    if n * views != logp.shape[0]:
+        raise ValueError(f"{logp.shape[0]} rows do not split into {views} views")
+    mean = torch.logsumexp(logp.reshape(views, n, -1), dim=0) - math.log(views)
+    return mean.repeat(views, 1)
 
 
 def _field_results(grammar: JsonGrammar, rows: Sequence[_RowState]) -> list[dict[str, dict[str, Any]]]:
@@ -192,12 +218,16 @@ def _text_positions(start, length: int):
     return (start + torch.arange(length, device=start.device)).unsqueeze(0).expand(3, -1, -1)
 
 
-def _pick(logits, trie: _Node):
-    """Greedy value of one field per row from its logits: (token ids, log-probs over allowed)."""
+def _pick(logits, trie: _Node, views: int = 1):
+    """Greedy value of one field per row from its logits: (token ids, log-probs over allowed).
+
+    With ``views`` > 1 the choice is made from the views' mean probabilities (`view_mean`) and
+    is the same on every view's row of an image.
+    """
     import torch
 
     allowed = list(trie.children)
-    logp = torch.log_softmax(logits[:, allowed].float(), dim=-1)
+    logp = view_mean(torch.log_softmax(logits[:, allowed].float(), dim=-1), views)
     best_lp, best = logp.max(-1)
     return [allowed[b] for b in best.tolist()], best_lp.tolist()
 
@@ -224,7 +254,7 @@ def _rows(grammar: JsonGrammar, chosen: list[list[int]], logps: list[list[float]
     return rows
 
 
-def generate_lockstep(model, batch: dict[str, Any], grammar: JsonGrammar):
+def generate_lockstep(model, batch: dict[str, Any], grammar: JsonGrammar, views: int = 1):
     """Constrained decoding in one forward pass per field, for grammars whose values are one token.
 
     Every row then walks the same skeleton in step, so each field's forced text and the previous
@@ -239,7 +269,7 @@ def generate_lockstep(model, batch: dict[str, Any], grammar: JsonGrammar):
     with torch.no_grad():
         out, mask, start = _prefill(model, batch, grammar.forced[0])
         for i, trie in enumerate(grammar.tries):
-            toks, lps = _pick(out.logits[:, -1], trie)
+            toks, lps = _pick(out.logits[:, -1], trie, views)
             for c, lp, t, p in zip(chosen, logps, toks, lps):
                 c.append(t)
                 lp.append(p)
@@ -251,10 +281,17 @@ def generate_lockstep(model, batch: dict[str, Any], grammar: JsonGrammar):
             out = model(input_ids=step, attention_mask=mask, position_ids=_text_positions(start, step.shape[1]),
                         cache=out.cache, use_cache=True, logits_to_keep=1)
             start = start + step.shape[1]
+    return _answers(grammar, chosen, logps, views, dev)
+
+
+def _answers(grammar: JsonGrammar, chosen: list[list[int]], logps: list[list[float]], views: int, dev):
+    """Field results and answer token ids of the first view's rows (all views agree)."""
+    n = len(chosen) // views
+    chosen, logps = chosen[:n], logps[:n]
     return _field_results(grammar, _rows(grammar, chosen, logps)), _answer_ids(grammar, chosen, dev)
 
 
-def generate_jacobi(model, batch: dict[str, Any], grammar: JsonGrammar):
+def generate_jacobi(model, batch: dict[str, Any], grammar: JsonGrammar, views: int = 1):
     """The greedy answer of `generate_lockstep` in fewer forward passes (Jacobi fixed-point decoding).
 
     After the prompt, the whole answer skeleton is fed at once with a guess for every value; one
@@ -281,7 +318,7 @@ def generate_jacobi(model, batch: dict[str, Any], grammar: JsonGrammar):
     unknown = [next(t for t, c in trie.children.items() if c.value == grammar.unknown) for trie in grammar.tries]
     with torch.no_grad():
         out, mask, start = _prefill(model, batch, grammar.forced[0])
-        first, first_lp = _pick(out.logits[:, -1], grammar.tries[0])
+        first, first_lp = _pick(out.logits[:, -1], grammar.tries[0], views)
         chosen, logps = [[t] for t in first], [[lp] for lp in first_lp]
         if n_fields > 1:
             cache = out.cache
@@ -297,7 +334,7 @@ def generate_jacobi(model, batch: dict[str, Any], grammar: JsonGrammar):
                 out = model(input_ids=answer, attention_mask=answer_mask, position_ids=positions, cache=cache,
                             use_cache=True, logits_to_keep=keep)
                 cache.crop(-answer.shape[1])  # the next pass re-feeds the answer with new values
-                picks = [_pick(out.logits[:, i], trie) for i, trie in enumerate(grammar.tries[1:])]
+                picks = [_pick(out.logits[:, i], trie, views) for i, trie in enumerate(grammar.tries[1:])]
                 pred = torch.tensor([toks for toks, _ in picks], dtype=torch.long, device=dev).T
                 nxt = torch.cat([first_t, pred[:, :-1]], 1)
                 if torch.equal(nxt, fed):
@@ -306,17 +343,18 @@ def generate_jacobi(model, batch: dict[str, Any], grammar: JsonGrammar):
             for r in range(n):
                 chosen[r] += pred[r].tolist()
                 logps[r] += [lps[r] for _, lps in picks]
-    return _field_results(grammar, _rows(grammar, chosen, logps)), _answer_ids(grammar, chosen, dev)
+    return _answers(grammar, chosen, logps, views, dev)
 
 
 def generate_constrained(model, batch: dict[str, Any], grammar: JsonGrammar, pad_id: int, *,
-                         method: str = "jacobi"):
+                         method: str = "jacobi", views: int = 1):
     """Greedy constrained decoding of one left-padded batch; returns per-row field dicts and texts.
 
     ``method``: ``jacobi`` (default; fewest forwards) or ``lockstep`` (one forward per field) when
     every value is one token (the mini/tiny tokenizers make sure of it); ``generate`` - and any
     grammar with multi-token values - uses transformers' generate() with a logits processor.
-    All three give the same answer (tested).
+    All three give the same answer (tested). ``views``: the batch holds that many views of each
+    image, stacked view by view (module docstring); one answer per image is returned.
     """
     import torch
     from transformers import LogitsProcessorList
@@ -324,9 +362,9 @@ def generate_constrained(model, batch: dict[str, Any], grammar: JsonGrammar, pad
     if method not in ("jacobi", "lockstep", "generate"):
         raise ValueError(f"method must be jacobi, lockstep or generate, got {method!r}")
     if method != "generate" and grammar.single_token_values and "mm_token_type_ids" in batch:
-        return (generate_jacobi if method == "jacobi" else generate_lockstep)(model, batch, grammar)
+        return (generate_jacobi if method == "jacobi" else generate_lockstep)(model, batch, grammar, views)
 
-    proc = ConstrainedJson(grammar, batch["input_ids"].shape[0], batch["input_ids"].shape[1], pad_id)
+    proc = ConstrainedJson(grammar, batch["input_ids"].shape[0], batch["input_ids"].shape[1], pad_id, views)
     with torch.no_grad():
         out = model.generate(**batch, max_new_tokens=grammar.max_tokens(), do_sample=False,
                              logits_processor=LogitsProcessorList([proc]), pad_token_id=pad_id,
@@ -337,7 +375,7 @@ def generate_constrained(model, batch: dict[str, Any], grammar: JsonGrammar, pad
         for i, (s, t) in enumerate(zip(proc.rows, last)):
             if not s.done:
                 proc._advance(s, t, float(proc._last_logp[i, t]))
-    return proc.results(), out[:, batch["input_ids"].shape[1]:]
+    return proc.results(), out[:out.shape[0] // views, batch["input_ids"].shape[1]:]
 
 
 def generate_free(model, batch: dict[str, Any], max_new_tokens: int, pad_id: int, eos_id: int):

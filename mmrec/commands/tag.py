@@ -37,7 +37,8 @@ def _tag(args) -> int:
         hf_logging.disable_progress_bar()
     store = ArtifactStore(args.artifacts)
     cfg = stage_config(args, "sft")
-    tagger = Tagger.load(store, args.vlm, device=args.device, batch_size=cfg.decode.batch_size)
+    tagger = Tagger.load(store, args.vlm, device=args.device, batch_size=cfg.decode.batch_size,
+                         hflip_tta=cfg.decode.hflip_tta)
     if args.images:
         images = [load_image(p) for p in args.images]
         for path, result in zip(args.images, tagger.tag(images)):
