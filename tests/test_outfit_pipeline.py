@@ -138,3 +138,44 @@ def test_typed_text_steers_its_slot(rec):
     resp = rec.recommend(RecommendRequest(scene="office", k=1, query_text="flip flops"))
     assert any("do not use" in n for n in resp.notes)  # not office shoes: said, rules kept
     assert all(i.category != "flip flops" for o in resp.outfits for i in o.items)
+
+
+def test_a_misread_photo_is_matched_by_its_look_alikes_slot():
+    """A kiosk photo of a bag that the tagger reads as a (formal) shirt: the only shirts like it
+    are formal, which a casual weekend bans, so the tagged slot leaves no outfit. The photo's
+    nearest catalog items (bags) then decide its slot, and the look is built around a bag."""
+    import numpy as np
+
+    from mmrec.outfit.scenes import SceneBook
+    from mmrec.pipeline import RecommenderConfig
+    from outfit_fixtures import ALL, item_table
+
+    extra = [("t5", "men", "shirts", "white", "formal", "summer", "solid", 45.0)] + [
+        (f"g{k}", "men", cat, "black", "casual", "fall", None, 30.0 + k)
+        for k, cat in enumerate(["messenger bag", "backpacks", "messenger bag", "backpacks"])]
+    items = item_table(ALL + extra)
+    bag, top, other = np.eye(3, dtype=np.float32)
+    vecs = []
+    for r in items.rows:  # bags point one way, the formal shirts half that way, the rest away
+        if r["slot"] == "bag":
+            vecs.append(bag)
+        elif r["category"] == "shirts" and r["usage"] == "formal":
+            vecs.append(0.6 * bag + 0.8 * top)
+        else:
+            vecs.append(-0.5 * bag + other)
+    items.attach_vectors(list(items.ids), np.stack(vecs), "test")
+    rec = Recommender(items, SceneBook.load(), config=RecommenderConfig(photo_similar_k=2))
+    photo = PhotoAnalysis(attributes={"category": {"value": "shirts", "confidence": 0.9}}, vector=bag.tolist())
+    req = RecommendRequest(scene="casual weekend", k=2, filters=RequestFilters(genders=["men"]))
+    resp = rec.recommend(req, photo=photo)
+    assert resp.outfits, resp.notes
+    assert resp.photo.slot == "bag" and resp.photo.slot_source == "neighbours"
+    assert any("reads as a top item" in n and "look-alikes" in n for n in resp.notes)
+    for o in resp.outfits:
+        bags = [i.item_id for i in o.items if i.slot == "bag"]
+        assert bags and bags[0] in resp.photo.similar
+    # a photo of a casual shirt keeps the tagger's slot and is not retried
+    shirt = PhotoAnalysis(attributes={"category": {"value": "shirts", "confidence": 0.9}}, vector=other.tolist())
+    ok = rec.recommend(req, photo=shirt)
+    assert ok.outfits and ok.photo.slot == "top" and ok.photo.slot_source == "tagger"
+    assert not any("look-alikes" in n for n in ok.notes)
