@@ -1,7 +1,9 @@
 """Photo-tagging latency of the CURRENT tagger: one photo and a batch, adapter merged or not,
-by constrained-decoding method (jacobi: fewest forwards; lockstep: one forward per field).
+by constrained-decoding method (jacobi: fewest forwards; lockstep: one forward per field),
+with and without the mirror-image view (``decode.hflip_tta``).
 
     .venv/bin/python benchmark/tagger_latency.py [--artifacts artifacts] [--threads 1] [--seconds 5]
+        [--models adapter merged] [--methods jacobi lockstep] [--tta off on]
 
 Photos come from the shared Myntra catalog (../shared/data/myntra/images); each setting is
 timed for ``--seconds`` after one warm-up call and reported as milliseconds per call.
@@ -22,6 +24,8 @@ def main() -> None:
     ap.add_argument("--seconds", type=float, default=5.0)
     ap.add_argument("--batches", type=int, nargs="+", default=[1, 4, 8])
     ap.add_argument("--methods", nargs="+", default=["jacobi", "lockstep"])
+    ap.add_argument("--models", nargs="+", default=["adapter", "merged"], choices=["adapter", "merged"])
+    ap.add_argument("--tta", nargs="+", default=["off", "on"], choices=["off", "on"])
     args = ap.parse_args()
 
     import torch
@@ -38,19 +42,23 @@ def main() -> None:
     images = [Image.open(p).convert("RGB") for p in paths]
     tagger = Tagger.load(store)  # merged in memory
     merged = tagger.predictor.model
-    unmerged, _ = load_vlm(store.load("vlm", tagger.version), merge=False)
-    for name, model in (("adapter", unmerged), ("merged", merged)):
-        tagger.predictor.model = model
+    models = {"merged": merged}
+    if "adapter" in args.models:
+        models["adapter"], _ = load_vlm(store.load("vlm", tagger.version), merge=False)
+    for name in args.models:
+        tagger.predictor.model = models[name]
         for method in args.methods:
             tagger.predictor.decode_method = method
-            for n in args.batches:
-                tagger.tag(images[:n])
-                t0, calls = time.perf_counter(), 0
-                while time.perf_counter() - t0 < args.seconds:
+            for tta in args.tta:
+                tagger.predictor.hflip_tta = tta == "on"
+                for n in args.batches:
                     tagger.tag(images[:n])
-                    calls += 1
-                print(f"{name:8s} {method:9s} batch {n:3d}: "
-                      f"{(time.perf_counter() - t0) / calls * 1000:7.1f} ms per call")
+                    t0, calls = time.perf_counter(), 0
+                    while time.perf_counter() - t0 < args.seconds:
+                        tagger.tag(images[:n])
+                        calls += 1
+                    print(f"{name:8s} {method:9s} mirror {tta:3s} batch {n:3d}: "
+                          f"{(time.perf_counter() - t0) / calls * 1000:7.1f} ms per call")
 
 if __name__ == "__main__":
     main()

@@ -145,7 +145,7 @@ class Recommender:
     def from_store(cls, store: ArtifactStore, *, config: RecommenderConfig | None = None,
                    with_photo_models: bool = True, device: str = "cpu",
                    profile: str = "mini", background_prewarm: bool = False,
-                   photo_tagger: bool = True) -> "Recommender":
+                   photo_tagger: bool = True, photo_mirror: bool = False) -> "Recommender":
         """Build from the CURRENT artifacts under ``store``; only ``items`` is required.
 
         Args:
@@ -155,6 +155,7 @@ class Recommender:
             background_prewarm: return before the shopper segments' candidates are cached
                 (faster start; the first minute's requests then compete with the pre-warm).
             photo_tagger: read photos with the tagger too (False: encoder only).
+            photo_mirror: the tagger reads each photo with its mirror image too (`PhotoModels`).
         """
         from mmrec.catalog.ingest import load_items
 
@@ -193,7 +194,8 @@ class Recommender:
         extra_versions: dict[str, str] = {}
         if with_photo_models:
             photo, photo_notes = PhotoModels.from_store(
-                store, device=device, encoder=getattr(recall, "encoder", None), with_tagger=photo_tagger)
+                store, device=device, encoder=getattr(recall, "encoder", None), with_tagger=photo_tagger,
+                tagger_mirror=photo_mirror)
             notes += photo_notes
         else:  # photo responses carry the versions the photo deployment used
             extra_versions = {"tagger": "photo deployment", "encoder": "photo deployment"}

@@ -123,6 +123,14 @@ def test_tagger_output_is_valid(run):
         for f, v in res.items():
             assert v["value"] is None or TAX.is_valid(f, v["value"])
             assert 0.0 <= v["confidence"] <= 1.0
+    # the mirror view: on by default for catalog tagging, off for kiosk photos unless asked
+    from mmrec.outfit.photo import PhotoModels
+
+    assert tagger.predictor.hflip_tta
+    assert not PhotoModels.from_store(store)[0].tagger.predictor.hflip_tta
+    assert PhotoModels.from_store(store, tagger_mirror=True)[0].tagger.predictor.hflip_tta
+    plain = Tagger.load(store, hflip_tta=False)
+    assert len(plain.tag(imgs)) == 3 and not plain.predictor.hflip_tta
 
 
 def test_tag_cli_images_and_catalog(run, capsys):

@@ -92,7 +92,8 @@ def _start(args, settings):
         # --config/--set configure the `serve` stage; the recommender uses its profile config
         cfg = load_config("recommend", profile=args.profile, config_dir=args.config_dir)
         holder = RecommenderHolder(lambda: Recommender.from_store(
-            store, config=cfg, profile=args.profile, photo_tagger=settings.photo_tagger), store,
+            store, config=cfg, profile=args.profile, photo_tagger=settings.photo_tagger,
+            photo_mirror=settings.photo_mirror_view), store,
                                    settings.reload_poll_s, freeze_heap=True)
         holder.load()
         holder.start()

@@ -41,12 +41,15 @@ class PhotoModels:
 
     @classmethod
     def from_store(cls, store: ArtifactStore, *, device: str = "cpu",
-                   encoder: Any | None = None, with_tagger: bool = True
+                   encoder: Any | None = None, with_tagger: bool = True, tagger_mirror: bool = False
                    ) -> tuple["PhotoModels", list[str]]:
         """Load whatever of tagger and encoder exists; returns (models, notes on what is missing).
 
         Args:
             encoder: an encoder already loaded (recall's, which made the index vectors).
+            tagger_mirror: decode each photo with its mirror image too (``decode.hflip_tta``): off
+                for kiosk photos by default (README "Attribute tagger": +22 ms per photo on one
+                thread, no measured gain on the benchmark's re-shot kiosk photos).
             with_tagger: False reads photos with the encoder only (when the tagger is too slow
                 for the latency budget on this hardware).
         """
@@ -57,7 +60,7 @@ class PhotoModels:
         elif store.current_version(TAGGER_KIND):
             from mmrec.attributes.tagger import Tagger
 
-            tagger = Tagger.load(store, device=device)
+            tagger = Tagger.load(store, device=device, hflip_tta=tagger_mirror)
         else:
             notes.append("no tagger artifact: photos are read by the encoder only")
         if encoder is None and store.current_version("encoder"):

@@ -52,13 +52,15 @@ class PhotoModelsDeployment:
     """
 
     def __init__(self, artifacts: str, device: str = "cpu", reload_poll_s: float = 10.0,
-                 use_tagger: bool = True, batch_size: int = 8, batch_wait_ms: float = 5.0):
+                 use_tagger: bool = True, batch_size: int = 8, batch_wait_ms: float = 5.0,
+                 mirror_view: bool = False):
         from mmrec.serving.local import limit_threads
 
         limit_threads()
         store = ArtifactStore(artifacts)
         self.holder = RecommenderHolder(
-            lambda: PhotoModels.from_store(store, device=device, with_tagger=use_tagger)[0],
+            lambda: PhotoModels.from_store(store, device=device, with_tagger=use_tagger,
+                                           tagger_mirror=mirror_view)[0],
             store, reload_poll_s, freeze_heap=True)
         # the pass runs in a worker thread: the event loop keeps taking photos meanwhile
         self.photos = BatchedPhotos(lambda: self.holder.current, max_batch=batch_size, gather_ms=batch_wait_ms)
@@ -89,7 +91,9 @@ class Ingress:
         local_photo = photo is None
         self.holder = RecommenderHolder(
             lambda: Recommender.from_store(store, config=cfg, with_photo_models=local_photo,
-                                           profile=self.settings.profile),
+                                           profile=self.settings.profile,
+                                           photo_tagger=self.settings.photo_tagger,
+                                           photo_mirror=self.settings.photo_mirror_view),
             store, self.settings.reload_poll_s, freeze_heap=True)
         self.holder.load()
         self.holder.start()
@@ -164,7 +168,7 @@ def build_app(args: dict[str, Any]) -> serve.Application:
     if args.get("photo_deployment", True):
         photo = PhotoModelsDeployment.options(**opts.get("PhotoModels", {})).bind(
             settings.artifacts, settings.photo_device, settings.reload_poll_s, settings.photo_tagger,
-            settings.photo_batch_size, settings.photo_batch_wait_ms)
+            settings.photo_batch_size, settings.photo_batch_wait_ms, settings.photo_mirror_view)
     return Ingress.options(**opts.get("Ingress", {})).bind(
         settings.model_dump(mode="json"), rec_cfg, photo)
 

@@ -72,6 +72,10 @@ class ServeSettings(StrictModel):
     # Read kiosk photos with the VLM tagger (attributes) as well as the encoder; the mini
     # tagger costs ~30 ms for one photo, ~60 ms for 4 on one thread here (benchmark/tagger_latency.py).
     photo_tagger: bool = True
+    # The tagger also reads each photo's mirror image (decode.hflip_tta, on for catalog tagging
+    # and `mmrec sft eval`): off for photos, +22 ms per photo on one thread and no measured gain
+    # on the benchmark's re-shot kiosk photos (README "Attribute tagger").
+    photo_mirror_view: bool = False
     # Photos are tagged in batches on the PhotoModels deployment (8 photos cost ~2.5x one): a pass
     # takes every photo that queued while the last one ran (mmrec.serving.batching); only an idle
     # model waits photo_batch_wait_ms for photos sent together.
