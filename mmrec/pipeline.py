@@ -252,17 +252,23 @@ class Recommender:
         anchor_notes: list[str] = []
         built = self._build(scene, request, genders, user, query, photo, None, anchor_notes, timings)
         outfits, pools, routes, info, photo_out, anchor_pool = built
-        if not outfits and photo_out is not None and photo_out.slot_source == "tagger":
-            # The tagger's reading of a kiosk photo can be wrong in a way that leaves nothing to
-            # wear with it (a bag read as a formal shirt on a casual weekend). Its nearest catalog
-            # look-alikes are the second opinion (the slot rule used when there is no tagger).
-            retry_notes: list[str] = []
-            retry = self._build(scene, request, genders, user, query, photo, "neighbours", retry_notes, timings)
-            if retry[0] and retry[4].slot != photo_out.slot:
-                anchor_notes = retry_notes + [
-                    f"the photo reads as a {photo_out.slot} item, which left no {scene.label} outfit; "
-                    f"it is matched as a {retry[4].slot} item, like its nearest catalog look-alikes"]
+        if not outfits and photo_out is not None and photo_out.slot is not None:
+            # A kiosk photo read into a slot that leaves nothing to wear with it (a bag the tagger
+            # read as a formal shirt, on a casual weekend): its nearest catalog look-alikes are
+            # the second opinion on the slot (the rule used without a tagger); failing that, the
+            # outfits are the scene's, matched to the photo's colours.
+            tries = ("neighbours", "colours") if photo_out.slot_source == "tagger" else ("colours",)
+            for slot_from in tries:
+                retry_notes: list[str] = []
+                retry = self._build(scene, request, genders, user, query, photo, slot_from, retry_notes, timings)
+                if not retry[0] or (slot_from == "neighbours" and retry[4].slot == photo_out.slot):
+                    continue
+                how = (f"it is matched as a {retry[4].slot} item, like its nearest catalog look-alikes"
+                       if slot_from == "neighbours" else "outfits are matched to its colours only")
+                anchor_notes = retry_notes + [f"the photo reads as a {photo_out.slot} item, which left "
+                                              f"no {scene.label} outfit; {how}"]
                 outfits, pools, routes, info, photo_out, anchor_pool = retry
+                break
         notes.extend(anchor_notes)
         if len(outfits) < request.k:
             empty = [s for s in scene.template_slots() if not len(pools.get(s, ()))]
@@ -632,17 +638,18 @@ class Recommender:
         """The photo as an outfit anchor: its slot, its look-alikes (any category), and the
         look-alikes the scene allows in that slot (the slot's candidates).
 
-        The slot is the tagged category's, else the majority of the look-alikes';
-        ``slot_from="neighbours"`` skips the tagger's reading."""
+        The slot is the tagged category's, else the majority of the look-alikes'.
+        ``slot_from``: None (that rule), ``"neighbours"`` (skip the tagger's reading) or
+        ``"colours"`` (no slot: the outfits are matched to the photo's colours)."""
         k, exclude = self.cfg.photo_similar_k, list(request.filters.exclude_item_ids)
-        slot, how = self._photo_slot(photo) if slot_from != "neighbours" else (None, "none")
+        slot, how = self._photo_slot(photo) if slot_from is None else (None, "none")
         # one wide search serves the slot vote, the look-alikes and (usually) the slot's pool
         wide = self._similar(photo, slot, genders, 4 * k, exclude)
-        if slot is None and wide:
+        if slot is None and wide and slot_from != "colours":
             slot, how = self._majority_slot(wide), "neighbours"
         ids = [i for i in wide if slot is None or self.items.row(i)["slot"] == slot][:k]
         pool: list[str] = []
-        if slot is None:
+        if slot is None and slot_from != "colours":  # (the caller says why for "colours")
             notes.append("the photo could not be placed in an outfit slot; outfits are matched "
                          "to its colours only")
         elif slot not in scene.template_slots():

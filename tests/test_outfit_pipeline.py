@@ -140,42 +140,70 @@ def test_typed_text_steers_its_slot(rec):
     assert all(i.category != "flip flops" for o in resp.outfits for i in o.items)
 
 
-def test_a_misread_photo_is_matched_by_its_look_alikes_slot():
-    """A kiosk photo of a bag that the tagger reads as a (formal) shirt: the only shirts like it
-    are formal, which a casual weekend bans, so the tagged slot leaves no outfit. The photo's
-    nearest catalog items (bags) then decide its slot, and the look is built around a bag."""
+
+@pytest.fixture(scope="module")
+def look_alikes():
+    """A catalog with hand-set image vectors: bags point one way (``bag``), the men's formal
+    shirts mostly another (``top``), everything else away from both; a look-alike search returns
+    one item per look-alike slot (``photo_similar_k=1``, so 4 neighbours vote on the slot)."""
     import numpy as np
 
     from mmrec.outfit.scenes import SceneBook
     from mmrec.pipeline import RecommenderConfig
     from outfit_fixtures import ALL, item_table
 
-    extra = [("t5", "men", "shirts", "white", "formal", "summer", "solid", 45.0)] + [
+    extra = [(f"t{k}", "men", "shirts", "white", "formal", "summer", "solid", 40.0 + k) for k in (5, 6, 7)] + [
         (f"g{k}", "men", cat, "black", "casual", "fall", None, 30.0 + k)
         for k, cat in enumerate(["messenger bag", "backpacks", "messenger bag", "backpacks"])]
     items = item_table(ALL + extra)
     bag, top, other = np.eye(3, dtype=np.float32)
     vecs = []
-    for r in items.rows:  # bags point one way, the formal shirts half that way, the rest away
+    for r in items.rows:
         if r["slot"] == "bag":
-            vecs.append(bag)
+            vecs.append(bag - 0.1 * top)
         elif r["category"] == "shirts" and r["usage"] == "formal":
             vecs.append(0.6 * bag + 0.8 * top)
         else:
-            vecs.append(-0.5 * bag + other)
+            vecs.append(-0.5 * bag - 0.2 * top + other)
     items.attach_vectors(list(items.ids), np.stack(vecs), "test")
-    rec = Recommender(items, SceneBook.load(), config=RecommenderConfig(photo_similar_k=2))
-    photo = PhotoAnalysis(attributes={"category": {"value": "shirts", "confidence": 0.9}}, vector=bag.tolist())
+    rec = Recommender(items, SceneBook.load(), config=RecommenderConfig(photo_similar_k=1))
     req = RecommendRequest(scene="casual weekend", k=2, filters=RequestFilters(genders=["men"]))
-    resp = rec.recommend(req, photo=photo)
+    return rec, req, {"bag": bag, "top": top, "other": other}
+
+
+def _shirt_photo(vector):
+    return PhotoAnalysis(attributes={"category": {"value": "shirts", "confidence": 0.9}}, vector=vector.tolist())
+
+
+def test_a_misread_photo_is_matched_by_its_look_alikes_slot(look_alikes):
+    """A kiosk photo of a bag that the tagger reads as a shirt: the only shirts like it are
+    formal, which a casual weekend bans, so the tagged slot leaves no outfit. The photo's nearest
+    catalog items (bags) then decide its slot, and the look is built around a bag."""
+    rec, req, v = look_alikes
+    resp = rec.recommend(req, photo=_shirt_photo(v["bag"]))
     assert resp.outfits, resp.notes
     assert resp.photo.slot == "bag" and resp.photo.slot_source == "neighbours"
     assert any("reads as a top item" in n and "look-alikes" in n for n in resp.notes)
+    assert not any("0 of 2 outfits" in n for n in resp.notes)
     for o in resp.outfits:
         bags = [i.item_id for i in o.items if i.slot == "bag"]
         assert bags and bags[0] in resp.photo.similar
+        assert rec.scenes.get("casual weekend").outfit_violations([rec.items.row(i.item_id) for i in o.items]) == []
     # a photo of a casual shirt keeps the tagger's slot and is not retried
-    shirt = PhotoAnalysis(attributes={"category": {"value": "shirts", "confidence": 0.9}}, vector=other.tolist())
-    ok = rec.recommend(req, photo=shirt)
+    ok = rec.recommend(req, photo=_shirt_photo(v["other"]))
     assert ok.outfits and ok.photo.slot == "top" and ok.photo.slot_source == "tagger"
-    assert not any("look-alikes" in n for n in ok.notes)
+    assert not any("reads as" in n for n in ok.notes)
+
+
+def test_a_photo_nothing_goes_with_gets_the_scene_s_outfits_in_its_colours(look_alikes):
+    """A formal shirt on a casual weekend: its look-alikes are formal shirts too (no other slot
+    to try), so the outfits are the scene's own, matched to the photo's colours, and say so."""
+    rec, req, v = look_alikes
+    resp = rec.recommend(req, photo=_shirt_photo(v["top"]))
+    assert resp.outfits, resp.notes
+    assert resp.photo.slot is None and resp.photo.slot_source == "none"
+    assert any("reads as a top item" in n and "colours only" in n for n in resp.notes)
+    sc = rec.scenes.get("casual weekend")
+    for o in resp.outfits:
+        rows = [rec.items.row(i.item_id) for i in o.items]
+        assert sc.outfit_violations(rows) == [] and all(r["usage"] != "formal" for r in rows)
