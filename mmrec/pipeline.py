@@ -649,9 +649,10 @@ class Recommender:
             slot, how = self._majority_slot(wide), "neighbours"
         ids = [i for i in wide if slot is None or self.items.row(i)["slot"] == slot][:k]
         pool: list[str] = []
-        if slot is None and slot_from != "colours":  # (the caller says why for "colours")
-            notes.append("the photo could not be placed in an outfit slot; outfits are matched "
-                         "to its colours only")
+        if slot is None:
+            if slot_from != "colours":  # (for "colours" the caller says why)
+                notes.append("the photo could not be placed in an outfit slot; outfits are matched "
+                             "to its colours only")
         elif slot not in scene.template_slots():
             notes.append(f"the photo shows a {slot} item, which {scene.label} outfits do not use")
         else:

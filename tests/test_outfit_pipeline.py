@@ -203,6 +203,7 @@ def test_a_photo_nothing_goes_with_gets_the_scene_s_outfits_in_its_colours(look_
     assert resp.outfits, resp.notes
     assert resp.photo.slot is None and resp.photo.slot_source == "none"
     assert any("reads as a top item" in n and "colours only" in n for n in resp.notes)
+    assert not any("None" in n or "slot" in n for n in resp.notes), resp.notes
     sc = rec.scenes.get("casual weekend")
     for o in resp.outfits:
         rows = [rec.items.row(i.item_id) for i in o.items]
