@@ -1,0 +1,156 @@
+"""How much colour family these photos and labels give away: simple references on the SFT
+dataset's split, next to the tagger, and contact sheets of the tagger's commonest family errors.
+
+    .venv/bin/python benchmark/colour_ceiling.py [--artifacts artifacts] [--out runs/colour_ceiling]
+
+Each reference is fitted on the train split's products (one row per product) and scored on the
+test split's products that have a colour label, by colour family (`Taxonomy.colour_family`):
+
+- ``hist_lr``: logistic regression on a foreground colour histogram: HSV 12 x 4 x 4 bins over
+  the pixels that are not near-white studio background, the mean foreground RGB and the
+  foreground's share of the photo (square root of the bin shares);
+- ``hist_gbm``: LightGBM on the same features;
+- ``clip_lr``: logistic regression on the in-house CLIP image vectors (the ``vectors`` artifact);
+- ``clip_hist_lr``: both feature sets together.
+
+``tagger`` is the CURRENT ``attribute_predictions`` (the catalog tagged by the tagger). Writes
+``metrics.json`` and one contact sheet per frequent family confusion of the tagger
+(``<truth>_as_<predicted>.png``: photo, catalog colour / tagged colour) under ``--out``.
+Takes ~2 minutes on 2 cores (decoding 10,600 photos at 48 x 64 px).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+from collections import Counter
+from pathlib import Path
+
+import numpy as np
+
+BACKGROUND = 0.92  # a pixel whose every channel is above this (0-1) is studio background
+
+
+def colour_features(path: str) -> np.ndarray:
+    """The foreground colour histogram of one photo (see the module docstring)."""
+    from PIL import Image
+
+    img = Image.open(path).convert("RGB").resize((48, 64))
+    rgb = np.asarray(img, dtype=np.float32) / 255
+    hsv = np.asarray(img.convert("HSV"), dtype=np.float32) / 255
+    fg = ~(rgb.min(-1) > BACKGROUND)
+    w = fg.astype(np.float32).ravel()
+    w /= max(w.sum(), 1.0)
+    h, s, v = (np.minimum((hsv[..., c].ravel() * n).astype(int), n - 1) for c, n in ((0, 12), (1, 4), (2, 4)))
+    hist = np.bincount(h * 16 + s * 4 + v, weights=w, minlength=192)
+    mean_rgb = (rgb.reshape(-1, 3) * w[:, None]).sum(0)
+    return np.concatenate([np.sqrt(hist), mean_rgb, [fg.mean()]]).astype(np.float32)
+
+
+def _logreg(xtr, ytr, xte, c: float):
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.preprocessing import StandardScaler
+
+    scale = StandardScaler().fit(xtr)
+    return LogisticRegression(max_iter=3000, C=c).fit(scale.transform(xtr), ytr).predict(scale.transform(xte))
+
+
+def _gbm(xtr, ytr, xte):
+    import lightgbm as lgb
+
+    classes = sorted(set(ytr))
+    code = {c: i for i, c in enumerate(classes)}
+    model = lgb.LGBMClassifier(n_estimators=400, learning_rate=0.05, num_leaves=31, min_child_samples=10,
+                               subsample=0.8, subsample_freq=1, colsample_bytree=0.5, verbose=-1, n_jobs=2,
+                               random_state=0)
+    model.fit(xtr, [code[c] for c in ytr])
+    return [classes[i] for i in model.predict(xte)]
+
+
+def _sheet(rows: list[tuple[str, str, str]], path: Path, cols: int = 4) -> None:
+    """Photos with "catalog colour / tagged colour" under each."""
+    from PIL import Image, ImageDraw
+
+    cell_w, cell_h = 150, 210
+    sheet = Image.new("RGB", (cols * cell_w, -(-len(rows) // cols) * cell_h), "white")
+    draw = ImageDraw.Draw(sheet)
+    for k, (image, truth, pred) in enumerate(rows):
+        img = Image.open(image).convert("RGB")
+        img.thumbnail((cell_w, cell_h - 20))
+        x, y = (k % cols) * cell_w, (k // cols) * cell_h
+        sheet.paste(img, (x, y))
+        draw.text((x + 2, y + cell_h - 18), f"{truth} / {pred}", fill="black")
+    sheet.save(path)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--artifacts", default="artifacts")
+    ap.add_argument("--dataset", default=None, help="sft_dataset version (default: CURRENT)")
+    ap.add_argument("--split", default="test", choices=["val", "test"])
+    ap.add_argument("--out", default="runs/colour_ceiling")
+    ap.add_argument("--sheets", type=int, default=4, help="contact sheets of the commonest confusions")
+    args = ap.parse_args()
+
+    import pyarrow.parquet as pq
+
+    from mmrec.artifacts import ArtifactStore
+    from mmrec.attributes.train import load_parts
+    from mmrec.taxonomy import default_taxonomy
+
+    t0 = time.perf_counter()
+    tax = default_taxonomy()
+    store = ArtifactStore(args.artifacts)
+    parts = load_parts(store, args.dataset)
+    train = [p for p in parts.split("train") if p["colour"]]
+    test = [p for p in parts.split(args.split) if p["colour"]]
+    family = tax.colour_family
+    ytr = [family(p["colour"]) for p in train]
+    yte = np.array([family(p["colour"]) for p in test])
+    hist_tr = np.stack([colour_features(p["image_path"]) for p in train])
+    hist_te = np.stack([colour_features(p["image_path"]) for p in test])
+
+    vec_art = store.load("vectors")
+    table = pq.read_table(vec_art.file("vectors.parquet"), columns=["item_id", "vector"])
+    vec = dict(zip(table.column("item_id").to_pylist(), np.asarray(table.column("vector").to_pylist(), np.float32)))
+    have = all(p["item_id"] in vec for p in train + test)
+    scores: dict[str, float] = {}
+    preds = {"hist_lr": _logreg(hist_tr, ytr, hist_te, 3.0), "hist_gbm": _gbm(hist_tr, ytr, hist_te)}
+    if have:
+        clip_tr = np.stack([vec[p["item_id"]] for p in train])
+        clip_te = np.stack([vec[p["item_id"]] for p in test])
+        preds["clip_lr"] = _logreg(clip_tr, ytr, clip_te, 0.1)
+        preds["clip_hist_lr"] = _logreg(np.hstack([clip_tr, hist_tr]), ytr, np.hstack([clip_te, hist_te]), 0.1)
+    for name, p in preds.items():
+        scores[name] = round(float(np.mean(np.asarray(p) == yte)), 4)
+
+    pred_art = store.load("attribute_predictions")
+    ptable = pq.read_table(pred_art.file("predictions.parquet")).to_pylist()
+    tagged = {r["item_id"]: r["value"] for r in ptable if r["field"] == "colour"}
+    tag_fam = [family(tagged[p["item_id"]]) if p["item_id"] in tagged else None for p in test]
+    scores["tagger"] = round(float(np.mean([t == y for t, y in zip(tag_fam, yte)])), 4)
+
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    confusions = Counter((y, t) for t, y in zip(tag_fam, yte) if t is not None and t != y)
+    sheets = []
+    for (truth, pred), n in confusions.most_common(args.sheets):
+        rows = [(p["image_path"], p["colour"], tagged[p["item_id"]]) for p, t, y in zip(test, tag_fam, yte)
+                if y == truth and t == pred][:16]
+        name = f"{truth}_as_{pred}.png"
+        _sheet(rows, out / name)
+        sheets.append({"truth": truth, "predicted": pred, "count": n, "sheet": name})
+    metrics = {"split": args.split, "products": len(test), "train_products": len(train),
+               "colour_family_accuracy": scores, "majority": round(float(np.mean(yte == Counter(ytr).most_common(1)[0][0])), 4),
+               "tagger_predictions": pred_art.version, "vectors": vec_art.version,
+               "dataset": parts.art.version, "confusions": sheets, "seconds": round(time.perf_counter() - t0, 1)}
+    (out / "metrics.json").write_text(json.dumps(metrics, indent=2))
+    for name, acc in scores.items():
+        print(f"{name:14s} colour family {acc:.3f}")
+    print(f"{len(test)} {args.split} products, {len(train)} train; sheets and metrics.json in {out} "
+          f"({metrics['seconds']} s)")
+
+
+if __name__ == "__main__":
+    main()
