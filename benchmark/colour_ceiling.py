@@ -84,6 +84,17 @@ def _sheet(rows: list[tuple[str, str, str]], path: Path, cols: int = 4) -> None:
     sheet.save(path)
 
 
+def _current(store, kind: str):
+    """The CURRENT version of an artifact kind, or None when there is none yet (references
+    that need it are then left out)."""
+    from mmrec.errors import ArtifactNotFound
+
+    try:
+        return store.load(kind)
+    except ArtifactNotFound:
+        return None
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--artifacts", default="artifacts")
@@ -111,10 +122,13 @@ def main() -> None:
     hist_tr = np.stack([colour_features(p["image_path"]) for p in train])
     hist_te = np.stack([colour_features(p["image_path"]) for p in test])
 
-    vec_art = store.load("vectors")
-    table = pq.read_table(vec_art.file("vectors.parquet"), columns=["item_id", "vector"])
-    vec = dict(zip(table.column("item_id").to_pylist(), np.asarray(table.column("vector").to_pylist(), np.float32)))
-    have = all(p["item_id"] in vec for p in train + test)
+    vec_art = _current(store, "vectors")
+    vec = {}
+    if vec_art is not None:
+        table = pq.read_table(vec_art.file("vectors.parquet"), columns=["item_id", "vector"])
+        vec = dict(zip(table.column("item_id").to_pylist(),
+                       np.asarray(table.column("vector").to_pylist(), np.float32)))
+    have = bool(vec) and all(p["item_id"] in vec for p in train + test)
     scores: dict[str, float] = {}
     preds = {"hist_lr": _logreg(hist_tr, ytr, hist_te, 3.0), "hist_gbm": _gbm(hist_tr, ytr, hist_te)}
     if have:
@@ -125,11 +139,14 @@ def main() -> None:
     for name, p in preds.items():
         scores[name] = round(float(np.mean(np.asarray(p) == yte)), 4)
 
-    pred_art = store.load("attribute_predictions")
-    ptable = pq.read_table(pred_art.file("predictions.parquet")).to_pylist()
-    tagged = {r["item_id"]: r["value"] for r in ptable if r["field"] == "colour"}
+    pred_art = _current(store, "attribute_predictions")
+    tagged: dict = {}
+    if pred_art is not None:
+        ptable = pq.read_table(pred_art.file("predictions.parquet")).to_pylist()
+        tagged = {r["item_id"]: r["value"] for r in ptable if r["field"] == "colour"}
     tag_fam = [family(tagged[p["item_id"]]) if p["item_id"] in tagged else None for p in test]
-    scores["tagger"] = round(float(np.mean([t == y for t, y in zip(tag_fam, yte)])), 4)
+    if tagged:
+        scores["tagger"] = round(float(np.mean([t == y for t, y in zip(tag_fam, yte)])), 4)
 
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
@@ -143,7 +160,7 @@ def main() -> None:
         sheets.append({"truth": truth, "predicted": pred, "count": n, "sheet": name})
     metrics = {"split": args.split, "products": len(test), "train_products": len(train),
                "colour_family_accuracy": scores, "majority": round(float(np.mean(yte == Counter(ytr).most_common(1)[0][0])), 4),
-               "tagger_predictions": pred_art.version, "vectors": vec_art.version,
+               "tagger_predictions": pred_art and pred_art.version, "vectors": vec_art and vec_art.version,
                "dataset": parts.art.version, "confusions": sheets, "seconds": round(time.perf_counter() - t0, 1)}
     (out / "metrics.json").write_text(json.dumps(metrics, indent=2))
     for name, acc in scores.items():

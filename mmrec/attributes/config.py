@@ -161,6 +161,8 @@ class DecodeSettings(StrictModel):
     batch_size: int = Field(64, ge=1)
     hflip_tta: bool = Field(True, description="constrained mode: choose each value from the mean probabilities "
                                                "of the image and its mirror image (2x the compute)")
+    colour_by_family: bool = Field(False, description="constrained mode, one-token values: choose the colour "
+                                                      "family with the most probability, then the colour in it")
 
 
 class CnnBaseline(StrictModel):

@@ -118,7 +118,8 @@ def evaluate(store: ArtifactStore, cfg: SftConfig, *, vlm: str | None = None, pr
     def predictor(model, processor):
         return Predictor(model, processor, prompts, fields, values, tax, image_size=size,
                          batch_size=cfg.decode.batch_size, max_new_tokens=cfg.decode.max_new_tokens,
-                         inference_only=True, hflip_tta=cfg.decode.hflip_tta)
+                         inference_only=True, hflip_tta=cfg.decode.hflip_tta,
+                         colour_by_family=cfg.decode.colour_by_family)
 
     model, processor = load_vlm(vlm_art)
     models["sft"] = _vlm_reports(predictor(model, processor), test, truth, fields, tax, cache, rows)

@@ -42,13 +42,17 @@ class Predictor:
             choose every value from their mean probabilities (test-time augmentation; the
             tagger is trained on both). Twice the compute per image; a batch then holds
             ``batch_size`` rows, i.e. half as many images.
+        colour_by_family: constrained mode, one-token values only: choose the colour family with
+            the highest total probability first, then the most probable colour in it (grouped
+            choice, `mmrec.attributes.decode`).
     """
 
     def __init__(self, model, processor, prompts: PromptSet, fields: Sequence[str],
                  values: Mapping[str, Sequence[str]], taxonomy: Taxonomy, *, image_size: int | None,
                  batch_size: int = 64, max_new_tokens: int = 128, inference_only: bool = False,
-                 decode_method: str = "jacobi", hflip_tta: bool = False):
+                 decode_method: str = "jacobi", hflip_tta: bool = False, colour_by_family: bool = False):
         self.model = model
+        self.colour_by_family = colour_by_family
         self.hflip_tta = hflip_tta
         self.decode_method = decode_method
         self.inference_only = inference_only
@@ -63,7 +67,9 @@ class Predictor:
         tok = processor.tokenizer
         self.tokenizer = tok
         self.pad_id = tok.pad_token_id
-        self.grammar = JsonGrammar(tok, self.fields, values, prompts.unknown)
+        groups = ({"colour": {v: taxonomy.colour_family(v) for v in values.get("colour", ())}}
+                  if colour_by_family else None)
+        self.grammar = JsonGrammar(tok, self.fields, values, prompts.unknown, groups)
         record = {"messages": messages(prompts.system, prompts.json_instruction(self.fields)),
                   "images": ["<image>"]}
         self.prompt_ids = encode_records([record], processor, {"<image>": 0})[0].prompt_ids

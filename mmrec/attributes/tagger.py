@@ -74,7 +74,8 @@ class Tagger:
 
     @classmethod
     def load(cls, store: ArtifactStore, version: str | None = None, *, device: str = "cpu",
-             batch_size: int = 32, mode: str | None = None, hflip_tta: bool | None = None) -> Tagger:
+             batch_size: int = 32, mode: str | None = None, hflip_tta: bool | None = None,
+             colour_by_family: bool | None = None) -> Tagger:
         """Load a ``vlm`` artifact (version name, path, or None for CURRENT).
 
         Args:
@@ -82,6 +83,8 @@ class Tagger:
                 ``free`` (generation + parse-and-repair); None uses the artifact's config.
             hflip_tta: decode each photo with its mirror image (`Predictor`); None uses the
                 artifact's config, or today's default for an artifact older than the setting.
+            colour_by_family: choose the colour family first, then the colour (`Predictor`);
+                None: as ``hflip_tta``.
         """
         from mmrec.attributes.config import DecodeSettings
         from mmrec.attributes.predict import Predictor
@@ -94,12 +97,14 @@ class Tagger:
         mode = mode or decode.get("mode", "constrained")
         if hflip_tta is None:
             hflip_tta = bool(decode.get("hflip_tta", DecodeSettings().hflip_tta))
+        if colour_by_family is None:
+            colour_by_family = bool(decode.get("colour_by_family", DecodeSettings().colour_by_family))
         if mode not in ("constrained", "free"):
             raise InputError(f"tagger mode must be 'constrained' or 'free', got {mode!r}")
         predictor = Predictor(model, processor, prompts, fields, values, default_taxonomy(),
                               image_size=art.manifest.get("image_size"), batch_size=batch_size,
                               max_new_tokens=int(decode.get("max_new_tokens", 128)), inference_only=True,
-                              hflip_tta=hflip_tta)
+                              hflip_tta=hflip_tta, colour_by_family=colour_by_family)
         return cls(predictor, art.version, mode=mode)
 
     def tag(self, images: Sequence[Any], *, progress=None) -> list[dict[str, dict]]:
@@ -154,6 +159,7 @@ def tag_catalog(store: ArtifactStore, tagger: Tagger, *, items_version: str | No
     result_table = pa.table(out, schema=ATTRIBUTE_PREDICTIONS_SCHEMA)
     with store.write(PREDICTIONS_KIND, config={"vlm": tagger.version, "mode": tagger.mode,
                                                "hflip_tta": tagger.predictor.hflip_tta,
+                                               "colour_by_family": tagger.predictor.colour_by_family,
                                                "items_version": items_art.version}) as w:
         pq.write_table(result_table, w.path / "predictions.parquet")
         w.add_artifact_input(items_art)

@@ -271,7 +271,8 @@ def train_lora(store: ArtifactStore, cfg: SftConfig, *, progress: bool = False, 
 
     def predictor(m):
         return Predictor(m, processor, parts.prompts, parts.fields, parts.values, tax, image_size=size,
-                         batch_size=cfg.decode.batch_size, max_new_tokens=cfg.decode.max_new_tokens)
+                         batch_size=cfg.decode.batch_size, max_new_tokens=cfg.decode.max_new_tokens,
+                         colour_by_family=cfg.decode.colour_by_family)
 
     if mini:
         rows = [cache.index[p["image_path"]] for p in val]
