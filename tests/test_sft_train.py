@@ -176,6 +176,20 @@ def test_resume_reproduces_the_uninterrupted_adapter(run, tmp_path):
     assert any("lora_B" in k and float(full[k].abs().max()) > 0 for k in full)
 
 
+def test_lora_stage_with_the_colour_family_loss_logs_it(run, tmp_path):
+    from mmrec.attributes.train import train_lora
+    from mmrec.config import load_config
+
+    _, store, *_ = run
+    cfg = load_config("sft", profile="tiny", overrides=[
+        f"output_dir={tmp_path}", "lora_stage.eval_steps=null", "lora_stage.max_steps=20",
+        "lora_stage.eval_samples=4", "lora_stage.colour_family_loss=1.0", "lora_stage.logging_steps=5"])
+    art = train_lora(store, cfg, profile="tiny")
+    group = [r["group_loss"] for r in _log(art) if "group_loss" in r]
+    assert len(group) >= 4 and group[-1] < group[0], group
+    assert art.config["lora_stage"]["colour_family_loss"] == 1.0
+
+
 def test_build_tagger_reuses_what_exists(run):
     from mmrec.attributes.quickstart import build_tagger
 

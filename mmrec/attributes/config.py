@@ -132,6 +132,9 @@ class StageTrain(StrictModel):
     budget_clock: Literal["cpu", "wall"] = Field(
         "cpu", description="cpu: this process's CPU time (robust to neighbours on a shared "
                            "machine); wall: elapsed time")
+    colour_family_loss: float = Field(
+        0.0, ge=0, description="LoRA stage: weight of -log P(true colour family) at the colour value of "
+                               "JSON answers (mmrec.attributes.group_loss; one-token values); 0: off")
     tasks: list[Literal["json", "single", "caption"]] = Field(default_factory=lambda: ["json", "single"])
     lowercase_answers: bool = Field(
         False, description="lowercase the target text (mini base stage: title words then share "

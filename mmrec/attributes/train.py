@@ -295,9 +295,17 @@ def train_lora(store: ArtifactStore, cfg: SftConfig, *, progress: bool = False, 
     cbs = [JsonlLog(log_path, "lora"), TimeBudget(clock), *aug_cbs]
     if val:
         cbs.append(attribute_eval_callback(predict_fn, val_truth, parts.fields, st, best_dir, log_path))
+    group_loss = None
+    if st.colour_family_loss > 0:
+        from mmrec.attributes.decode import JsonGrammar
+        from mmrec.attributes.group_loss import GroupLoss
+
+        grammar = JsonGrammar(processor.tokenizer, parts.fields, parts.values, parts.prompts.unknown)
+        group_loss = GroupLoss(grammar, "colour", {v: tax.colour_family(v) for v in parts.values.get("colour", ())},
+                               st.colour_family_loss)
     trainer = trainer_class()(model=model, args=training_args(st, out_dir, progress=progress),
                                train_dataset=train_ds, data_collator=training_collator(processor, cache),
-                               callbacks=cbs, clock=clock, min_lr_ratio=st.min_lr_ratio)
+                               callbacks=cbs, clock=clock, min_lr_ratio=st.min_lr_ratio, group_loss=group_loss)
     quiet_console(trainer, progress)
     t_train, c_train = time.perf_counter(), time.process_time()
     result = trainer.train(resume_from_checkpoint=resume and _has_checkpoint(out_dir))

@@ -24,10 +24,13 @@ def trainer_class():
         """Trainer that logs token accuracy and predictive entropy on the answer tokens and
         schedules the learning rate over a `ScheduleClock` (steps or wall-time budget)."""
 
-        def __init__(self, *a, clock: ScheduleClock, min_lr_ratio: float, distiller=None, **kw):
+        def __init__(self, *a, clock: ScheduleClock, min_lr_ratio: float, distiller=None, group_loss=None,
+                     **kw):
             super().__init__(*a, **kw)
             self._acc = [0.0, 0.0, 0]  # sum accuracy, sum entropy, batches
             self._distill = [0.0, 0]   # sum distillation loss, batches
+            self._group = [0.0, 0]     # sum group loss, batches
+            self._group_loss = group_loss  # group_loss.GroupLoss (LoRA stage) or None
             self._clock, self._min_lr_ratio = clock, min_lr_ratio
             self._distiller = distiller  # distill.VisionDistiller (mini base stage) or None
 
@@ -64,17 +67,23 @@ def trainer_class():
                 inputs, target, target_mask = self._distiller.split(inputs)
             loss, outputs = super().compute_loss(model, inputs, return_outputs=True,
                                                  num_items_in_batch=num_items_in_batch)
+            # the Trainer divides the loss by the accumulation steps only when the model does not
+            # normalise by num_items_in_batch itself; an added batch mean must be either way
+            scale = (self.current_gradient_accumulation_steps
+                     if self.model_accepts_loss_kwargs and num_items_in_batch is not None else 1)
             if target is not None:
                 d = self._distiller.loss(target, target_mask, inputs["image_grid_thw"])
                 if d is not None:
-                    # the Trainer divides the loss by the accumulation steps only when the model
-                    # does not normalise by num_items_in_batch itself; a batch mean must be either way
-                    scale = (self.current_gradient_accumulation_steps
-                             if self.model_accepts_loss_kwargs and num_items_in_batch is not None else 1)
                     loss = loss + self._distiller.weight * d / scale
                     self._distill[0] += float(d.detach())
                     self._distill[1] += 1
             labels = inputs.get("labels")
+            if self._group_loss is not None and labels is not None:
+                g = self._group_loss(outputs.logits, labels)
+                if g is not None:
+                    loss = loss + self._group_loss.weight * g / scale
+                    self._group[0] += float(g.detach())
+                    self._group[1] += 1
             if labels is not None and model.training:
                 with torch.no_grad():
                     logits = outputs.logits[:, :-1]
@@ -96,6 +105,9 @@ def trainer_class():
             if self._distill[1] and "loss" in logs:
                 logs["distill_loss"] = round(self._distill[0] / self._distill[1], 4)
                 self._distill = [0.0, 0]
+            if self._group[1] and "loss" in logs:
+                logs["group_loss"] = round(self._group[0] / self._group[1], 4)
+                self._group = [0.0, 0]
             super().log(logs, start_time)
 
     return SftTrainer

@@ -1,0 +1,92 @@
+"""An auxiliary loss on one field's value: how much probability the model gives the true group.
+
+The token loss trains the exact colour ("navy blue"), yet what the outfit rules and the
+headline metric use is its colour family. Between neighbouring shades of one family the photo
+often cannot tell ("charcoal" or "grey"), and the token loss spends the model's capacity on
+those near-coin-flips as much as on "navy" vs "black". This loss adds ``-log P(true family)``
+at the colour value's position, with the family's probability summed over its colours (the
+same sum the grouped decoding choice reads, `mmrec.attributes.decode`), so the gradient also
+rewards moving mass between families and not only between shades.
+
+Only answers in the JSON skeleton count: the value is found as the token after the field's
+forced key text (``", "colour": "``), which every JSON record of the dataset writes the same way.
+"""
+
+from __future__ import annotations
+
+from typing import Mapping, Sequence
+
+from mmrec.errors import ConfigError
+
+
+class GroupLoss:
+    """``-log`` of the probability of the true value's group, averaged over the batch's answers.
+
+    Args:
+        grammar: the answer grammar (`JsonGrammar`): the forced key text before each value and
+            each value's tokens; the field's values must be one token each.
+        field: the field whose value is grouped ("colour").
+        group_of: value -> group name (e.g. `Taxonomy.colour_family`); a value without a group is
+            a group of its own.
+        weight: factor on the loss (added to the token loss).
+    """
+
+    def __init__(self, grammar, field: str, group_of: Mapping[str, str | None], weight: float):
+        import torch
+
+        if field not in grammar.fields:
+            raise ConfigError(f"group loss on {field!r}, which the dataset does not answer")
+        i = grammar.fields.index(field)
+        trie = grammar.tries[i]
+        if not trie.children or any(c.children or c.value is None for c in trie.children.values()):
+            raise ConfigError(f"group loss on {field!r} needs one-token values (the mini tokenizer)")
+        self.weight = weight
+        self.key = torch.tensor(grammar.forced[i], dtype=torch.long)
+        names: dict[str, int] = {}
+        self._token: list[int] = []
+        self._group: list[int] = []
+        for tok, node in trie.children.items():
+            self._token.append(tok)
+            self._group.append(names.setdefault(group_of.get(node.value) or f"\0{node.value}", len(names)))
+        self.n_groups = len(names)
+
+    def _tables(self, vocab: int, device):
+        """(group of each vocabulary token, -1 outside the field; [groups, vocab] membership)."""
+        import torch
+
+        group_of = torch.full((vocab,), -1, dtype=torch.long, device=device)
+        group_of[torch.tensor(self._token, device=device)] = torch.tensor(self._group, device=device)
+        member = torch.zeros(self.n_groups, vocab, dtype=torch.bool, device=device)
+        member[group_of.clamp(min=0), torch.arange(vocab, device=device)] = group_of >= 0
+        return group_of, member
+
+    def value_positions(self, labels) -> tuple[Sequence[int], Sequence[int]]:
+        """(rows, label columns) of the field's value in each JSON answer of ``labels``."""
+        key = self.key.to(labels.device)
+        width = key.numel()
+        if labels.shape[1] <= width:
+            return labels.new_zeros(0), labels.new_zeros(0)
+        windows = labels.unfold(1, width, 1)[:, :-1]  # windows ending before the last column
+        rows, starts = (windows == key).all(-1).nonzero(as_tuple=True)
+        return rows, starts + width
+
+    def __call__(self, logits, labels):
+        """Mean ``-log P(group of the labelled value)`` (None when the batch has no such value).
+
+        ``logits[:, t]`` predicts ``labels[:, t + 1]`` (causal LM, the answer columns of
+        `answer_logits_only` included).
+        """
+        import torch
+
+        rows, cols = self.value_positions(labels)
+        if len(rows) == 0:
+            return None
+        group_of, member = self._tables(logits.shape[-1], logits.device)
+        groups = group_of[labels[rows, cols]]
+        ok = groups >= 0  # a token after the key that is no value of the field
+        if not bool(ok.any()):
+            return None
+        rows, cols, groups = rows[ok], cols[ok], groups[ok]
+        lg = logits[rows, cols - 1].float()
+        in_group = torch.logsumexp(lg.masked_fill(~member[groups], float("-inf")), -1)
+        return (torch.logsumexp(lg, -1) - in_group).mean()

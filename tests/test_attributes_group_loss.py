@@ -1,0 +1,103 @@
+"""The colour-family loss: it finds the colour value in real training batches and scores the
+probability of the true family, so shades of one family are not penalised against each other."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from mmrec.attributes.data import Collator, encode_records
+from mmrec.attributes.decode import JsonGrammar
+from mmrec.attributes.group_loss import GroupLoss
+from mmrec.attributes.prompts import json_answer, messages
+from mmrec.attributes.trainer import answer_logits_only
+from mmrec.errors import ConfigError
+from mmrec.taxonomy import default_taxonomy
+from sft_fixtures import TINY_FIELDS, tiny_model
+
+TAX = default_taxonomy()
+
+
+@pytest.fixture(scope="module")
+def tiny():
+    torch.set_num_threads(1)
+    model, processor, prompts, values = tiny_model(seed=5)
+    grammar = JsonGrammar(processor.tokenizer, TINY_FIELDS, values, prompts.unknown)
+    family = {v: TAX.colour_family(v) for v in values["colour"]}
+    return model, processor, prompts, grammar, family
+
+
+def _batch(processor, prompts, labels_list):
+    """A left-padded training batch (as the trainer's collator makes it) of JSON answers."""
+    recs = [{"messages": messages(prompts.system, prompts.json_instruction(TINY_FIELDS),
+                                  json_answer(lab, TINY_FIELDS)), "images": ["<image>"]} for lab in labels_list]
+    examples = encode_records(recs, processor, {"<image>": 0})
+    rng = np.random.default_rng(0)
+    images = [Image.fromarray(rng.integers(0, 256, (56, 56, 3), dtype=np.uint8)) for _ in recs]
+    from mmrec.attributes.data import square_pixels
+
+    return Collator(processor, None, left_pad=True)(examples, images=square_pixels(images, 56))
+
+
+def test_finds_the_colour_value_in_training_batches(tiny):
+    _, processor, prompts, grammar, family = tiny
+    labels_list = [{"category": "tshirts", "gender": "men", "colour": "navy blue", "usage": "casual"},
+                   {"category": "jeans", "colour": "charcoal"},            # gender unknown, other lengths
+                   {"category": "watches", "gender": "women", "colour": "gold", "usage": "formal"}]
+    batch = answer_logits_only(_batch(processor, prompts, labels_list))
+    loss = GroupLoss(grammar, "colour", family, 1.0)
+    rows, cols = loss.value_positions(batch["labels"])
+    assert rows.tolist() == [0, 1, 2]
+    tok = processor.tokenizer
+    assert [tok.decode([int(batch["labels"][r, c])]) for r, c in zip(rows, cols)] == ["navy blue", "charcoal", "gold"]
+
+
+def test_scores_the_family_not_the_shade(tiny):
+    _, processor, prompts, grammar, family = tiny
+    batch = answer_logits_only(_batch(processor, prompts, [{"category": "jeans", "colour": "grey"}]))
+    loss = GroupLoss(grammar, "colour", family, 1.0)
+    (row,), (col,) = loss.value_positions(batch["labels"])
+    tok = processor.tokenizer
+    ids = {v: tok.convert_tokens_to_ids(tok.tokenize(v))[0] for v in ("grey", "charcoal", "grey melange", "black")}
+    vocab = len(tok)
+    logits = torch.full((1, batch["labels"].shape[1], vocab), -30.0)
+    # the model splits the colour between two shades of the true family, none on "grey" itself
+    logits[0, col - 1, ids["charcoal"]] = 5.0
+    logits[0, col - 1, ids["grey melange"]] = 5.0
+    token_ce = float(torch.nn.functional.cross_entropy(logits[0, col - 1][None], batch["labels"][0, col][None]))
+    assert token_ce > 30                                       # the token loss calls it very wrong
+    assert float(loss(logits, batch["labels"])) < 1e-6         # the family is right
+    # the same mass on another family's colour is what the loss punishes: -log(1/2)
+    logits[0, col - 1, ids["grey melange"]] = -30.0
+    logits[0, col - 1, ids["black"]] = 5.0
+    assert float(loss(logits, batch["labels"])) == pytest.approx(math.log(2), abs=1e-4)
+
+
+def test_gradient_step_raises_the_true_family(tiny):
+    model, processor, prompts, grammar, family = tiny
+    batch = answer_logits_only(_batch(processor, prompts, [{"category": "tshirts", "colour": "teal"}] * 2))
+    loss = GroupLoss(grammar, "colour", family, 1.0)
+    model = model.train()
+    params = [p for p in model.parameters() if p.requires_grad]
+    opt = torch.optim.SGD(params, lr=0.5)
+    inputs = {k: v for k, v in batch.items() if k != "labels"}
+    with torch.no_grad():
+        before = float(loss(model(**inputs).logits, batch["labels"]))
+    for _ in range(3):
+        opt.zero_grad()
+        loss(model(**inputs).logits, batch["labels"]).backward()
+        opt.step()
+    with torch.no_grad():
+        after = float(loss(model(**inputs).logits, batch["labels"]))
+    model.eval()
+    assert after < before - 0.1, (before, after)
+
+
+def test_refuses_a_field_the_dataset_does_not_answer(tiny):
+    _, _, _, grammar, family = tiny
+    with pytest.raises(ConfigError, match="pattern"):
+        GroupLoss(grammar, "pattern", family, 1.0)
