@@ -84,6 +84,17 @@ def _sheet(rows: list[tuple[str, str, str]], path: Path, cols: int = 4) -> None:
     sheet.save(path)
 
 
+def _features(path: Path, products) -> np.ndarray:
+    """Colour histograms of ``products``' photos, cached in ``path`` (decoding is most of the time)."""
+    if path.is_file():
+        x = np.load(path)
+        if len(x) == len(products):
+            return x
+    x = np.stack([colour_features(p["image_path"]) for p in products])
+    np.save(path, x)
+    return x
+
+
 def _current(store, kind: str):
     """The CURRENT version of an artifact kind, or None when there is none yet (references
     that need it are then left out)."""
@@ -119,8 +130,10 @@ def main() -> None:
     family = tax.colour_family
     ytr = [family(p["colour"]) for p in train]
     yte = np.array([family(p["colour"]) for p in test])
-    hist_tr = np.stack([colour_features(p["image_path"]) for p in train])
-    hist_te = np.stack([colour_features(p["image_path"]) for p in test])
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    hist_tr = _features(out / f"hist_{parts.art.version}_train.npy", train)
+    hist_te = _features(out / f"hist_{parts.art.version}_{args.split}.npy", test)
 
     vec_art = _current(store, "vectors")
     vec = {}
@@ -148,8 +161,6 @@ def main() -> None:
     if tagged:
         scores["tagger"] = round(float(np.mean([t == y for t, y in zip(tag_fam, yte)])), 4)
 
-    out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
     confusions = Counter((y, t) for t, y in zip(tag_fam, yte) if t is not None and t != y)
     sheets = []
     for (truth, pred), n in confusions.most_common(args.sheets):
