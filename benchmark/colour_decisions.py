@@ -45,7 +45,7 @@ def main() -> None:
     from mmrec.artifacts import ArtifactStore
     from mmrec.attributes import decode
     from mmrec.attributes.config import DecodeSettings
-    from mmrec.attributes.evaluate import _dataset_version
+    from mmrec.attributes.evaluate import dataset_version
     from mmrec.attributes.predict import Predictor
     from mmrec.attributes.tagger import VLM_KIND, load_vlm, vlm_spec
     from mmrec.attributes.train import load_parts, pixel_cache
@@ -56,7 +56,7 @@ def main() -> None:
     tax = default_taxonomy()
     store = ArtifactStore(args.artifacts)
     vlm_art = store.resolve(args.vlm, VLM_KIND)
-    parts = load_parts(store, _dataset_version(vlm_art))
+    parts = load_parts(store, dataset_version(vlm_art))
     prompts, fields, values = vlm_spec(vlm_art)
     products = [p for p in parts.split(args.split) if p["colour"]]
     size = vlm_art.manifest.get("image_size")
@@ -93,17 +93,12 @@ def main() -> None:
     ratio = np.array([(products_mix[v] + 1) / sum(products_mix.values())
                       / ((records_mix[v] + 1) / sum(records_mix.values())) for v in names])
 
+    # the decoder's own grouped rule (decode.colour_by_family), on the recorded distributions
+    groups = decode._group_index(pred.grammar.tries[colour_i], dict(zip(names, fam_of)), prompts.unknown)
+
     def choose(p: np.ndarray, by_family: bool) -> list[str]:
-        out = []
-        for row in p:
-            if by_family:
-                mass: dict[str, float] = {}
-                for f, q in zip(fam_of, row):
-                    mass[f] = mass.get(f, 0.0) + q
-                best = max(mass, key=mass.get)
-                row = np.where([f == best for f in fam_of], row, -1.0)
-            out.append(names[int(np.argmax(row))])
-        return out
+        best = decode._grouped_best(torch.from_numpy(p), groups) if by_family else torch.from_numpy(p).argmax(-1)
+        return [names[int(b)] for b in best]
 
     corrected = probs * ratio
     corrected /= corrected.sum(1, keepdims=True)

@@ -29,7 +29,8 @@ KIND = "sft_eval"
 TARGETS = {"category": 0.75, "gender": 0.88, "colour_family": 0.70, "usage": 0.86}
 
 
-def _dataset_version(art: Artifact) -> str | None:
+def dataset_version(art: Artifact) -> str | None:
+    """The sft_dataset version a vlm artifact was trained on (None when it does not say)."""
     for inp in art.manifest.get("inputs", []):
         if inp.get("kind") == "sft_dataset":
             return inp.get("version")
@@ -102,7 +103,7 @@ def evaluate(store: ArtifactStore, cfg: SftConfig, *, vlm: str | None = None, pr
     set_threads(cfg.lora_stage.threads)
     tax = default_taxonomy()
     vlm_art = store.resolve(vlm, VLM_KIND)
-    parts = load_parts(store, _dataset_version(vlm_art) or cfg.dataset)
+    parts = load_parts(store, dataset_version(vlm_art) or cfg.dataset)
     prompts, fields, values = vlm_spec(vlm_art)
     test = parts.split(cfg.eval.split)
     if cfg.eval.max_items:
