@@ -94,7 +94,7 @@ def main() -> None:
                       / ((records_mix[v] + 1) / sum(records_mix.values())) for v in names])
 
     # the decoder's own grouped rule (decode.colour_by_family), on the recorded distributions
-    groups = decode._group_index(pred.grammar.tries[colour_i], dict(zip(names, fam_of)), prompts.unknown)
+    groups = decode.group_index(pred.grammar.tries[colour_i], dict(zip(names, fam_of)))
 
     def choose(p: np.ndarray, by_family: bool) -> list[str]:
         best = decode._grouped_best(torch.from_numpy(p), groups) if by_family else torch.from_numpy(p).argmax(-1)

@@ -256,6 +256,10 @@ class Taxonomy:
         spec = self.spec("colour", colour)
         return None if spec is None else spec.family
 
+    def colour_families(self, colours) -> dict[str, str | None]:
+        """Colour -> its family, for the tagger's grouped colour choice and loss."""
+        return {c: self.colour_family(c) for c in colours}
+
     def colour_tone(self, colour: str | None) -> str | None:
         spec = self.spec("colour", colour)
         return None if spec is None else spec.tone

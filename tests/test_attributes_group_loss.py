@@ -27,7 +27,7 @@ def tiny():
     torch.set_num_threads(1)
     model, processor, prompts, values = tiny_model(seed=5)
     grammar = JsonGrammar(processor.tokenizer, TINY_FIELDS, values, prompts.unknown)
-    family = {v: TAX.colour_family(v) for v in values["colour"]}
+    family = TAX.colour_families(values["colour"])
     return model, processor, prompts, grammar, family
 
 

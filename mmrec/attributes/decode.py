@@ -73,21 +73,22 @@ class JsonGrammar:
             raise ConfigError(f"the tokenizer merges these values with the JSON around them, so "
                               f"constrained decoding cannot force the skeleton: {bad[:10]}")
         # every value (and "unknown") one token: decoding can run in lockstep (generate_lockstep)
-        single = [bool(trie.children) and all(not c.children and c.value is not None
-                                              for c in trie.children.values()) for trie in self.tries]
-        self.single_token_values = all(single)
+        self.single_token = [bool(trie.children) and all(not c.children and c.value is not None
+                                                         for c in trie.children.values()) for trie in self.tries]
+        self.single_token_values = all(self.single_token)
         # per field: the group index of each allowed token, in trie.children order (None: greedy)
         self.groups: list[list[int] | None] = [
-            _group_index(trie, (groups or {}).get(f), unknown) if one else None
-            for f, trie, one in zip(self.fields, self.tries, single)]
+            group_index(trie, (groups or {}).get(f)) if one else None
+            for f, trie, one in zip(self.fields, self.tries, self.single_token)]
 
     def max_tokens(self) -> int:
         return sum(len(f) for f in self.forced) + sum(t.depth() for t in self.tries)
 
 
-def _group_index(trie: _Node, group_of: Mapping[str, str] | None, unknown: str) -> list[int] | None:
-    """Group number of each of the trie's (one-token) values; a value without a group, "unknown"
-    included, is a group of its own."""
+def group_index(trie: _Node, group_of: Mapping[str, str | None] | None) -> list[int] | None:
+    """Group number of each of the trie's (one-token) values, in ``trie.children`` order; a value
+    without a group, "unknown" included, is a group of its own. Shared by the grouped decoding
+    choice and the training loss on groups (`mmrec.attributes.group_loss`)."""
     if not group_of:
         return None
     names: dict[str, int] = {}

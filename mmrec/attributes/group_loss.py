@@ -16,6 +16,7 @@ from __future__ import annotations
 
 from typing import Mapping, Sequence
 
+from mmrec.attributes.decode import group_index
 from mmrec.errors import ConfigError
 
 
@@ -37,27 +38,27 @@ class GroupLoss:
         if field not in grammar.fields:
             raise ConfigError(f"group loss on {field!r}, which the dataset does not answer")
         i = grammar.fields.index(field)
-        trie = grammar.tries[i]
-        if not trie.children or any(c.children or c.value is None for c in trie.children.values()):
+        if not grammar.single_token[i]:
             raise ConfigError(f"group loss on {field!r} needs one-token values (the mini tokenizer)")
         self.weight = weight
         self.key = torch.tensor(grammar.forced[i], dtype=torch.long)
-        names: dict[str, int] = {}
-        self._token: list[int] = []
-        self._group: list[int] = []
-        for tok, node in trie.children.items():
-            self._token.append(tok)
-            self._group.append(names.setdefault(group_of.get(node.value) or f"\0{node.value}", len(names)))
-        self.n_groups = len(names)
+        self._token = list(grammar.tries[i].children)
+        self._group = group_index(grammar.tries[i], group_of)  # numbered as the grouped decoding does
+        self.n_groups = max(self._group) + 1
+        self._cached: tuple | None = None
 
     def _tables(self, vocab: int, device):
-        """(group of each vocabulary token, -1 outside the field; [groups, vocab] membership)."""
+        """(group of each vocabulary token, -1 outside the field; [groups, vocab] membership),
+        built once per vocabulary size and device."""
         import torch
 
+        if self._cached is not None and self._cached[0] == (vocab, device):
+            return self._cached[1]
         group_of = torch.full((vocab,), -1, dtype=torch.long, device=device)
         group_of[torch.tensor(self._token, device=device)] = torch.tensor(self._group, device=device)
         member = torch.zeros(self.n_groups, vocab, dtype=torch.bool, device=device)
         member[group_of.clamp(min=0), torch.arange(vocab, device=device)] = group_of >= 0
+        self._cached = ((vocab, device), (group_of, member))
         return group_of, member
 
     def value_positions(self, labels) -> tuple[Sequence[int], Sequence[int]]:

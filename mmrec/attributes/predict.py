@@ -67,8 +67,7 @@ class Predictor:
         tok = processor.tokenizer
         self.tokenizer = tok
         self.pad_id = tok.pad_token_id
-        groups = ({"colour": {v: taxonomy.colour_family(v) for v in values.get("colour", ())}}
-                  if colour_by_family else None)
+        groups = {"colour": taxonomy.colour_families(values.get("colour", ()))} if colour_by_family else None
         self.grammar = JsonGrammar(tok, self.fields, values, prompts.unknown, groups)
         record = {"messages": messages(prompts.system, prompts.json_instruction(self.fields)),
                   "images": ["<image>"]}

@@ -301,7 +301,7 @@ def train_lora(store: ArtifactStore, cfg: SftConfig, *, progress: bool = False, 
         from mmrec.attributes.group_loss import GroupLoss
 
         grammar = JsonGrammar(processor.tokenizer, parts.fields, parts.values, parts.prompts.unknown)
-        group_loss = GroupLoss(grammar, "colour", {v: tax.colour_family(v) for v in parts.values.get("colour", ())},
+        group_loss = GroupLoss(grammar, "colour", tax.colour_families(parts.values.get("colour", ())),
                                st.colour_family_loss)
     trainer = trainer_class()(model=model, args=training_args(st, out_dir, progress=progress),
                                train_dataset=train_ds, data_collator=training_collator(processor, cache),
