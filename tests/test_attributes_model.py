@@ -320,3 +320,26 @@ def test_cnn_baseline_is_reused_for_the_same_effective_budget(tmp_path):
     assert again.version == first.version and store.versions(KIND) == [first.version]
     _, _, other = cached_or_train(store, "ds1", px, labels, ["category"], implicit, 0.4, 16)
     assert other.version != first.version and len(store.versions(KIND)) == 2
+
+
+def test_label_smoothing_term_matches_torch(tiny, tmp_path):
+    """(1 - eps) * the model's own loss + eps * uniform_target_loss == torch's label-smoothed
+    cross-entropy on the same (shifted, masked) tokens."""
+    from mmrec.attributes.trainer import uniform_target_loss
+
+    model, processor, prompts, _ = tiny
+    p = tmp_path / "0.jpg"
+    draw_product("jeans", "blue", jitter=2).save(p)
+    recs = [{"messages": messages(prompts.system, prompts.json_instruction(["category", "colour"]),
+                                  '{"category": "jeans", "colour": "blue"}'), "images": [str(p)]}] * 2
+    cache = PixelCache.build([str(p)], TINY_ARCH["image_size"], tmp_path / "cache")
+    batch = Collator(processor, cache)(encode_records(recs, processor, cache.index))
+    with torch.no_grad():
+        out = model(**batch)
+    eps = 0.2
+    ours = (1 - eps) * out.loss + eps * uniform_target_loss(out.logits, batch["labels"])
+    logits, labels = out.logits[:, :-1], batch["labels"][:, 1:]
+    ref = torch.nn.functional.cross_entropy(logits.reshape(-1, logits.shape[-1]).float(), labels.reshape(-1),
+                                            ignore_index=-100, label_smoothing=eps)
+    assert float(ours) == pytest.approx(float(ref), rel=1e-5)
+    assert uniform_target_loss(out.logits, torch.full_like(batch["labels"], -100)) is None

@@ -259,3 +259,78 @@ def test_distilled_base_resumes_exactly(teacher, tmp_path):
     assert full.keys() == resumed.keys()
     for k in full:
         assert torch.allclose(full[k], resumed[k], atol=1e-6), k
+
+
+def test_weight_average_is_validated_kept_and_resumed_exactly(run, tmp_path):
+    from safetensors.torch import load_file
+
+    from mmrec.attributes.train import train_lora
+    from mmrec.config import load_config
+
+    _, store, *_ = run
+    cfg = load_config("sft", profile="tiny", overrides=[
+        f"output_dir={tmp_path}", "lora_stage.eval_steps=4", "lora_stage.max_steps=8",
+        "lora_stage.save_steps=4", "lora_stage.eval_samples=4", "lora_stage.weight_average_decay=0.9"])
+    art = train_lora(store, cfg, profile="tiny")
+    out = next(tmp_path.glob("lora-*"))
+
+    def adapter_keys(shadow):  # named_parameters -> the adapter file's keys
+        return {k.replace(".modules_to_save", "").replace(".default", ""): v for k, v in shadow.items()}
+
+    step = art.metrics["best_step"]
+    average = adapter_keys(torch.load(out / f"checkpoint-{step}" / "weight_average.pt")["shadow"])
+    live = load_file(out / f"checkpoint-{step}" / "adapter_model.safetensors")
+    kept = load_file(art.path / "adapter" / "adapter_model.safetensors")
+    assert kept.keys() == average.keys() == live.keys()
+    # the kept adapter is the average at its step, which is not the optimiser's live weights
+    assert all(torch.allclose(kept[k], average[k], atol=1e-7) for k in kept)
+    assert any(not torch.allclose(live[k], average[k], atol=1e-4) for k in live)
+
+    full = torch.load(out / "checkpoint-8" / "weight_average.pt")
+    shutil.rmtree(out / "checkpoint-8")             # "crash" after the step-4 checkpoint
+    train_lora(store, cfg, resume=True, profile="tiny")
+    resumed = torch.load(out / "checkpoint-8" / "weight_average.pt")
+    assert resumed["updates"] == full["updates"] == 8
+    for k in full["shadow"]:
+        assert torch.allclose(full["shadow"][k], resumed["shadow"][k], atol=1e-6), k
+
+
+def test_weight_average_follows_the_weights_with_warm_up():
+    from mmrec.attributes.trainer import WeightAverage
+
+    model = torch.nn.Linear(2, 1, bias=False)
+    w0 = model.weight.detach().clone()
+    avg = WeightAverage(model, decay=0.99)
+    avg.reset()
+    with torch.no_grad():
+        model.weight.fill_(1.0)
+    avg.update()                                    # warm-up: decay (1 + 1) / (10 + 1), not 0.99
+    d = 2 / 11
+    expected = d * w0 + (1 - d) * torch.ones(1, 2)
+    assert torch.allclose(avg.shadow["weight"], expected)
+    with avg.applied():                             # validation sees the average ...
+        assert torch.allclose(model.weight, expected)
+    assert torch.equal(model.weight.detach(), torch.ones(1, 2))  # ... training the live weights
+    for _ in range(2000):
+        avg.update()
+    assert torch.allclose(avg.shadow["weight"], torch.ones(1, 2), atol=1e-6)
+    avg.finish()                                    # the end of training leaves the average in
+    assert avg.shadow is None and torch.allclose(model.weight, torch.ones(1, 2), atol=1e-6)
+
+
+def test_label_smoothing_reaches_the_training_loss(run, tmp_path):
+    from mmrec.attributes.train import train_lora
+    from mmrec.config import load_config
+
+    _, store, *_ = run
+
+    def first_loss(eps: float) -> float:
+        cfg = load_config("sft", profile="tiny", overrides=[
+            f"output_dir={tmp_path / 'runs'}", "lora_stage.eval_steps=null", "lora_stage.max_steps=1",
+            "lora_stage.eval_samples=4", f"lora_stage.label_smoothing={eps}"])
+        return [r["loss"] for r in _log(train_lora(store, cfg, profile="tiny")) if "loss" in r][0]
+
+    # step 1 sees the same weights (LoRA B = 0) and batch: equal losses would mean the smoothing
+    # never reached the loss (its formula is checked against torch in test_attributes_model)
+    plain, again, smoothed = first_loss(0.0), first_loss(0.0), first_loss(0.5)
+    assert again == plain and abs(smoothed - plain) > 1e-3, (plain, smoothed)

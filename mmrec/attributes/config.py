@@ -132,6 +132,13 @@ class StageTrain(StrictModel):
     budget_clock: Literal["cpu", "wall"] = Field(
         "cpu", description="cpu: this process's CPU time (robust to neighbours on a shared "
                            "machine); wall: elapsed time")
+    weight_average_decay: float | None = Field(
+        None, gt=0, lt=1, description="exponential moving average of the trainable weights with this decay "
+                                      "per step (e.g. 0.999); validation, the best adapter and the final "
+                                      "model use the average (null: off; not with ZeRO-3)")
+    label_smoothing: float = Field(
+        0.0, ge=0, lt=1, description="weight of the uniform target in the token loss (label smoothing "
+                                     "over the vocabulary); 0: off")
     colour_family_loss: float = Field(
         0.0, ge=0, description="LoRA stage: weight of -log P(true colour family) at the colour value of "
                                "JSON answers (mmrec.attributes.group_loss; one-token values); 0: off")

@@ -29,8 +29,9 @@ from mmrec.attributes.config import SftConfig, StageTrain
 from mmrec.attributes.data import Collator, Mirrored, PixelCache, RandomCropped, encode_records
 from mmrec.attributes.dataset.build import KIND as DATASET_KIND, read_jsonl
 from mmrec.attributes.prompts import PromptSet, tokenizer_corpus
-from mmrec.attributes.trainer import (ScheduleClock, attribute_eval_callback, callbacks, epoch_sync,
-                                      quiet_console, trainer_class, training_args)
+from mmrec.attributes.trainer import (ScheduleClock, WeightAverage, attribute_eval_callback, callbacks,
+                                      epoch_sync, quiet_console, trainer_class, training_args,
+                                      weight_average_callback)
 from mmrec.errors import ConfigError
 
 BASE_KIND = "vlm_base"
@@ -110,6 +111,15 @@ def augmented(examples: list, st: StageTrain) -> tuple[Any, list]:
     return ds, [epoch_sync(ds)]
 
 
+def averaging(model, st: StageTrain) -> tuple[WeightAverage | None, list]:
+    """The stage's weight average (None when off) and its callback, built once the trainable
+    parameters are final (after LoRA is applied / the distillation head is added)."""
+    if st.weight_average_decay is None:
+        return None, []
+    averager = WeightAverage(model, st.weight_average_decay)
+    return averager, [weight_average_callback(averager)]
+
+
 def training_collator(processor, cache: PixelCache | None, targets=None) -> Collator:
     """The collator of both training stages: left-padded, so that every answer ends in the last
     column and the trainer computes logits over the answer columns only (answer_logits_only)."""
@@ -171,10 +181,12 @@ def train_base(store: ArtifactStore, cfg: SftConfig, *, progress: bool = False, 
     JsonlLog, TimeBudget = callbacks()
     clock = ScheduleClock(st.max_steps, st.time_budget_min, st.budget_clock)
     train_ds, aug_cbs = augmented(train_ex, st)
+    _, avg_cbs = averaging(model, st)
     trainer = trainer_class()(model=model, args=training_args(st, out_dir, progress=progress),
                                train_dataset=train_ds, data_collator=training_collator(processor, cache, targets),
-                               callbacks=[JsonlLog(log_path, "base"), TimeBudget(clock), *aug_cbs],
-                               clock=clock, min_lr_ratio=st.min_lr_ratio, distiller=distiller)
+                               callbacks=[JsonlLog(log_path, "base"), TimeBudget(clock), *aug_cbs, *avg_cbs],
+                               clock=clock, min_lr_ratio=st.min_lr_ratio, distiller=distiller,
+                               label_smoothing=st.label_smoothing)
     quiet_console(trainer, progress)
     t_train, c_train = time.perf_counter(), time.process_time()
     result = trainer.train(resume_from_checkpoint=resume and _has_checkpoint(out_dir))
@@ -292,9 +304,11 @@ def train_lora(store: ArtifactStore, cfg: SftConfig, *, progress: bool = False, 
     JsonlLog, TimeBudget = callbacks()
     clock = ScheduleClock(st.max_steps, st.time_budget_min, st.budget_clock)
     train_ds, aug_cbs = augmented(train_ex, st)
-    cbs = [JsonlLog(log_path, "lora"), TimeBudget(clock), *aug_cbs]
+    averager, avg_cbs = averaging(model, st)
+    cbs = [JsonlLog(log_path, "lora"), TimeBudget(clock), *aug_cbs, *avg_cbs]  # averaging before validation
     if val:
-        cbs.append(attribute_eval_callback(predict_fn, val_truth, parts.fields, st, best_dir, log_path))
+        cbs.append(attribute_eval_callback(predict_fn, val_truth, parts.fields, st, best_dir, log_path,
+                                           averager))
     group_loss = None
     if st.colour_family_loss > 0:
         from mmrec.attributes.decode import JsonGrammar
@@ -305,7 +319,8 @@ def train_lora(store: ArtifactStore, cfg: SftConfig, *, progress: bool = False, 
                                st.colour_family_loss)
     trainer = trainer_class()(model=model, args=training_args(st, out_dir, progress=progress),
                                train_dataset=train_ds, data_collator=training_collator(processor, cache),
-                               callbacks=cbs, clock=clock, min_lr_ratio=st.min_lr_ratio, group_loss=group_loss)
+                               callbacks=cbs, clock=clock, min_lr_ratio=st.min_lr_ratio, group_loss=group_loss,
+                               label_smoothing=st.label_smoothing)
     quiet_console(trainer, progress)
     t_train, c_train = time.perf_counter(), time.process_time()
     result = trainer.train(resume_from_checkpoint=resume and _has_checkpoint(out_dir))

@@ -5,6 +5,7 @@ validation callback that keeps the best adapter by macro-F1.
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import json
 import os
@@ -25,8 +26,9 @@ def trainer_class():
         schedules the learning rate over a `ScheduleClock` (steps or wall-time budget)."""
 
         def __init__(self, *a, clock: ScheduleClock, min_lr_ratio: float, distiller=None, group_loss=None,
-                     **kw):
+                     label_smoothing: float = 0.0, **kw):
             super().__init__(*a, **kw)
+            self._label_smoothing = label_smoothing
             self._acc = [0.0, 0.0, 0]  # sum accuracy, sum entropy, batches
             self._distill = [0.0, 0]   # sum distillation loss, batches
             self._group = [0.0, 0]     # sum group loss, batches
@@ -78,6 +80,10 @@ def trainer_class():
                     self._distill[0] += float(d.detach())
                     self._distill[1] += 1
             labels = inputs.get("labels")
+            if self._label_smoothing and labels is not None:
+                u = uniform_target_loss(outputs.logits, labels)
+                if u is not None:
+                    loss = (1 - self._label_smoothing) * loss + self._label_smoothing * u / scale
             if self._group_loss is not None and labels is not None:
                 g = self._group_loss(outputs.logits, labels)
                 if g is not None:
@@ -111,6 +117,25 @@ def trainer_class():
             super().log(logs, start_time)
 
     return SftTrainer
+
+
+def uniform_target_loss(logits, labels):
+    """Mean over answer tokens of the cross-entropy against a uniform target over the vocabulary.
+
+    Label smoothing with weight ``eps`` is ``(1 - eps) * NLL + eps * this`` (the form
+    ``torch.nn.functional.cross_entropy(label_smoothing=eps)`` computes; a test checks they are
+    equal). It keeps a model trained on noisy labels (navy vs blue) from driving every answer
+    to probability one. ``logits`` [B, T, V] and ``labels`` [B, T] as the causal-LM loss takes
+    them: the logit at t predicts the label at t + 1. None when no label is set.
+    """
+    import torch
+
+    target = labels[:, 1:]
+    mask = target != -100
+    if not bool(mask.any()):
+        return None
+    logp = torch.log_softmax(logits[:, :-1][mask].float(), dim=-1)
+    return -logp.mean(-1).mean()
 
 
 def answer_logits_only(inputs: dict[str, Any]) -> dict[str, Any]:
@@ -162,6 +187,110 @@ def callbacks():
                 control.should_save = True
 
     return JsonlLog, TimeBudget
+
+
+class WeightAverage:
+    """Exponential moving average of the trainable parameters (the LoRA stage's adapter).
+
+    The mini LoRA stage overfits within a few epochs (train loss 0.1) and its validation scores
+    move by a point or two from one evaluation to the next; an average of the recent weights
+    is the usual remedy (Polyak averaging). The shadow weights replace the live ones only while
+    the model is validated or saved as the best adapter, and for good when training ends; the
+    optimiser keeps stepping the live weights. ``decay`` per step, with the usual warm-up
+    ``min(decay, (1 + n) / (10 + n))`` so that early shadows are not dominated by the
+    initialisation. Saved with every Trainer checkpoint (``weight_average.pt``), so a resumed
+    run continues the same average. Not for ZeRO-3, whose ranks hold only shards of each weight.
+    """
+
+    FILE = "weight_average.pt"
+
+    def __init__(self, model, decay: float):
+        self.params = [(n, p) for n, p in model.named_parameters() if p.requires_grad]
+        if not self.params:
+            raise ConfigError("weight averaging needs trainable parameters")
+        self.decay, self.updates = decay, 0
+        self.shadow = None
+
+    def reset(self) -> None:
+        import torch
+
+        with torch.no_grad():
+            self.shadow = {n: p.detach().clone() for n, p in self.params}
+        self.updates = 0
+
+    def update(self) -> None:
+        import torch
+
+        self.updates += 1
+        d = min(self.decay, (1 + self.updates) / (10 + self.updates))
+        with torch.no_grad():
+            for n, p in self.params:
+                self.shadow[n].lerp_(p.detach(), 1 - d)
+
+    def _swap(self) -> None:
+        import torch
+
+        with torch.no_grad():
+            for n, p in self.params:
+                live = p.detach().clone()
+                p.copy_(self.shadow[n])
+                self.shadow[n] = live
+
+    @contextlib.contextmanager
+    def applied(self):
+        """The averaged weights in the model for the ``with`` block, the live ones after it."""
+        self._swap()
+        try:
+            yield
+        finally:
+            self._swap()
+
+    def finish(self) -> None:
+        """Leave the averaged weights in the model (end of training)."""
+        self._swap()
+        self.shadow = None
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"updates": self.updates, "decay": self.decay, "shadow": self.shadow}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        if set(state["shadow"]) != {n for n, _ in self.params}:
+            raise ConfigError("the checkpoint's weight average does not match this model's trainable "
+                              "parameters (another LoRA config?)")
+        self.updates = int(state["updates"])
+        self.shadow = {n: state["shadow"][n].to(p.device, p.dtype) for n, p in self.params}
+
+
+def weight_average_callback(averager: WeightAverage):
+    """Keeps ``averager`` in step with training: updated after every optimiser step, written
+    into each checkpoint, restored on resume, and left in the model when training ends. Must
+    come before the validation callback, which evaluates the averaged weights of that step."""
+    import torch
+    from transformers import TrainerCallback
+
+    class AverageWeights(TrainerCallback):
+        def on_train_begin(self, args, state, control, **kw):
+            saved = Path(args.output_dir) / f"checkpoint-{state.global_step}" / WeightAverage.FILE
+            if state.global_step and not saved.is_file():
+                raise ConfigError(f"resuming at step {state.global_step} with weight averaging, but "
+                                  f"{saved} is missing (a checkpoint of a run without it?); resume "
+                                  "with the settings it was trained with, or start over")
+            averager.reset()
+            if state.global_step:
+                averager.load_state_dict(torch.load(saved, weights_only=True))
+
+        def on_step_end(self, args, state, control, **kw):
+            averager.update()
+
+        def on_save(self, args, state, control, **kw):
+            if state.is_world_process_zero:
+                ckpt = Path(args.output_dir) / f"checkpoint-{state.global_step}"
+                torch.save(averager.state_dict(), ckpt / WeightAverage.FILE)
+
+        def on_train_end(self, args, state, control, **kw):
+            averager.finish()
+
+    return AverageWeights()
 
 
 def epoch_sync(dataset):
@@ -254,8 +383,11 @@ def training_args(st: StageTrain, output_dir: Path, *, progress: bool):
     )
 
 
-def attribute_eval_callback(predict_fn, val_truth, fields, st: StageTrain, best_dir: Path, log_path: Path):
-    """``predict_fn(model) -> list[Prediction]`` over the validation products, in ``val_truth`` order."""
+def attribute_eval_callback(predict_fn, val_truth, fields, st: StageTrain, best_dir: Path, log_path: Path,
+                            averager: WeightAverage | None = None):
+    """``predict_fn(model) -> list[Prediction]`` over the validation products, in ``val_truth`` order.
+
+    With ``averager`` the averaged weights are validated (and kept as the best adapter)."""
     from transformers import TrainerCallback
 
     from mmrec.attributes.metrics import attribute_report, headline, selection_macro_f1
@@ -275,6 +407,10 @@ def attribute_eval_callback(predict_fn, val_truth, fields, st: StageTrain, best_
 
         def evaluate(self, model, step: int) -> dict[str, Any]:
             t = time.perf_counter()
+            with averager.applied() if averager is not None else contextlib.nullcontext():
+                return self._evaluate(model, step, t)
+
+        def _evaluate(self, model, step: int, t: float) -> dict[str, Any]:
             was_training = model.training
             model.eval()
             preds = predict_fn(model)
