@@ -329,9 +329,9 @@ def test_label_smoothing_term_matches_torch(tiny, tmp_path):
 
     model, processor, prompts, _ = tiny
     p = tmp_path / "0.jpg"
-    draw_product("jeans", "blue", jitter=2).save(p)
+    draw_product("jeans", "red", jitter=2).save(p)
     recs = [{"messages": messages(prompts.system, prompts.json_instruction(["category", "colour"]),
-                                  '{"category": "jeans", "colour": "blue"}'), "images": [str(p)]}] * 2
+                                  '{"category": "jeans", "colour": "red"}'), "images": [str(p)]}] * 2
     cache = PixelCache.build([str(p)], TINY_ARCH["image_size"], tmp_path / "cache")
     batch = Collator(processor, cache)(encode_records(recs, processor, cache.index))
     with torch.no_grad():

@@ -214,8 +214,8 @@ class WeightAverage:
     def reset(self) -> None:
         import torch
 
-        with torch.no_grad():
-            self.shadow = {n: p.detach().clone() for n, p in self.params}
+        with torch.no_grad():  # float32 whatever the weights are: a bf16 lerp by 0.001 would round away
+            self.shadow = {n: p.detach().float().clone() for n, p in self.params}
         self.updates = 0
 
     def update(self) -> None:
@@ -225,15 +225,15 @@ class WeightAverage:
         d = min(self.decay, (1 + self.updates) / (10 + self.updates))
         with torch.no_grad():
             for n, p in self.params:
-                self.shadow[n].lerp_(p.detach(), 1 - d)
+                self.shadow[n].lerp_(p.detach().float(), 1 - d)
 
     def _swap(self) -> None:
         import torch
 
         with torch.no_grad():
             for n, p in self.params:
-                live = p.detach().clone()
-                p.copy_(self.shadow[n])
+                live = p.detach().float().clone()
+                p.copy_(self.shadow[n])  # copy_ casts to the weight's dtype
                 self.shadow[n] = live
 
     @contextlib.contextmanager
@@ -254,11 +254,13 @@ class WeightAverage:
         return {"updates": self.updates, "decay": self.decay, "shadow": self.shadow}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
+        import torch
+
         if set(state["shadow"]) != {n for n, _ in self.params}:
             raise ConfigError("the checkpoint's weight average does not match this model's trainable "
                               "parameters (another LoRA config?)")
         self.updates = int(state["updates"])
-        self.shadow = {n: state["shadow"][n].to(p.device, p.dtype) for n, p in self.params}
+        self.shadow = {n: state["shadow"][n].to(p.device, torch.float32) for n, p in self.params}
 
 
 def weight_average_callback(averager: WeightAverage):
