@@ -240,7 +240,8 @@ def test_base_stage_distils_the_clip_and_saves_a_plain_model(teacher, tmp_path):
 
 
 def test_distilled_base_resumes_exactly(teacher, tmp_path):
-    """The head is a model parameter: checkpointed with the model, so a resumed run is identical."""
+    """The head is a model parameter: checkpointed with the model, so a resumed run is identical
+    (with the weight average of the base stage on: it covers every parameter, the head too)."""
     from safetensors.torch import load_file
 
     from mmrec.attributes.train import train_base
@@ -248,17 +249,22 @@ def test_distilled_base_resumes_exactly(teacher, tmp_path):
 
     store = teacher
     cfg = load_config("sft", profile="tiny", overrides=[
-        f"output_dir={tmp_path}", "distill.weight=1.0", "base_stage.max_steps=8", "base_stage.save_steps=4"])
+        f"output_dir={tmp_path}", "distill.weight=1.0", "base_stage.max_steps=8", "base_stage.save_steps=4",
+        "base_stage.weight_average_decay=0.9"])
     train_base(store, cfg, profile="tiny")
     out = next(tmp_path.glob("base-*"))
     full = load_file(out / "checkpoint-8" / "model.safetensors")
+    full_avg = torch.load(out / "checkpoint-8" / "weight_average.pt")["shadow"]
     shutil.rmtree(out / "checkpoint-8")
     train_base(store, cfg, resume=True, profile="tiny")
     resumed = load_file(out / "checkpoint-8" / "model.safetensors")
-    assert any("distill" in k for k in full)
-    assert full.keys() == resumed.keys()
+    resumed_avg = torch.load(out / "checkpoint-8" / "weight_average.pt")["shadow"]
+    assert any("distill" in k for k in full) and any("distill" in k for k in full_avg)
+    assert full.keys() == resumed.keys() and full_avg.keys() == resumed_avg.keys()
     for k in full:
         assert torch.allclose(full[k], resumed[k], atol=1e-6), k
+    for k in full_avg:
+        assert torch.allclose(full_avg[k], resumed_avg[k], atol=1e-6), k
 
 
 def test_weight_average_is_validated_kept_and_resumed_exactly(run, tmp_path):
