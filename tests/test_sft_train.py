@@ -45,6 +45,14 @@ def _log(art):
     return [json.loads(line) for line in art.file("train_log.jsonl").read_text().splitlines()]
 
 
+def _lora_cfg(output_dir, *overrides: str):
+    """The tiny LoRA stage writing to ``output_dir``, validating on 4 products, plus ``overrides``."""
+    from mmrec.config import load_config
+
+    return load_config("sft", profile="tiny", overrides=[f"output_dir={output_dir}", "lora_stage.eval_samples=4",
+                                                          *overrides])
+
+
 def test_training_lowers_the_loss(run):
     _, store, *_ = run
     for kind in ("vlm_base", "vlm"):
@@ -157,13 +165,10 @@ def test_resume_reproduces_the_uninterrupted_adapter(run, tmp_path):
     from safetensors.torch import load_file
 
     from mmrec.attributes.train import train_lora
-    from mmrec.config import load_config
 
     _, store, *_ = run
-    cfg = load_config("sft", profile="tiny", overrides=[
-        f"output_dir={tmp_path}", "lora_stage.eval_steps=null", "lora_stage.max_steps=8",
-        "lora_stage.save_steps=4", "lora_stage.eval_samples=4",
-        "lora_stage.crop_scale=[0.6, 1.0]"])  # augmented batches must replay identically
+    cfg = _lora_cfg(tmp_path, "lora_stage.eval_steps=null", "lora_stage.max_steps=8", "lora_stage.save_steps=4",
+                    "lora_stage.crop_scale=[0.6, 1.0]")  # augmented batches must replay identically
     train_lora(store, cfg, profile="tiny")
     out = next(tmp_path.glob("lora-*"))
     full = load_file(out / "checkpoint-8" / "adapter_model.safetensors")
@@ -178,12 +183,10 @@ def test_resume_reproduces_the_uninterrupted_adapter(run, tmp_path):
 
 def test_lora_stage_with_the_colour_family_loss_logs_it(run, tmp_path):
     from mmrec.attributes.train import train_lora
-    from mmrec.config import load_config
 
     _, store, *_ = run
-    cfg = load_config("sft", profile="tiny", overrides=[
-        f"output_dir={tmp_path}", "lora_stage.eval_steps=null", "lora_stage.max_steps=20",
-        "lora_stage.eval_samples=4", "lora_stage.colour_family_loss=1.0", "lora_stage.logging_steps=5"])
+    cfg = _lora_cfg(tmp_path, "lora_stage.eval_steps=null", "lora_stage.max_steps=20",
+                    "lora_stage.colour_family_loss=1.0", "lora_stage.logging_steps=5")
     art = train_lora(store, cfg, profile="tiny")
     group = [r["group_loss"] for r in _log(art) if "group_loss" in r]
     assert len(group) >= 4 and group[-1] < group[0], group
@@ -271,12 +274,10 @@ def test_weight_average_is_validated_kept_and_resumed_exactly(run, tmp_path):
     from safetensors.torch import load_file
 
     from mmrec.attributes.train import train_lora
-    from mmrec.config import load_config
 
     _, store, *_ = run
-    cfg = load_config("sft", profile="tiny", overrides=[
-        f"output_dir={tmp_path}", "lora_stage.eval_steps=4", "lora_stage.max_steps=8",
-        "lora_stage.save_steps=4", "lora_stage.eval_samples=4", "lora_stage.weight_average_decay=0.9"])
+    cfg = _lora_cfg(tmp_path, "lora_stage.eval_steps=4", "lora_stage.max_steps=8", "lora_stage.save_steps=4",
+                    "lora_stage.weight_average_decay=0.9")
     art = train_lora(store, cfg, profile="tiny")
     out = next(tmp_path.glob("lora-*"))
 
@@ -326,14 +327,12 @@ def test_weight_average_follows_the_weights_with_warm_up():
 
 def test_label_smoothing_reaches_the_training_loss(run, tmp_path):
     from mmrec.attributes.train import train_lora
-    from mmrec.config import load_config
 
     _, store, *_ = run
 
     def first_loss(eps: float) -> float:
-        cfg = load_config("sft", profile="tiny", overrides=[
-            f"output_dir={tmp_path / 'runs'}", "lora_stage.eval_steps=null", "lora_stage.max_steps=1",
-            "lora_stage.eval_samples=4", f"lora_stage.label_smoothing={eps}"])
+        cfg = _lora_cfg(tmp_path / "runs", "lora_stage.eval_steps=null", "lora_stage.max_steps=1",
+                        f"lora_stage.label_smoothing={eps}")
         return [r["loss"] for r in _log(train_lora(store, cfg, profile="tiny")) if "loss" in r][0]
 
     # step 1 sees the same weights (LoRA B = 0) and batch: equal losses would mean the smoothing
