@@ -190,7 +190,7 @@ def callbacks():
 
 
 class WeightAverage:
-    """Exponential moving average of the trainable parameters (the LoRA stage's adapter).
+    """Exponential moving average of a training stage's trainable parameters.
 
     The mini LoRA stage overfits within a few epochs (train loss 0.1) and its validation scores
     move by a point or two from one evaluation to the next; an average of the recent weights
@@ -408,11 +408,11 @@ def attribute_eval_callback(predict_fn, val_truth, fields, st: StageTrain, best_
             self.best = saved if "score" in saved else {"score": -1.0}
 
         def evaluate(self, model, step: int) -> dict[str, Any]:
-            t = time.perf_counter()
             with averager.applied() if averager is not None else contextlib.nullcontext():
-                return self._evaluate(model, step, t)
+                return self._evaluate(model, step)
 
-        def _evaluate(self, model, step: int, t: float) -> dict[str, Any]:
+        def _evaluate(self, model, step: int) -> dict[str, Any]:
+            t = time.perf_counter()
             was_training = model.training
             model.eval()
             preds = predict_fn(model)
