@@ -12,7 +12,7 @@ from PIL import Image
 
 from mmrec.attributes.data import Collator, encode_records
 from mmrec.attributes.decode import JsonGrammar
-from mmrec.attributes.group_loss import GroupLoss
+from mmrec.attributes.group_loss import GroupLoss, ValueSmoothing, value_positions
 from mmrec.attributes.prompts import json_answer, messages
 from mmrec.attributes.trainer import answer_logits_only
 from mmrec.errors import ConfigError
@@ -101,3 +101,47 @@ def test_refuses_a_field_the_dataset_does_not_answer(tiny):
     _, _, _, grammar, family = tiny
     with pytest.raises(ConfigError, match="pattern"):
         GroupLoss(grammar, "pattern", family, 1.0)
+
+
+def test_value_smoothing_is_label_smoothing_over_the_fields_values(tiny):
+    """Token loss + the term == the mean over answer tokens where the colour token alone has the
+    smoothed target ``(1 - eps) * onehot + eps * uniform over the colour values``."""
+    _, processor, prompts, grammar, _ = tiny
+    labels_list = [{"category": "tshirts", "gender": "men", "colour": "navy blue", "usage": "casual"},
+                   {"category": "jeans", "colour": "charcoal"}, {"category": "watches"}]  # 3rd: colour unknown
+    labels = answer_logits_only(_batch(processor, prompts, labels_list))["labels"]
+    eps = 0.3
+    smooth = ValueSmoothing(grammar, "colour", eps)
+    logits = torch.randn(labels.shape[0], labels.shape[1], len(processor.tokenizer), generator=torch.Generator().manual_seed(0))
+    colour_ids = [t for t, c in grammar.tries[grammar.fields.index("colour")].children.items() if c.value != "unknown"]
+
+    logp = torch.log_softmax(logits[:, :-1], -1)
+    target = labels[:, 1:]
+    rows, cols = value_positions(smooth.key, labels)
+    smoothed_at = {(int(r), int(c) - 1) for r, c in zip(rows, cols)
+                   if int(labels[r, c]) in colour_ids}
+    assert len(smoothed_at) == 2                         # the "unknown" colour is not smoothed
+    per_token = []
+    for r in range(target.shape[0]):
+        for t in range(target.shape[1]):
+            if target[r, t] == -100:
+                continue
+            nll = -float(logp[r, t, target[r, t]])
+            if (r, t) in smoothed_at:
+                nll = (1 - eps) * nll + eps * -float(logp[r, t, colour_ids].mean())
+            per_token.append(nll)
+    token_loss = torch.nn.functional.cross_entropy(logits[:, :-1].reshape(-1, logits.shape[-1]), target.reshape(-1),
+                                                   ignore_index=-100)
+    assert float(token_loss + smooth(logits, labels)) == pytest.approx(sum(per_token) / len(per_token), rel=1e-5)
+    only_unknown = answer_logits_only(_batch(processor, prompts, [{"category": "watches"}]))["labels"]
+    assert smooth(logits[:1, :only_unknown.shape[1]], only_unknown) is None
+
+
+def test_value_smoothing_refuses_bad_fields_and_eps(tiny):
+    from mmrec.attributes.config import StageTrain
+
+    _, _, _, grammar, _ = tiny
+    with pytest.raises(ConfigError, match="pattern"):
+        ValueSmoothing(grammar, "pattern", 0.1)
+    with pytest.raises(ValueError, match="value_smoothing"):
+        StageTrain(value_smoothing={"colour": 1.5})

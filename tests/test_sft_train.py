@@ -339,3 +339,20 @@ def test_label_smoothing_reaches_the_training_loss(run, tmp_path):
     # never reached the loss (its formula is checked against torch in test_attributes_model)
     plain, again, smoothed = first_loss(0.0), first_loss(0.0), first_loss(0.5)
     assert again == plain and abs(smoothed - plain) > 1e-3, (plain, smoothed)
+
+
+def test_value_smoothing_reaches_the_training_loss(run, tmp_path):
+    from mmrec.attributes.train import train_lora
+
+    _, store, *_ = run
+
+    def first_loss(*overrides: str):
+        cfg = _lora_cfg(tmp_path / "runs", "lora_stage.eval_steps=null", "lora_stage.max_steps=1", *overrides)
+        art = train_lora(store, cfg, profile="tiny")
+        return [r["loss"] for r in _log(art) if "loss" in r][0], art
+
+    plain, _ = first_loss()
+    smoothed, art = first_loss("lora_stage.value_smoothing.colour=0.5")
+    # same weights and batch at step 1: the loss moves only if the colour term reached it
+    assert abs(smoothed - plain) > 1e-4, (plain, smoothed)
+    assert art.config["lora_stage"]["value_smoothing"] == {"colour": 0.5}

@@ -139,6 +139,10 @@ class StageTrain(StrictModel):
     label_smoothing: float = Field(
         0.0, ge=0, lt=1, description="weight of the uniform target in the token loss (label smoothing "
                                      "over the vocabulary); 0: off")
+    value_smoothing: dict[str, float] = Field(
+        default_factory=dict, description="LoRA stage: label smoothing of single fields' values over that "
+                                          "field's values only, field -> eps (e.g. {colour: 0.1}; "
+                                          "mmrec.attributes.group_loss.ValueSmoothing; one-token values)")
     colour_family_loss: float = Field(
         0.0, ge=0, description="LoRA stage: weight of -log P(true colour family) at the colour value of "
                                "JSON answers (mmrec.attributes.group_loss; one-token values); 0: off")
@@ -153,6 +157,14 @@ class StageTrain(StrictModel):
         if v is not None and not 0 < v[0] <= v[1] <= 1:
             raise ValueError(f"crop_scale must be [min, max] with 0 < min <= max <= 1, got {list(v)}; "
                              "e.g. [0.7, 1.0], or null for no crop")
+        return v
+
+    @field_validator("value_smoothing")
+    @classmethod
+    def _value_smoothing(cls, v: dict[str, float]) -> dict[str, float]:
+        bad = {f: eps for f, eps in v.items() if not 0 <= eps < 1}
+        if bad:
+            raise ValueError(f"value_smoothing eps must be in [0, 1), got {bad}; e.g. {{colour: 0.1}}")
         return v
 
     @field_validator("crop_ratio")

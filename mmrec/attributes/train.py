@@ -309,18 +309,20 @@ def train_lora(store: ArtifactStore, cfg: SftConfig, *, progress: bool = False, 
     if val:
         cbs.append(attribute_eval_callback(predict_fn, val_truth, parts.fields, st, best_dir, log_path,
                                            averager))
-    group_loss = None
-    if st.colour_family_loss > 0:
+    group_loss, value_smoothing = None, []
+    if st.colour_family_loss > 0 or st.value_smoothing:
         from mmrec.attributes.decode import JsonGrammar
-        from mmrec.attributes.group_loss import GroupLoss
+        from mmrec.attributes.group_loss import GroupLoss, ValueSmoothing
 
         grammar = JsonGrammar(processor.tokenizer, parts.fields, parts.values, parts.prompts.unknown)
-        group_loss = GroupLoss(grammar, "colour", tax.colour_families(parts.values.get("colour", ())),
-                               st.colour_family_loss)
+        if st.colour_family_loss > 0:
+            group_loss = GroupLoss(grammar, "colour", tax.colour_families(parts.values.get("colour", ())),
+                                   st.colour_family_loss)
+        value_smoothing = [ValueSmoothing(grammar, f, eps) for f, eps in st.value_smoothing.items() if eps > 0]
     trainer = trainer_class()(model=model, args=training_args(st, out_dir, progress=progress),
                                train_dataset=train_ds, data_collator=training_collator(processor, cache),
                                callbacks=cbs, clock=clock, min_lr_ratio=st.min_lr_ratio, group_loss=group_loss,
-                               label_smoothing=st.label_smoothing)
+                               label_smoothing=st.label_smoothing, value_smoothing=value_smoothing)
     quiet_console(trainer, progress)
     t_train, c_train = time.perf_counter(), time.process_time()
     result = trainer.train(resume_from_checkpoint=resume and _has_checkpoint(out_dir))

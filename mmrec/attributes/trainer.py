@@ -26,9 +26,10 @@ def trainer_class():
         schedules the learning rate over a `ScheduleClock` (steps or wall-time budget)."""
 
         def __init__(self, *a, clock: ScheduleClock, min_lr_ratio: float, distiller=None, group_loss=None,
-                     label_smoothing: float = 0.0, **kw):
+                     label_smoothing: float = 0.0, value_smoothing=(), **kw):
             super().__init__(*a, **kw)
             self._label_smoothing = label_smoothing
+            self._value_smoothing = list(value_smoothing)  # group_loss.ValueSmoothing per field
             self._acc = [0.0, 0.0, 0]  # sum accuracy, sum entropy, batches
             self._distill = [0.0, 0]   # sum distillation loss, batches
             self._group = [0.0, 0]     # sum group loss, batches
@@ -84,6 +85,10 @@ def trainer_class():
                 u = uniform_target_loss(outputs.logits, labels)
                 if u is not None:
                     loss = (1 - self._label_smoothing) * loss + self._label_smoothing * u / scale
+            for smooth in self._value_smoothing if labels is not None else ():
+                v = smooth(outputs.logits, labels)
+                if v is not None:
+                    loss = loss + v / scale
             if self._group_loss is not None and labels is not None:
                 g = self._group_loss(outputs.logits, labels)
                 if g is not None:
