@@ -142,10 +142,10 @@ class StageTrain(StrictModel):
     value_smoothing: dict[str, float] = Field(
         default_factory=dict, description="LoRA stage: label smoothing of single fields' values over that "
                                           "field's values only, field -> eps (e.g. {colour: 0.1}; "
-                                          "mmrec.attributes.group_loss.ValueSmoothing; one-token values)")
+                                          "mmrec.attributes.value_losses.ValueSmoothing; one-token values)")
     colour_family_loss: float = Field(
         0.0, ge=0, description="LoRA stage: weight of -log P(true colour family) at the colour value of "
-                               "JSON answers (mmrec.attributes.group_loss; one-token values); 0: off")
+                               "JSON answers (mmrec.attributes.value_losses; one-token values); 0: off")
     tasks: list[Literal["json", "single", "caption"]] = Field(default_factory=lambda: ["json", "single"])
     lowercase_answers: bool = Field(
         False, description="lowercase the target text (mini base stage: title words then share "

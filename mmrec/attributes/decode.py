@@ -88,7 +88,7 @@ class JsonGrammar:
 def group_index(trie: _Node, group_of: Mapping[str, str | None] | None) -> list[int] | None:
     """Group number of each of the trie's (one-token) values, in ``trie.children`` order; a value
     without a group, "unknown" included, is a group of its own. Shared by the grouped decoding
-    choice and the training loss on groups (`mmrec.attributes.group_loss`)."""
+    choice and the training loss on groups (`mmrec.attributes.value_losses`)."""
     if not group_of:
         return None
     names: dict[str, int] = {}

@@ -312,7 +312,7 @@ def train_lora(store: ArtifactStore, cfg: SftConfig, *, progress: bool = False, 
     group_loss, value_smoothing = None, []
     if st.colour_family_loss > 0 or st.value_smoothing:
         from mmrec.attributes.decode import JsonGrammar
-        from mmrec.attributes.group_loss import GroupLoss, ValueSmoothing
+        from mmrec.attributes.value_losses import GroupLoss, ValueSmoothing
 
         grammar = JsonGrammar(processor.tokenizer, parts.fields, parts.values, parts.prompts.unknown)
         if st.colour_family_loss > 0:

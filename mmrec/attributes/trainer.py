@@ -29,11 +29,11 @@ def trainer_class():
                      label_smoothing: float = 0.0, value_smoothing=(), **kw):
             super().__init__(*a, **kw)
             self._label_smoothing = label_smoothing
-            self._value_smoothing = list(value_smoothing)  # group_loss.ValueSmoothing per field
+            self._value_smoothing = list(value_smoothing)  # value_losses.ValueSmoothing per field
             self._acc = [0.0, 0.0, 0]  # sum accuracy, sum entropy, batches
             self._distill = [0.0, 0]   # sum distillation loss, batches
             self._group = [0.0, 0]     # sum group loss, batches
-            self._group_loss = group_loss  # group_loss.GroupLoss (LoRA stage) or None
+            self._group_loss = group_loss  # value_losses.GroupLoss (LoRA stage) or None
             self._clock, self._min_lr_ratio = clock, min_lr_ratio
             self._distiller = distiller  # distill.VisionDistiller (mini base stage) or None
 
@@ -85,8 +85,8 @@ def trainer_class():
                 u = uniform_target_loss(outputs.logits, labels)
                 if u is not None:
                     loss = (1 - self._label_smoothing) * loss + self._label_smoothing * u / scale
-            for smooth in self._value_smoothing if labels is not None else ():
-                v = smooth(outputs.logits, labels)
+            for smooth in self._value_smoothing:
+                v = smooth(outputs.logits, labels) if labels is not None else None
                 if v is not None:
                     loss = loss + v / scale
             if self._group_loss is not None and labels is not None:

@@ -1,5 +1,6 @@
-"""The colour-family loss: it finds the colour value in real training batches and scores the
-probability of the true family, so shades of one family are not penalised against each other."""
+"""Losses on one field's value: the colour-family loss finds the colour value in real training
+batches and scores the probability of the true family, so shades of one family are not penalised
+against each other; value smoothing is label smoothing over the colour values only."""
 
 from __future__ import annotations
 
@@ -12,7 +13,7 @@ from PIL import Image
 
 from mmrec.attributes.data import Collator, encode_records
 from mmrec.attributes.decode import JsonGrammar
-from mmrec.attributes.group_loss import GroupLoss, ValueSmoothing, value_positions
+from mmrec.attributes.value_losses import GroupLoss, ValueSmoothing, value_positions
 from mmrec.attributes.prompts import json_answer, messages
 from mmrec.attributes.trainer import answer_logits_only
 from mmrec.errors import ConfigError
