@@ -51,7 +51,7 @@ def test_finds_the_colour_value_in_training_batches(tiny):
                    {"category": "watches", "gender": "women", "colour": "gold", "usage": "formal"}]
     batch = answer_logits_only(_batch(processor, prompts, labels_list))
     loss = GroupLoss(grammar, "colour", family, 1.0)
-    rows, cols = loss.value_positions(batch["labels"])
+    rows, cols = value_positions(loss.key, batch["labels"])
     assert rows.tolist() == [0, 1, 2]
     tok = processor.tokenizer
     assert [tok.decode([int(batch["labels"][r, c])]) for r, c in zip(rows, cols)] == ["navy blue", "charcoal", "gold"]
@@ -61,7 +61,7 @@ def test_scores_the_family_not_the_shade(tiny):
     _, processor, prompts, grammar, family = tiny
     batch = answer_logits_only(_batch(processor, prompts, [{"category": "jeans", "colour": "grey"}]))
     loss = GroupLoss(grammar, "colour", family, 1.0)
-    (row,), (col,) = loss.value_positions(batch["labels"])
+    (row,), (col,) = value_positions(loss.key, batch["labels"])
     tok = processor.tokenizer
     ids = {v: tok.convert_tokens_to_ids(tok.tokenize(v))[0] for v in ("grey", "charcoal", "grey melange", "black")}
     vocab = len(tok)

@@ -34,6 +34,8 @@ def value_positions(key, labels) -> tuple[Sequence[int], Sequence[int]]:
 
 
 def _one_token_field(grammar, field: str, what: str) -> int:
+    """Index of ``field`` in the grammar; a clear error if the dataset lacks it or its values
+    are not one token each (both losses read the value at a single position)."""
     if field not in grammar.fields:
         raise ConfigError(f"{what} on {field!r}, which the dataset does not answer")
     i = grammar.fields.index(field)
@@ -79,10 +81,6 @@ class GroupLoss:
         self._cached = ((vocab, device), (group_of, member))
         return group_of, member
 
-    def value_positions(self, labels) -> tuple[Sequence[int], Sequence[int]]:
-        """(rows, label columns) of the field's value in each JSON answer of ``labels``."""
-        return value_positions(self.key, labels)
-
     def __call__(self, logits, labels):
         """Mean ``-log P(group of the labelled value)`` (None when the batch has no such value).
 
@@ -91,7 +89,7 @@ class GroupLoss:
         """
         import torch
 
-        rows, cols = self.value_positions(labels)
+        rows, cols = value_positions(self.key, labels)
         if len(rows) == 0:
             return None
         group_of, member = self._tables(logits.shape[-1], logits.device)
