@@ -47,7 +47,7 @@ def main() -> None:
     from mmrec.attributes.config import DecodeSettings
     from mmrec.attributes.evaluate import dataset_version
     from mmrec.attributes.predict import Predictor
-    from mmrec.attributes.tagger import VLM_KIND, load_vlm, vlm_spec
+    from mmrec.attributes.tagger import VLM_KIND, load_vlm, vlm_input, vlm_spec
     from mmrec.attributes.train import load_parts, pixel_cache
     from mmrec.taxonomy import default_taxonomy
 
@@ -59,11 +59,11 @@ def main() -> None:
     parts = load_parts(store, dataset_version(vlm_art))
     prompts, fields, values = vlm_spec(vlm_art)
     products = [p for p in parts.split(args.split) if p["colour"]]
-    size = vlm_art.manifest.get("image_size")
-    cache = pixel_cache(store, parts, size)
+    size, fit = vlm_input(vlm_art)
+    cache = pixel_cache(store, parts, size, fit)
     hflip = bool(vlm_art.config.get("decode", {}).get("hflip_tta", DecodeSettings().hflip_tta))
     model, processor = load_vlm(vlm_art)
-    pred = Predictor(model, processor, prompts, fields, values, tax, image_size=size, batch_size=64,
+    pred = Predictor(model, processor, prompts, fields, values, tax, image_size=size, image_fit=fit, batch_size=64,
                      inference_only=True, decode_method="lockstep", hflip_tta=hflip)
     colour_i = fields.index("colour")
     allowed = list(pred.grammar.tries[colour_i].children)

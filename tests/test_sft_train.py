@@ -356,3 +356,40 @@ def test_value_smoothing_reaches_the_training_loss(run, tmp_path):
     # same weights and batch at step 1: the loss moves only if the colour term reached it
     assert abs(smoothed - plain) > 1e-4, (plain, smoothed)
     assert art.config["lora_stage"]["value_smoothing"] == {"colour": 0.5}
+
+
+def test_foreground_fit_is_trained_recorded_and_served_alike(run, tmp_path):
+    """A base trained on foreground-fitted photos passes the fit to its LoRA tagger, and the tagger
+    fits a photo it is given exactly as training fitted the same photo (no train/serve skew)."""
+    from mmrec.attributes.data import square_pixels
+    from mmrec.attributes.tagger import Tagger
+    from mmrec.attributes.train import load_parts, pixel_cache, train_base, train_lora
+    from mmrec.images import load_image
+
+    _, store, *_ = run
+    before = {k: store.current_version(k) for k in ("vlm_base", "vlm")}
+    try:
+        fit = ["model.arch.image_fit=foreground"]
+        base = train_base(store, _lora_cfg(tmp_path, "base_stage.max_steps=2", *fit), profile="tiny")
+        assert base.config["model"]["arch"]["image_fit"] == "foreground"
+        # the LoRA stage follows its base, whatever its own config says
+        art = train_lora(store, _lora_cfg(tmp_path, "lora_stage.max_steps=2", "lora_stage.eval_steps=null"),
+                         profile="tiny")
+        assert art.manifest["image_fit"] == "foreground"
+        tagger = Tagger.load(store, art.version, hflip_tta=False)
+        assert tagger.predictor.image_fit == "foreground"
+
+        parts = load_parts(store, None)
+        products = parts.split("val")[:3]
+        cache = pixel_cache(store, parts, 56, "foreground")
+        squashed = pixel_cache(store, parts, 56)
+        rows = [cache.index[p["image_path"]] for p in products]
+        photos = [load_image(p["image_path"]) for p in products]
+        assert torch.equal(square_pixels(photos, 56, "foreground"), cache.batch(rows))
+        assert not torch.equal(cache.batch(rows), squashed.batch(rows))
+        served = [{f: v["value"] for f, v in r.items()} for r in tagger.tag(photos)]
+        trained = [p.values() for p in tagger.predictor.predict_cached(cache, rows)]
+        assert served == trained
+    finally:
+        for kind, version in before.items():
+            store.set_current(kind, version)

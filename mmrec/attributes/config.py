@@ -13,6 +13,7 @@ from typing import Literal
 from pydantic import Field, field_validator, model_validator
 
 from mmrec.config import StrictModel
+from mmrec.images import ImageFit
 
 
 class MiniArch(StrictModel):
@@ -29,6 +30,9 @@ class MiniArch(StrictModel):
     vision_heads: int = Field(4, ge=1)
     vision_mlp_ratio: float = Field(4.0, gt=0)
     image_size: int = Field(112, ge=28, description="square input side; a multiple of 28 (patch 14 x merge 2)")
+    image_fit: ImageFit = Field(
+        "squash", description="how a photo becomes the square: squash the whole photo, or crop to the "
+        "product on its studio background first (mmrec.images.resize_foreground)")
     max_position_embeddings: int = 1024
     rope_theta: float = 10000.0
     tie_word_embeddings: bool = False

@@ -172,7 +172,7 @@ def encode_records(records: Sequence[dict[str, Any]], processor, image_index: di
 
 
 class PixelCache:
-    """Every dataset image resized to ``size`` x ``size`` uint8 RGB, decoded once and memory-mapped."""
+    """Every dataset image fitted to ``size`` x ``size`` uint8 RGB, decoded once and memory-mapped."""
 
     def __init__(self, pixels: np.ndarray, paths: list[str]):
         self.pixels = pixels
@@ -180,13 +180,16 @@ class PixelCache:
         self.index = {p: i for i, p in enumerate(paths)}
 
     @classmethod
-    def build(cls, paths: Sequence[str], size: int, cache_dir: str | Path, *, progress: bool = False) -> PixelCache:
+    def build(cls, paths: Sequence[str], size: int, cache_dir: str | Path, *, fit: str = "squash",
+              progress: bool = False) -> PixelCache:
         from tqdm import tqdm
 
-        from mmrec.images import load_image, resize_square
+        from mmrec.images import fit_square, load_image
 
         paths = sorted(set(paths))
-        key = hashlib.sha256(("\n".join(paths) + f"\n{size}").encode()).hexdigest()[:16]
+        # squash caches keep the key they had before fits existed
+        suffix = f"\n{size}" + ("" if fit == "squash" else f"\n{fit}")
+        key = hashlib.sha256(("\n".join(paths) + suffix).encode()).hexdigest()[:16]
         cache_dir = Path(cache_dir)
         npy, names = cache_dir / f"pixels-{size}-{key}.npy", cache_dir / f"pixels-{size}-{key}.json"
         if npy.is_file() and names.is_file():
@@ -194,7 +197,7 @@ class PixelCache:
         cache_dir.mkdir(parents=True, exist_ok=True)
         arr = np.zeros((len(paths), size, size, 3), dtype=np.uint8)
         for i, p in enumerate(tqdm(paths, desc=f"cache {size}px", unit="img", disable=not progress)):
-            arr[i] = np.asarray(resize_square(load_image(p), size))
+            arr[i] = np.asarray(fit_square(load_image(p), size, fit))
         tmp = npy.with_suffix(".tmp.npy")
         np.save(tmp, arr)
         tmp.replace(npy)  # atomic: a half-written cache is never picked up
@@ -208,13 +211,13 @@ class PixelCache:
         return x.permute(0, 3, 1, 2).contiguous()  # [B, 3, H, W] uint8
 
 
-def square_pixels(images: Sequence[Any], size: int):
-    """PIL images -> the cache's representation (resize_square to ``size``), [B, 3, H, W] uint8."""
+def square_pixels(images: Sequence[Any], size: int, fit: str = "squash"):
+    """PIL images -> the cache's representation (``fit_square`` to ``size``), [B, 3, H, W] uint8."""
     import torch
 
-    from mmrec.images import resize_square
+    from mmrec.images import fit_square
 
-    arr = np.stack([np.asarray(resize_square(im, size)) for im in images])
+    arr = np.stack([np.asarray(fit_square(im, size, fit)) for im in images])
     return torch.from_numpy(arr).permute(0, 3, 1, 2).contiguous()
 
 

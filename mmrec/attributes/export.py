@@ -12,7 +12,7 @@ import shutil
 from typing import Any
 
 from mmrec.artifacts import Artifact, ArtifactStore
-from mmrec.attributes.tagger import VLM_KIND, load_vlm, vlm_spec
+from mmrec.attributes.tagger import VLM_KIND, load_vlm, vlm_input, vlm_spec
 from mmrec.errors import MmrecError
 
 
@@ -58,7 +58,7 @@ def export_merged(store: ArtifactStore, *, vlm: str | None = None,
         raise MmrecError(f"vlm/{art.version} is already a merged model")
     adapter_model, processor = load_vlm(art, device=device)
     prompts, fields, _ = vlm_spec(art)
-    image_size = art.manifest.get("image_size")
+    image_size, image_fit = vlm_input(art)
     batch = probe_batch(processor, prompts, fields, image_size)
     merged = copy.deepcopy(adapter_model).merge_and_unload()
     merged.eval()
@@ -72,7 +72,7 @@ def export_merged(store: ArtifactStore, *, vlm: str | None = None,
             if (art.path / name).is_file():
                 shutil.copy(art.path / name, w.path / name)
         w.add_artifact_input(art)
-        w.extra.update({"format": "merged", "base": None, "image_size": image_size,
+        w.extra.update({"format": "merged", "base": None, "image_size": image_size, "image_fit": image_fit,
                         "profile": art.manifest.get("profile"), "merged_from": art.version})
         w.metrics = {**art.metrics, "merged_from": art.version, "max_abs_logit_diff": diff}
     return store.load(VLM_KIND, w.version)

@@ -63,6 +63,14 @@ def vlm_spec(art: Artifact) -> tuple[PromptSet, list[str], dict[str, list[str]]]
     return prompts, spec["fields"], spec["values"]
 
 
+def vlm_input(art: Artifact) -> tuple[int | None, str]:
+    """(square side, fit) a mini tagger was trained on; side None for standard models.
+
+    Taggers written before ``image_fit`` existed were trained on squashed photos.
+    """
+    return art.manifest.get("image_size"), art.manifest.get("image_fit") or "squash"
+
+
 class Tagger:
     """Image -> fine-grained attributes, from one ``vlm`` artifact version."""
 
@@ -101,8 +109,9 @@ class Tagger:
             colour_by_family = bool(decode.get("colour_by_family", DecodeSettings().colour_by_family))
         if mode not in ("constrained", "free"):
             raise InputError(f"tagger mode must be 'constrained' or 'free', got {mode!r}")
+        size, fit = vlm_input(art)
         predictor = Predictor(model, processor, prompts, fields, values, default_taxonomy(),
-                              image_size=art.manifest.get("image_size"), batch_size=batch_size,
+                              image_size=size, image_fit=fit, batch_size=batch_size,
                               max_new_tokens=int(decode.get("max_new_tokens", 128)), inference_only=True,
                               hflip_tta=hflip_tta, colour_by_family=colour_by_family)
         return cls(predictor, art.version, mode=mode)

@@ -63,10 +63,12 @@ def load_parts(store: ArtifactStore, ref: str | None) -> DatasetParts:
     return DatasetParts(art, prompts, spec["fields"], spec["values"], products)
 
 
-def pixel_cache(store: ArtifactStore, parts: DatasetParts, size: int, *, progress: bool = False) -> PixelCache:
-    """Every dataset image at ``size`` px, cached under ``<artifacts>/.cache/sft_pixels``."""
+def pixel_cache(store: ArtifactStore, parts: DatasetParts, size: int, fit: str = "squash", *,
+                progress: bool = False) -> PixelCache:
+    """Every dataset image at ``size`` px (``fit``: mmrec.images.fit_square), cached under
+    ``<artifacts>/.cache/sft_pixels``."""
     return PixelCache.build([p["image_path"] for p in parts.products], size,
-                            store.root / ".cache" / "sft_pixels", progress=progress)
+                            store.root / ".cache" / "sft_pixels", fit=fit, progress=progress)
 
 
 def set_threads(n: int) -> None:
@@ -163,7 +165,7 @@ def train_base(store: ArtifactStore, cfg: SftConfig, *, progress: bool = False, 
     tokenizer = mini_tokenizer(arch, [*tokenizer_corpus(parts.prompts, parts.fields, parts.values), *titles],
                                atomic_words=atomic)
     model, processor = build_mini(arch, tokenizer, seed=st.seed)
-    cache = pixel_cache(store, parts, arch.image_size, progress=progress)
+    cache = pixel_cache(store, parts, arch.image_size, arch.image_fit, progress=progress)
     train_ex = _examples(parts, ["caption_train"], st.tasks, processor, cache, lowercase=st.lowercase_answers)
     val_ex = _examples(parts, ["caption_val"], ["caption"], processor, cache,
                        lowercase=st.lowercase_answers)[:512]
@@ -270,7 +272,8 @@ def train_lora(store: ArtifactStore, cfg: SftConfig, *, progress: bool = False, 
     mini = cfg.model.kind == "mini"
     # the base decides the input size (a reused base may predate a config change)
     size = int(base_art.config["model"]["arch"]["image_size"]) if mini else None
-    cache = pixel_cache(store, parts, size, progress=progress) if mini else None
+    fit = base_art.config["model"]["arch"].get("image_fit", "squash") if mini else None  # older bases: squash
+    cache = pixel_cache(store, parts, size, fit, progress=progress) if mini else None
     train_ex = _examples(parts, ["train"], st.tasks, processor, cache, lowercase=st.lowercase_answers)
     model = apply_lora(model, cfg)
     trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
@@ -283,7 +286,7 @@ def train_lora(store: ArtifactStore, cfg: SftConfig, *, progress: bool = False, 
 
     def predictor(m):
         return Predictor(m, processor, parts.prompts, parts.fields, parts.values, tax, image_size=size,
-                         batch_size=cfg.decode.batch_size, max_new_tokens=cfg.decode.max_new_tokens,
+                         image_fit=fit or "squash", batch_size=cfg.decode.batch_size, max_new_tokens=cfg.decode.max_new_tokens,
                          colour_by_family=cfg.decode.colour_by_family)
 
     if mini:
@@ -347,7 +350,7 @@ def train_lora(store: ArtifactStore, cfg: SftConfig, *, progress: bool = False, 
         shutil.copy(log_path, w.path / LOG_FILE)
         w.add_artifact_input(parts.art)
         w.extra.update({"format": "adapter", "base": "base" if mini else cfg.model.name_or_path,
-                        "image_size": size, "profile": profile})
+                        "image_size": size, "image_fit": fit, "profile": profile})
         w.metrics = {"steps": trainer.state.global_step, "train_loss": round(result.training_loss, 4),
                      "train_seconds": round(train_s, 1), "train_cpu_seconds": round(train_cpu, 1),
                      "total_seconds": round(time.perf_counter() - t0, 1),
