@@ -317,12 +317,12 @@ def resize_foreground(img: Image.Image, size: int, *, margin: float = 0.04, max_
                       min_share: float = 0.25, tol: int = 24) -> Image.Image:
     """The product cropped out of its studio background and stretched over a square.
 
-    ``resize_square`` squashes the whole photo, white frame included: on the Myntra photos the
-    product then covers 31% of the input on average. Cropping to the product (``foreground_box``)
-    and padding the shorter side with the background only as far as needed to keep the stretch
-    within ``max_stretch`` raises that to 47% (1.5; 1.0 keeps the aspect exactly: 33%, since a
-    standing model is tall and narrow), so at 112 px the garment's colour and texture get about
-    half as many pixels again. ``margin`` (share of each side) keeps the outline off the edge;
+    ``resize_square`` squashes the whole photo, white frame included: on the Myntra validation
+    photos the product then covers 31% of the input on average. Cropping to the product
+    (``foreground_box``) and padding the shorter side with the background only as far as needed
+    to keep the stretch within ``max_stretch`` raises that to 48% at 1.5 (``benchmark/
+    image_fit_cnn.py --share-only``; 1.0 would keep the aspect exactly but gain little, since a
+    standing model is tall and narrow), so at 112 px the garment gets half as many pixels again. ``margin`` (share of each side) keeps the outline off the edge;
     the crop is never smaller than ``min_share`` of the photo's longer side, so a speck is not
     blown up to the whole input. A photo without a plain background (a shopper's upload) is
     only padded where its aspect exceeds ``max_stretch``; at 3:4 it is squashed as before.

@@ -393,3 +393,20 @@ def test_foreground_fit_is_trained_recorded_and_served_alike(run, tmp_path):
     finally:
         for kind, version in before.items():
             store.set_current(kind, version)
+
+
+def test_image_fit_benchmark_scores_each_fit(run, tmp_path, monkeypatch):
+    import runpy
+    import sys
+    from pathlib import Path
+
+    root, *_ = run
+    script = Path(__file__).resolve().parents[1] / "benchmark" / "image_fit_cnn.py"
+    monkeypatch.setattr(sys, "argv", [str(script), "--artifacts", str(root / "artifacts"), "--size", "56",
+                                      "--budget-s", "1", "--threads", "1", "--out", str(tmp_path)])
+    runpy.run_path(str(script), run_name="__main__")
+    fits = json.loads((tmp_path / "metrics.json").read_text())["fits"]
+    assert set(fits) == {"squash", "foreground"}
+    for scores in fits.values():
+        assert 0 < scores["product_share"] <= 1 and scores["steps"] >= 1
+        assert all(0 <= scores[f] <= 1 for f in ("category", "gender", "colour", "colour_family", "usage"))
