@@ -320,12 +320,14 @@ def resize_foreground(img: Image.Image, size: int, *, margin: float = 0.04, max_
     ``resize_square`` squashes the whole photo, white frame included: on the Myntra validation
     photos the product then covers 31% of the input on average. Cropping to the product
     (``foreground_box``) and padding the shorter side with the background only as far as needed
-    to keep the stretch within ``max_stretch`` raises that to 48% at 1.5 (``benchmark/
-    image_fit_cnn.py --share-only``; 1.0 would keep the aspect exactly but gain little, since a
-    standing model is tall and narrow), so at 112 px the garment gets half as many pixels again. ``margin`` (share of each side) keeps the outline off the edge;
-    the crop is never smaller than ``min_share`` of the photo's longer side, so a speck is not
-    blown up to the whole input. A photo without a plain background (a shopper's upload) is
-    only padded where its aspect exceeds ``max_stretch``; at 3:4 it is squashed as before.
+    to keep the stretch within ``max_stretch`` raises that to 48% at 1.5
+    (``benchmark/image_fit_cnn.py --share-only``; 1.0 would keep the aspect exactly but gain
+    little, since a standing model is tall and narrow). ``margin`` (share of each side) keeps the
+    outline off the edge; the crop is never smaller than ``min_share`` of the photo's longer
+    side, so a speck is not blown up to the whole input. A photo without a plain background (a
+    shopper's upload) is only padded where its aspect exceeds ``max_stretch``; at 3:4 it is
+    squashed as before. For the mini tagger this cost gender more than it gave colour (README,
+    "Cropping the product off its studio background"), so it is an option, not the default.
     """
     _check_size(size)
     if max_stretch < 1:

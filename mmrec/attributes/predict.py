@@ -50,7 +50,8 @@ class Predictor:
 
     def __init__(self, model, processor, prompts: PromptSet, fields: Sequence[str],
                  values: Mapping[str, Sequence[str]], taxonomy: Taxonomy, *, image_size: int | None,
-                 image_fit: str = "squash", batch_size: int = 64, max_new_tokens: int = 128, inference_only: bool = False,
+                 image_fit: str = "squash", batch_size: int = 64, max_new_tokens: int = 128,
+                 inference_only: bool = False,
                  decode_method: str = "jacobi", hflip_tta: bool = False, colour_by_family: bool = False):
         self.model = model
         self.colour_by_family = colour_by_family

@@ -286,7 +286,8 @@ def train_lora(store: ArtifactStore, cfg: SftConfig, *, progress: bool = False, 
 
     def predictor(m):
         return Predictor(m, processor, parts.prompts, parts.fields, parts.values, tax, image_size=size,
-                         image_fit=fit or "squash", batch_size=cfg.decode.batch_size, max_new_tokens=cfg.decode.max_new_tokens,
+                         image_fit=fit or "squash", batch_size=cfg.decode.batch_size,
+                         max_new_tokens=cfg.decode.max_new_tokens,
                          colour_by_family=cfg.decode.colour_by_family)
 
     if mini:
