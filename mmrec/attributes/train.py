@@ -272,7 +272,7 @@ def train_lora(store: ArtifactStore, cfg: SftConfig, *, progress: bool = False, 
     mini = cfg.model.kind == "mini"
     # the base decides the input size (a reused base may predate a config change)
     size = int(base_art.config["model"]["arch"]["image_size"]) if mini else None
-    fit = base_art.config["model"]["arch"].get("image_fit", "squash") if mini else None  # older bases: squash
+    fit = base_art.config["model"]["arch"].get("image_fit", "squash") if mini else "squash"  # older bases: squash
     cache = pixel_cache(store, parts, size, fit, progress=progress) if mini else None
     train_ex = _examples(parts, ["train"], st.tasks, processor, cache, lowercase=st.lowercase_answers)
     model = apply_lora(model, cfg)
@@ -286,7 +286,7 @@ def train_lora(store: ArtifactStore, cfg: SftConfig, *, progress: bool = False, 
 
     def predictor(m):
         return Predictor(m, processor, parts.prompts, parts.fields, parts.values, tax, image_size=size,
-                         image_fit=fit or "squash", batch_size=cfg.decode.batch_size,
+                         image_fit=fit, batch_size=cfg.decode.batch_size,
                          max_new_tokens=cfg.decode.max_new_tokens,
                          colour_by_family=cfg.decode.colour_by_family)
 
