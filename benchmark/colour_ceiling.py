@@ -6,9 +6,9 @@ dataset's split, next to the tagger, and contact sheets of the tagger's commones
 Each reference is fitted on the train split's products (one row per product) and scored on the
 test split's products that have a colour label, by colour family (`Taxonomy.colour_family`):
 
-- ``hist_lr``: logistic regression on a foreground colour histogram: HSV 12 x 4 x 4 bins over
-  the pixels that are not near-white studio background, the mean foreground RGB and the
-  foreground's share of the photo (square root of the bin shares);
+- ``hist_lr``: logistic regression on a foreground colour histogram (``mmrec.colour_histogram``:
+  HSV 12 x 4 x 4 bins over the pixels that are not near-white studio background, the mean
+  foreground RGB and the foreground's share of the photo);
 - ``hist_gbm``: LightGBM on the same features;
 - ``clip_lr``: logistic regression on the in-house CLIP image vectors (the ``vectors`` artifact);
 - ``clip_hist_lr``: both feature sets together.
@@ -30,23 +30,14 @@ from pathlib import Path
 
 import numpy as np
 
-BACKGROUND = 0.92  # a pixel whose every channel is above this (0-1) is studio background
-
 
 def colour_features(path: str) -> np.ndarray:
-    """The foreground colour histogram of one photo (see the module docstring)."""
+    """The foreground colour histogram of one photo at 48 x 64 px (``mmrec.colour_histogram``)."""
     from PIL import Image
 
-    img = Image.open(path).convert("RGB").resize((48, 64))
-    rgb = np.asarray(img, dtype=np.float32) / 255
-    hsv = np.asarray(img.convert("HSV"), dtype=np.float32) / 255
-    fg = ~(rgb.min(-1) > BACKGROUND)
-    w = fg.astype(np.float32).ravel()
-    w /= max(w.sum(), 1.0)
-    h, s, v = (np.minimum((hsv[..., c].ravel() * n).astype(int), n - 1) for c, n in ((0, 12), (1, 4), (2, 4)))
-    hist = np.bincount(h * 16 + s * 4 + v, weights=w, minlength=192)
-    mean_rgb = (rgb.reshape(-1, 3) * w[:, None]).sum(0)
-    return np.concatenate([np.sqrt(hist), mean_rgb, [fg.mean()]]).astype(np.float32)
+    from mmrec.colour_histogram import colour_histogram
+
+    return colour_histogram(np.asarray(Image.open(path).convert("RGB").resize((48, 64))))
 
 
 def _logreg(xtr, ytr, xte, c: float):

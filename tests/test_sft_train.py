@@ -410,3 +410,39 @@ def test_image_fit_benchmark_scores_each_fit(run, tmp_path, monkeypatch):
     for scores in fits.values():
         assert 0 < scores["product_share"] <= 1 and scores["steps"] >= 1
         assert all(0 <= scores[f] <= 1 for f in ("category", "gender", "colour", "colour_family", "usage"))
+
+
+def test_colour_histogram_joins_the_teacher_vector(teacher, tmp_path):
+    """`distill.colour_histogram` appends each train photo's colour histogram, computed from the
+    pixels the base stage trains on, to its CLIP vector; the base stage learns the joint target."""
+    from mmrec.attributes.distill import teacher_targets
+    from mmrec.attributes.train import load_parts, pixel_cache, train_base
+    from mmrec.colour_histogram import DIM, colour_histogram
+    from mmrec.config import load_config
+
+    store = teacher
+    parts = load_parts(store, None)
+    cache = pixel_cache(store, parts, 56, "squash")
+    plain = teacher_targets(store, None, parts.products, cache.index)
+    joint = teacher_targets(store, None, parts.products, cache.index, colour_histogram=0.5, pixels=cache.pixels)
+    assert (joint.mask == plain.mask).all() and joint.vectors.shape[1] == plain.vectors.shape[1] + DIM
+    i = int(np.nonzero(joint.mask)[0][0])
+    row = joint.vectors[i]
+    assert np.isclose(np.linalg.norm(row), 1, atol=1e-5)
+    d = plain.vectors.shape[1]
+    # the CLIP part keeps its direction; the histogram part is the photo's, at half the CLIP part's length
+    assert np.allclose(row[:d] / np.linalg.norm(row[:d]), plain.vectors[i], atol=1e-5)
+    h = colour_histogram(np.asarray(cache.pixels[i]))
+    assert np.allclose(row[d:] / np.linalg.norm(row[d:]), h / np.linalg.norm(h), atol=1e-5)
+    assert np.isclose(np.linalg.norm(row[d:]) / np.linalg.norm(row[:d]), 0.5, atol=1e-4)
+    assert not joint.vectors[~joint.mask].any()
+    with pytest.raises(Exception, match="pixel cache"):
+        teacher_targets(store, None, parts.products, cache.index, colour_histogram=0.5)
+
+    cfg = load_config("sft", profile="tiny", overrides=[
+        f"output_dir={tmp_path}", "distill.weight=1.0", "distill.colour_histogram=1.0",
+        "base_stage.max_steps=40", "base_stage.lr=1e-2"])
+    art = train_base(store, cfg, profile="tiny")
+    assert "colour histogram x 1" in art.metrics["distill"]["teacher"]
+    rows = [r["distill_loss"] for r in _log(art) if "distill_loss" in r]
+    assert rows[-1] < rows[0] - 0.05, rows

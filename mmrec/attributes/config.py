@@ -215,6 +215,9 @@ class DistillSettings(StrictModel):
 
     weight: float = Field(0.0, ge=0, description="weight of the 1 - cosine loss next to captioning (0: off)")
     vectors: str | None = Field(None, description="vectors artifact version or path (null: CURRENT)")
+    colour_histogram: float = Field(
+        0.0, ge=0, description="append each photo's foreground colour histogram to the teacher vector, "
+        "at this length relative to the CLIP vector's (0: off)")
 
 
 class SftConfig(StrictModel):

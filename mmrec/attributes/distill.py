@@ -12,6 +12,12 @@ model is a plain Qwen2.5-VL.
 
 Only train-split products carry a target (the CLIP never trained on the shared held-out ids);
 a mirrored training image keeps its item's vector (the CLIP was trained with mirroring).
+
+``distill.colour_histogram`` (> 0) appends the photo's foreground colour histogram
+(``mmrec.colour_histogram``, computed from the training pixels) to each teacher vector, scaled
+to that share of the CLIP part's length, and renormalises: the vision tower is then also asked
+for the product's colour composition, which the CLIP (trained to match titles) keeps only in
+part. A mirrored photo has the same histogram, so the target still holds for it.
 """
 
 from __future__ import annotations
@@ -43,8 +49,12 @@ class Targets:
 
 
 def teacher_targets(store, ref: str | None, products: Sequence[dict[str, Any]], image_index: dict[str, int],
-                    *, splits: Sequence[str] = ("train",)) -> Targets:
-    """The CLIP image vector of every ``splits`` product, indexed like the pixel cache."""
+                    *, splits: Sequence[str] = ("train",), colour_histogram: float = 0.0,
+                    pixels: np.ndarray | None = None) -> Targets:
+    """The CLIP image vector of every ``splits`` product, indexed like the pixel cache.
+
+    ``colour_histogram`` > 0 appends each photo's colour histogram from ``pixels`` (the pixel
+    cache's uint8 [rows, H, W, 3]) with that weight (see the module docstring)."""
     from mmrec.embed.catalog import load_vectors
 
     try:
@@ -67,7 +77,26 @@ def teacher_targets(store, ref: str | None, products: Sequence[dict[str, Any]], 
         raise ConfigError(f"vectors/{art.version} has no vector for any {list(splits)} product of the SFT "
                           "dataset (another catalog?); re-run `mmrec embed catalog` or set distill.weight=0")
     encoder = art.manifest.get("encoder_id", "?")
-    return Targets(out, mask, f"vectors/{art.version} ({encoder})")
+    source = f"vectors/{art.version} ({encoder})"
+    if colour_histogram > 0:
+        if pixels is None or len(pixels) != len(image_index):
+            raise ConfigError("distill.colour_histogram needs the pixel cache the targets are indexed by")
+        out = _with_colour_histograms(out, mask, pixels, colour_histogram)
+        source += f" + colour histogram x {colour_histogram:g}"
+    return Targets(out, mask, source)
+
+
+def _with_colour_histograms(vectors: np.ndarray, mask: np.ndarray, pixels: np.ndarray,
+                            weight: float) -> np.ndarray:
+    """``[v, weight * h / |h|] / norm`` for each masked row (v unit norm); zeros elsewhere."""
+    from mmrec.colour_histogram import DIM, colour_histogram
+
+    out = np.zeros((len(vectors), vectors.shape[1] + DIM), np.float32)
+    for i in np.nonzero(mask)[0]:
+        h = colour_histogram(np.asarray(pixels[i]))
+        row = np.concatenate([vectors[i], weight * h / max(float(np.linalg.norm(h)), 1e-8)])
+        out[i] = row / np.linalg.norm(row)
+    return out
 
 
 class VisionDistiller:

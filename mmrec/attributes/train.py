@@ -174,7 +174,8 @@ def train_base(store: ArtifactStore, cfg: SftConfig, *, progress: bool = False, 
     if cfg.distill.weight > 0:  # before the Trainer exists: the head is one of the model's parameters
         from mmrec.attributes.distill import VisionDistiller, teacher_targets
 
-        targets = teacher_targets(store, cfg.distill.vectors, parts.products, cache.index)
+        targets = teacher_targets(store, cfg.distill.vectors, parts.products, cache.index,
+                                  colour_histogram=cfg.distill.colour_histogram, pixels=cache.pixels)
         distiller = VisionDistiller(model, targets.vectors.shape[1], cfg.distill.weight, seed=st.seed)
 
     out_dir = Path(cfg.output_dir) / f"base-{parts.art.version}"
