@@ -29,7 +29,8 @@ def test_a_red_product_on_white_fills_one_red_bin():
 
 
 def test_the_background_does_not_change_the_colour_read():
-    small, large = colour_histogram(_product((20, 20, 160), 0.1)), colour_histogram(_product((20, 20, 160), 0.6))
+    small = colour_histogram(_product((20, 20, 160), 0.1))
+    large = colour_histogram(_product((20, 20, 160), 0.6))
     assert np.allclose(small[:-1], large[:-1], atol=1e-6) and small[-1] < large[-1]
     navy, blue = colour_histogram(_product((20, 30, 90))), colour_histogram(_product((60, 110, 230)))
     assert not np.allclose(navy, blue)                            # a darker blue lands in other bins

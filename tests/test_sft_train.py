@@ -446,3 +446,45 @@ def test_colour_histogram_joins_the_teacher_vector(teacher, tmp_path):
     assert "colour histogram x 1" in art.metrics["distill"]["teacher"]
     rows = [r["distill_loss"] for r in _log(art) if "distill_loss" in r]
     assert rows[-1] < rows[0] - 0.05, rows
+
+
+def test_adapter_soup_averages_merged_adapters_without_touching_current(run, tmp_path, monkeypatch, capsys):
+    import runpy
+    import sys
+    from pathlib import Path
+
+    from mmrec.attributes.tagger import load_vlm
+    from mmrec.attributes.train import train_base, train_lora
+
+    root, store, _, _, first = run
+    current = store.current_version("vlm")
+    base = next(i["version"] for i in store.load("vlm", first).manifest["inputs"] if i["kind"] == "vlm_base")
+    second = train_lora(store, _lora_cfg(tmp_path, "lora_stage.eval_steps=null", "lora_stage.max_steps=6",
+                                         "lora_stage.seed=1", f"model.base_version={base}"), profile="tiny").version
+    store.set_current("vlm", current)
+    script = Path(__file__).resolve().parents[1] / "benchmark" / "adapter_soup.py"
+
+    def soup(versions: str) -> str:
+        monkeypatch.setattr(sys, "argv", [str(script), "--artifacts", str(root / "artifacts"), "--vlm", versions])
+        runpy.run_path(str(script), run_name="__main__")
+        return capsys.readouterr().out.strip().splitlines()[-1]
+
+    version = soup(f"{first},{second}")
+    assert store.current_version("vlm") == current
+    art = store.load("vlm", version)
+    assert art.manifest["format"] == "merged" and art.manifest["soup_of"] == [first, second]
+    merged = [load_vlm(store.load("vlm", v), merge=True)[0].state_dict() for v in (first, second)]
+    souped = load_vlm(art)[0].state_dict()
+    assert any(not torch.equal(merged[0][k], merged[1][k]) for k in souped)   # two different fine-tunings
+    for k, t in souped.items():
+        assert torch.allclose(t.float(), (merged[0][k].float() + merged[1][k].float()) / 2, atol=1e-6), k
+    with pytest.raises(Exception, match="not an adapter"):
+        soup(f"{first},{version}")                                   # a merged model is not an ingredient
+    current_base = store.current_version("vlm_base")
+    other_base = train_base(store, _lora_cfg(tmp_path / "b", "base_stage.max_steps=2"), profile="tiny").version
+    other = train_lora(store, _lora_cfg(tmp_path / "o", "lora_stage.eval_steps=null", "lora_stage.max_steps=2",
+                                        f"model.base_version={other_base}"), profile="tiny").version
+    store.set_current("vlm", current)
+    store.set_current("vlm_base", current_base)
+    with pytest.raises(Exception, match="not one base"):
+        soup(f"{first},{other}")                                     # adapters of two bases do not average
