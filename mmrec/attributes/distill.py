@@ -14,8 +14,8 @@ Only train-split products carry a target (the CLIP never trained on the shared h
 a mirrored training image keeps its item's vector (the CLIP was trained with mirroring).
 
 ``distill.colour_histogram`` (> 0) appends the photo's foreground colour histogram
-(``mmrec.colour_histogram``, computed from the training pixels) to each teacher vector, scaled
-to that share of the CLIP part's length, and renormalises: the vision tower is then also asked
+(``mmrec.colour_histogram``, computed from the training pixels) to each unit CLIP vector, scaled
+to that length, and renormalises: the vision tower is then also asked
 for the product's colour composition, which the CLIP (trained to match titles) keeps only in
 part. A mirrored photo has the same histogram, so the target still holds for it.
 """
