@@ -14,11 +14,6 @@ stages, and the issue's limit is one LoRA stage under 30 minutes.
 from __future__ import annotations
 
 import argparse
-import shutil
-
-
-def _base_of(art) -> str | None:
-    return next((i["version"] for i in art.manifest.get("inputs", []) if i["kind"] == "vlm_base"), None)
 
 
 def main() -> None:
@@ -28,8 +23,8 @@ def main() -> None:
     args = ap.parse_args()
 
     from mmrec.artifacts import ArtifactStore
-    from mmrec.attributes.model import save_model
-    from mmrec.attributes.tagger import load_vlm, vlm_input
+    from mmrec.attributes.export import write_merged
+    from mmrec.attributes.tagger import load_vlm, vlm_base_version, vlm_input
     from mmrec.errors import MmrecError
 
     store = ArtifactStore(args.artifacts)
@@ -40,9 +35,10 @@ def main() -> None:
     for a in arts:
         if a.manifest.get("format") != "adapter":
             raise MmrecError(f"vlm/{a.version} is {a.manifest.get('format')!r}, not an adapter")
-        if _base_of(a) != _base_of(first) or vlm_input(a) != vlm_input(first):
-            raise MmrecError(f"vlm/{a.version} has base {_base_of(a)} / input {vlm_input(a)}, "
-                             f"vlm/{first.version} has {_base_of(first)} / {vlm_input(first)}: not one base")
+        ours, theirs = (vlm_base_version(a), vlm_input(a)), (vlm_base_version(first), vlm_input(first))
+        if ours != theirs:
+            raise MmrecError(f"vlm/{a.version} has base / input {ours}, vlm/{first.version} has {theirs}: "
+                             "not one base")
     total = model = processor = None
     for a in arts:
         m, p = load_vlm(a, merge=True)
@@ -53,17 +49,10 @@ def main() -> None:
             for k in total:
                 total[k] += weights[k]
     model.load_state_dict({k: t / len(arts) for k, t in total.items()})
-    image_size, image_fit = vlm_input(first)
-    with store.write("vlm", config=first.config, make_current=False) as w:
-        save_model(model, processor, w.path / "merged")
-        for name in ("fields.json", "prompts.json"):
-            shutil.copy(first.path / name, w.path / name)
-        for a in arts:
-            w.add_artifact_input(a)
-        w.extra.update({"format": "merged", "base": None, "image_size": image_size, "image_fit": image_fit,
-                        "profile": first.manifest.get("profile"), "soup_of": [a.version for a in arts]})
-        w.metrics = {"soup_of": [a.version for a in arts], "base": _base_of(first)}
-    print(w.version)
+    versions = [a.version for a in arts]
+    soup = write_merged(store, model, processor, arts, extra={"soup_of": versions},
+                        metrics={"soup_of": versions, "base": vlm_base_version(first)}, make_current=False)
+    print(soup.version)
 
 
 if __name__ == "__main__":

@@ -15,9 +15,9 @@ a mirrored training image keeps its item's vector (the CLIP was trained with mir
 
 ``distill.colour_histogram`` (> 0) appends the photo's foreground colour histogram
 (``mmrec.colour_histogram``, computed from the training pixels) to each unit CLIP vector, scaled
-to that length, and renormalises: the vision tower is then also asked
-for the product's colour composition, which the CLIP (trained to match titles) keeps only in
-part. A mirrored photo has the same histogram, so the target still holds for it.
+to that length, and renormalises: the vision tower is then also asked for the product's colour
+composition, which the CLIP (trained to match titles) keeps only in part. A mirrored photo has
+the same histogram, so the target still holds for it.
 """
 
 from __future__ import annotations

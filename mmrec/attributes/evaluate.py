@@ -20,7 +20,7 @@ from typing import Any, Sequence
 from mmrec.artifacts import Artifact, ArtifactStore
 from mmrec.attributes.config import ModelConfig, SftConfig
 from mmrec.attributes.metrics import HEADLINE_FIELDS, attribute_report
-from mmrec.attributes.tagger import VLM_KIND, load_vlm, vlm_input, vlm_spec
+from mmrec.attributes.tagger import VLM_KIND, load_vlm, vlm_base_version, vlm_input, vlm_spec
 from mmrec.attributes.train import BASE_KIND, DatasetParts, load_parts, pixel_cache
 from mmrec.errors import ConfigError
 
@@ -131,7 +131,7 @@ def evaluate(store: ArtifactStore, cfg: SftConfig, *, vlm: str | None = None, pr
         mcfg = ModelConfig.model_validate(vlm_art.config["model"])
         if mcfg.kind == "mini":
             # the base this tagger was trained from, as recorded in its manifest
-            base_art = store.load(BASE_KIND, _base_input(vlm_art) or mcfg.base_version)
+            base_art = store.load(BASE_KIND, vlm_base_version(vlm_art) or mcfg.base_version)
             bmodel, bproc = load_model(mcfg, base_art.path / "model")
         else:
             bmodel, bproc = load_model(mcfg)
@@ -180,13 +180,6 @@ def evaluate(store: ArtifactStore, cfg: SftConfig, *, vlm: str | None = None, pr
         w.add_artifact_input(parts.art)
         w.metrics = {"headline": headline, "sft_vs_cnn": vs_cnn}
     return store.load(KIND, w.version)
-
-
-def _base_input(art: Artifact) -> str | None:
-    for inp in art.manifest.get("inputs", []):
-        if inp.get("kind") == BASE_KIND:
-            return inp.get("version")
-    return None
 
 
 def _headline(rep: dict[str, Any]) -> dict[str, Any]:

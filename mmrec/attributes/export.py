@@ -51,14 +51,12 @@ def export_merged(store: ArtifactStore, *, vlm: str | None = None,
     """Merge the adapter of ``vlm`` (default CURRENT) into a new ``vlm`` version (format merged)."""
     import copy
 
-    from mmrec.attributes.model import save_model
-
     art = store.resolve(vlm, VLM_KIND)
     if art.manifest.get("format") == "merged":
         raise MmrecError(f"vlm/{art.version} is already a merged model")
     adapter_model, processor = load_vlm(art, device=device)
     prompts, fields, _ = vlm_spec(art)
-    image_size, image_fit = vlm_input(art)
+    image_size, _ = vlm_input(art)
     batch = probe_batch(processor, prompts, fields, image_size)
     merged = copy.deepcopy(adapter_model).merge_and_unload()
     merged.eval()
@@ -66,14 +64,28 @@ def export_merged(store: ArtifactStore, *, vlm: str | None = None,
     if diff > tolerance:
         raise ExportMismatch(f"merged model differs from the adapter model by {diff:.2e} in logits "
                              f"(tolerance {tolerance:.0e}); nothing was written")
-    with store.write(VLM_KIND, config=art.config) as w:
-        save_model(merged, processor, w.path / "merged")
-        for name in ("fields.json", "prompts.json", "train_log.jsonl"):
-            if (art.path / name).is_file():
-                shutil.copy(art.path / name, w.path / name)
-        w.add_artifact_input(art)
+    return write_merged(store, merged, processor, [art], extra={"merged_from": art.version},
+                        metrics={**art.metrics, "merged_from": art.version, "max_abs_logit_diff": diff})
+
+
+def write_merged(store: ArtifactStore, model, processor, sources: list[Artifact], *, extra: dict[str, Any],
+                 metrics: dict[str, Any], make_current: bool = True) -> Artifact:
+    """A new ``vlm`` version holding ``model`` as a plain merged model, made from ``sources``
+    (adapters; the first gives the config, the dataset's fields and prompts and the input fit)."""
+    from mmrec.attributes.model import save_model
+
+    first = sources[0]
+    image_size, image_fit = vlm_input(first)
+    with store.write(VLM_KIND, config=first.config, make_current=make_current) as w:
+        save_model(model, processor, w.path / "merged")
+        logs = ("train_log.jsonl",) if len(sources) == 1 else ()  # a soup has no one training log
+        for name in ("fields.json", "prompts.json", *logs):
+            if (first.path / name).is_file():
+                shutil.copy(first.path / name, w.path / name)
+        for art in sources:
+            w.add_artifact_input(art)
         w.extra.update({"format": "merged", "base": None, "image_size": image_size, "image_fit": image_fit,
-                        "profile": art.manifest.get("profile"), "merged_from": art.version})
-        w.metrics = {**art.metrics, "merged_from": art.version, "max_abs_logit_diff": diff}
+                        "profile": first.manifest.get("profile"), **extra})
+        w.metrics = metrics
     return store.load(VLM_KIND, w.version)
 

@@ -18,6 +18,7 @@ from mmrec.attributes.prompts import PromptSet
 from mmrec.errors import ArtifactError, InputError
 
 VLM_KIND = "vlm"
+BASE_KIND = "vlm_base"  # the mini base stage (image -> title captioning), what a LoRA stage adapts
 PREDICTIONS_KIND = "attribute_predictions"
 
 
@@ -69,6 +70,12 @@ def vlm_input(art: Artifact) -> tuple[int | None, str]:
     Taggers written before ``image_fit`` existed were trained on squashed photos.
     """
     return art.manifest.get("image_size"), art.manifest.get("image_fit") or "squash"
+
+
+def vlm_base_version(art: Artifact) -> str | None:
+    """The ``vlm_base`` version a mini adapter was trained on (None: standard, or not recorded)."""
+    inputs = art.manifest.get("inputs", [])
+    return next((i.get("version") for i in inputs if i.get("kind") == BASE_KIND), None)
 
 
 class Tagger:

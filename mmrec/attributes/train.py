@@ -29,13 +29,12 @@ from mmrec.attributes.config import SftConfig, StageTrain
 from mmrec.attributes.data import Collator, Mirrored, PixelCache, RandomCropped, encode_records
 from mmrec.attributes.dataset.build import KIND as DATASET_KIND, read_jsonl
 from mmrec.attributes.prompts import PromptSet, tokenizer_corpus
+from mmrec.attributes.tagger import BASE_KIND, VLM_KIND
 from mmrec.attributes.trainer import (ScheduleClock, WeightAverage, attribute_eval_callback, callbacks,
                                       epoch_sync, quiet_console, trainer_class, training_args,
                                       weight_average_callback)
 from mmrec.errors import ConfigError
 
-BASE_KIND = "vlm_base"
-VLM_KIND = "vlm"
 LOG_FILE = "train_log.jsonl"
 
 
