@@ -266,3 +266,12 @@ def title_coverage(
         }
         for field, c in counts.items()
     }
+
+
+def title_gender(title: str, taxonomy: Taxonomy) -> str | None:
+    """The wearer a title names ("Roadster Men Blue Jeans" -> men), or None when it names none
+    or one the taxonomy cannot place ("Kids" fits boys and girls)."""
+    if not isinstance(title, str):
+        return None
+    m = _gender_word(title, taxonomy, None)
+    return taxonomy.canonical("gender", m.group(1)) if m else None

@@ -2,10 +2,13 @@
 
 Runs are compared case by case on the case ids they share (paired bootstrap: resample cases,
 recompute each metric in both runs). The gate file (``benchmark/gate.yaml``) names the
-metrics that may not regress and by how much; a gated metric fails when its change is worse
-than the threshold AND, with ``significance: true``, the confidence interval excludes no
-change on the bad side, so noise alone never blocks a release. A gated metric that run a
-measured and run b no longer measures fails too (a component silently dropped out).
+metrics that may not regress and by how much. A metric with a bound of 0 is a hard guarantee
+(scene rules, gender, false statements): any move the wrong way fails, with no significance
+test, since one broken rule is one too many and a bootstrap interval over a metric that is
+100% in both runs but for one case never excludes zero. A metric with a positive bound fails
+when its change is worse than the bound AND, with ``significance: true``, the confidence
+interval excludes no change on the bad side, so noise alone never blocks a release. A gated
+metric that run a measured and run b no longer measures fails too (a component dropped out).
 """
 
 from __future__ import annotations
@@ -24,6 +27,7 @@ from mmrec.errors import ConfigError, InputError
 
 DEFAULT_GATE = Path(__file__).resolve().parents[2] / "benchmark" / "gate.yaml"
 LATENCY_PREFIX = "latency."
+_EPS = 1e-12  # float noise of two means over the same observations
 
 
 class GateRule(StrictModel):
@@ -187,15 +191,17 @@ def _gate_failure(row: dict[str, Any], rule: GateRule, significance: bool, level
     if delta is None:
         return None
     lo, hi = row.get("ci_low"), row.get("ci_high")
+    bound = next(x for x in (rule.max_drop, rule.max_rise, rule.max_rise_ratio) if x is not None)
+    test = significance and bound > 0  # a hard guarantee (bound 0) fails on any regression
     if rule.max_drop is not None:
-        bad = delta < -rule.max_drop and (not significance or (hi is not None and hi < 0))
+        bad = delta < -rule.max_drop - _EPS and (not test or (hi is not None and hi < 0))
         limit = f"drop > {rule.max_drop:g}"
     elif rule.max_rise is not None:
-        bad = delta > rule.max_rise and (not significance or (lo is not None and lo > 0))
+        bad = delta > rule.max_rise + _EPS and (not test or (lo is not None and lo > 0))
         limit = f"rise > {rule.max_rise:g}"
     else:
         allowed = (a or 0.0) * rule.max_rise_ratio
-        bad = delta > allowed and (not significance or (lo is not None and lo > 0))
+        bad = delta > allowed + _EPS and (not test or (lo is not None and lo > 0))
         limit = f"rise > {rule.max_rise_ratio:.0%} of {a:.1f}"
     if not bad:
         return None

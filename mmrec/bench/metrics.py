@@ -85,12 +85,68 @@ METRICS: dict[str, MetricDef] = {
     "rank.auc": MetricDef("Ranking AUC", "higher", "score", "ranking",
                           "probability a held-out positive outscores a sampled negative"),
     "latency_ms": MetricDef("Latency", "lower", "ms", "latency", "request wall time"),
+    # -- quality on inputs the system did not make ---------------------------------------------
+    "claims.precision": MetricDef("Statement precision", "higher", "rate", "explanations",
+                                  "explanation statements true on truth / statements the judge "
+                                  "could check (all kinds, text only; facts not read)"),
+    "claims.unchecked": MetricDef("Unchecked statements", "lower", "rate", "explanations",
+                                  "statements no judge could check (listed in results)"),
+    "claims.query": MetricDef("'Matches your search' true", "higher", "rate", "explanations",
+                              "statements saying items match the search whose items match the "
+                              "query's stated terms"),
+    "claims.photo": MetricDef("'Similar to your photo' true", "higher", "rate", "explanations",
+                              "statements saying an item is similar to the photo whose item is of "
+                              "the photo's true slot (and colour family where stated)"),
+    "query.constraints": MetricDef("Query constraints met", "higher", "rate", "relevance",
+                                   "outfits meeting everything a hand-written query states "
+                                   "(gender, categories, colour family, negations, price)"),
+    "photo.self_in_outfit": MetricDef("Photographed product in outfit", "lower", "rate", "relevance",
+                                      "outfits holding the re-shot product itself (excluded from the "
+                                      "request, so any is a leak)"),
+    "withheld.scene_rules": MetricDef("Withheld: scene rules met", "higher", "rate", "withheld",
+                                      "outfits with a new-arrival item whose new-arrival items meet "
+                                      "the scene rules on withheld catalog truth"),
+    "withheld.item_rules": MetricDef("Withheld: items meeting rules", "higher", "rate", "withheld",
+                                     "new-arrival items meeting the scene rules on withheld truth"),
+    "withheld.slot_valid": MetricDef("Withheld: valid slots", "higher", "rate", "withheld",
+                                     "new-arrival items returned in their true slot"),
+    "withheld.gender_violation": MetricDef("Withheld: gender violations", "lower", "rate", "withheld",
+                                           "new-arrival items of the other gender than asked"),
+    "withheld.claims": MetricDef("Withheld: statement precision", "higher", "rate", "withheld",
+                                 "checked statements naming a new-arrival item that are true on "
+                                 "withheld truth"),
 }
+# Judges of how the system read an outside (or re-shot) photo, per photo mode.
+PHOTO_READING = {
+    "slot": ("slot", "higher", "photo slot read right, when the system did not abstain"),
+    "slot_all": ("slot (abstain = miss)", "higher", "photo slot read right over all labelled photos"),
+    "category": ("garment class", "higher", "read category among the label's categories"),
+    "colour_family": ("colour family", "higher", "read colour's family equals the label's"),
+    "gender": ("gender", "higher", "read gender equals the label's (adult lines)"),
+    "abstain": ("abstained", "lower", "labelled photos the system would not read"),
+    "probe_abstain": ("probes abstained", "higher", "unreadable photos (labeller unsure) it abstained on"),
+    "anchor_slot": ("outfit around true slot", "higher", "outfits holding an item of the photo's true slot"),
+    "similar_slot@10": ("look-alikes of true slot P@10", "higher",
+                        "top-10 look-alikes (the product itself left out) of the photo's true slot"),
+}
+PHOTO_MODE_LABELS = {"photo": "Re-shot catalog photo", "real_photo": "Real phone photo",
+                     "other_retailer": "Other retailer's packshot"}
+# Metrics that are true by construction when the system and the judges read the same rows:
+# reported as consistency checks, apart from the quality numbers.
+CONSISTENCY = ("scene_rules", "item_rules", "complete", "slot_valid", "gender_violation",
+               "mixed_gender", "budget_violation", "fact_precision", "fact_unverifiable",
+               "text_grounded", "text_match", "compatibility", "photo_category", "photo_colour",
+               "recall.self@10", "recall.self@k", "recall.text_p@10")
 
 
 def metric_def(name: str) -> MetricDef:
     if name in METRICS:
         return METRICS[name]
+    mode, _, judge = name.partition(".")
+    if mode in PHOTO_MODE_LABELS and judge in PHOTO_READING:
+        label, better, help_ = PHOTO_READING[judge]
+        return MetricDef(f"{PHOTO_MODE_LABELS[mode]}: {label}", better, "rate",
+                         "real-scene" if mode != "photo" else "recall", help_)
     if name.startswith("tag."):
         field = name[4:]
         return MetricDef(f"Tagging: {field}", "higher", "rate", "tagging",
@@ -150,6 +206,50 @@ def confusion(records: Sequence[Mapping[str, Any]], top: int = 12) -> dict[str, 
         out[field] = {"labels": cols, "matrix": m.tolist(), "count": len(ps),
                       "accuracy": sum(p == t for p, t in ps) / len(ps)}
     return out
+
+
+def calibration(readings: Sequence[Mapping[str, Any]], bins: int = 10) -> dict[str, Any] | None:
+    """Expected calibration error of the slot reading's confidence, with its reliability table.
+
+    Over readings that carry a confidence and a verdict (labelled, not abstained).
+    """
+    pts = [(float(r["confidence"]), bool(r["correct"])) for r in readings
+           if r.get("confidence") is not None and r.get("correct") is not None]
+    if not pts:
+        return None
+    table = []
+    ece = 0.0
+    for b in range(bins):
+        lo, hi = b / bins, (b + 1) / bins
+        sel = [(c, ok) for c, ok in pts if lo <= c < hi or (b == bins - 1 and c == 1.0)]
+        if not sel:
+            continue
+        conf = sum(c for c, _ in sel) / len(sel)
+        acc = sum(ok for _, ok in sel) / len(sel)
+        ece += len(sel) / len(pts) * abs(conf - acc)
+        table.append({"bin": [lo, hi], "confidence": conf, "accuracy": acc, "count": len(sel)})
+    return {"ece": ece, "count": len(pts), "bins": table,
+            "note": "confidence = the photo reading's slot confidence (the tagger's category "
+                    "confidence when no slot confidence is given)"}
+
+
+def pair_parity(records: Sequence[Mapping[str, Any]], metric: str) -> dict[str, Any] | None:
+    """Share of en/zh query pairs judged alike: every outfit of both meets ``metric`` or
+    neither does (an unanswered query counts as not meeting it)."""
+    by_pair: dict[str, dict[str, bool]] = {}
+    for r in records:
+        if not r.get("pair") or r.get("lang") not in ("en", "zh"):
+            continue
+        vals = (r.get("obs") or {}).get(metric) or []
+        by_pair.setdefault(r["pair"], {})[r["lang"]] = bool(vals) and all(vals)
+    full = {p: v for p, v in by_pair.items() if len(v) == 2}
+    if not full:
+        return None
+    same = [v["en"] == v["zh"] for v in full.values()]
+    return {"parity": sum(same) / len(same), "pairs": len(full),
+            "both_met": sum(v["en"] and v["zh"] for v in full.values()),
+            "en_only": sum(v["en"] and not v["zh"] for v in full.values()),
+            "zh_only": sum(v["zh"] and not v["en"] for v in full.values())}
 
 
 # -- bootstrap ----------------------------------------------------------------------------------

@@ -26,7 +26,8 @@ from mmrec.bench.judges import coverage
 from mmrec.bench.personas import Persona, UserDirectory, load_persona_file, resolve_personas
 from mmrec.bench.photos import kiosk_photo
 from mmrec.bench.score import Truth, error_record, ranking_candidates, score_case
-from mmrec.bench.suite import Case, LoadedSuite, expand_cases, load_suite
+from mmrec.bench.suite import ANONYMOUS, OUTSIDE_MODES, Case, LoadedSuite, expand_cases, load_suite
+from mmrec.bench.withheld import withheld_ids
 from mmrec.bench.system import System
 from mmrec.errors import InputError, MmrecError
 
@@ -60,13 +61,15 @@ def catalog_rows(store: ArtifactStore) -> tuple[dict[str, dict[str, Any]], str]:
 
 
 def prepare(suite_path: str | Path, store: ArtifactStore, *, users: UserDirectory | None = None,
-            use_users: bool = True, limit: int | None = None) -> Prepared:
+            use_users: bool = True, limit: int | None = None,
+            data_root: str | Path | None = None) -> Prepared:
     """Load the suite, the catalog truth, scenes and personas, and expand the cases.
 
     Args:
         users: user data to resolve personas with; by default the store's ``interactions_sim``
             when it exists (``use_users=False``: archetypes only).
         limit: keep the first ``limit`` cases (a quick look; metrics say how many ran).
+        data_root: real data for outside photos (default: the suite's ``data``).
     """
     from mmrec.outfit.scenes import SceneBook
     from mmrec.taxonomy import default_taxonomy
@@ -80,10 +83,18 @@ def prepare(suite_path: str | Path, store: ArtifactStore, *, users: UserDirector
         users = UserDirectory.from_store(store, "interactions_sim")
     defs = load_persona_file(loaded.resolve(loaded.suite.personas)).personas
     personas = resolve_personas(defs, users)
-    cases = expand_cases(loaded, book.scenes, personas, list(rows.values()))
+    cases = expand_cases(loaded, book.scenes, personas, list(rows.values()),
+                         data_root=Path(data_root) if data_root else None, taxonomy=tax)
     if limit is not None:
         cases = cases[:limit]
-    truth = Truth(rows=rows, scenes=book.scenes, personas={p.id: p for p in personas}, taxonomy=tax)
+    if any(c.persona == ANONYMOUS for c in cases):
+        personas.append(Persona(id=ANONYMOUS, label="Anonymous shopper (kiosk visitor or app user "
+                                "without a profile)", segment=ANONYMOUS, source="none",
+                                resolved_from="none"))
+    spec = loaded.suite.withheld
+    withheld = frozenset(withheld_ids(rows, spec.splits)) if spec is not None else frozenset()
+    truth = Truth(rows=rows, scenes=book.scenes, personas={p.id: p for p in personas}, taxonomy=tax,
+                  withheld=withheld)
     return Prepared(loaded, truth, personas, cases, items_version,
                     users.version if users is not None else None, book.version, users)
 
@@ -171,6 +182,8 @@ class Runner:
         photo = None
         if case.mode == "photo":
             photo = kiosk_photo(case.photo_uri, case.case_id)
+        elif case.mode in OUTSIDE_MODES:  # sent as the camera or the other retailer made it
+            photo = Path(case.photo_uri).read_bytes()
         try:
             response, ms = self.system.recommend(case, photo)
         except InputError as e:  # the system refused the request: a bug in it or in the suite
@@ -260,6 +273,11 @@ def build_metrics(records: Sequence[dict[str, Any]], meta: dict[str, Any], p: Pr
         "latency_ms": M.latency_by_mode(records),
         "coverage": coverage(recommended, catalog),
         "confusion": M.confusion(records),
+        "calibration": {m: M.calibration([r["photo_reading"] for r in records
+                                          if r["mode"] == m and r.get("photo_reading")])
+                        for m in sorted({r["mode"] for r in records if r.get("photo_reading")})},
+        "by_lang": M.group_by([r for r in records if r.get("lang")], lambda r: r["lang"]),
+        "query_parity": M.pair_parity(records, "query.constraints"),
         "errors": [{"case_id": r["case_id"], "error": r["error"]}
                    for r in records if r["status"] == "error"][:50],
     }

@@ -11,9 +11,13 @@ import hashlib
 from dataclasses import dataclass, field
 from typing import Any, Mapping, Sequence
 
+from collections import Counter
+
 from mmrec.bench import judges as J
+from mmrec.bench.claims import ClaimContext, ClaimJudge
 from mmrec.bench.personas import Persona
-from mmrec.bench.suite import Case
+from mmrec.bench.queries import constraint_failures
+from mmrec.bench.suite import OUTSIDE_MODES, Case
 from mmrec.taxonomy import Taxonomy
 
 TAG_FIELDS = ("category", "gender", "colour", "usage", "pattern", "season")
@@ -28,7 +32,15 @@ class Truth:
     personas: Mapping[str, Persona]
     taxonomy: Taxonomy
     tag_fields: Sequence[str] = TAG_FIELDS
+    withheld: frozenset[str] = frozenset()  # items served as new arrivals (photo + title only)
     _vocab: dict[str, list[str]] = field(default_factory=dict)
+    _claims: ClaimJudge | None = None
+
+    @property
+    def claim_judge(self) -> ClaimJudge:
+        if self._claims is None:
+            self._claims = ClaimJudge(self.taxonomy)
+        return self._claims
 
     def scene_vocabulary(self, scene: Any) -> list[str]:
         """Words a scene's own definition states (its explanations may repeat them)."""
@@ -54,6 +66,82 @@ def rules_held(scene: Any, outfit: Sequence[tuple[str, Mapping[str, Any]]]) -> l
             if ok:
                 held.append(r.reason)
     return held
+
+
+def photo_truth(case: Case, truth: Truth) -> dict[str, Any] | None:
+    """What the photographed garment truly is: {slot, categories, colour_family, gender}."""
+    if case.photo_truth is not None:
+        return dict(case.photo_truth)
+    row = truth.rows.get(case.photo_item) if case.photo_item else None
+    if row is None:
+        return None
+    cat = J.truth_value(row, "category")
+    return {"slot": J.truth_value(row, "slot"), "categories": [cat] if cat else [],
+            "colour_family": truth.taxonomy.colour_family(J.truth_value(row, "colour")),
+            "gender": J.truth_value(row, "gender"), "probe": False}
+
+
+def query_terms(case: Case, truth: Truth) -> dict[str, Any] | None:
+    """The item terms a typed query states: hand-written constraints, or a generated query's
+    expected attributes."""
+    if case.mode == "query":
+        return dict(case.constraints)
+    if case.text and case.expect:
+        out: dict[str, Any] = {}
+        if case.expect.get("category"):
+            out["categories"] = [case.expect["category"]]
+        if case.expect.get("colour"):
+            out["colour_family"] = truth.taxonomy.colour_family(case.expect["colour"])
+        return out
+    return None
+
+
+def _history_counts(persona: Persona, truth: Truth) -> dict[str, Counter]:
+    out = {f: Counter() for f in ("colour", "category")}
+    for i in persona.history:
+        row = truth.rows.get(i)
+        for f in out:
+            v = J.truth_value(row, f) if row is not None else None
+            if v:
+                out[f][v] += 1
+    return out
+
+
+def _photo_reading(case: Case, response: Mapping[str, Any], ptruth: Mapping[str, Any],
+                   truth: Truth, obs: dict[str, list[float]]) -> dict[str, Any]:
+    """Judge how the system read the photo (slot, category, colour family, gender, abstention)
+    against the photo's truth; returns the reading for the report and calibration."""
+    photo = response.get("photo") or {}
+    attrs = photo.get("attributes") or {}
+    slot = photo.get("slot")
+    abstained = bool(photo.get("abstained")) or slot is None
+    m = case.mode
+    cat = (attrs.get("category") or {}).get("value")
+    conf = photo.get("slot_confidence")
+    if conf is None:
+        conf = (attrs.get("category") or {}).get("confidence")
+    out = {"slot": slot, "category": cat, "abstained": abstained, "confidence": conf,
+           "truth_slot": ptruth.get("slot"), "probe": bool(ptruth.get("probe")), "correct": None}
+    if ptruth.get("probe"):
+        _obs(obs, f"{m}.probe_abstain", abstained)
+        return out
+    if not ptruth.get("slot"):
+        return out
+    _obs(obs, f"{m}.abstain", abstained)
+    correct = slot == ptruth["slot"]
+    _obs(obs, f"{m}.slot_all", correct)
+    if abstained:
+        return out
+    out["correct"] = correct
+    _obs(obs, f"{m}.slot", correct)
+    if ptruth.get("categories"):
+        _obs(obs, f"{m}.category", cat in ptruth["categories"])
+    if ptruth.get("colour_family"):
+        col = (attrs.get("colour") or {}).get("value")
+        _obs(obs, f"{m}.colour_family", truth.taxonomy.colour_family(col) == ptruth["colour_family"])
+    if ptruth.get("gender") in ("men", "women"):
+        _obs(obs, f"{m}.gender", (attrs.get("gender") or {}).get("value") == ptruth["gender"])
+    return out
 
 
 def _obs(d: dict[str, list[float]], name: str, value: Any) -> None:
@@ -85,6 +173,10 @@ def score_case(case: Case, response: Mapping[str, Any], truth: Truth, *,
                                       for v in [J.truth_value(truth.rows[i], f)] if v]
                      for f in ("colour", "category")}
     vocab = truth.scene_vocabulary(scene)
+    ptruth = photo_truth(case, truth) if case.mode in ("photo", *OUTSIDE_MODES) else None
+    qterms = query_terms(case, truth)
+    hist = _history_counts(persona, truth)
+    reading = _photo_reading(case, response, ptruth, truth, obs) if ptruth is not None else None
     for o in outfits:
         fails: list[J.Failure] = []
         pairs: list[tuple[str, Mapping[str, Any]]] = []
@@ -111,6 +203,32 @@ def score_case(case: Case, response: Mapping[str, Any], truth: Truth, *,
         over, budget_fails = J.judge_budget(pairs, case.budget)
         _obs(obs, "budget_violation", over)
         rows = [r for _, r in pairs]
+        held_back = [(slot, row) for slot, row in pairs if str(row["item_id"]) in truth.withheld]
+        if held_back:  # rules and gender on withheld truth: the system saw only photo + title
+            _obs(obs, "withheld.scene_rules", not any(f.item_id in {str(r["item_id"]) for _, r in held_back}
+                                                       for f in rule_fails))
+            for slot, row in held_back:
+                _obs(obs, "withheld.item_rules", str(row["item_id"]) not in bad_items)
+                _obs(obs, "withheld.slot_valid", J.truth_value(row, "slot") == slot)
+                if case.gender is not None:
+                    _obs(obs, "withheld.gender_violation",
+                         not J.gender_ok(J.truth_value(row, "gender"), case.gender))
+        if case.photo_item is not None:
+            self_in = case.photo_item in {str(r["item_id"]) for r in rows}
+            _obs(obs, "photo.self_in_outfit", self_in)
+            if self_in:
+                fails.append(J.Failure("self_retrieved", case.photo_item, "the photographed product "
+                                       "itself is in the outfit (it was excluded from the request)"))
+        if case.mode == "query":
+            broken = constraint_failures(rows, case.constraints, tax)
+            _obs(obs, "query.constraints", not broken)
+            fails += [J.Failure("constraint", None, f"{case.text!r}: {b}") for b in broken]
+        if reading is not None and not reading["abstained"] and ptruth.get("slot"):
+            built = any(J.truth_value(r, "slot") == ptruth["slot"] for r in rows)
+            _obs(obs, f"{case.mode}.anchor_slot", built)
+            if not built:
+                fails.append(J.Failure("photo_slot", None, f"the photo shows a {ptruth['slot']} "
+                                       "garment; the outfit has no item of that slot"))
         _obs(obs, "compatibility", J.compatibility(rows, tax))
         _obs(obs, "diversity_within", J.diversity_within(rows, tax))
         if case.mode == "text":
@@ -145,6 +263,24 @@ def score_case(case: Case, response: Mapping[str, Any], truth: Truth, *,
                 fails.append(J.Failure("explanation", f.get("item_id"),
                                        f"false fact: {f.get('field')} = {f.get('value')!r} "
                                        f"(source {f.get('source')})"))
+        claims = []
+        if text:
+            cctx = ClaimContext(scene=scene, rules_held=rules_held(scene, pairs), history=hist,
+                                profile_occasions=persona.preferred_occasions, photo=ptruth,
+                                query=qterms)
+            for c in truth.claim_judge.judge(text, rows, cctx):
+                claims.append(c.as_dict())
+                _obs(obs, "claims.unchecked", c.ok is None)
+                if c.ok is None:
+                    continue
+                _obs(obs, "claims.precision", c.ok)
+                if c.kind in ("query", "photo"):
+                    _obs(obs, f"claims.{c.kind}", c.ok)
+                if any(i in truth.withheld for i in c.items):
+                    _obs(obs, "withheld.claims", c.ok)
+                if not c.ok:
+                    fails.append(J.Failure("claim", c.items[0] if c.items else None,
+                                           f"{c.kind}: {c.text!r}: {c.why}"))
         if text:
             text_ctx = dict(context)
             text_ctx["query_terms"] = J.scan_mentions(case.text or "", tax)
@@ -158,13 +294,20 @@ def score_case(case: Case, response: Mapping[str, Any], truth: Truth, *,
             "items": [{"item_id": str(it.get("item_id")), "slot": it.get("slot")}
                       for it in o.get("items") or []],
             "score": o.get("score"), "system_compatibility": o.get("compatibility"),
-            "explanation": text[:600], "failures": [f.as_dict() for f in fails]})
+            "explanation": text[:600], "claims": claims, "failures": [f.as_dict() for f in fails]})
     div, rep = J.diversity_across([[it["item_id"] for it in o["items"]] for o in outfits_out])
     _obs(obs, "diversity_across", div)
     _obs(obs, "repeat_rate", rep)
 
     tags: dict[str, list[str | None]] = {}
     photo = response.get("photo") or {}
+    if ptruth is not None and ptruth.get("slot") and reading is not None and not reading["abstained"]:
+        near = list(neighbours) if neighbours is not None else list(photo.get("similar") or [])
+        near = [i for i in near if i != case.photo_item][:10]  # self-retrieval is judged apart
+        if near:
+            _obs(obs, f"{case.mode}.similar_slot@10",
+                 sum(J.truth_value(truth.rows[i], "slot") == ptruth["slot"] for i in near
+                     if i in truth.rows) / len(near))
     if case.mode == "photo" and case.photo_item in truth.rows:
         photo_row = truth.rows[case.photo_item]
         pred = photo.get("attributes") or {}
@@ -203,6 +346,7 @@ def score_case(case: Case, response: Mapping[str, Any], truth: Truth, *,
         "versions": dict(response.get("versions") or {}), "notes": list(response.get("notes") or [])[:8],
         "outfits": outfits_out, "obs": obs, "tags": tags,
         "photo_similar": list(photo.get("similar") or [])[:10],
+        "photo_reading": reading, "lang": case.lang, "pair": case.pair,
     }
 
 

@@ -8,16 +8,28 @@ Format (``benchmark/suites/*.yaml``; paths are relative to the suite file)::
     personas: ../personas/default.yaml
     persona_ids: all                 # or a subset of the file's ids
     personas_per_scene: null         # null: every persona in every scene; n: n per scene, rotating
-    modes: [scene, text, photo]      # scene only; scene + typed text; scene + kiosk photo
+    modes: [scene, text, photo, real_photo, other_retailer, query]
+                                     # scene only; scene + generated typed text; scene + a re-shot
+                                     # held-out catalog photo; scene + a real phone photo; scene +
+                                     # another retailer's packshot; a hand-written shopper query
     repeats: 1                       # cases per (scene, persona, mode), each a different query
     k: 3                             # outfits per request
     seed: 17
     texts:                           # typed queries per scene, with what catalog truth must show
       office: [{text: "white formal shirt", expect: {category: shirts, colour: white}}]
     probes: {tagging: true, recall: true, ranking: true, recall_k: 50, ranking_negatives: 99}
+    data: ../../../shared/data       # real data root (real_photos/, hm_sample/); --data overrides
+    real_photos: {table: photos/real_photos.yaml, split: test, limit: null}
+    other_retailer: {limit: null}
+    queries: {file: queries/shopper_queries.yaml, limit: null}
+    withheld: {splits: [test, val]}  # products served as new arrivals: photo and title only
 
 Kiosk photos are products of the held-out split (``mmrec.splits.is_held_out``) that fit the
-scene and the persona on catalog truth; the request carries only the image bytes, never the id.
+scene and the persona on catalog truth; the request carries only the image bytes, never the id,
+and excludes the photographed product from recall and outfits (a kiosk shopper's garment is not
+in the shop's catalog; self-retrieval is measured apart by the neighbour probe). Outside photos
+(real phone photos, another retailer's packshots) and hand-written queries are asked by an
+anonymous shopper (persona ``anonymous``): the kiosk visitor and the app user without a profile.
 Expansion is deterministic: the same suite, catalog and personas give the same cases.
 """
 
@@ -37,7 +49,10 @@ from mmrec.errors import ConfigError, InputError
 from mmrec.splits import is_held_out
 
 SCHEMA_VERSION = 1
-MODES = ("scene", "text", "photo")
+MODES = ("scene", "text", "photo", "real_photo", "other_retailer", "query")
+PHOTO_MODES = ("photo", "real_photo", "other_retailer")
+OUTSIDE_MODES = ("real_photo", "other_retailer")  # photos the system did not make
+ANONYMOUS = "anonymous"  # persona id of outside photos and hand-written queries
 
 
 class TextQuery(StrictModel):
@@ -58,6 +73,28 @@ class Probes(StrictModel):
     ranking_negatives: int = Field(99, ge=5, le=1000)
 
 
+class RealPhotoSpec(StrictModel):
+    table: str = Field("photos/real_photos.yaml", description="label table + sender split, "
+                                                              "relative to the suite file")
+    split: Literal["test", "val"] = "test"
+    limit: int | None = Field(None, ge=1, description="first N photos (by id) of the split")
+
+
+class OtherRetailerSpec(StrictModel):
+    limit: int | None = Field(None, ge=1)
+
+
+class QuerySpec(StrictModel):
+    file: str = Field("queries/shopper_queries.yaml", description="relative to the suite file")
+    limit: int | None = Field(None, ge=1)
+
+
+class WithheldSpec(StrictModel):
+    """Products the system under test receives as new arrivals (photo and title only)."""
+
+    splits: list[Literal["test", "val"]] = Field(default_factory=lambda: ["test", "val"], min_length=1)
+
+
 class Suite(StrictModel):
     schema_version: Literal[1] = 1
     name: str = Field(pattern=r"^[A-Za-z0-9_.-]{1,60}$")
@@ -66,14 +103,19 @@ class Suite(StrictModel):
     personas: str = Field(description="persona YAML, relative to the suite file")
     persona_ids: Literal["all"] | list[str] = "all"
     personas_per_scene: int | None = Field(None, ge=1)
-    modes: list[Literal["scene", "text", "photo"]] = Field(default_factory=lambda: list(MODES),
-                                                          min_length=1)
+    modes: list[Literal["scene", "text", "photo", "real_photo", "other_retailer", "query"]] = Field(
+        default_factory=lambda: ["scene", "text", "photo"], min_length=1)
     repeats: int = Field(1, ge=1, le=20)
     k: int = Field(3, ge=1, le=20)
     seed: int = 17
     texts: dict[str, list[TextQuery]] = Field(default_factory=dict)
     probes: Probes = Field(default_factory=Probes)
     scenes_file: str | None = Field(None, description="scenes YAML (default configs/scenes.yaml)")
+    data: str = Field("../../../shared/data", description="real data root, relative to the suite")
+    real_photos: RealPhotoSpec = Field(default_factory=RealPhotoSpec)
+    other_retailer: OtherRetailerSpec = Field(default_factory=OtherRetailerSpec)
+    queries: QuerySpec = Field(default_factory=QuerySpec)
+    withheld: WithheldSpec | None = None
 
     @field_validator("modes")
     @classmethod
@@ -90,7 +132,7 @@ class Case(BaseModel):
     scene: str
     persona: str
     segment: str
-    mode: Literal["scene", "text", "photo"]
+    mode: Literal["scene", "text", "photo", "real_photo", "other_retailer", "query"]
     k: int
     user_id: str | None = None
     gender: str | None = None
@@ -100,6 +142,12 @@ class Case(BaseModel):
     expect: dict[str, str] = {}
     photo_item: str | None = None  # held-out product whose photo is sent (judges only)
     photo_uri: str | None = None
+    photo_truth: dict[str, Any] | None = None  # outside photos: the dataset's labels (judges only)
+    exclude_item_ids: list[str] = []  # sent as a filter: the photographed product
+    query_id: str | None = None
+    pair: str | None = None
+    lang: str | None = None
+    constraints: dict[str, Any] = {}  # what a hand-written query states (judges only)
 
 
 class LoadedSuite(BaseModel):
@@ -163,13 +211,16 @@ def photo_pool(scene: Any, rows: Sequence[Mapping[str, Any]]) -> list[Mapping[st
 
 
 def expand_cases(loaded: LoadedSuite, scenes: Mapping[str, Any], personas: Sequence[Persona],
-                 rows: Sequence[Mapping[str, Any]]) -> list[Case]:
+                 rows: Sequence[Mapping[str, Any]], *, data_root: Path | None = None,
+                 taxonomy: Any | None = None) -> list[Case]:
     """Every case of the suite, in a stable order.
 
     Args:
         scenes: scene name -> ``mmrec.outfit.scenes.Scene`` (the SceneBook's mapping).
         personas: resolved personas (``persona_ids`` selects among them).
         rows: catalog rows (items.parquet) to draw held-out kiosk photos from.
+        data_root: real data (real_photos/, hm_sample/) for the outside-photo modes
+            (default: the suite's ``data``).
     """
     s = loaded.suite
     names = check_against_scenes(s, list(scenes))
@@ -190,7 +241,7 @@ def expand_cases(loaded: LoadedSuite, scenes: Mapping[str, Any], personas: Seque
             chosen = [ids[(si * n + j) % len(ids)] for j in range(n)]
         for pid in chosen:
             p = by_id[pid]
-            for mode in s.modes:
+            for mode in (m for m in s.modes if m in ("scene", "text", "photo")):
                 for rep in range(s.repeats):
                     cid = f"{name}/{pid}/{mode}/{rep}"
                     case = Case(case_id=cid, scene=name, persona=pid, segment=p.segment,
@@ -215,5 +266,66 @@ def expand_cases(loaded: LoadedSuite, scenes: Mapping[str, Any], personas: Seque
                                              f"its rules in this catalog; drop 'photo' from modes")
                         r = fit[_pick(s.seed, cid, len(fit))]
                         case.photo_item, case.photo_uri = str(r["item_id"]), str(r["image_uri"])
+                        case.exclude_item_ids = [case.photo_item]
                     cases.append(case)
+    if any(m in s.modes for m in (*OUTSIDE_MODES, "query")):
+        from mmrec.taxonomy import default_taxonomy
+
+        tax = taxonomy or default_taxonomy()
+        root = data_root or loaded.resolve(s.data)
+        if any(m in s.modes for m in OUTSIDE_MODES):
+            cases += outside_photo_cases(loaded, scenes, root, tax)
+        if "query" in s.modes:
+            cases += query_cases(loaded, scenes, tax)
     return cases
+
+
+def _scenes_for(scenes: Mapping[str, Any], names: Sequence[str], slot: str | None,
+                categories: Sequence[str]) -> list[str]:
+    """Scenes whose dress code lets the garment fill its slot (all scenes when none does)."""
+    fit = [n for n in names if slot in scenes[n].slots
+           and set(categories) & set(scenes[n].slot_categories(slot))]
+    return fit or list(names)
+
+
+def outside_photo_cases(loaded: LoadedSuite, scenes: Mapping[str, Any], root: Path,
+                        taxonomy: Any) -> list[Case]:
+    """Kiosk cases of real phone photos and another retailer's packshots (anonymous shopper).
+
+    Each photo is asked in a scene whose dress code can use the garment's true slot, so that
+    "built around the photo" is judgeable; probes and unusable garments rotate over scenes.
+    """
+    from mmrec.bench.photo_sources import load_real_photo_table, other_retailer_photos, real_photos
+
+    s = loaded.suite
+    names = check_against_scenes(s, list(scenes))
+    photos = []
+    if "real_photo" in s.modes:
+        table = load_real_photo_table(loaded.resolve(s.real_photos.table), taxonomy)
+        photos += real_photos(root / "real_photos", table, s.real_photos.split)[: s.real_photos.limit]
+    if "other_retailer" in s.modes:
+        photos += other_retailer_photos(root / "hm_sample" / "data" / "sample",
+                                        taxonomy)[: s.other_retailer.limit]
+    cases = []
+    for ph in photos:
+        options = _scenes_for(scenes, names, ph.slot, ph.categories)
+        scene = options[_pick(s.seed, ph.photo_id, len(options))]
+        cases.append(Case(case_id=f"{ph.source}/{ph.photo_id}", scene=scene, persona=ANONYMOUS,
+                          segment=ANONYMOUS, mode=ph.source, k=s.k, channel="kiosk",
+                          photo_uri=ph.uri, photo_truth=ph.as_truth()))
+    return cases
+
+
+def query_cases(loaded: LoadedSuite, scenes: Mapping[str, Any], taxonomy: Any) -> list[Case]:
+    """One case per hand-written query, asked by an anonymous app shopper in its scene."""
+    from mmrec.bench.queries import load_queries
+
+    s = loaded.suite
+    qf = load_queries(loaded.resolve(s.queries.file), taxonomy, list(scenes))
+    out = []
+    for q in qf.queries[: s.queries.limit]:
+        out.append(Case(case_id=f"query/{q.id}", scene=q.scene, persona=ANONYMOUS, segment=ANONYMOUS,
+                        mode="query", k=s.k, channel="app", text=q.text, query_id=q.id,
+                        pair=q.pair, lang=q.lang,
+                        constraints=q.expect.model_dump(exclude_none=True, exclude_defaults=True)))
+    return out

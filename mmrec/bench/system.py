@@ -21,7 +21,8 @@ def build_request(case: Case) -> RecommendRequest:
     genders = [case.gender] if case.gender in ("men", "women") else None
     return RecommendRequest(user_id=case.user_id, scene=case.scene, query_text=case.text,
                             k=case.k, channel=case.channel, explain=True,
-                            filters=RequestFilters(genders=genders, budget=case.budget))
+                            filters=RequestFilters(genders=genders, budget=case.budget,
+                                                   exclude_item_ids=list(case.exclude_item_ids)))
 
 
 class System(Protocol):
@@ -47,16 +48,21 @@ class InProcessSystem:
         self.rec = recommender
         self.label = label
         self.notes: list[str] = []
+        self.withheld: dict[str, Any] | None = None  # summary of the new arrivals served
 
     @classmethod
-    def from_store(cls, store: Any, config: Any | None = None) -> "InProcessSystem":
+    def from_store(cls, store: Any, config: Any | None = None, *,
+                   items: Any | None = None) -> "InProcessSystem":
+        """Args: items: the items table to serve (withheld truth: new arrivals read by the
+        models) instead of the stored one."""
         from mmrec.pipeline import Recommender
 
-        return cls(Recommender.from_store(store, config=config))
+        return cls(Recommender.from_store(store, config=config, items=items))
 
     def describe(self) -> dict[str, Any]:
         return {"kind": self.kind, "label": self.label, "versions": dict(self.rec.versions),
-                "notes": list(getattr(self.rec, "load_notes", [])) + self.notes}
+                "notes": list(getattr(self.rec, "load_notes", [])) + self.notes,
+                "withheld": self.withheld}
 
     def hide_heldout(self, store: Any, users: Any) -> bool:
         """Serve user histories cut at the benchmark's held-out split.
@@ -139,11 +145,12 @@ class HttpSystem:
         self.url = url.rstrip("/")
         self.client = httpx.Client(base_url=self.url, headers=headers, timeout=timeout_s)
         self._versions: dict[str, str] = {}
+        self.notes: list[str] = []
 
     def describe(self) -> dict[str, Any]:
         return {"kind": self.kind, "label": self.url, "versions": dict(self._versions),
                 "notes": ["live API: its user histories are not cut at the held-out split, and "
-                          "recall/ranking probes need the in-process system"]}
+                          "recall/ranking probes need the in-process system", *self.notes]}
 
     def _check(self, r: Any) -> dict[str, Any]:
         if r.status_code >= 400:
@@ -164,6 +171,7 @@ class HttpSystem:
                 fields["user_id"] = req.user_id
             if req.query_text:
                 fields["query_text"] = req.query_text
+
             r = self.client.post("/v1/recommend/photo", data=fields,
                                  files={"image": ("kiosk.jpg", photo, "image/jpeg")})
         ms = (time.perf_counter() - t0) * 1000

@@ -34,8 +34,13 @@ def register(sub) -> None:
                      help="judge a running API (http://127.0.0.1:PORT) instead of the in-process Recommender")
     run.add_argument("--api-key", default=None, help="API key for --url (default: $MMREC_API_KEY)")
     run.add_argument("--limit", type=int, default=None, help="run only the first N cases")
+    run.add_argument("--data", type=Path, default=None,
+                     help="real data root holding real_photos/ and hm_sample/ (default: the suite's `data`)")
     run.add_argument("--fresh", action="store_true", help="discard an existing run in --out first")
     run.add_argument("--retry-errors", action="store_true", help="re-run cases that failed before")
+    run.add_argument("--full-truth", action="store_true",
+                     help="serve every product with its catalog attributes (no withheld slice; for a "
+                          "store without a tagger): the withheld.* quality metrics are not measured")
     run.add_argument("--no-users", action="store_true",
                      help="ignore user data: every persona runs as its anonymous archetype")
     run.add_argument("--no-report", action="store_true", help="skip report.html")
@@ -82,7 +87,8 @@ def _run(args: argparse.Namespace) -> int:
         raise InputError(f"no items artifact under {store.root}: the judges need catalog truth; "
                          "run `mmrec catalog ingest --source ../shared/data/myntra` first")
     t0 = time.perf_counter()
-    prepared = prepare(args.suite, store, use_users=not args.no_users, limit=args.limit)
+    prepared = prepare(args.suite, store, use_users=not args.no_users, limit=args.limit,
+                       data_root=args.data)
     out = args.out or Path("runs") / prepared.loaded.suite.name
     if args.fresh and out.exists():
         for name in ("results.jsonl", "run.json", "metrics.json", "report.html"):
@@ -91,10 +97,22 @@ def _run(args: argparse.Namespace) -> int:
         from mmrec.bench.system import HttpSystem
 
         system = HttpSystem(args.url, api_key=args.api_key or os.environ.get("MMREC_API_KEY"))
+        if prepared.truth.withheld:
+            system.notes.append("withheld truth needs the in-process system (a live API serves its "
+                                "own catalog): the withheld.* metrics are not measured")
+            prepared.truth.withheld = frozenset()
     else:
         from mmrec.bench.system import InProcessSystem
 
-        system = InProcessSystem.from_store(store, config=stage_config(args, "recommend"))
+        if args.full_truth:
+            prepared.truth.withheld = frozenset()
+        items, summary = _withheld_items(store, prepared, out, quiet=args.quiet)
+        system = InProcessSystem.from_store(store, config=stage_config(args, "recommend"), items=items)
+        if summary is not None:
+            system.withheld = summary
+            system.notes.append(f"{summary['served_as_arrivals']} products ({', '.join(prepared.loaded.suite.withheld.splits)} "
+                                "splits) served as new arrivals: photo and title only, attributes read "
+                                f"by tagger {summary['tagger']} and the title rules")
         system.hide_heldout(store, prepared.users)
     print(f"suite {prepared.loaded.suite.name}: {len(prepared.cases)} cases, "
           f"{sum(p.resolved_from != 'archetype' for p in prepared.personas)}/{len(prepared.personas)} "
@@ -114,11 +132,33 @@ def _run(args: argparse.Namespace) -> int:
     return 0
 
 
+def _withheld_items(store, prepared, out: Path, *, quiet: bool):
+    """(items table with the withheld products as new arrivals, summary), or (None, None) when
+    the suite withholds nothing. Needs a tagger: without one a new arrival cannot be read."""
+    if not prepared.truth.withheld:
+        return None, None
+    from mmrec.attributes.tagger import Tagger
+    from mmrec.bench.withheld import served_items
+    from mmrec.errors import InputError
+    from mmrec.outfit.photo import TAGGER_KIND
+
+    if store.current_version(TAGGER_KIND) is None:
+        raise InputError("the suite withholds catalog truth, and new arrivals are read by the tagger, "
+                         "but there is no vlm artifact; train one (mmrec sft train) or drop `withheld` "
+                         "from the suite")
+    index = store.load("index")
+    out.mkdir(parents=True, exist_ok=True)
+    return served_items(store, index.manifest["items_version"], set(prepared.truth.withheld),
+                        Tagger.load(store), out, progress=not quiet)
+
+
 def _print_headline(metrics: dict, out: Path, wall: float) -> None:
     t = metrics["totals"]
-    keys = ("answered", "scene_rules", "complete", "compatibility", "fact_precision",
-            "text_grounded", "text_match", "photo_category", "tag.category", "recall.category_p@10",
-            "rank.ndcg@10", "gender_violation")
+    keys = ("real_photo.slot", "real_photo.category", "real_photo.abstain", "other_retailer.slot",
+            "other_retailer.category", "other_retailer.gender", "query.constraints",
+            "claims.precision", "claims.query", "claims.photo", "withheld.scene_rules",
+            "withheld.claims", "answered", "scene_rules", "complete", "fact_precision",
+            "text_match", "tag.category", "rank.ndcg@10")
     for k in keys:
         if k in t:
             print(f"  {k:22} {t[k]['value']:.4f}  (n={t[k]['count']}, cases={t[k]['cases']})")

@@ -99,11 +99,15 @@ class ItemTable:
     def attribute_fact(self, item_id: str, field: str) -> Mapping[str, Any] | None:
         """Value, source and confidence of ``field`` for an item, or None when unknown.
 
-        Category and gender are catalog columns; the rest come from the attributes map, which
-        records whether the catalog, the title rules or a model stated them.
+        Category and gender are catalog columns, unless the attributes map records another
+        source (a new arrival's category is the tagger's reading, `mmrec.catalog.arrivals`);
+        the rest come from the attributes map, which records whether the catalog, the title
+        rules or a model stated them.
         """
         r = self.row(item_id)
         if field in ("category", "gender", "slot"):
+            if field in r["attributes"]:
+                return r["attributes"][field]
             v = r.get(field)
             return None if v is None else {"value": v, "source": "catalog", "confidence": None}
         # only the map records provenance; a value without it is never cited

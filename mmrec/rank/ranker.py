@@ -61,8 +61,14 @@ class Ranker:
 
     @classmethod
     def load(cls, store: ArtifactStore, version: str | None = None, *,
-             items_version: str | None = None, model: str | None = None) -> "Ranker":
-        """Load ``ranker`` (CURRENT unless ``version``) with the CURRENT (or given) items."""
+             items_version: str | None = None, model: str | None = None,
+             items: Any | None = None) -> "Ranker":
+        """Load ``ranker`` (CURRENT unless ``version``) with the CURRENT (or given) items.
+
+        Args:
+            items: score from this items table (pyarrow; e.g. new arrivals whose attributes
+                the models read) instead of the stored items version.
+        """
         from mmrec.catalog.ingest import load_items
         from mmrec.rank.myntra_train import STATS_FILE
         from mmrec.taxonomy import default_taxonomy
@@ -70,7 +76,8 @@ class Ranker:
         art = store.load(KIND, version)
         bundle = lgbm.Bundle.load(art)
         tax = default_taxonomy()
-        items = Y.ItemTable.build(load_items(store, items_version), tax.colour_family,
+        table = items if items is not None else load_items(store, items_version)
+        items = Y.ItemTable.build(table, tax.colour_family,
                                   vocabs=bundle.meta["item_vocabs"])
         stats = Y.ItemStats.load_for(art.file(STATS_FILE), items)
         chosen = model or bundle.meta.get("serve_model") or "lambdarank"

@@ -21,6 +21,7 @@ from mmrec.lru import LRU
 from mmrec.recall.config import IndexConfig, RecallConfig
 from mmrec.recall.fusion import rrf
 from mmrec.recall.index import VectorIndex
+from mmrec.recall.meta import META_COLUMNS
 from mmrec.recall.routes import (AttributeRoute, BM25Route, PopularityRoute, RecallCatalog,
                                  VectorRoute, bm25_texts, normalise)
 from mmrec.recall.types import Candidate, RecallQuery, RouteResult
@@ -71,14 +72,21 @@ class Recall:
     @classmethod
     def load(cls, store: "ArtifactStore", *, encoder: "Encoder | None" = None,
              config: RecallConfig | None = None, index_config: IndexConfig | None = None,
-             index_version: str | None = None, profile: str = "mini") -> "Recall":
+             index_version: str | None = None, profile: str = "mini",
+             items: pa.Table | None = None) -> "Recall":
         """Load the index artifact (default CURRENT), the items it was built from, the encoder
-        that made its vectors, and interaction logs for popularity when they exist."""
+        that made its vectors, and interaction logs for popularity when they exist.
+
+        Args:
+            items: serve this items table instead of the index's items version (same ids,
+                amended attributes, e.g. new arrivals read by the models); the index's filter
+                metadata is refreshed from it.
+        """
         from mmrec.config import load_config
 
         cfg = config or load_config("recall", profile=profile)
         icfg = index_config or load_config("index", profile=profile)
-        snap = _load_snapshot(store, cfg, icfg, index_version)
+        snap = _load_snapshot(store, cfg, icfg, index_version, items)
         if encoder is None and (cfg.text_image.enabled or cfg.photo_image.enabled):
             encoder = _load_encoder(store, snap.index.encoder_id, cfg.device)
         if encoder is not None:
@@ -196,13 +204,17 @@ def _snapshot(index: VectorIndex, items: pa.Table, cfg: RecallConfig,
 
 
 def _load_snapshot(store: "ArtifactStore", cfg: RecallConfig, icfg: IndexConfig,
-                   index_version: str | None) -> _Snapshot:
+                   index_version: str | None, items: pa.Table | None = None) -> _Snapshot:
     from mmrec.catalog.ingest import load_items
     from mmrec.recall.build import load_index
 
     art, index = load_index(store, icfg, index_version)
     items_version = art.manifest["items_version"]
-    items = load_items(store, items_version)
+    if items is None:
+        items = load_items(store, items_version)
+    else:  # amended rows: the vector route filters on the index's own metadata
+        rows = items.select(["item_id", *META_COLUMNS]).to_pylist()
+        index.set_metadata([r["item_id"] for r in rows], rows)
     versions = {"index": art.version, "items": items_version,
                 "vectors": art.manifest.get("vectors_version", "")}
     popularity = None
