@@ -65,7 +65,7 @@ def test_statements_split_outside_quotes():
 
 def test_true_statements_pass_and_planted_false_ones_are_caught():
     ctx = ClaimContext(scene=OFFICE, rules_held=["no loud prints"],
-                       history={"colour": Counter({"navy blue": 3}), "category": Counter()},
+                       history={"colour": Counter({"navy blue": 3, "red": 1}), "category": Counter()},
                        profile_occasions=["formal"])
     good = ("Office look: white shirt, navy blue trousers and black formal shoes. "
             "Formal wear per the catalog: white shirt. The shirt is striped (from the title). "

@@ -2,8 +2,10 @@
 
 The store holds the real catalog only: the items artifact of ./artifacts when there is one,
 else ../shared/data/myntra ingested here (CI). With no models the recommender retrieves with its
-catalog filter and refuses photo requests, which are recorded as errors: the test checks the
-suite, the runner and the hard guarantees quickly and without torch. The same suite with every
+catalog filter and refuses photo requests (re-shot catalog photos, real phone photos, H&M
+packshots), which are recorded as errors, and serves the full catalog truth (`--full-truth`:
+new arrivals need a tagger): the test checks the suite, the runner, the hand-written query
+judges and the hard guarantees quickly and without torch. The same suite with every
 model: `mmrec bench run --suite benchmark/suites/smoke.yaml` (README, benchmark section).
 Needs ../shared/data (skipped without it).
 """
@@ -35,14 +37,21 @@ def test_smoke_suite_on_the_real_catalog(tmp_path, shared_data):
                      "--source", str(shared_data / "myntra")]) == 0
     out = tmp_path / "smoke"
     rc = main(["--artifacts", str(store.root), "--quiet", "bench", "run", "--suite",
-               str(REPO / "benchmark/suites/smoke.yaml"), "--out", str(out), "--no-publish"])
+               str(REPO / "benchmark/suites/smoke.yaml"), "--out", str(out), "--no-publish",
+               "--full-truth", "--data", str(shared_data)])
     assert rc == 0
     m = json.loads((out / "metrics.json").read_text())
-    assert m["run"]["n_cases"] == 33 and m["run"]["complete"]
+    assert m["run"]["n_cases"] == 75 and m["run"]["complete"]
     # only photo requests fail: a store without tagger and encoder refuses them
-    assert {e["case_id"].split("/")[2] for e in m["errors"]} == {"photo"}
+    modes = {mode: body["cases"] for mode, body in m["by_mode"].items()}
+    assert modes == {"scene": 11, "text": 11, "photo": 11, "real_photo": 12, "other_retailer": 6, "query": 24}
+    assert len(m["errors"]) == 11 + 12 + 6
     t = m["totals"]
-    assert t["answered"]["cases"] == 33
+    assert t["answered"]["cases"] == 75
+    # the hand-written queries are judged on what they state, per language, with zh/en parity
+    assert t["query.constraints"]["cases"] > 0 and set(m["by_lang"]) >= {"en", "zh"}
+    assert m["query_parity"]["pairs"] >= 8
+    assert "withheld.scene_rules" not in t
     # hard guarantees, judged on catalog truth
     assert t["scene_rules"]["value"] == 1.0 and t["complete"]["value"] == 1.0
     assert t["gender_violation"]["value"] == 0.0 and t["mixed_gender"]["value"] == 0.0

@@ -13,7 +13,7 @@ colour words against the items' TRUE attributes, and checks the claim:
 - ``harmony``     "Colours: neutral colours throughout." -> recomputed from true colours;
 - ``scene_rules`` 'Meets the Office rules: "..."' -> each quoted rule holds on truth;
 - ``history``     "From your history, you often choose navy." -> the shopper's visible
-                  history (items before the held-out cut) holds the value often;
+                  history (items before the held-out cut) holds the value at least twice;
 - ``profile``     "Your profile lists formal occasions." -> the persona's profile;
 - ``photo``       "The navy trousers are similar to your photo." -> the named item is of the
                   photographed garment's slot, and of its colour family where one is stated;
@@ -193,11 +193,11 @@ class ClaimJudge:
         said = [(f, v) for f, v in self.mentions(low) if f in ("colour", "category")]
         if not said:
             return None, "no value named"
-        for fld, v in said:
+        for fld, v in said:  # "often": at least twice among the items the shopper engaged with
             counts = ctx.history.get(fld) or Counter()
-            top = {x for x, n in counts.most_common(3) if n >= 2}
-            if v not in top:
-                return False, f"{v!r} is not among the shopper's frequent {fld}s ({sorted(top)})"
+            if counts[v] < 2:
+                return False, (f"{v!r} appears {counts[v]} time(s) in the shopper's visible history "
+                               f"(most frequent: {[x for x, _ in counts.most_common(3)]})")
         return True, ""
 
     def _check_profile(self, s, low, named, rows, ctx):

@@ -84,6 +84,12 @@ class InProcessSystem:
         self.rec.versions["users"] = f"simulated {art.version}, histories before the test window"
         self.notes = self.notes + ["user histories end where each persona's held-out "
                                    "interactions begin (no leakage into profiles)"]
+        ranker = getattr(self.rec, "ranker", None)
+        if ranker is not None and hasattr(ranker, "use_stats_before"):
+            snap = ranker.use_stats_before(int(users.cut * 1_000_000))
+            self.notes.append(f"ranker item statistics cut at the test window: {snap}" if snap else
+                              "ranker artifact keeps no weekly statistics: its served snapshot "
+                              "includes the test window (retrain the ranker)")
         return True
 
     def recommend(self, case: Case, photo: bytes | None) -> tuple[dict[str, Any], float]:

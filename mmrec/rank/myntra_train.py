@@ -36,6 +36,9 @@ from mmrec.rank.simulator import HIDDEN_FILE
 from mmrec.splits import is_held_out
 
 STATS_FILE = "item_stats.npz"
+# Every weekly snapshot (snapshot t holds the weeks before t), so that an evaluation can serve
+# the statistics as they stood before its test window (`Ranker.use_stats_before`).
+WEEKLY_STATS_FILE = "item_stats_weekly.npz"
 NEW_USER_BUCKETS = 10  # split buckets 0..9: users held out of training (10%)
 
 
@@ -241,6 +244,7 @@ def train_myntra(store: ArtifactStore, cfg: RankConfig, *, interactions: str | N
         "dataset": "myntra-sim", "simulated": True, "label": cfg.myntra.label,
         "serve_model": choose_serve_model(cfg, info), "item_vocabs": items.vocabs,
         "log_end_us": d.log_end_us, "n_candidates_logged": float(d.n_candidates.mean()),
+        "stats_t0_us": int(d.req_ts.min()),
         "negative_sampling": "none: negatives are the logged impressions that were not "
                             f"{cfg.myntra.label}ed (lists without any are left out of lambdarank)",
     })
@@ -249,11 +253,13 @@ def train_myntra(store: ArtifactStore, cfg: RankConfig, *, interactions: str | N
 
     buf = io.BytesIO()
     final.save(buf, items.item_ids)
+    weekly = io.BytesIO()
+    d.stats.save(weekly, items.item_ids)
     sizes = {"train_requests": int(len(rl["train"])), "train_rows": int(len(tr_rank)),
              "val_requests": int(len(rl["val"])), "simulated": True}
     items_art = store.load("items", items_ref["version"]) if items_ref else None
     return _write(store, "myntra-sim", cfg, art_in, bundle, info, sizes, time.perf_counter() - t0,
-                  extra_files={STATS_FILE: buf.getvalue()},
+                  extra_files={STATS_FILE: buf.getvalue(), WEEKLY_STATS_FILE: weekly.getvalue()},
                   extra_inputs=[items_art] if items_art else [])
 
 

@@ -84,7 +84,25 @@ class Ranker:
         if chosen not in bundle.boosters:
             raise InputError(f"model {chosen!r} not in ranker/{art.version}; it has "
                              f"{sorted(bundle.boosters)}")
-        return cls(art.version, bundle, items, stats, chosen, tax)
+        out = cls(art.version, bundle, items, stats, chosen, tax)
+        out._artifact = art
+        return out
+
+    def use_stats_before(self, cut_us: int) -> str | None:
+        """Serve the item statistics as they stood before ``cut_us`` (an evaluation's test
+        window) instead of everything logged; returns the snapshot used, or None when this
+        ranker artifact keeps no weekly snapshots (trained before they were saved)."""
+        from mmrec.rank.myntra_train import WEEKLY_STATS_FILE
+
+        art = getattr(self, "_artifact", None)
+        t0 = self.bundle.meta.get("stats_t0_us")
+        if art is None or t0 is None or WEEKLY_STATS_FILE not in art.manifest["files"]:
+            return None
+        weekly = Y.ItemStats.load_for(art.file(WEEKLY_STATS_FILE), self.items)
+        t = int(np.clip((cut_us - int(t0)) // Y.US_PER_WEEK, 0, len(weekly.impr) - 1))
+        self.stats = Y.ItemStats(*(a[t:t + 1] for a in weekly.arrays()))
+        self.cache = Y.ServingCache.build(self.items, self.stats)
+        return f"week {t} of {len(weekly.impr)} (statistics of the weeks before the cut)"
 
     # -- request -> arrays ---------------------------------------------------------------
     def _user_state(self, user: UserProfile | None, now_us: int) -> Y.UserState:
