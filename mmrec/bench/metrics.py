@@ -33,7 +33,8 @@ METRICS: dict[str, MetricDef] = {
     "fill_rate": MetricDef("Outfits / k", "higher", "rate", "outfits",
                            "outfits returned over outfits asked for (per case)"),
     "scene_rules": MetricDef("Scene rules met", "higher", "rate", "rules",
-                             "outfits whose every item meets the scene's rules on catalog truth"),
+                             "outfits whose every item meets the scene's rules on catalog truth "
+                             "(outfits without a withheld item)"),
     "item_rules": MetricDef("Items meeting rules", "higher", "rate", "rules",
                             "items meeting the scene's rules on catalog truth"),
     "complete": MetricDef("Complete outfits", "higher", "rate", "outfits",
@@ -112,6 +113,12 @@ METRICS: dict[str, MetricDef] = {
                                      "new-arrival items returned in their true slot"),
     "withheld.gender_violation": MetricDef("Withheld: gender violations", "lower", "rate", "withheld",
                                            "new-arrival items of the other gender than asked"),
+    "withheld.complete": MetricDef("Withheld: complete outfits", "higher", "rate", "withheld",
+                                   "outfits with a new-arrival item filling a template with true slots"),
+    "withheld.mixed_gender": MetricDef("Withheld: mixed-gender outfits", "lower", "rate", "withheld",
+                                       "outfits with a new-arrival item mixing men's and women's ranges"),
+    "withheld.fact_precision": MetricDef("Withheld: fact precision", "higher", "rate", "withheld",
+                                         "structured facts about new-arrival items true on withheld truth"),
     "withheld.claims": MetricDef("Withheld: statement precision", "higher", "rate", "withheld",
                                  "checked statements naming a new-arrival item that are true on "
                                  "withheld truth"),

@@ -189,17 +189,26 @@ def score_case(case: Case, response: Mapping[str, Any], truth: Truth, *,
             pairs.append((str(it.get("slot")), row))
         rule_fails = J.judge_scene_rules(scene, pairs)
         bad_items = {f.item_id for f in rule_fails}
-        _obs(obs, "scene_rules", not rule_fails and len(pairs) == len(o.get("items") or []))
-        for _, row in pairs:
-            _obs(obs, "item_rules", str(row["item_id"]) not in bad_items)
+        # Consistency checks: what the system saw is what the judges read. An outfit holding a
+        # withheld product (served as a new arrival) is judged under withheld.* instead.
+        seen = [str(r["item_id"]) not in truth.withheld for _, r in pairs]
+        whole = all(seen)
+        if whole:
+            _obs(obs, "scene_rules", not rule_fails and len(pairs) == len(o.get("items") or []))
+        for (_, row), ok in zip(pairs, seen):
+            if ok:
+                _obs(obs, "item_rules", str(row["item_id"]) not in bad_items)
         complete, valid, struct_fails = J.judge_structure(scene, pairs)
-        _obs(obs, "complete", complete and not any(f.check == "unknown_item" for f in fails))
-        for v in valid:
-            _obs(obs, "slot_valid", v)
+        _obs(obs, "complete" if whole else "withheld.complete",
+             complete and not any(f.check == "unknown_item" for f in fails))
+        for v, ok in zip(valid, seen):
+            if ok:
+                _obs(obs, "slot_valid", v)
         per_item, mixed, gender_fails = J.judge_gender(pairs, case.gender)
-        for v in per_item:
-            _obs(obs, "gender_violation", v)
-        _obs(obs, "mixed_gender", mixed)
+        for v, ok in zip(per_item, seen):
+            if ok:
+                _obs(obs, "gender_violation", v)
+        _obs(obs, "mixed_gender" if whole else "withheld.mixed_gender", mixed)
         over, budget_fails = J.judge_budget(pairs, case.budget)
         _obs(obs, "budget_violation", over)
         rows = [r for _, r in pairs]
@@ -257,6 +266,9 @@ def score_case(case: Case, response: Mapping[str, Any], truth: Truth, *,
                    "query": [case.text] if case.text else [], **history_truth}
         for f in expl.get("facts") or []:
             verdict = J.judge_fact(f, by_id, context)
+            if f.get("item_id") in truth.withheld:  # a fact about a new arrival: quality, apart
+                _obs(obs, "withheld.fact_precision", verdict)
+                continue
             _obs(obs, "fact_unverifiable", verdict is None)
             _obs(obs, "fact_precision", verdict)
             if verdict is False:
