@@ -266,7 +266,9 @@ def score_case(case: Case, response: Mapping[str, Any], truth: Truth, *,
                    "query": [case.text] if case.text else [], **history_truth}
         for f in expl.get("facts") or []:
             verdict = J.judge_fact(f, by_id, context)
-            if f.get("item_id") in truth.withheld:  # a fact about a new arrival: quality, apart
+            # a fact about a new arrival, or about an outfit holding one (its scene rules were
+            # checked on the models' readings): quality, judged apart
+            if f.get("item_id") in truth.withheld or (f.get("item_id") is None and not whole):
                 _obs(obs, "withheld.fact_precision", verdict)
                 continue
             _obs(obs, "fact_unverifiable", verdict is None)
