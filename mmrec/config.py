@@ -18,7 +18,7 @@ from typing import Any, Iterable, TypeVar
 import yaml
 from pydantic import BaseModel, ConfigDict, ValidationError
 
-from mmrec.errors import ConfigError
+from mmrec.errors import ConfigError, InputError
 
 PROFILES = ("tiny", "mini", "standard")
 DEFAULT_PROFILE = "mini"
@@ -72,6 +72,18 @@ def _read_yaml(path: Path) -> dict[str, Any]:
     if not isinstance(data, dict):
         raise ConfigError(f"{path}: top level must be a mapping, got {type(data).__name__}")
     return data
+
+
+def read_yaml_model(path: str | Path, model: type[M], what: str) -> M:
+    """A YAML file validated by ``model``; errors name ``what`` and the file (unreadable:
+    InputError; bad YAML or a bad field: ConfigError)."""
+    path = Path(path)
+    try:
+        return model.model_validate(yaml.safe_load(path.read_text(encoding="utf-8")))
+    except OSError as e:
+        raise InputError(f"cannot read {what} {path}: {e}") from e
+    except (yaml.YAMLError, ValidationError) as e:
+        raise ConfigError(f"{what} {path}: {e}") from e
 
 
 def deep_merge(base: dict[str, Any], update: dict[str, Any]) -> dict[str, Any]:

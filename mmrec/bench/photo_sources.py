@@ -21,10 +21,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
-import yaml
-from pydantic import Field, ValidationError, model_validator
+from pydantic import Field, model_validator
 
-from mmrec.config import StrictModel
+from mmrec.config import StrictModel, read_yaml_model
 from mmrec.errors import ConfigError, InputError
 from mmrec.taxonomy import SLOTS, Taxonomy
 
@@ -84,12 +83,7 @@ class RealPhotoTable(StrictModel):
 def load_real_photo_table(path: str | Path, taxonomy: Taxonomy) -> RealPhotoTable:
     """Read and check the label table: slots and categories must be the taxonomy's."""
     path = Path(path)
-    try:
-        table = RealPhotoTable.model_validate(yaml.safe_load(path.read_text(encoding="utf-8")))
-    except OSError as e:
-        raise InputError(f"cannot read real-photo table {path}: {e}") from e
-    except (yaml.YAMLError, ValidationError) as e:
-        raise ConfigError(f"real-photo table {path}: {e}") from e
+    table = read_yaml_model(path, RealPhotoTable, "real-photo table")
     for label, rule in table.labels.items():
         if rule.slot and rule.slot not in SLOTS:
             raise ConfigError(f"{path}: label {label!r}: slot {rule.slot!r} is not one of {SLOTS}")

@@ -13,13 +13,12 @@ import math
 from pathlib import Path
 from typing import Any, Literal, Mapping, Sequence
 
-import yaml
-from pydantic import Field, ValidationError, model_validator
+from pydantic import Field, model_validator
 
 from mmrec.bench.claims import item_misses_query
 from mmrec.bench.judges import Row, truth_value
-from mmrec.config import StrictModel
-from mmrec.errors import ConfigError, InputError
+from mmrec.config import StrictModel, read_yaml_model
+from mmrec.errors import ConfigError
 from mmrec.taxonomy import COLOUR_FAMILIES, Taxonomy
 
 
@@ -65,12 +64,7 @@ class QueryFile(StrictModel):
 def load_queries(path: str | Path, taxonomy: Taxonomy, scene_names: Sequence[str]) -> QueryFile:
     """Read a query file; every scene, category and colour family must be known."""
     path = Path(path)
-    try:
-        qf = QueryFile.model_validate(yaml.safe_load(path.read_text(encoding="utf-8")))
-    except OSError as e:
-        raise InputError(f"cannot read query file {path}: {e}") from e
-    except (yaml.YAMLError, ValidationError) as e:
-        raise ConfigError(f"query file {path}: {e}") from e
+    qf = read_yaml_model(path, QueryFile, "query file")
     for q in qf.queries:
         where = f"{path}: query {q.id}"
         if q.scene not in scene_names:

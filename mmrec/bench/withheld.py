@@ -38,7 +38,6 @@ def served_items(store: Any, items_version: str, withheld: set[str], tagger: Any
     Returns:
         (pyarrow items table, summary for run.json: counts and the tagger's version).
     """
-    import pyarrow as pa
     import pyarrow.parquet as pq
 
     from mmrec.catalog.arrivals import infer_arrivals
