@@ -146,7 +146,7 @@ class Recommender:
                    with_photo_models: bool = True, device: str = "cpu",
                    profile: str = "mini", background_prewarm: bool = False,
                    photo_tagger: bool = True, photo_mirror: bool = False,
-                   items: Any | None = None) -> "Recommender":
+                   items_table: Any | None = None) -> "Recommender":
         """Build from the CURRENT artifacts under ``store``; only ``items`` is required.
 
         Args:
@@ -157,7 +157,7 @@ class Recommender:
                 (faster start; the first minute's requests then compete with the pre-warm).
             photo_tagger: read photos with the tagger too (False: encoder only).
             photo_mirror: the tagger reads each photo with its mirror image too (`PhotoModels`).
-            items: serve this items table (a pyarrow table of the index's items version with
+            items_table: serve this items table (a pyarrow table of the index's items version with
                 amended rows, e.g. new arrivals read by the models) instead of the stored one.
         """
         from mmrec.catalog.ingest import load_items
@@ -166,18 +166,17 @@ class Recommender:
         tax = default_taxonomy()
         scenes = SceneBook.load(cfg.scenes_path, tax)
         notes: list[str] = []
-        amended = items  # the name is reused for the ItemTable below
         recall = None
         if store.current_version("index"):
             from mmrec.recall.service import Recall
 
-            recall = Recall.load(store, profile=profile, items=items)  # with the encoder that made the vectors
+            recall = Recall.load(store, profile=profile, items=items_table)  # with the encoder that made the vectors
         else:
             notes.append("no recall index: candidates from the catalog filter (mmrec index build)")
         # the catalog version the index was built from, so that rules, facts and candidates agree
         items_version = (recall.versions.get("items") if recall is not None else None) or None
         items_art = store.load("items", items_version)
-        table = items if items is not None else load_items(store, items_art.version)
+        table = items_table if items_table is not None else load_items(store, items_art.version)
         items = ItemTable(table, items_art.version, tax)
         if recall is not None and attach_vectors(items, store, recall.versions.get("vectors") or None) is None:
             notes.append("no vectors artifact: compatibility without embeddings")
@@ -208,7 +207,7 @@ class Recommender:
         if store.current_version("ranker"):
             from mmrec.rank.ranker import Ranker
 
-            ranker = Ranker.load(store, items=amended)
+            ranker = Ranker.load(store, items=items_table)
         else:
             notes.append("no ranker artifact: candidates keep their recall order")
         users = None

@@ -32,7 +32,7 @@ from collections import Counter
 from dataclasses import dataclass, field
 from typing import Any, Mapping, Sequence
 
-from mmrec.bench.judges import Row, truth_value
+from mmrec.bench.judges import Row, number_variants, truth_value
 from mmrec.taxonomy import Taxonomy, normalize
 
 KINDS = ("outfit", "usage", "title", "tagger", "harmony", "scene_rules", "history", "profile",
@@ -87,7 +87,7 @@ class ClaimJudge:
                 key = normalize(v)
                 terms.setdefault(key, (fld, v))
                 if fld == "category":
-                    for var in _number_forms(key):
+                    for var in number_variants(key):
                         terms.setdefault(var, (fld, v))
         self._terms = terms
         self._pattern = re.compile(r"(?<![\w])(" + "|".join(
@@ -311,14 +311,3 @@ def _harmony(colours: Sequence[str | None], tax: Taxonomy) -> str | None:
 
 def _unquoted(s: str) -> str:
     return re.sub(r'"[^"]*"', " ", s)
-
-
-def _number_forms(key: str) -> list[str]:
-    out = []
-    if key.endswith(("ches", "shes", "sses", "xes")):
-        out.append(key[:-2])
-    elif key.endswith("s") and not key.endswith("ss"):
-        out.append(key[:-1])
-    else:
-        out.append(key + "s")
-    return out

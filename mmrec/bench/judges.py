@@ -302,7 +302,7 @@ def scan_mentions(text: str, taxonomy: Taxonomy, fields: Sequence[str] = TEXT_FI
     for key, v in values:  # canonical forms first: a variant never shadows a real value
         terms.setdefault(key, v)
     for key, v in values:
-        for variant in _number_variants(key):
+        for variant in number_variants(key):
             terms.setdefault(variant, v)
     found: list[str] = []
     for key in sorted(set(terms) - structural, key=len, reverse=True):
@@ -316,7 +316,7 @@ def scan_mentions(text: str, taxonomy: Taxonomy, fields: Sequence[str] = TEXT_FI
     return found
 
 
-def _number_variants(key: str) -> list[str]:
+def number_variants(key: str) -> list[str]:
     """Singular/plural spellings of a value: "watches" -> "watch", "caps" -> "cap", "belt" -> "belts"."""
     if key.endswith(("ches", "shes", "sses", "xes")):
         return [key[:-2]]

@@ -62,7 +62,7 @@ def catalog_rows(store: ArtifactStore) -> tuple[dict[str, dict[str, Any]], str]:
 
 def prepare(suite_path: str | Path, store: ArtifactStore, *, users: UserDirectory | None = None,
             use_users: bool = True, limit: int | None = None,
-            data_root: str | Path | None = None) -> Prepared:
+            data_root: str | Path | None = None, withhold: bool = True) -> Prepared:
     """Load the suite, the catalog truth, scenes and personas, and expand the cases.
 
     Args:
@@ -70,6 +70,8 @@ def prepare(suite_path: str | Path, store: ArtifactStore, *, users: UserDirector
             when it exists (``use_users=False``: archetypes only).
         limit: keep the first ``limit`` cases (a quick look; metrics say how many ran).
         data_root: real data for outside photos (default: the suite's ``data``).
+        withhold: apply the suite's ``withheld`` slice (False: every product with its catalog
+            attributes, e.g. a live API or a store without a tagger; withheld.* not measured).
     """
     from mmrec.outfit.scenes import SceneBook
     from mmrec.taxonomy import default_taxonomy
@@ -92,7 +94,7 @@ def prepare(suite_path: str | Path, store: ArtifactStore, *, users: UserDirector
                                 "without a profile)", segment=ANONYMOUS, source="none",
                                 resolved_from="none"))
     spec = loaded.suite.withheld
-    withheld = frozenset(withheld_ids(rows, spec.splits)) if spec is not None else frozenset()
+    withheld = frozenset(withheld_ids(rows, spec.splits)) if spec and withhold else frozenset()
     truth = Truth(rows=rows, scenes=book.scenes, personas={p.id: p for p in personas}, taxonomy=tax,
                   withheld=withheld)
     return Prepared(loaded, truth, personas, cases, items_version,

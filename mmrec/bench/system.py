@@ -52,12 +52,12 @@ class InProcessSystem:
 
     @classmethod
     def from_store(cls, store: Any, config: Any | None = None, *,
-                   items: Any | None = None) -> "InProcessSystem":
-        """Args: items: the items table to serve (withheld truth: new arrivals read by the
-        models) instead of the stored one."""
+                   items_table: Any | None = None) -> "InProcessSystem":
+        """Args: items_table: the items to serve (withheld truth: new arrivals read by the
+        models) instead of the stored ones."""
         from mmrec.pipeline import Recommender
 
-        return cls(Recommender.from_store(store, config=config, items=items))
+        return cls(Recommender.from_store(store, config=config, items_table=items_table))
 
     def describe(self) -> dict[str, Any]:
         return {"kind": self.kind, "label": self.label, "versions": dict(self.rec.versions),
@@ -177,7 +177,6 @@ class HttpSystem:
                 fields["user_id"] = req.user_id
             if req.query_text:
                 fields["query_text"] = req.query_text
-
             r = self.client.post("/v1/recommend/photo", data=fields,
                                  files={"image": ("kiosk.jpg", photo, "image/jpeg")})
         ms = (time.perf_counter() - t0) * 1000

@@ -19,6 +19,8 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any, Iterable, Sequence
 
+from mmrec.errors import InputError
+from mmrec.outfit.photo import TAGGER_KIND
 from mmrec.splits import split_of
 
 ARRIVALS_FILE = "withheld_arrivals.parquet"
@@ -30,13 +32,17 @@ def withheld_ids(item_ids: Iterable[str], splits: Sequence[str]) -> set[str]:
     return {str(i) for i in item_ids if split_of(str(i)) in want}
 
 
-def served_items(store: Any, items_version: str, withheld: set[str], tagger: Any, out_dir: Path,
-                 *, progress: bool = True) -> tuple[Any, dict[str, Any]]:
-    """The items table the system under test serves: withheld rows replaced by new arrivals
-    read by ``tagger`` (cached in ``out_dir``), every other row as stored.
+def served_items(store: Any, withheld: set[str], out_dir: Path, *, progress: bool = True
+                 ) -> tuple[Any, dict[str, Any]]:
+    """The items table the system under test serves: the index's items version with the
+    withheld rows replaced by new arrivals read by the CURRENT tagger (cached in ``out_dir``;
+    the tagger is loaded only for readings not cached yet), every other row as stored.
 
     Returns:
         (pyarrow items table, summary for run.json: counts and the tagger's version).
+
+    Raises:
+        InputError: no tagger artifact (a new arrival cannot be read without one).
     """
     import pyarrow.parquet as pq
 
@@ -44,12 +50,17 @@ def served_items(store: Any, items_version: str, withheld: set[str], tagger: Any
     from mmrec.catalog.ingest import items_table, load_items
     from mmrec.taxonomy import default_taxonomy
 
+    tagger_version = store.current_version(TAGGER_KIND)
+    if tagger_version is None:
+        raise InputError("the suite withholds catalog truth, and new arrivals are read by the tagger, "
+                         "but there is no vlm artifact; train one (mmrec sft train), drop `withheld` "
+                         "from the suite, or pass --full-truth")
+    items_version = store.load("index").manifest["items_version"]
     table = load_items(store, items_version)
     rows = table.to_pylist()
     for r in rows:
         r["attributes"] = dict(r.get("attributes") or [])
-    key = {"items_version": items_version, "tagger": getattr(tagger, "version", "?"),
-           "n_withheld": len(withheld)}
+    key = {"items_version": items_version, "tagger": tagger_version, "n_withheld": len(withheld)}
     cache = out_dir / ARRIVALS_FILE
     arrivals: dict[str, dict[str, Any]] = {}
     if cache.is_file():
@@ -64,6 +75,9 @@ def served_items(store: Any, items_version: str, withheld: set[str], tagger: Any
     if todo:
         from tqdm import tqdm
 
+        from mmrec.attributes.tagger import Tagger
+
+        tagger = Tagger.load(store, tagger_version)
         with tqdm(total=len(todo), disable=not progress, desc="withheld: tag new arrivals",
                   unit="item") as bar:
             for r in infer_arrivals(todo, tagger, default_taxonomy(), progress=bar.update):
@@ -75,21 +89,3 @@ def served_items(store: Any, items_version: str, withheld: set[str], tagger: Any
     summary = {**key, "served_as_arrivals": sum(r["item_id"] in arrivals for r in served),
                "without_photo": sum(1 for r in rows if r["item_id"] in withheld and not r.get("image_uri"))}
     return items_table(served).cast(table.schema), summary
-
-
-def arrival_accuracy(truth: dict[str, dict[str, Any]], arrivals: Iterable[dict[str, Any]],
-                     fields: Sequence[str] = ("slot", "category", "gender", "colour", "usage")
-                     ) -> dict[str, dict[str, float]]:
-    """How often the models' reading of a withheld item equals its withheld catalog value."""
-    from mmrec.bench.judges import truth_value
-
-    out: dict[str, list[bool]] = {f: [] for f in fields}
-    for a in arrivals:
-        row = truth.get(a["item_id"])
-        if row is None:
-            continue
-        for f in fields:
-            t = truth_value(row, f)
-            if t is not None:
-                out[f].append(a.get(f) == t)
-    return {f: {"value": sum(v) / len(v), "count": len(v)} for f, v in out.items() if v}

@@ -87,8 +87,9 @@ def _run(args: argparse.Namespace) -> int:
         raise InputError(f"no items artifact under {store.root}: the judges need catalog truth; "
                          "run `mmrec catalog ingest --source ../shared/data/myntra` first")
     t0 = time.perf_counter()
+    # a live API serves its own catalog: only the in-process system can receive new arrivals
     prepared = prepare(args.suite, store, use_users=not args.no_users, limit=args.limit,
-                       data_root=args.data)
+                       data_root=args.data, withhold=not (args.full_truth or args.url))
     out = args.out or Path("runs") / prepared.loaded.suite.name
     if args.fresh and out.exists():
         for name in ("results.jsonl", "run.json", "metrics.json", "report.html"):
@@ -97,17 +98,20 @@ def _run(args: argparse.Namespace) -> int:
         from mmrec.bench.system import HttpSystem
 
         system = HttpSystem(args.url, api_key=args.api_key or os.environ.get("MMREC_API_KEY"))
-        if prepared.truth.withheld:
+        if prepared.loaded.suite.withheld is not None:
             system.notes.append("withheld truth needs the in-process system (a live API serves its "
                                 "own catalog): the withheld.* metrics are not measured")
-            prepared.truth.withheld = frozenset()
     else:
         from mmrec.bench.system import InProcessSystem
+        from mmrec.bench.withheld import served_items
 
-        if args.full_truth:
-            prepared.truth.withheld = frozenset()
-        items, summary = _withheld_items(store, prepared, out, quiet=args.quiet)
-        system = InProcessSystem.from_store(store, config=stage_config(args, "recommend"), items=items)
+        items = summary = None
+        if prepared.truth.withheld:
+            out.mkdir(parents=True, exist_ok=True)
+            items, summary = served_items(store, set(prepared.truth.withheld), out,
+                                          progress=not args.quiet)
+        system = InProcessSystem.from_store(store, config=stage_config(args, "recommend"),
+                                            items_table=items)
         if summary is not None:
             system.withheld = summary
             system.notes.append(f"{summary['served_as_arrivals']} products ({', '.join(prepared.loaded.suite.withheld.splits)} "
@@ -130,26 +134,6 @@ def _run(args: argparse.Namespace) -> int:
         print(f"published bench_eval/{version}", file=sys.stderr)
     _print_headline(metrics, out, time.perf_counter() - t0)
     return 0
-
-
-def _withheld_items(store, prepared, out: Path, *, quiet: bool):
-    """(items table with the withheld products as new arrivals, summary), or (None, None) when
-    the suite withholds nothing. Needs a tagger: without one a new arrival cannot be read."""
-    if not prepared.truth.withheld:
-        return None, None
-    from mmrec.attributes.tagger import Tagger
-    from mmrec.bench.withheld import served_items
-    from mmrec.errors import InputError
-    from mmrec.outfit.photo import TAGGER_KIND
-
-    if store.current_version(TAGGER_KIND) is None:
-        raise InputError("the suite withholds catalog truth, and new arrivals are read by the tagger, "
-                         "but there is no vlm artifact; train one (mmrec sft train) or drop `withheld` "
-                         "from the suite")
-    index = store.load("index")
-    out.mkdir(parents=True, exist_ok=True)
-    return served_items(store, index.manifest["items_version"], set(prepared.truth.withheld),
-                        Tagger.load(store), out, progress=not quiet)
 
 
 def _print_headline(metrics: dict, out: Path, wall: float) -> None:
