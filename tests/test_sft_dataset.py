@@ -124,8 +124,8 @@ def test_balancing_and_lookalike_cap(built):
 
 
 def test_lookalike_clusters_are_capped():
-    from mmrec.attributes.dataset.clean import Product
-    from mmrec.attributes.dataset.dedup import Fingerprint, cap_lookalike_clusters
+    from mmrec.attributes.dataset.dedup import cap_lookalike_clusters
+    from mmrec.attributes.dataset.product import Fingerprint, Product
 
     def prod(i, colour, layout):
         return Product(str(i), f"/x/{i}.jpg", None, "t", {"category": "tshirts", "colour": colour},

@@ -28,9 +28,10 @@ import pyarrow.parquet as pq
 
 from mmrec.artifacts import Artifact, ArtifactStore
 from mmrec.attributes.dataset import quality
-from mmrec.attributes.dataset.clean import Product, clean_items
+from mmrec.attributes.dataset.clean import clean_items
 from mmrec.attributes.dataset.config import SftDataConfig
 from mmrec.attributes.dataset.dedup import cap_lookalike_clusters, drop_exact_duplicates, group_near_duplicates
+from mmrec.attributes.dataset.product import Product
 from mmrec.attributes.dataset.records import caption_records, eval_records, train_records
 from mmrec.attributes.dataset.sampling import resample
 from mmrec.attributes.dataset.split import assign_splits

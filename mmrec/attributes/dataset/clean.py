@@ -9,7 +9,7 @@ of personal data. Every decision is counted for the quality report.
 from __future__ import annotations
 
 from collections import Counter
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterable
 
@@ -17,30 +17,13 @@ import pyarrow as pa
 
 from mmrec.attributes.dataset import pii
 from mmrec.attributes.dataset.config import SftDataConfig
-from mmrec.attributes.dataset.dedup import Fingerprint, fingerprint
+from mmrec.attributes.dataset.dedup import fingerprint
+from mmrec.attributes.dataset.product import Product
 from mmrec.images import ImageError, ImageLimits, load_image
 from mmrec.taxonomy import Taxonomy
 
 # Columns of the items table whose label source is the catalog itself (no `attributes` entry).
 _COLUMN_FIELDS = ("category", "slot", "gender")
-
-
-@dataclass
-class Product:
-    """One usable product: its image, canonical labels (None = not labelled) and clean title."""
-
-    item_id: str
-    image_path: str
-    image_sha256: str | None
-    title: str
-    labels: dict[str, str | None]
-    label_sources: dict[str, str] = field(default_factory=dict)
-    fp: Fingerprint | None = None
-    group: int = -1        # near-duplicate group id (set by dedup)
-    split: str = "train"   # set by splitting
-
-    def n_labels(self) -> int:
-        return sum(v is not None for v in self.labels.values())
 
 
 @dataclass

@@ -11,23 +11,15 @@ from __future__ import annotations
 
 import hashlib
 from collections import Counter, defaultdict
-from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Sequence
 
 import numpy as np
 
+from mmrec.attributes.dataset.product import Fingerprint, Product
+
 if TYPE_CHECKING:  # pragma: no cover
     from PIL import Image
-
-    from mmrec.attributes.dataset.clean import Product
-
-
-@dataclass(frozen=True)
-class Fingerprint:
-    sha256: str
-    phash: tuple[int, ...]  # the pHash bits as 64-bit words
-    layout: int             # 16-bit 4x4 luminance layout (above/below the mean)
 
 
 def fingerprint(img: "Image.Image", sha256: str | None, *, hash_size: int = 16,

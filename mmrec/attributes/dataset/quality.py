@@ -17,7 +17,7 @@ from mmrec.attributes.dataset.records import record_texts
 from mmrec.attributes.dataset.sampling import class_balance
 
 if TYPE_CHECKING:  # pragma: no cover
-    from mmrec.attributes.dataset.clean import Product
+    from mmrec.attributes.dataset.product import Product
 
 
 def field_coverage(products: Sequence["Product"], fields: Sequence[str]) -> dict[str, dict[str, Any]]:

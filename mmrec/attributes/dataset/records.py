@@ -15,7 +15,7 @@ import numpy as np
 from mmrec.attributes.prompts import PromptSet, json_answer, messages
 
 if TYPE_CHECKING:  # pragma: no cover
-    from mmrec.attributes.dataset.clean import Product
+    from mmrec.attributes.dataset.product import Product
     from mmrec.attributes.dataset.config import TasksConfig
 
 TASKS = ("json", "single", "caption")

@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any, Sequence
 import numpy as np
 
 if TYPE_CHECKING:  # pragma: no cover
-    from mmrec.attributes.dataset.clean import Product
+    from mmrec.attributes.dataset.product import Product
 
 
 def class_balance(values: Sequence[str | None], top: int = 8) -> dict[str, Any]:

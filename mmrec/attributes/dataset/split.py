@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Sequence
 from mmrec.splits import split_of
 
 if TYPE_CHECKING:  # pragma: no cover
-    from mmrec.attributes.dataset.clean import Product
+    from mmrec.attributes.dataset.product import Product
 
 _PRIORITY = {"test": 0, "val": 1, "train": 2}
 
