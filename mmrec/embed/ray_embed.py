@@ -31,7 +31,7 @@ class _EmbedBatch:
         self.workers = decode_workers
 
     def __call__(self, batch: pa.Table) -> pa.Table:
-        from mmrec.embed.catalog import embed_images_local
+        from mmrec.embed.local_embed import embed_images_local
 
         uris = batch.column("uri").to_pylist()
         vecs, errors = embed_images_local(self.encoder, uris, batch_size=len(uris) or 1,
