@@ -59,7 +59,7 @@ def test_cli_train_embed_index_eval_bench(tmp_path, capsys):
 
 
 def test_ensure_recall_artifacts_reuses_what_exists(tmp_path):
-    from mmrec.recall.build import ensure_recall_artifacts
+    from mmrec.recall.ensure import ensure_recall_artifacts
 
     store = ArtifactStore(tmp_path / "art")
     src = write_catalog(tmp_path / "src", 40)

@@ -88,7 +88,7 @@ def _demo(args) -> int:
         print(f"\n[{i}/{len(todo)}] {step.name} (about {step.estimate_s}s)", file=sys.stderr)
         t0 = time.perf_counter()
         if step.argv is None:
-            from mmrec.recall.build import ensure_recall_artifacts
+            from mmrec.recall.ensure import ensure_recall_artifacts
 
             ensure_recall_artifacts(store, profile=args.profile, config_dir=args.config_dir,
                                     progress=not args.quiet)
