@@ -24,6 +24,7 @@ from mmrec.rank import features as F
 from mmrec.rank import lgbm
 from mmrec.rank import metrics as M
 from mmrec.rank.config import RankConfig
+from mmrec.rank.fit import fit_pair, write_ranker
 from mmrec.rank.interactions import load_tables
 
 ORIGIN = (2018, 1)
@@ -169,8 +170,6 @@ def split(d: HmData, c) -> HmSplit:
 
 def train_hm(store: ArtifactStore, cfg: RankConfig, *, interactions: str | None = None,
              log: Callable = _log):
-    from mmrec.rank.train import _write, fit_pair
-
     t0 = time.perf_counter()
     art_in, tables = load_tables(store, "hm", interactions)
     d = decode(tables)
@@ -187,7 +186,7 @@ def train_hm(store: ArtifactStore, cfg: RankConfig, *, interactions: str | None 
     bundle = lgbm.Bundle(boosters, cals, sets["train"][0].names, sets["train"][0].categorical, {
         "dataset": "hm", "vocabs": d.vocabs,
         "negative_sampling": f"{cfg.hm.negatives_train} uniform articles per training purchase"})
-    return _write(store, "hm", cfg, art_in, bundle, info,
+    return write_ranker(store, "hm", cfg, art_in, bundle, info,
                   {"train_purchases": int(len(sp.train)), "val_purchases": int(len(sp.val))},
                   time.perf_counter() - t0)
 

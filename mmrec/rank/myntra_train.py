@@ -31,6 +31,7 @@ from mmrec.rank import metrics as M
 from mmrec.rank import myntra as Y
 from mmrec.rank.config import RankConfig
 from mmrec.rank.features import FeatureSet, encode, prefix_counts
+from mmrec.rank.fit import choose_serve_model, fit_pair, write_ranker
 from mmrec.rank.interactions import load_tables
 from mmrec.rank.simulator import HIDDEN_FILE
 from mmrec.splits import is_held_out
@@ -217,8 +218,6 @@ def label_of(d: SimData, cfg: RankConfig) -> np.ndarray:
 
 def train_myntra(store: ArtifactStore, cfg: RankConfig, *, interactions: str | None = None,
                  log: Callable = _log):
-    from mmrec.rank.train import _write, choose_serve_model, fit_pair
-
     t0 = time.perf_counter()
     art_in, tables, items, items_ref = load_sim(store, cfg, interactions)
     d = decode(tables, items)
@@ -258,7 +257,7 @@ def train_myntra(store: ArtifactStore, cfg: RankConfig, *, interactions: str | N
     sizes = {"train_requests": int(len(rl["train"])), "train_rows": int(len(tr_rank)),
              "val_requests": int(len(rl["val"])), "simulated": True}
     items_art = store.load("items", items_ref["version"]) if items_ref else None
-    return _write(store, "myntra-sim", cfg, art_in, bundle, info, sizes, time.perf_counter() - t0,
+    return write_ranker(store, "myntra-sim", cfg, art_in, bundle, info, sizes, time.perf_counter() - t0,
                   extra_files={STATS_FILE: buf.getvalue(), WEEKLY_STATS_FILE: weekly.getvalue()},
                   extra_inputs=[items_art] if items_art else [])
 

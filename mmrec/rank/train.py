@@ -9,7 +9,6 @@ the feature contract and a feature-importance report (`bundle.json`, `importance
 
 from __future__ import annotations
 
-import json
 import sys
 import time
 from typing import Callable
@@ -19,49 +18,16 @@ import numpy as np
 from mmrec.artifacts import Artifact, ArtifactStore
 from mmrec.errors import InputError
 from mmrec.rank import lgbm
-from mmrec.rank import metrics as M
 from mmrec.rank import rtr as R
 from mmrec.rank.config import RankConfig
+from mmrec.rank.fit import KINDS, fit_pair, write_ranker
 from mmrec.rank.interactions import load_tables
 
 DATASETS = ("rtr", "hm", "myntra-sim")
-KINDS = {"rtr": "ranker_rtr", "hm": "ranker_hm", "myntra-sim": "ranker"}
-SCHEMA_VERSION = 1
 
 
 def _log(msg: str) -> None:
     print(msg, file=sys.stderr, flush=True)
-
-
-def fit_pair(ftr, ytr, sizes_tr, fva, yva, sizes_va, cfg: RankConfig, log: Callable = _log,
-             lgbm_cfg=None) -> tuple[dict, dict, dict]:
-    """Lambdarank + binary propensity with early stopping and calibration on the val slice."""
-    out, cals, info = {}, {}, {}
-    for objective in ("lambdarank", "binary"):
-        t0 = time.perf_counter()
-        res = lgbm.train_model(objective, ftr, ytr, fva, yva, lgbm_cfg or cfg.lgbm, sizes=sizes_tr,
-                               val_sizes=sizes_va)
-        raw = lgbm.predict(res.booster, fva.X)
-        # lambdarank scores are only comparable within a list; Platt keeps that order intact
-        method = "platt" if objective == "lambdarank" else cfg.calibration
-        cals[objective] = lgbm.fit_calibrator(method, raw, yva)
-        out[objective] = res.booster
-        nd = M.summarise(M.ndcg_at_k(raw, yva, M.offsets_from_sizes(sizes_va), 10))
-        info[objective] = {"best_iteration": res.best_iteration, "val_ndcg@10": round(nd, 5),
-                           "val_metric": round(res.best_score, 5),
-                           "val_metric_name": "ndcg@10" if objective == "lambdarank" else "logloss",
-                           "seconds": round(time.perf_counter() - t0, 1)}
-        log(f"  {objective}: {res.best_iteration} trees, val "
-            f"{info[objective]['val_metric_name']} {res.best_score:.4f} "
-            f"({info[objective]['seconds']}s)")
-    return out, cals, info
-
-
-def choose_serve_model(cfg: RankConfig, info: dict) -> str:
-    """The configured model, or (auto) the one with the higher validation NDCG@10."""
-    if cfg.serve_model != "auto":
-        return cfg.serve_model
-    return max(("lambdarank", "binary"), key=lambda k: info[k]["val_ndcg@10"])
 
 
 def train_rtr(store: ArtifactStore, cfg: RankConfig, *, interactions: str | None = None,
@@ -101,27 +67,7 @@ def train_rtr(store: ArtifactStore, cfg: RankConfig, *, interactions: str | None
     })
     sizes = {"train_lists": gtr.n_groups, "train_rows": int(len(gtr.row)),
              "val_lists": gva.n_groups, "rated10_train_rows": int(len(rtr_rows))}
-    return _write(store, "rtr", cfg, art_in, bundle, info, sizes, time.perf_counter() - t0)
-
-
-def _write(store: ArtifactStore, dataset: str, cfg: RankConfig, art_in: Artifact,
-           bundle: lgbm.Bundle, info: dict, sizes: dict, seconds: float,
-           extra_files: dict[str, bytes] | None = None,
-           extra_inputs: list[Artifact] = ()) -> Artifact:
-    with store.write(KINDS[dataset], config=cfg.model_dump(mode="json"),
-                     schema_version=SCHEMA_VERSION) as w:
-        bundle.save(w.path)
-        imp = {name: lgbm.importance(b) for name, b in bundle.boosters.items()}
-        (w.path / "importance.json").write_text(json.dumps(imp, indent=1), encoding="utf-8")
-        for name, data in (extra_files or {}).items():
-            (w.path / name).write_bytes(data)
-        w.add_artifact_input(art_in)
-        for a in extra_inputs:
-            w.add_artifact_input(a)
-        w.metrics = {"models": info, **sizes, "train_seconds": round(seconds, 1),
-                     "top_features": {k: [r["feature"] for r in v[:8]] for k, v in imp.items()}}
-        w.extra["dataset"] = dataset
-    return store.load(KINDS[dataset], w.version)
+    return write_ranker(store, "rtr", cfg, art_in, bundle, info, sizes, time.perf_counter() - t0)
 
 
 def train(dataset: str, store: ArtifactStore, cfg: RankConfig, *, interactions: str | None = None,
