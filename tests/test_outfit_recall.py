@@ -19,7 +19,7 @@ def rec(tmp_path_factory):
     from mmrec.embed.catalog import embed_catalog
     from mmrec.embed.train import train_encoder
     from mmrec.recall.build import build_index
-    from mmrec.serving.local import limit_threads
+    from mmrec.serving.threads import limit_threads
 
     limit_threads()
     root = tmp_path_factory.mktemp("recall")

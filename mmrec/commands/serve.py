@@ -81,7 +81,7 @@ def _start(args, settings):
     ensure_priors(store, args.source if args.source.exists() else None,
                   log=lambda m: print(m, file=sys.stderr))
     if args.no_ray:
-        from mmrec.serving.local import limit_threads
+        from mmrec.serving.threads import limit_threads
 
         limit_threads()
         from mmrec.config import load_config

@@ -54,7 +54,7 @@ class PhotoModelsDeployment:
     def __init__(self, artifacts: str, device: str = "cpu", reload_poll_s: float = 10.0,
                  use_tagger: bool = True, batch_size: int = 8, batch_wait_ms: float = 5.0,
                  mirror_view: bool = False):
-        from mmrec.serving.local import limit_threads
+        from mmrec.serving.threads import limit_threads
 
         limit_threads()
         store = ArtifactStore(artifacts)
@@ -82,7 +82,7 @@ class Ingress:
 
     def __init__(self, settings: dict[str, Any], recommend_config: dict[str, Any] | None = None,
                  photo: DeploymentHandle | None = None):
-        from mmrec.serving.local import limit_threads
+        from mmrec.serving.threads import limit_threads
 
         limit_threads()
         self.settings = ServeSettings.model_validate(settings)
