@@ -11,7 +11,7 @@ SHARED ?= ../shared/data
 $(STAMP): pyproject.toml
 	@test -x $(VENV)/bin/python || $(PY) -m venv $(VENV)
 	$(VENV)/bin/python -m pip install --quiet --upgrade pip
-	$(VENV)/bin/python -m pip install --quiet -e '.[dev]'
+	$(VENV)/bin/python -m pip install --quiet -e '.[train,serve,dev]'
 	@rm -f $(VENV)/.installed-* && touch $@
 
 setup: $(STAMP)

@@ -12,6 +12,7 @@ Unknown keys are errors that name the key and list the valid ones (``extra="forb
 from __future__ import annotations
 
 import importlib
+import importlib.resources
 from pathlib import Path
 from typing import Any, Iterable, TypeVar
 
@@ -22,7 +23,28 @@ from mmrec.errors import ConfigError, InputError
 
 PROFILES = ("tiny", "mini", "standard")
 DEFAULT_PROFILE = "mini"
-DEFAULT_CONFIG_DIR = Path(__file__).resolve().parent.parent / "configs"
+# the source checkout this module sits in, when it does (not in a wheel install)
+REPO_CHECKOUT = Path(__file__).resolve().parent.parent
+
+
+def shipped_dir(package: str, folder: str) -> Path:
+    """The repository's top-level ``folder``, installed as package data ``package``.
+
+    ``configs/`` and ``serving/`` stay at the top of the repository, where users read them, and
+    ship in the wheel as ``mmrec.configs`` / ``mmrec.serving_files`` (pyproject.toml
+    ``package-dir``), so importlib.resources finds them from a wheel and from an editable
+    install alike. An editable install made before they became package data (or a checkout on
+    PYTHONPATH) has no such package: then the checkout's own folder is the one. Nothing is
+    checked here (this runs at import); the readers raise a ConfigError naming a missing path.
+    """
+    try:
+        root = importlib.resources.files(package)
+    except ModuleNotFoundError:
+        return REPO_CHECKOUT / folder
+    return Path(str(root))  # a plain directory: pip installs packages unzipped
+
+
+DEFAULT_CONFIG_DIR = shipped_dir("mmrec.configs", "configs")
 
 # stage name -> "module:Class"; imported lazily so that loading a config never pulls in torch.
 STAGES: dict[str, str] = {
@@ -139,6 +161,29 @@ def validate_config(model: type[M], data: dict[str, Any], *, stage: str, source:
         raise ConfigError(msg) from e
 
 
+def config_folder(config_dir: str | Path | None = None, profile: str = DEFAULT_PROFILE) -> Path:
+    """The folder ``load_config`` reads: ``config_dir`` when given, else the shipped one.
+
+    A folder that is not there is an error, never an empty config: a typo in ``--config-dir``
+    or an install without its package data would otherwise run every stage on field defaults
+    (a different model, silently).
+    """
+    if config_dir is not None:
+        cdir = Path(config_dir)
+        if not cdir.is_dir():
+            raise ConfigError(f"config folder {str(cdir)!r} (--config-dir) is not a folder; expected one holding "
+                              f"<stage>.yaml files and profiles/<profile>.yaml (like the shipped "
+                              f"{DEFAULT_CONFIG_DIR})")
+        return cdir
+    profile_file = DEFAULT_CONFIG_DIR / "profiles" / f"{profile}.yaml"
+    if not profile_file.is_file():
+        raise ConfigError(f"the shipped config folder is incomplete: {profile_file} is missing "
+                          f"(expected {DEFAULT_CONFIG_DIR} with <stage>.yaml files and profiles/ "
+                          "{tiny,mini,standard}.yaml, installed as package data mmrec.configs); "
+                          "reinstall mmrec (`make setup`, or pip install the wheel), or pass --config-dir")
+    return DEFAULT_CONFIG_DIR
+
+
 def load_config(
     stage: str,
     *,
@@ -154,13 +199,15 @@ def load_config(
         profile: ``tiny`` (tests), ``mini`` (offline CPU, default) or ``standard`` (pretrained, GPU).
         path: optional user YAML applied on top of the shipped files.
         overrides: dotted ``key=value`` strings applied last.
-        config_dir: folder holding ``<stage>.yaml`` and ``profiles/``; defaults to the repo's
-            ``configs/``. A missing folder or file simply contributes nothing.
+        config_dir: folder holding ``<stage>.yaml`` and ``profiles/``; defaults to the shipped
+            ``configs/`` (:data:`DEFAULT_CONFIG_DIR`). The folder must exist; a stage or
+            profile file missing from a folder given here contributes nothing (a folder may
+            configure only some stages).
     """
     if profile not in PROFILES:
         raise ConfigError(f"unknown profile {profile!r}; choose one of {list(PROFILES)}")
     model = stage_model(stage)
-    cdir = Path(config_dir) if config_dir is not None else DEFAULT_CONFIG_DIR
+    cdir = config_folder(config_dir, profile)
     data: dict[str, Any] = {}
     sources = ["defaults"]
     stage_file = cdir / f"{stage}.yaml"

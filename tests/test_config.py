@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
 from mmrec.config import load_config, parse_override
@@ -69,3 +71,49 @@ def test_shipped_configs_are_valid():
     for profile in ("tiny", "mini", "standard"):
         cfg = load_config("ingest", profile=profile)
         assert cfg.format == "myntra"
+
+
+def test_missing_config_dir_is_an_error_not_an_empty_config(tmp_path, capsys):
+    from mmrec.cli import main
+
+    missing = tmp_path / "confgis"  # a typo: must not run the stage on field defaults
+    with pytest.raises(ConfigError, match=r"config folder '.*confgis' \(--config-dir\) is not a folder"):
+        load_config("ingest", config_dir=missing)
+    assert main(["--config-dir", str(missing), "config", "show", "ingest"]) == 2
+    assert "confgis" in capsys.readouterr().err
+    # an existing folder may configure only some stages: a missing stage file adds nothing
+    assert load_config("ingest", config_dir=tmp_path).format == "myntra"  # the field default
+
+
+def test_missing_shipped_config_folder_is_an_error(tmp_path, monkeypatch):
+    import mmrec.config as config
+
+    monkeypatch.setattr(config, "DEFAULT_CONFIG_DIR", tmp_path / "site-packages" / "mmrec" / "configs")
+    with pytest.raises(ConfigError, match=r"shipped config folder is incomplete: .*profiles/mini\.yaml "
+                                          r"is missing.*package data mmrec\.configs"):
+        load_config("ingest")
+
+
+def test_shipped_config_folder_is_complete():
+    """Every stage and profile has its file where the package data says (wheel or checkout)."""
+    from mmrec.config import DEFAULT_CONFIG_DIR, PROFILES, STAGES
+
+    for stage in STAGES:
+        assert (DEFAULT_CONFIG_DIR / f"{stage}.yaml").is_file(), stage
+    for profile in PROFILES:
+        assert (DEFAULT_CONFIG_DIR / "profiles" / f"{profile}.yaml").is_file(), profile
+    assert (DEFAULT_CONFIG_DIR / "scenes.yaml").is_file()
+
+
+def test_shipped_dir_finds_package_data_or_the_checkout():
+    import importlib.util
+
+    from mmrec.config import REPO_CHECKOUT, shipped_dir
+
+    # installed (wheel, or an editable install made since configs/ became package data)
+    if importlib.util.find_spec("mmrec.configs") is not None:
+        import mmrec.configs
+
+        assert shipped_dir("mmrec.configs", "configs") == Path(mmrec.configs.__file__).parent
+    # an older editable install or a bare checkout: the checkout's folder
+    assert shipped_dir("mmrec.no_such_package", "configs") == REPO_CHECKOUT / "configs"

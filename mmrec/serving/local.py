@@ -15,9 +15,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 from mmrec.artifacts import ArtifactStore
-from mmrec.serving.settings import REPO_ROOT, ServeSettings
-
-DEFAULT_SERVE_CONFIG = REPO_ROOT / "serving" / "serve_config.yaml"
+from mmrec.serving.settings import DEFAULT_SERVE_CONFIG, ServeSettings
 
 
 @dataclass
@@ -101,6 +99,8 @@ def start_ray(settings: ServeSettings, *, serve_config: str | Path | None = None
 
     cfg = read_serve_config(serve_config or DEFAULT_SERVE_CONFIG)
     app_cfg = cfg["applications"][0]
+    # The application's runtime_env (pip: mmrec[serve]) is for `serve deploy` on a cluster: it is
+    # not passed on here, so a local run uses this interpreter's packages and installs nothing.
     options = {d["name"]: {k: v for k, v in d.items() if k != "name"}
                for d in app_cfg.get("deployments") or []}
     args = dict(app_cfg.get("args") or {})

@@ -15,11 +15,14 @@ from typing import Literal
 
 from pydantic import Field, field_validator, model_validator
 
-from mmrec.config import StrictModel
+from mmrec.config import StrictModel, shipped_dir
 from mmrec.images import ImageLimits
 
-REPO_ROOT = Path(__file__).resolve().parents[2]
-DEFAULT_KIOSK_DIR = REPO_ROOT / "serving" / "kiosk"
+# The repository's serving/ folder, shipped in the wheel as mmrec.serving_files: `mmrec serve`
+# from a wheel install (a cluster's runtime_env, a serving image) needs its config and page.
+SERVING_DIR = shipped_dir("mmrec.serving_files", "serving")
+DEFAULT_KIOSK_DIR = SERVING_DIR / "kiosk"
+DEFAULT_SERVE_CONFIG = SERVING_DIR / "serve_config.yaml"
 _HEX64 = re.compile(r"^[0-9a-f]{64}$")
 Scope = Literal["recommend", "admin"]
 
@@ -83,7 +86,7 @@ class ServeSettings(StrictModel):
     # where a separate PhotoModels deployment (serving/serve_config.gpu.yaml) runs the models
     photo_device: str = Field("cpu", pattern=r"^(cpu|cuda(:[0-9]+)?|mps)$")
     photo_batch_wait_ms: float = Field(5.0, ge=0, le=1000)
-    kiosk_dir: str | None = None  # default: serving/kiosk of the repository
+    kiosk_dir: str | None = None  # default: serving/kiosk as shipped (DEFAULT_KIOSK_DIR)
     profile: Literal["tiny", "mini", "standard"] = "mini"
     artifacts: str = "artifacts"
 
