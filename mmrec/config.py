@@ -52,7 +52,7 @@ STAGES: dict[str, str] = {
     "embed": "mmrec.embed.config:EmbedConfig",
     "index": "mmrec.recall.config:IndexConfig",
     "recall": "mmrec.recall.config:RecallConfig",
-    "recommend": "mmrec.pipeline:RecommenderConfig",
+    "recommend": "mmrec.recommend.config:RecommenderConfig",
     "serve": "mmrec.serving.settings:ServeSettings",
     "sft_data": "mmrec.attributes.dataset.config:SftDataConfig",
     "sft": "mmrec.attributes.config:SftConfig",

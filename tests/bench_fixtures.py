@@ -103,7 +103,7 @@ def recommender(store: ArtifactStore, scenes_path: Path, *, drop_rules: bool = F
     import numpy as np
 
     from mmrec.config import load_config
-    from mmrec.pipeline import Recommender
+    from mmrec.recommend import Recommender
 
     class RulelessRecommender(Recommender):
         def _allowed_mask(self, scene, slot):

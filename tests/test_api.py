@@ -10,7 +10,8 @@ import pytest
 from fastapi.testclient import TestClient
 from PIL import Image
 
-from mmrec.pipeline import PhotoAnalysis, Recommender
+from mmrec.outfit.photo import PhotoAnalysis
+from mmrec.recommend import Recommender
 from mmrec.serving.app import create_app
 from mmrec.serving.holder import RecommenderHolder
 from mmrec.serving.settings import ApiKey, ServeSettings, hash_key

@@ -15,7 +15,8 @@ from hypothesis import HealthCheck, given, settings  # noqa: E402
 from hypothesis.errors import Unsatisfiable  # noqa: E402
 from schemathesis.generation import GenerationMode  # noqa: E402
 
-from mmrec.pipeline import PhotoAnalysis, Recommender  # noqa: E402
+from mmrec.outfit.photo import PhotoAnalysis  # noqa: E402
+from mmrec.recommend import Recommender  # noqa: E402
 from mmrec.serving.app import create_app  # noqa: E402
 from mmrec.serving.settings import ServeSettings  # noqa: E402
 from outfit_fixtures import write_items  # noqa: E402

@@ -82,7 +82,8 @@ def server(tmp_path_factory):
     from mmrec.embed.config import ModelSpec
     from mmrec.embed.encoder import Encoder
     from mmrec.images import load_image
-    from mmrec.pipeline import PhotoModels, Recommender
+    from mmrec.outfit.photo import PhotoModels
+    from mmrec.recommend import Recommender
     from mmrec.serving.app import create_app
     from mmrec.serving.local import start_uvicorn
     from mmrec.serving.settings import ServeSettings

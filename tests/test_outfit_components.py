@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from mmrec.api_models import RecommendRequest
-from mmrec.pipeline import SIMULATED_USERS_NOTE, Recommender
+from mmrec.recommend import SIMULATED_USERS_NOTE, Recommender
 
 
 @pytest.fixture(scope="module")

@@ -7,7 +7,8 @@ import pytest
 from mmrec.api_models import RecommendRequest, RequestFilters
 from mmrec.errors import InputError
 from mmrec.outfit.priors import write_priors
-from mmrec.pipeline import ComponentMissing, PhotoAnalysis, Recommender
+from mmrec.outfit.photo import ComponentMissing, PhotoAnalysis
+from mmrec.recommend import Recommender
 from outfit_fixtures import write_items, write_polyvore
 
 
@@ -148,9 +149,14 @@ def look_alikes():
     one item per look-alike slot (``photo_similar_k=1``, so 4 neighbours vote on the slot)."""
     import numpy as np
 
+    from mmrec.catalog.ingest import items_table
     from mmrec.outfit.scenes import SceneBook
-    from mmrec.pipeline import RecommenderConfig
-    from outfit_fixtures import ALL, item_table
+    from mmrec.recall.build import _meta_row
+    from mmrec.recall.config import IndexConfig, RecallConfig
+    from mmrec.recall.index import VectorIndex
+    from mmrec.recall.service import Recall
+    from mmrec.recommend import RecommenderConfig
+    from outfit_fixtures import ALL, item_rows, item_table
 
     extra = [(f"t{k}", "men", "shirts", "white", "formal", "summer", "solid", 40.0 + k) for k in (5, 6, 7)] + [
         (f"g{k}", "men", cat, "black", "casual", "fall", None, 30.0 + k)
@@ -166,7 +172,11 @@ def look_alikes():
         else:
             vecs.append(-0.5 * bag - 0.2 * top + other)
     items.attach_vectors(list(items.ids), np.stack(vecs), "test")
-    rec = Recommender(items, SceneBook.load(), config=RecommenderConfig(photo_similar_k=1))
+    # the look-alikes are searched in recall's index, as in production (no second search)
+    index = VectorIndex.build(np.stack(vecs), list(items.ids), [_meta_row(r) for r in items.rows],
+                              IndexConfig(), kind="flat")
+    recall = Recall.from_parts(index, items_table(item_rows(ALL + extra)), encoder=None, cfg=RecallConfig())
+    rec = Recommender(items, SceneBook.load(), recall=recall, config=RecommenderConfig(photo_similar_k=1))
     req = RecommendRequest(scene="casual weekend", k=2, filters=RequestFilters(genders=["men"]))
     return rec, req, {"bag": bag, "top": top, "other": other}
 

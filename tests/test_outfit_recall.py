@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 
 from mmrec.api_models import RecommendRequest, RequestFilters
-from mmrec.pipeline import Recommender
+from mmrec.recommend import Recommender
 from outfit_fixtures import jpeg_bytes, write_items
 
 pytest.importorskip("torch")

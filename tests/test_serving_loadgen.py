@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from mmrec.pipeline import Recommender
+from mmrec.recommend import Recommender
 from mmrec.serving.app import create_app
 from mmrec.serving.loadgen import LoadGenerator, PhaseResult, run_bench
 from mmrec.serving.local import start_uvicorn

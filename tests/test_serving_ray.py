@@ -70,7 +70,7 @@ def test_serve_config_binds_loopback(tmp_path):
 def test_local_testing_mode_composes_the_deployments(store, photo_deployment):
     from ray import serve
 
-    from mmrec.pipeline import ComponentMissing
+    from mmrec.outfit.photo import ComponentMissing
     from mmrec.serving.ray_app import build_app
 
     handle = serve.run(build_app(app_args(store, photo_deployment=photo_deployment)), _local_testing_mode=True)

@@ -40,7 +40,7 @@ class System(Protocol):
 
 
 class InProcessSystem:
-    """A `mmrec.pipeline.Recommender` called directly (no Ray, no HTTP)."""
+    """A `mmrec.recommend.Recommender` called directly (no Ray, no HTTP)."""
 
     kind = "in-process"
 
@@ -55,7 +55,7 @@ class InProcessSystem:
                    items_table: Any | None = None) -> "InProcessSystem":
         """Args: items_table: the items to serve (withheld truth: new arrivals read by the
         models) instead of the stored ones."""
-        from mmrec.pipeline import Recommender
+        from mmrec.recommend import Recommender
 
         return cls(Recommender.from_store(store, config=config, items_table=items_table))
 

@@ -59,7 +59,7 @@ def _recommend(args) -> int:
     from mmrec.artifacts import ArtifactStore
     from mmrec.config import load_config
     from mmrec.images import load_image
-    from mmrec.pipeline import Recommender
+    from mmrec.recommend import Recommender
 
     cfg = load_config("recommend", profile=args.profile, config_dir=args.config_dir)
     t0 = time.perf_counter()

@@ -85,7 +85,7 @@ def _start(args, settings):
 
         limit_threads()
         from mmrec.config import load_config
-        from mmrec.pipeline import Recommender
+        from mmrec.recommend import Recommender
         from mmrec.serving.app import create_app
         from mmrec.serving.holder import RecommenderHolder
 

@@ -29,7 +29,7 @@ from mmrec.api_models import (ErrorOut, ItemOut, RecommendRequest, RecommendResp
 from mmrec.errors import ArtifactError, InputError
 from mmrec.images import ImageError, load_image
 from mmrec.lru import LRU
-from mmrec.pipeline import ComponentMissing, PhotoAnalysis
+from mmrec.outfit.photo import ComponentMissing, PhotoAnalysis
 from mmrec.serving.batching import BatchedPhotos
 from mmrec.serving.guards import BodyLimitMiddleware, Gate, Overloaded, RequestIdMiddleware
 from mmrec.serving.holder import RecommenderHolder

@@ -23,7 +23,8 @@ from ray.serve.handle import DeploymentHandle
 from mmrec.artifacts import ArtifactStore
 from mmrec.config import load_config
 from mmrec.errors import ConfigError
-from mmrec.pipeline import PhotoAnalysis, PhotoModels, Recommender, RecommenderConfig
+from mmrec.outfit.photo import PhotoAnalysis, PhotoModels
+from mmrec.recommend import Recommender, RecommenderConfig
 from mmrec.serving.app import LocalPhotoBackend, create_app
 from mmrec.serving.batching import BatchedPhotos
 from mmrec.serving.holder import RecommenderHolder

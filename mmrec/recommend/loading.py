@@ -1,0 +1,133 @@
+"""Build a `Recommender` from whatever artifacts the store holds; say what is missing.
+
+Only ``items`` is required. Every other component is loaded when its artifact exists, and its
+absence becomes a load note that every response repeats (see `mmrec.recommend.recommender`).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from mmrec.artifacts import ArtifactStore
+from mmrec.errors import ArtifactNotFound
+from mmrec.outfit.items import ItemTable
+from mmrec.outfit.loading import PREDICTIONS_KIND, attach_vectors, merge_predictions
+from mmrec.outfit.photo import PhotoModels
+from mmrec.outfit.priors import CooccurrencePriors
+from mmrec.outfit.scenes import SceneBook
+from mmrec.recommend.config import RecommenderConfig
+from mmrec.taxonomy import default_taxonomy
+
+if TYPE_CHECKING:
+    import pyarrow as pa
+
+    from mmrec.rank.ranker import Ranker
+    from mmrec.rank.users import UserStore
+    from mmrec.recall.service import Recall
+
+
+@dataclass
+class LoadedParts:
+    """The components found in a store, as the `Recommender` constructor takes them."""
+
+    items: ItemTable
+    scenes: SceneBook
+    config: RecommenderConfig
+    recall: "Recall | None" = None
+    ranker: "Ranker | None" = None
+    users: "UserStore | None" = None
+    photo: PhotoModels = field(default_factory=PhotoModels)
+    priors: CooccurrencePriors | None = None
+    notes: list[str] = field(default_factory=list)
+    versions: dict[str, str] = field(default_factory=dict)
+
+    def kwargs(self) -> dict[str, Any]:
+        return {"recall": self.recall, "ranker": self.ranker, "users": self.users,
+                "photo": self.photo, "priors": self.priors, "config": self.config,
+                "taxonomy": self.items.taxonomy, "notes": self.notes, "versions": self.versions,
+                "users_simulated": self.users is not None}
+
+
+def load_parts(store: ArtifactStore, *, config: RecommenderConfig | None = None,
+               with_photo_models: bool = True, device: str = "cpu", profile: str = "mini",
+               photo_tagger: bool = True, photo_mirror: bool = False,
+               items_table: "pa.Table | None" = None) -> LoadedParts:
+    """Load the CURRENT artifacts under ``store`` for a `Recommender`.
+
+    Args:
+        with_photo_models: load tagger/encoder here (False when a separate Ray deployment
+            serves photos).
+        profile: config profile of the recall stage (tiny | mini | standard).
+        photo_tagger: read photos with the tagger too (False: encoder only).
+        photo_mirror: the tagger reads each photo with its mirror image too (`PhotoModels`).
+        items_table: serve this items table (a pyarrow table of the index's items version with
+            amended rows, e.g. new arrivals read by the models) instead of the stored one.
+    """
+    from mmrec.catalog.ingest import load_items
+
+    cfg = config or RecommenderConfig()
+    tax = default_taxonomy()
+    scenes = SceneBook.load(cfg.scenes_path, tax)
+    notes: list[str] = []
+    recall = None
+    if store.current_version("index"):
+        from mmrec.recall.service import Recall
+
+        recall = Recall.load(store, profile=profile, items=items_table)  # with the encoder that made the vectors
+    else:
+        notes.append("no recall index: candidates from the catalog filter (mmrec index build)")
+    # the catalog version the index was built from, so that rules, facts and candidates agree
+    items_version = (recall.versions.get("items") if recall is not None else None) or None
+    items_art = store.load("items", items_version)
+    table = items_table if items_table is not None else load_items(store, items_art.version)
+    items = ItemTable(table, items_art.version, tax)
+    if recall is not None and attach_vectors(items, store, recall.versions.get("vectors") or None) is None:
+        notes.append("no vectors artifact: compatibility without embeddings")
+    n_pred = merge_predictions(items, store)
+    if n_pred:
+        notes.append(f"{n_pred} model-tagged attributes fill gaps in the catalog (cited with "
+                     "their confidence; scene rules still judge catalog values only)")
+    latest = store.current_version("items")
+    if latest != items_art.version:
+        notes.append(f"items/{latest} is newer than the index's items/{items_art.version}: "
+                     "rebuild the index to serve it")
+    priors = None
+    try:
+        priors = CooccurrencePriors.load(store)
+    except ArtifactNotFound:
+        notes.append("no outfit_priors artifact: compatibility without co-occurrence priors "
+                     "(mmrec outfit priors --source ../shared/data/polyvore_outfits)")
+    photo = PhotoModels()
+    versions: dict[str, str] = {}
+    if with_photo_models:
+        photo, photo_notes = PhotoModels.from_store(
+            store, device=device, encoder=getattr(recall, "encoder", None), with_tagger=photo_tagger,
+            tagger_mirror=photo_mirror)
+        notes += photo_notes
+    else:  # photo responses carry the versions the photo deployment used
+        versions = {"tagger": "photo deployment", "encoder": "photo deployment"}
+    ranker = None
+    if store.current_version("ranker"):
+        from mmrec.rank.ranker import Ranker
+
+        ranker = Ranker.load(store, items=items_table)
+    else:
+        notes.append("no ranker artifact: candidates keep their recall order")
+    users = _load_users(store, notes)
+    if n_pred:
+        versions[PREDICTIONS_KIND] = store.current_version(PREDICTIONS_KIND)
+    if users is not None and getattr(users, "version", None):
+        versions["users"] = f"{users.version} (simulated)"
+    return LoadedParts(items, scenes, cfg, recall=recall, ranker=ranker, users=users, photo=photo,
+                       priors=priors, notes=notes, versions=versions)
+
+
+def _load_users(store: ArtifactStore, notes: list[str]) -> "UserStore | None":
+    try:
+        from mmrec.rank.users import UserStore
+
+        return UserStore.load(store)  # the simulated shoppers of the Myntra logs
+    except (ImportError, ArtifactNotFound):
+        notes.append("no user store: every request is anonymous")
+        return None

@@ -1,0 +1,158 @@
+"""A shopper's photo as an outfit anchor: its slot, its catalog look-alikes, the slot's pool.
+
+Look-alikes come from recall's own index (the image route, with the same hard filters as any
+search); without an index, from the tagged category and colour over the catalog. The slot is
+the tagger's reading when confident, else the majority slot of the nearest look-alikes.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from dataclasses import dataclass, field
+from typing import Literal
+
+import numpy as np
+
+from mmrec.api_models import PhotoOut
+from mmrec.outfit.compat import Features
+from mmrec.outfit.compose import Anchor
+from mmrec.outfit.items import ItemTable
+from mmrec.outfit.photo import PhotoAnalysis
+from mmrec.outfit.scenes import Scene, genders_compatible
+from mmrec.recommend.components import CandidateRecall
+from mmrec.taxonomy import Taxonomy
+
+# Where the slot of a photo comes from in one attempt: the rule (tagger, else neighbours), the
+# neighbours only (second opinion on a misread), or no slot at all (match colours only).
+SlotFrom = Literal["rule", "neighbours", "colours"]
+
+
+@dataclass
+class PhotoAnchor:
+    """The photo read for one attempt: composer anchor, response part, the slot's pool."""
+
+    anchor: Anchor
+    out: PhotoOut
+    pool: list[str] = field(default_factory=list)  # look-alikes the scene allows in the slot
+    notes: list[str] = field(default_factory=list)
+
+
+class PhotoAnchoring:
+    """Places photos in outfits.
+
+    Args:
+        items: the catalog in memory.
+        taxonomy: category -> slot, feature vocabularies.
+        recall: the index the look-alikes are searched in (None: attribute match only).
+        similar_k: look-alikes per photo (the anchor slot's pool size).
+        min_confidence: tagged values below this are not used.
+    """
+
+    def __init__(self, items: ItemTable, taxonomy: Taxonomy, recall: CandidateRecall | None,
+                 similar_k: int, min_confidence: float):
+        self.items = items
+        self.tax = taxonomy
+        self.recall = recall
+        self.k = similar_k
+        self.min_confidence = min_confidence
+
+    def _confident(self, photo: PhotoAnalysis, fields: tuple[str, ...] | None = None) -> dict[str, str]:
+        return {f: v["value"] for f, v in photo.attributes.items()
+                if (fields is None or f in fields) and (v.get("confidence") or 0) >= self.min_confidence}
+
+    def tagged_slot(self, photo: PhotoAnalysis) -> tuple[str | None, str]:
+        """(slot, "tagger") when the tagger read a category confidently, else (None, "none")."""
+        cat = photo.attributes.get("category", {})
+        if cat.get("value") and (cat.get("confidence") or 0) >= self.min_confidence:
+            slot = self.tax.slot_of(cat["value"])
+            if slot != "other":
+                return slot, "tagger"
+        return None, "none"
+
+    def majority_slot(self, ids: list[str]) -> str | None:
+        slots = Counter(self.items.row(i)["slot"] for i in ids[:10])
+        slots.pop("other", None)
+        return slots.most_common(1)[0][0] if slots else None
+
+    def similar(self, photo: PhotoAnalysis, slot: str | None, genders: list[str] | None, k: int,
+                exclude: list[str], categories: list[str] | None = None, *,
+                tags: bool = True) -> list[str]:
+        """Catalog items most like the photo, optionally within ``slot`` and ``categories``:
+        recall's image route (plus the tagged attributes unless ``tags`` is False and there is
+        an image vector), or the attribute match without an index."""
+        attrs = self._confident(photo, ("category", "colour", "pattern", "usage"))
+        if not tags and photo.vector is not None:
+            attrs = {}  # a second opinion on the tagger's reading must not repeat it
+        if self.recall is not None:
+            from mmrec.recall.types import Filters, RecallQuery
+
+            vec = photo.vector
+            index_encoder = getattr(getattr(self.recall, "index", None), "encoder_id", None)
+            if vec is not None and photo.encoder_id and index_encoder and photo.encoder_id != index_encoder:
+                vec = None  # a vector from another encoder would search the wrong space
+            if vec is None and not attrs:
+                return []
+            q = RecallQuery(image_vector=vec, attributes=attrs,
+                            filters=Filters(slots=[slot] if slot else None, genders=genders,
+                                            categories=categories, exclude_ids=exclude), k=k)
+            return [c.item_id for c in self.recall.search(q)][:k]
+        if attrs.get("category") and (categories is None or attrs["category"] in categories):
+            pos = [p for p, r in enumerate(self.items.rows) if r["category"] == attrs["category"]
+                   and (attrs.get("colour") is None or r.get("colour") == attrs["colour"])]
+            return [self.items.ids[p] for p in pos[:k]]
+        return []
+
+    def similar_to_photo(self, photo: PhotoAnalysis, k: int, genders: list[str] | None = None
+                         ) -> tuple[str | None, str, list[str]]:
+        """(slot, how the slot was found, similar catalog item ids) for a photo, any scene."""
+        slot, how = self.tagged_slot(photo)
+        ids = self.similar(photo, slot, genders, k, exclude=[])
+        if slot is None and ids:
+            slot, how = self.majority_slot(ids), "neighbours"
+            ids = self.similar(photo, slot, genders, k, exclude=[]) if slot else ids
+        return slot, how, ids
+
+    def anchor(self, photo: PhotoAnalysis, scene: Scene, genders: list[str] | None,
+               exclude: list[str], slot_from: SlotFrom = "rule") -> PhotoAnchor:
+        """The photo as an outfit anchor: its slot, its look-alikes (any category), and the
+        look-alikes the scene allows in that slot (the slot's candidates).
+
+        ``slot_from``: "rule" (the tagged category's slot, else the majority of the
+        look-alikes'), "neighbours" (skip the tagger's reading) or "colours" (no slot: the
+        outfits are matched to the photo's colours; the caller says why)."""
+        k, notes = self.k, []
+        slot, how = self.tagged_slot(photo) if slot_from == "rule" else (None, "none")
+        # one wide search serves the slot vote, the look-alikes and (usually) the slot's pool
+        wide = self.similar(photo, slot, genders, 4 * k, exclude, tags=slot_from != "neighbours")
+        if slot is None and wide and slot_from != "colours":
+            slot, how = self.majority_slot(wide), "neighbours"
+        ids = [i for i in wide if slot is None or self.items.row(i)["slot"] == slot][:k]
+        pool: list[str] = []
+        if slot is None:
+            if slot_from != "colours":
+                notes.append("the photo could not be placed in an outfit slot; outfits are matched "
+                             "to its colours only")
+        elif slot not in scene.template_slots():
+            notes.append(f"the photo shows a {slot} item, which {scene.label} outfits do not use")
+        else:
+            allowed = set(scene.slot_categories(slot))
+            pool = [i for i in wide if self.items.row(i)["category"] in allowed
+                    and self.items.row(i)["slot"] == slot][:k]
+            if len(pool) < k // 2:  # few allowed look-alikes among the wide ones: ask for them
+                pool = self.similar(photo, slot, genders, k, exclude, categories=sorted(allowed))
+            if not pool:
+                notes.append(f"nothing like the photo is allowed as a {slot} for {scene.label}")
+        attrs = self._confident(photo)
+        read_as = attrs.get("gender")
+        asked = [g for g in genders or () if g != "unisex"]  # unisex items go with anyone
+        if read_as and asked and not any(genders_compatible([read_as, g]) for g in asked):
+            # the shopper (or their profile) says who the outfit is for; the tagger's reading of
+            # a kiosk photo is a guess that would otherwise veto every item of that gender
+            del attrs["gender"]
+            notes.append(f"the photo reads as {read_as}'s; outfits follow the requested "
+                         f"{', '.join(asked)}")
+        vec = np.asarray(photo.vector, dtype=np.float32) if photo.vector is not None else None
+        feats = Features.of_attributes(attrs, self.items, self.tax, vec)
+        out = PhotoOut(attributes={f: dict(v) for f, v in photo.attributes.items()}, slot=slot,
+                       slot_source=how if slot else "none", similar=ids)
+        return PhotoAnchor(Anchor(feats, slot, attrs), out, pool, notes)

@@ -1,0 +1,54 @@
+"""Composed outfits as the API's response: items with their catalog facts, explanations."""
+
+from __future__ import annotations
+
+from mmrec.api_models import ExplanationOut, FactOut, OutfitItemOut, OutfitOut
+from mmrec.outfit.compose import Outfit
+from mmrec.outfit.explain import ExplainContext, Explainer, harmony_of
+from mmrec.outfit.items import ItemTable
+from mmrec.recommend.context import Attempt, RequestContext
+from mmrec.taxonomy import Taxonomy
+
+
+class ResponseShaper:
+    """Turns an attempt's outfits into `OutfitOut`s, explained when the request asks for it.
+
+    Args:
+        items: the catalog (titles, colours, images of the answered items).
+        explainer: builds each outfit's checked statements.
+        taxonomy: colour harmony of an outfit.
+    """
+
+    def __init__(self, items: ItemTable, explainer: Explainer, taxonomy: Taxonomy):
+        self.items = items
+        self.explainer = explainer
+        self.tax = taxonomy
+
+    def outfits(self, ctx: RequestContext, attempt: Attempt) -> list[OutfitOut]:
+        return [self.outfit(ctx, attempt, o) for o in attempt.outfits]
+
+    def outfit(self, ctx: RequestContext, attempt: Attempt, o: Outfit) -> OutfitOut:
+        ids = [self.items.ids[p] for p in o.positions]
+        expl = None
+        if ctx.request.explain:
+            photo = attempt.photo
+            routes = attempt.candidates.routes
+            ectx = ExplainContext(
+                scene=ctx.scene, taste=ctx.taste, profile_occasions=ctx.occasions,
+                routes={i: routes.get(i, {}) for i in ids}, query_text=ctx.request.query_text,
+                photo_similar=(set(photo.similar) | set(attempt.anchor_pool)) if photo else set(),
+                harmony=harmony_of((self.items.row(i).get("colour") for i in ids), self.tax))
+            e = self.explainer.explain(self.items, ids, ectx)
+            expl = ExplanationOut(text=e.text, facts=[FactOut(**f.__dict__) for f in e.facts],
+                                  statements=e.statements, supported=e.supported, fallback=e.fallback)
+        return OutfitOut(
+            items=[self.item(i, s, p) for i, s, p in zip(ids, o.slots, o.propensity)],
+            score=round(o.score, 6), compatibility=round(o.compat, 6), template=o.template,
+            explanation=expl)
+
+    def item(self, item_id: str, slot: str, score: float) -> OutfitItemOut:
+        r = self.items.row(item_id)
+        return OutfitItemOut(item_id=item_id, slot=slot, score=round(float(score), 6),
+                             title=r.get("title"), category=r.get("category"),
+                             colour=r.get("colour"), gender=r.get("gender"),
+                             image_url=f"/v1/items/{item_id}/image" if r.get("image_uri") else None)
