@@ -131,11 +131,12 @@ class CandidateSource:
         return m
 
     # ------------------------------------------------------------------ pools
-    def pools(self, ctx: RequestContext, anchor: Anchor | None, anchor_pool: list[str],
-              notes: list[str]) -> Candidates:
-        """Every template slot's pool for ``ctx``; the anchor's slot offers ``anchor_pool``."""
+    def pools(self, ctx: RequestContext, anchor: Anchor | None, anchor_pool: list[str]) -> Candidates:
+        """Every template slot's pool for ``ctx``; the anchor's slot offers ``anchor_pool``.
+        What the shopper should know (no prices, no exact match) is in the result's notes."""
         scene, request, query = ctx.scene, ctx.request, ctx.query
         out = Candidates()
+        notes = out.notes
         k = self.cfg.candidates_per_slot
         if request.filters.price_max is not None or request.filters.budget is not None:
             if np.isnan(self.items.price).all():

@@ -51,6 +51,7 @@ class Candidates:
     pools: "dict[str, SlotPool]" = field(default_factory=dict)
     routes: dict[str, dict[str, int]] = field(default_factory=dict)  # item -> route -> rank
     info: dict[str, dict[str, Any]] = field(default_factory=dict)  # item -> score, routes, route scores
+    notes: list[str] = field(default_factory=list)  # what narrowing the pools found
 
 
 @dataclass

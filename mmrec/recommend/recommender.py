@@ -224,7 +224,8 @@ class Recommender:
                                         list(ctx.request.filters.exclude_item_ids), slot_from)
             anchor, photo_out, anchor_pool = placed.anchor, placed.out, placed.pool
             notes += placed.notes
-        cands = self.candidates.pools(ctx, anchor, anchor_pool, notes)
+        cands = self.candidates.pools(ctx, anchor, anchor_pool)
+        notes += cands.notes
         ctx.add_ms("recall_ms", t)
 
         t = time.perf_counter()
