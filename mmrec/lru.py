@@ -29,3 +29,17 @@ class LRU:
             self._d[key] = value
             while len(self._d) > self.size:
                 self._d.popitem(last=False)
+
+
+def bounded_memo(cache: dict, key, make, limit: int = 100_000):
+    """``cache[key]``, made by ``make()`` on a miss (None too); the cache starts over past
+    ``limit`` entries, which bounds a replica's memory at no bookkeeping cost per hit (for pure
+    functions of immutable inputs, where an LRU's per-hit lock and reordering would dominate)."""
+    try:
+        return cache[key]
+    except KeyError:
+        pass
+    if len(cache) > limit:
+        cache.clear()
+    value = cache[key] = make()
+    return value

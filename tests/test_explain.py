@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import pytest
 
-from mmrec.outfit.explain import (ExplainContext, Explainer, Fact, harmony_of, split_statements,
-                                  taste_from_history)
+from mmrec.outfit.explain import ExplainContext, Explainer
+from mmrec.outfit.facts import Fact
+from mmrec.outfit.taste import harmony_of, taste_from_history
+from mmrec.outfit.wording import split_statements
 from mmrec.outfit.scenes import SceneBook
 from mmrec.taxonomy import default_taxonomy
 from outfit_fixtures import item_table
@@ -124,7 +126,7 @@ def test_split_statements_fast_path_splits_like_the_quote_aware_scan():
     # unquoted text takes a regex path; it must cut exactly where the character scan cuts
     import random
 
-    from mmrec.outfit.explain import _split_quoted
+    from mmrec.outfit.wording import _split_quoted
 
     rng = random.Random(7)
     for _ in range(2000):
