@@ -132,13 +132,14 @@ def test_incremental_add_remove_update_equals_rebuild(kind):
 @pytest.mark.parametrize("kind", KINDS)
 def test_save_load_round_trip(kind, tmp_path):
     from mmrec.recall.index import VectorIndex
+    from mmrec.recall.index_files import read_index_dir, write_index_dir
 
     v, ids, rows = _data(n=1500)
     index = VectorIndex.build(v, ids, rows, _cfg(), kind=kind, encoder_id="enc@1",
                               tags=[f"sha{i}" for i in range(1500)])
     index.remove(ids[:10])
-    index.save(tmp_path / "ix", extra_info={"items_version": "x"})
-    loaded = VectorIndex.load(tmp_path / "ix", _cfg())
+    write_index_dir(index, tmp_path / "ix", extra_info={"items_version": "x"})
+    loaded = read_index_dir(tmp_path / "ix", _cfg())
     assert (loaded.kind, loaded.dim, loaded.encoder_id, loaded.n_alive) == (kind, 16, "enc@1", 1490)
     assert loaded.tag_of("i20") == "sha20" and "i3" not in loaded
     np.testing.assert_allclose(loaded.vector_of("i20"), v[20], atol=1e-6)  # exact storage kept
@@ -151,7 +152,8 @@ def test_save_load_round_trip(kind, tmp_path):
 
 def test_index_kind_follows_size_and_bad_input_is_refused():
     from mmrec.errors import InputError
-    from mmrec.recall.index import VectorIndex, choose_kind
+    from mmrec.recall.faiss_index import choose_kind
+    from mmrec.recall.index import VectorIndex
 
     cfg = IndexConfig(flat_max=1000, ann="hnsw")
     assert choose_kind(1000, cfg) == "flat" and choose_kind(1001, cfg) == "hnsw"
@@ -173,6 +175,7 @@ def test_index_kind_follows_size_and_bad_input_is_refused():
 def test_ivf_probes_the_lists_that_hold_allowed_items(kind):
     """A filter tied to far-away clusters: a plain nprobe=2 search would scan lists with no
     allowed item; filter-aware probing still returns the true top-k."""
+    from mmrec.recall.faiss_index import search_params
     from mmrec.recall.index import VectorIndex
 
     rng = np.random.default_rng(5)
@@ -192,6 +195,6 @@ def test_ivf_probes_the_lists_that_hold_allowed_items(kind):
     recall = np.mean([len(set(g) & set(w)) / 20 for g, w in zip(got, want)])
     assert recall >= 0.95 and all(len(g) == 20 for g in got)
     # faiss's own probing of the 2 nearest lists finds (almost) nothing allowed there
-    plain = index.index.search(q, 20, params=index._params(
-        faiss.IDSelectorBitmap(4000, faiss.swig_ptr(index._selection(f).bitmap)), 100))[1]
+    selector = faiss.IDSelectorBitmap(4000, faiss.swig_ptr(index._selection(f).bitmap))
+    plain = index.index.search(q, 20, params=search_params(kind, cfg, selector, 100, 4000))[1]
     assert np.mean([(row >= 0).sum() for row in plain]) < 10

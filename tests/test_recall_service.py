@@ -119,7 +119,7 @@ def test_encoder_mismatch_is_refused(built):
         _recall(store, encoder=other)
 
 
-def test_index_updates_and_atomic_swap(built, tmp_path):
+def test_index_updates_and_atomic_swap(built, tmp_path, monkeypatch):
     """add/remove publish new versions; a Recall reloads atomically; a failed write changes nothing."""
     import shutil
 
@@ -179,14 +179,16 @@ def test_index_updates_and_atomic_swap(built, tmp_path):
     class Boom(RuntimeError):
         pass
 
-    index = recall.index
-    original = index.save
+    import mmrec.recall.build as build
 
-    def exploding_save(path, extra_info=None):
-        original(path, extra_info)
+    index = recall.index
+    original = build.write_index_dir
+
+    def exploding_save(index_, path, extra_info=None):
+        original(index_, path, extra_info)
         raise Boom("disk full")
 
-    index.save = exploding_save
+    monkeypatch.setattr(build, "write_index_dir", exploding_save)
     with pytest.raises(Boom):
         publish(store, index, icfg, vectors_version="v", items_version=store.current_version("items"))
     assert store.current_version(KIND) == art2.version

@@ -120,7 +120,8 @@ def run_bench(store: ArtifactStore, cfg: IndexConfig, *, n: int = 1_000_000, dim
     """Build an index over ``n`` synthetic vectors and measure filtered search; writes `index_bench`."""
     import faiss
 
-    from mmrec.recall.index import VectorIndex, choose_kind
+    from mmrec.recall.faiss_index import choose_kind
+    from mmrec.recall.index import VectorIndex
 
     log = log or (lambda s: print(s, file=sys.stderr, flush=True))
     faiss.omp_set_num_threads(threads)

@@ -15,7 +15,9 @@ from mmrec.artifacts import Artifact, ArtifactStore
 from mmrec.embed.catalog import load_vectors
 from mmrec.errors import InputError
 from mmrec.recall.config import FILTER_FIELDS, IndexConfig
-from mmrec.recall.index import TOMBSTONE_KINDS, VectorIndex
+from mmrec.recall.faiss_index import TOMBSTONE_KINDS
+from mmrec.recall.index import VectorIndex
+from mmrec.recall.index_files import read_index_dir, write_index_dir
 
 KIND = "index"
 SCHEMA_VERSION = 1
@@ -66,8 +68,8 @@ def publish(store: ArtifactStore, index: VectorIndex, cfg: IndexConfig, *, vecto
     from mmrec.catalog.ingest import KIND as ITEMS_KIND
 
     with store.write(KIND, config=cfg.model_dump(mode="json"), schema_version=SCHEMA_VERSION) as w:
-        index.save(w.path, extra_info={"vectors_version": vectors_version,
-                                       "items_version": items_version})
+        write_index_dir(index, w.path, extra_info={"vectors_version": vectors_version,
+                                                   "items_version": items_version})
         for art in inputs:
             w.add_artifact_input(art)
         w.add_artifact_input(store.load(ITEMS_KIND, items_version, verify=False))
@@ -81,7 +83,7 @@ def publish(store: ArtifactStore, index: VectorIndex, cfg: IndexConfig, *, vecto
 
 def load_index(store: ArtifactStore, cfg: IndexConfig, version: str | None = None) -> tuple[Artifact, VectorIndex]:
     art = store.load(KIND, version)
-    return art, VectorIndex.load(art.path, cfg)
+    return art, read_index_dir(art.path, cfg)
 
 
 def update_index(store: ArtifactStore, cfg: IndexConfig, *, vectors_ref: str | None = None,

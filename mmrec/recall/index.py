@@ -5,15 +5,10 @@ is the stable id map and `ItemMeta` row ``label`` its filter metadata. Filters b
 over labels handed to faiss as an ``IDSelectorBitmap`` in the search parameters, so faiss only
 ever scores allowed items: nothing is over-fetched and dropped afterwards.
 
-Index kinds, chosen by size (`IndexConfig.flat_max`):
-- ``flat``: IndexIDMap2(IndexFlatIP): exact; real removal.
-- ``ivf_flat``: IndexIVFFlat with the labels as ids: real removal.
-- ``ivf_sq8`` / ``ivf_pq``: IndexRefineFlat over IVF with 8-bit scalar or product-quantised
-  codes: a compressed scan, then exact re-scoring of ``refine_k_factor * k`` candidates. SQ8
-  trains in seconds (min/max per dimension); PQ trains k-means per sub-space, 4x smaller codes.
-- ``hnsw``: IndexHNSWFlat, label == faiss id.
-HNSW and the refined IVF kinds cannot delete: removed labels are tombstones (cleared in every
-search bitmap) and the structure is rebuilt once they exceed ``compact_dead_fraction``.
+The faiss structures of each kind (flat, IVF, refined IVF, HNSW) are made in
+`mmrec.recall.faiss_index`. HNSW and the refined IVF kinds cannot delete: removed labels are
+tombstones (cleared in every search bitmap) and the structure is rebuilt once they exceed
+``compact_dead_fraction``.
 
 Filtered search, by what the filter keeps:
 - at most ``exact_below`` items (kinds with raw vector storage): exactly those are scored;
@@ -21,66 +16,36 @@ Filtered search, by what the filter keeps:
   since filters correlate with clusters and the nearest lists may hold none;
 - otherwise faiss's own search with the selector (HNSW widens its beam as the filter narrows).
 
-Updates (add, remove, re-embed, metadata) never rebuild the structure; `save` writes the files
-of an index artifact, which `mmrec.recall.build` publishes atomically.
+Updates (add, remove, re-embed, metadata) never rebuild the structure;
+`mmrec.recall.index_files` writes and reads the folder of an index artifact, which
+`mmrec.recall.build` publishes atomically.
 """
 
 from __future__ import annotations
 
-import json
 import math
 import threading
 from collections import OrderedDict
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any, Sequence
 
 import numpy as np
-import pyarrow as pa
-import pyarrow.parquet as pq
 
-from mmrec.errors import ArtifactError, InputError
-from mmrec.recall.config import FILTER_FIELDS, IndexConfig
+from mmrec.errors import InputError
+from mmrec.recall.config import IndexConfig
+from mmrec.recall.faiss_index import (IVF_KINDS, REFINE_KINDS, TOMBSTONE_KINDS, add_vectors,
+                                      apply_threads, check_vectors, choose_kind, faiss_module,
+                                      gpu_available, new_faiss_index, search_params, top_rows,
+                                      train_sample)
 from mmrec.recall.meta import ItemMeta
 from mmrec.recall.types import Filters
 
-INDEX_FILE = "index.faiss"
-LABELS_FILE = "labels.parquet"
-INFO_FILE = "index.json"
-REFINE_KINDS = ("ivf_pq", "ivf_sq8")  # compressed IVF scan + exact re-scoring (IndexRefineFlat)
-TOMBSTONE_KINDS = ("hnsw", *REFINE_KINDS)
-KINDS = ("flat", "hnsw", "ivf_flat", *REFINE_KINDS)
-IVF_KINDS = ("ivf_flat", *REFINE_KINDS)
 _NO_FILTER_KEY = Filters(in_stock_only=False).key()
 
 
-def _faiss():
-    import faiss
-
-    return faiss
-
-
-def gpu_available() -> bool:
-    faiss = _faiss()
-    return hasattr(faiss, "StandardGpuResources") and faiss.get_num_gpus() > 0
-
-
-def choose_kind(n: int, cfg: IndexConfig) -> str:
-    """``flat`` up to ``cfg.flat_max`` vectors, else the configured ANN kind."""
-    return "flat" if n <= cfg.flat_max else cfg.ann
-
-
-def _check_vectors(vectors: np.ndarray, dim: int | None = None) -> np.ndarray:
-    v = np.ascontiguousarray(vectors, dtype=np.float32)
-    if v.ndim != 2 or (dim is not None and v.shape[1] != dim):
-        raise InputError(f"vectors must be float32 [n, {dim or 'd'}], got shape {v.shape}")
-    if not np.isfinite(v).all():
-        raise InputError("vectors contain NaN or inf; re-embed the affected items")
-    return v
-
-
 class VectorIndex:
-    """A FAISS index + stable id map + filter metadata. Build with `build`, or `load` a saved one."""
+    """A FAISS index + stable id map + filter metadata. Build with `build`, or read a saved one
+    with `mmrec.recall.index_files.read_index_dir`."""
 
     def __init__(self, cfg: IndexConfig, kind: str, dim: int, index: Any, item_ids: list[str],
                  alive: np.ndarray, meta: ItemMeta, encoder_id: str | None,
@@ -102,7 +67,7 @@ class VectorIndex:
         self._lock = threading.Lock()  # searches may run in threads; the cache is shared
         self._lists: tuple[int, np.ndarray] | None = None  # (generation, list of each label)
         self._centroid_cache: tuple[Any, np.ndarray] | None = None
-        _apply_threads(cfg)
+        apply_threads(cfg)
         if cfg.device == "gpu" and not gpu_available():
             raise InputError("index.device=gpu, but this faiss build sees no GPU (install the "
                              "'gpu' extra on a CUDA machine); use device=auto or cpu")
@@ -117,17 +82,17 @@ class VectorIndex:
               cfg: IndexConfig, *, encoder_id: str | None = None, kind: str | None = None,
               tags: Sequence[str | None] | None = None) -> "VectorIndex":
         """Index ``vectors`` (row i = ``item_ids[i]``, filter metadata ``rows[i]``, source tag ``tags[i]``)."""
-        v = _check_vectors(vectors)
+        v = check_vectors(vectors)
         if len(item_ids) != len(v) or len(rows) != len(v):
             raise InputError(f"{len(v)} vectors but {len(item_ids)} ids and {len(rows)} metadata rows")
         if len(set(item_ids)) != len(item_ids):
             raise InputError("item ids must be unique within one index build")
         kind = kind or choose_kind(len(v), cfg)
-        _apply_threads(cfg)
-        index = _new_faiss_index(kind, v.shape[1], len(v), cfg)
+        apply_threads(cfg)
+        index = new_faiss_index(kind, v.shape[1], len(v), cfg)
         if not index.is_trained:
-            index.train(_train_sample(v, cfg))
-        _add(index, kind, v, np.arange(len(v), dtype=np.int64))
+            index.train(train_sample(v, cfg))
+        add_vectors(index, kind, v, np.arange(len(v), dtype=np.int64))
         meta = ItemMeta.from_rows(rows, cfg.filter_cache)
         return cls(cfg, kind, v.shape[1], index, list(item_ids), np.ones(len(v), bool), meta,
                    encoder_id, list(tags) if tags is not None else None)
@@ -150,7 +115,7 @@ class VectorIndex:
     def upsert(self, item_ids: Sequence[str], vectors: np.ndarray, rows: Sequence[dict[str, Any]],
                tags: Sequence[str | None] | None = None) -> tuple[int, int]:
         """Add new items and replace the vectors of existing ones; returns (added, updated)."""
-        v = _check_vectors(vectors, self.dim)
+        v = check_vectors(vectors, self.dim)
         if len(item_ids) != len(v) or len(rows) != len(v):
             raise InputError(f"{len(v)} vectors but {len(item_ids)} ids and {len(rows)} rows")
         if len(set(item_ids)) != len(item_ids):
@@ -159,7 +124,7 @@ class VectorIndex:
         self._drop_labels([self.label_of[i] for i in updated])
         start = len(self.item_ids)
         labels = np.arange(start, start + len(v), dtype=np.int64)
-        _add(self.index, self.kind, v, labels)
+        add_vectors(self.index, self.kind, v, labels)
         self.item_ids.extend(item_ids)
         self.tags.extend(tags if tags is not None else [None] * len(item_ids))
         self.alive = np.concatenate([self.alive, np.ones(len(v), bool)])
@@ -190,7 +155,7 @@ class VectorIndex:
         arr = np.asarray(labels, dtype=np.int64)
         self.alive[arr] = False
         if self.kind not in TOMBSTONE_KINDS:
-            faiss = _faiss()
+            faiss = faiss_module()
             # the IVF direct map (hashtable, for reconstruct) only removes by IDSelectorArray
             sel = faiss.IDSelectorArray(arr) if self.kind == "ivf_flat" else faiss.IDSelectorBatch(arr)
             self.index.remove_ids(sel)
@@ -212,10 +177,10 @@ class VectorIndex:
         """Rebuild the structure from the live vectors (drops tombstones; labels are renumbered)."""
         live = np.flatnonzero(self.alive)
         vectors = self.vectors(live)
-        index = _new_faiss_index(self.kind, self.dim, len(live), self.cfg)
+        index = new_faiss_index(self.kind, self.dim, len(live), self.cfg)
         if not index.is_trained:
-            index.train(_train_sample(vectors, self.cfg))
-        _add(index, self.kind, vectors, np.arange(len(live), dtype=np.int64))
+            index.train(train_sample(vectors, self.cfg))
+        add_vectors(index, self.kind, vectors, np.arange(len(live), dtype=np.int64))
         self.index = index
         self.item_ids = [self.item_ids[i] for i in live]
         self.tags = [self.tags[i] for i in live]
@@ -227,7 +192,7 @@ class VectorIndex:
     # -- vectors --------------------------------------------------------------------------
     def _flat_storage(self) -> Any | None:
         """The IndexFlat holding raw vectors by label (hnsw storage, ivf_pq refine), else None."""
-        faiss = _faiss()
+        faiss = faiss_module()
         if self.kind == "hnsw":
             return faiss.downcast_index(self.index.storage)
         if self.kind in REFINE_KINDS:
@@ -242,7 +207,7 @@ class VectorIndex:
         n = flat.ntotal
         if n == 0:
             return np.zeros((0, self.dim), np.float32)
-        return _faiss().rev_swig_ptr(flat.get_xb(), n * self.dim).reshape(n, self.dim)
+        return faiss_module().rev_swig_ptr(flat.get_xb(), n * self.dim).reshape(n, self.dim)
 
     def vectors(self, labels: np.ndarray) -> np.ndarray:
         """A copy of the vectors of ``labels``."""
@@ -320,7 +285,7 @@ class VectorIndex:
     def search(self, queries: np.ndarray, k: int, filters: Filters | None = None,
                ) -> list[list[tuple[str, float]]]:
         """Top ``k`` (item_id, inner product) per query among items allowed by ``filters``."""
-        q = _check_vectors(np.atleast_2d(queries), self.dim)
+        q = check_vectors(np.atleast_2d(queries), self.dim)
         if k <= 0 or self.n_alive == 0:
             return [[] for _ in range(len(q))]
         unfiltered = (filters is None or (filters.key() == _NO_FILTER_KEY and not filters.exclude_ids)) \
@@ -337,22 +302,22 @@ class VectorIndex:
         elif sel.per_list is not None:
             D, I = self._search_ivf(q, k, sel)
         else:
-            faiss = _faiss()
+            faiss = faiss_module()
             selector = faiss.IDSelectorBitmap(len(self.item_ids), faiss.swig_ptr(sel.bitmap))
             # GPU indexes ignore IDSelectors (faiss#3924): filtered searches use the CPU index.
-            D, I = self.index.search(q, k, params=self._params(selector, sel.n_sel))
+            D, I = self.index.search(q, k, params=search_params(self.kind, self.cfg, selector, sel.n_sel, len(self.item_ids)))
         return self._pairs(D, I)
 
     def _search_plain(self, q: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
         index = self._gpu_index or self.index
-        params = self._params(None, len(self.item_ids))
+        params = search_params(self.kind, self.cfg, None, len(self.item_ids), len(self.item_ids))
         return index.search(q, min(k, self.n_alive), params=params)
 
     def _search_exact(self, q: np.ndarray, k: int, labels: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Score exactly the selected vectors: the right tool when a filter keeps few items."""
         sub = self._raw_view()[labels]
         scores = q @ sub.T
-        return _top_rows(scores, k, labels)
+        return top_rows(scores, k, labels)
 
     def _search_ivf(self, q: np.ndarray, k: int, sel: "_Selection") -> tuple[np.ndarray, np.ndarray]:
         """Filter-aware IVF probing: visit the lists nearest to the query that hold allowed items.
@@ -363,7 +328,7 @@ class VectorIndex:
         as an unfiltered search would scan (``nprobe`` x mean list size), and at least ``nprobe``
         lists. The selector still checks every entry, so only allowed items are scored.
         """
-        faiss = _faiss()
+        faiss = faiss_module()
         ivf = self._ivf()
         nlist = ivf.nlist
         # every list ranked by centroid similarity; numpy on the (cached) centroids is ~10x
@@ -403,45 +368,27 @@ class VectorIndex:
         for r in range(len(q)):
             cand = I[r][I[r] >= 0]
             if len(cand):
-                d, i = _top_rows((view[cand] @ q[r])[None, :], k, cand)
+                d, i = top_rows((view[cand] @ q[r])[None, :], k, cand)
                 out_d[r, :d.shape[1]], out_i[r, :i.shape[1]] = d[0], i[0]
         return out_d, out_i
 
-    def _params(self, sel: Any, n_sel: int) -> Any:
-        faiss = _faiss()
-        if self.kind == "hnsw":
-            # a filter that keeps a share s of the graph needs a wider beam to fill k results
-            share = max(n_sel / max(1, len(self.item_ids)), 1e-3)
-            ef = int(min(4096, math.ceil(self.cfg.hnsw.ef_search / math.sqrt(share))))
-            return faiss.SearchParametersHNSW(sel=sel, efSearch=ef)
-        if self.kind == "ivf_flat":
-            return faiss.SearchParametersIVF(sel=sel, nprobe=self.cfg.ivf.nprobe)
-        if self.kind in REFINE_KINDS:
-            base = faiss.SearchParametersIVF(sel=sel, nprobe=self.cfg.ivf.nprobe)
-            p = faiss.IndexRefineSearchParameters(k_factor=self.cfg.ivf.refine_k_factor,
-                                                  base_index_params=base)
-            p.sel = sel
-            p._base = base  # keep the python object alive as long as the params
-            return p
-        return faiss.SearchParameters(sel=sel) if sel is not None else None
-
     def _ivf(self) -> Any:
-        faiss = _faiss()
+        faiss = faiss_module()
         return faiss.downcast_index(faiss.extract_index_ivf(self.index))
 
     def _centroids(self) -> np.ndarray:
         """IVF centroids [nlist, d] (fixed once trained; compaction retrains, hence the reset)."""
         if self._centroid_cache is None or self._centroid_cache[0] is not self.index:
             ivf = self._ivf()
-            flat = _faiss().downcast_index(ivf.quantizer)
-            c = np.array(_faiss().rev_swig_ptr(flat.get_xb(), ivf.nlist * self.dim)).reshape(ivf.nlist, self.dim)
+            flat = faiss_module().downcast_index(ivf.quantizer)
+            c = np.array(faiss_module().rev_swig_ptr(flat.get_xb(), ivf.nlist * self.dim)).reshape(ivf.nlist, self.dim)
             self._centroid_cache = (self.index, c)
         return self._centroid_cache[1]
 
     def _list_of_labels(self) -> np.ndarray:
         """Inverted list of every label (-1 when not in the index), rebuilt after changes."""
         if self._lists is None or self._lists[0] != self._generation:
-            faiss = _faiss()
+            faiss = faiss_module()
             ivf = self._ivf()
             out = np.full(len(self.item_ids), -1, np.int64)
             inv = ivf.invlists
@@ -461,52 +408,10 @@ class VectorIndex:
         return out
 
     def _to_gpu(self) -> None:
-        faiss = _faiss()
+        faiss = faiss_module()
         if not hasattr(self, "_gpu_res"):
             self._gpu_res = faiss.StandardGpuResources()
         self._gpu_index = faiss.index_cpu_to_gpu(self._gpu_res, 0, self.index)
-
-    # -- persistence ----------------------------------------------------------------------
-    def save(self, out_dir: str | Path, extra_info: dict[str, Any] | None = None) -> None:
-        """Write index.faiss, labels.parquet and index.json into ``out_dir``."""
-        faiss = _faiss()
-        out = Path(out_dir)
-        out.mkdir(parents=True, exist_ok=True)
-        faiss.write_index(self.index, str(out / INDEX_FILE))
-        rows = self.meta.rows(range(len(self.item_ids)))
-        table = pa.table({
-            "label": pa.array(np.arange(len(self.item_ids)), pa.int64()),
-            "item_id": pa.array(self.item_ids, pa.string()),
-            "alive": pa.array(self.alive, pa.bool_()),
-            "tag": pa.array(self.tags, pa.string()),
-            **{f: pa.array([r[f] for r in rows], pa.string()) for f in FILTER_FIELDS},
-            "price": pa.array([r["price"] for r in rows], pa.float64()),
-            "in_stock": pa.array([r["in_stock"] for r in rows], pa.bool_()),
-        })
-        pq.write_table(table, out / LABELS_FILE)
-        info = {"kind": self.kind, "dim": self.dim, "encoder_id": self.encoder_id,
-                "labels": len(self.item_ids), "alive": self.n_alive, "dead": self.n_dead,
-                **(extra_info or {})}
-        (out / INFO_FILE).write_text(json.dumps(info, indent=2, sort_keys=True), encoding="utf-8")
-
-    @classmethod
-    def load(cls, path: str | Path, cfg: IndexConfig) -> "VectorIndex":
-        """Read a folder written by `save`; ``cfg`` supplies the search-time parameters."""
-        faiss = _faiss()
-        path = Path(path)
-        try:
-            info = json.loads((path / INFO_FILE).read_text(encoding="utf-8"))
-            table = pq.read_table(path / LABELS_FILE)
-        except (OSError, json.JSONDecodeError) as e:
-            raise ArtifactError(f"{path}: not a readable index folder ({e})") from e
-        index = faiss.read_index(str(path / INDEX_FILE))
-        if index.ntotal != (info["alive"] if info["kind"] not in TOMBSTONE_KINDS else info["labels"]):
-            raise ArtifactError(f"{path}: faiss holds {index.ntotal} vectors, index.json disagrees ({info})")
-        rows = table.select([*FILTER_FIELDS, "price", "in_stock"]).to_pylist()
-        meta = ItemMeta.from_rows(rows, cfg.filter_cache)
-        return cls(cfg, info["kind"], int(info["dim"]), index, table.column("item_id").to_pylist(),
-                   np.asarray(table.column("alive").to_numpy(zero_copy_only=False), dtype=bool),
-                   meta, info.get("encoder_id"), table.column("tag").to_pylist())
 
 
 @dataclass(frozen=True)
@@ -518,75 +423,3 @@ class _Selection:
     n_sel: int
     labels: np.ndarray | None = None
     per_list: np.ndarray | None = None
-
-
-def _top_rows(scores: np.ndarray, k: int, labels: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Row-wise top ``k`` of ``scores`` [nq, m] as (scores, labels[index]) best first."""
-    k = min(k, scores.shape[1])
-    part = np.argpartition(-scores, k - 1, axis=1)[:, :k]
-    sc = np.take_along_axis(scores, part, axis=1)
-    order = np.argsort(-sc, axis=1, kind="stable")
-    part = np.take_along_axis(part, order, axis=1)
-    return np.take_along_axis(scores, part, axis=1).astype(np.float32), labels[part]
-
-
-def _apply_threads(cfg: IndexConfig) -> None:
-    # faiss's OpenMP threads spin while waiting: on a shared machine, 1 thread can be much
-    # faster than 2 busy ones, hence a config knob rather than the library default
-    if cfg.threads:
-        _faiss().omp_set_num_threads(cfg.threads)
-
-
-def _new_faiss_index(kind: str, dim: int, n: int, cfg: IndexConfig) -> Any:
-    faiss = _faiss()
-    ip = faiss.METRIC_INNER_PRODUCT
-    if kind == "flat":
-        return faiss.IndexIDMap2(faiss.IndexFlatIP(dim))
-    if kind == "hnsw":
-        index = faiss.IndexHNSWFlat(dim, cfg.hnsw.m, ip)
-        index.hnsw.efConstruction = cfg.hnsw.ef_construction
-        index.hnsw.efSearch = cfg.hnsw.ef_search
-        return index
-    nlist = cfg.ivf.nlist or max(1, int(4 * math.sqrt(max(n, 1))))
-    nlist = min(nlist, max(1, n // 39))  # faiss wants >= 39 training points per centroid
-    if kind == "ivf_flat":
-        index = faiss.index_factory(dim, f"IVF{nlist},Flat", ip)
-        ivf = faiss.extract_index_ivf(index)
-        ivf.nprobe = cfg.ivf.nprobe
-        ivf.set_direct_map_type(faiss.DirectMap.Hashtable)  # reconstruct by label, removable
-        return index
-    if kind == "ivf_pq":
-        if dim % cfg.ivf.pq_m:
-            raise InputError(f"ivf.pq_m={cfg.ivf.pq_m} must divide the vector dim {dim}")
-        # RFlat: IndexRefineFlat keeps the raw vectors and re-scores k_factor * k PQ candidates
-        index = faiss.index_factory(dim, f"IVF{nlist},PQ{cfg.ivf.pq_m}x{cfg.ivf.pq_bits},RFlat", ip)
-        ivf = faiss.downcast_index(faiss.extract_index_ivf(index))
-        ivf.nprobe = cfg.ivf.nprobe
-        # polysemous codes serve Hamming pre-filtering, unused here, and make training ~50x slower
-        ivf.do_polysemous_training = False
-        index.k_factor = cfg.ivf.refine_k_factor
-        return index
-    if kind == "ivf_sq8":
-        index = faiss.index_factory(dim, f"IVF{nlist},SQ8,RFlat", ip)
-        faiss.extract_index_ivf(index).nprobe = cfg.ivf.nprobe
-        index.k_factor = cfg.ivf.refine_k_factor
-        return index
-    raise InputError(f"unknown index kind {kind!r}; valid: {', '.join(KINDS)}")
-
-
-def _train_sample(v: np.ndarray, cfg: IndexConfig) -> np.ndarray:
-    n = min(len(v), cfg.ivf.train_size)
-    if n == len(v):
-        return v
-    rng = np.random.default_rng(cfg.seed)
-    return v[np.sort(rng.choice(len(v), n, replace=False))]
-
-
-def _add(index: Any, kind: str, v: np.ndarray, labels: np.ndarray) -> None:
-    if kind in TOMBSTONE_KINDS:
-        if len(labels) and index.ntotal != labels[0]:
-            raise ArtifactError(f"{kind} index holds {index.ntotal} vectors but the next label is "
-                                f"{labels[0]}; the label map is out of sync")
-        index.add(v)  # faiss ids of these kinds are sequential == labels
-    else:
-        index.add_with_ids(v, labels)
