@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 
 from mmrec.bench import judges as J
+from mmrec.bench import probe_stats as S
 from mmrec.outfit.scenes import SceneBook
 from mmrec.taxonomy import default_taxonomy
 
@@ -176,24 +177,24 @@ def test_tagging_correct_skips_unknown_truth():
 
 
 def test_ranking_and_retrieval_metrics():
-    m = J.ranking_metrics([0.9, 0.1, 0.5, 0.2], [1, 0, 0, 0], k=2)
+    m = S.ranking_metrics([0.9, 0.1, 0.5, 0.2], [1, 0, 0, 0], k=2)
     assert m == {"ndcg": 1.0, "hit": 1.0, "auc": 1.0}
-    m = J.ranking_metrics([0.1, 0.9, 0.5], [1, 0, 0], k=2)
+    m = S.ranking_metrics([0.1, 0.9, 0.5], [1, 0, 0], k=2)
     assert m["hit"] == 0.0 and m["auc"] == 0.0 and m["ndcg"] == 0.0
-    m = J.ranking_metrics([0.2, 0.9, 0.5], [0, 0, 1], k=10)  # positive second
+    m = S.ranking_metrics([0.2, 0.9, 0.5], [0, 0, 1], k=10)  # positive second
     assert m["ndcg"] == pytest.approx(1 / __import__("math").log2(3)) and m["auc"] == 0.5
     # all tied: ties go against the positive
-    assert J.ranking_metrics([0.5, 0.5, 0.5], [0, 1, 0], k=1)["hit"] == 0.0
-    assert J.ranking_metrics([0.5], [1]) is None
+    assert S.ranking_metrics([0.5, 0.5, 0.5], [0, 1, 0], k=1)["hit"] == 0.0
+    assert S.ranking_metrics([0.5], [1]) is None
     with pytest.raises(ValueError):
-        J.ranking_metrics([0.5, 0.2], [1])
-    assert J.recall_at(["a", "b", "c"], ["c", "d"], 3) == 0.5
-    assert J.precision_at(["a", "b"], {"a": True}, 10) == 0.5
-    assert J.precision_at([], {}, 10) is None
+        S.ranking_metrics([0.5, 0.2], [1])
+    assert S.recall_at(["a", "b", "c"], ["c", "d"], 3) == 0.5
+    assert S.precision_at(["a", "b"], {"a": True}, 10) == 0.5
+    assert S.precision_at([], {}, 10) is None
 
 
 def test_latency_summary():
-    s = J.latency_summary([float(i) for i in range(1, 101)])
+    s = S.latency_summary([float(i) for i in range(1, 101)])
     assert s["p50"] == pytest.approx(50.5) and s["p99"] == pytest.approx(99.01)
     assert s["count"] == 100 and s["max"] == 100
-    assert J.latency_summary([])["p50"] is None
+    assert S.latency_summary([])["p50"] is None

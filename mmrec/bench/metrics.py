@@ -15,7 +15,7 @@ from typing import Any, Callable, Iterable, Mapping, Sequence
 
 import numpy as np
 
-from mmrec.bench.judges import latency_summary
+from mmrec.bench.probe_stats import latency_summary
 
 
 @dataclass(frozen=True)

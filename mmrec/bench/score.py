@@ -16,6 +16,7 @@ from collections import Counter
 from mmrec.bench import judges as J
 from mmrec.bench.claims import ClaimContext, ClaimJudge
 from mmrec.bench.personas import Persona
+from mmrec.bench.probe_stats import precision_at, ranking_metrics
 from mmrec.bench.queries import constraint_failures
 from mmrec.bench.suite import OUTSIDE_MODES, Case
 from mmrec.taxonomy import Taxonomy
@@ -341,12 +342,12 @@ def score_case(case: Case, response: Mapping[str, Any], truth: Truth, *,
                 want = J.truth_value(photo_row, fld)
                 if want is not None:
                     rel = {i: J.matches(truth.rows[i], {fld: want}) for i in near[:10] if i in truth.rows}
-                    _obs(obs, f"recall.{fld}_p@10", J.precision_at(near, rel, 10))
+                    _obs(obs, f"recall.{fld}_p@10", precision_at(near, rel, 10))
     if text_hits and case.expect:
         rel = {i: J.matches(truth.rows[i], case.expect) for i in text_hits[:10] if i in truth.rows}
-        _obs(obs, "recall.text_p@10", J.precision_at(list(text_hits), rel, 10))
+        _obs(obs, "recall.text_p@10", precision_at(list(text_hits), rel, 10))
     if rank is not None:
-        m = J.ranking_metrics(list(rank[0]), list(rank[1]), k=10)
+        m = ranking_metrics(list(rank[0]), list(rank[1]), k=10)
         if m is not None:
             _obs(obs, "rank.ndcg@10", m["ndcg"])
             _obs(obs, "rank.hit@10", m["hit"])
