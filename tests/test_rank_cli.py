@@ -12,7 +12,7 @@ from mmrec.cli import main
 from rank_fixtures import write_hm, write_items, write_rtr
 
 
-def test_simulate_train_eval_bench_user(tmp_path, capsys, monkeypatch):
+def test_simulate_train_eval_latency_user(tmp_path, capsys, monkeypatch):
     monkeypatch.setenv("MMREC_PSEUDONYM_KEY", "ab" * 32)
     art = tmp_path / "art"
     write_items(ArtifactStore(art))
@@ -31,9 +31,9 @@ def test_simulate_train_eval_bench_user(tmp_path, capsys, monkeypatch):
     ev = ArtifactStore(art).load("rank_eval")
     metrics = json.loads(ev.file("metrics.json").read_text())
     assert metrics["myntra-sim"]["utility_ndcg@10"]["oracle"] == pytest.approx(1.0)
-    assert main(base + ["bench", "--requests", "15", "--candidates", "50", "--cpu", "-1"]) == 0
-    bench = json.loads(ArtifactStore(art).load("rank_bench").file("metrics.json").read_text())
-    assert bench["candidates"] == 50 and bench["score"]["p99_ms"] > 0
+    assert main(base + ["latency", "--requests", "15", "--candidates", "50", "--cpu", "-1"]) == 0
+    latency = json.loads(ArtifactStore(art).load("rank_latency").file("metrics.json").read_text())
+    assert latency["candidates"] == 50 and latency["score"]["p99_ms"] > 0
     capsys.readouterr()
     assert main(base + ["user"]) == 0
     uid = capsys.readouterr().out.split("e.g. ")[1].split(",")[0].strip()

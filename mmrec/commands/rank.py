@@ -1,4 +1,4 @@
-"""`mmrec rank ingest | simulate | train | eval | bench | user`: the propensity ranker."""
+"""`mmrec rank ingest | simulate | train | eval | latency | user`: the propensity ranker."""
 
 from __future__ import annotations
 
@@ -44,13 +44,13 @@ def register(sub) -> None:
     add_config_args(ev)
     ev.set_defaults(handler=_eval)
 
-    b = s.add_parser("bench", help="latency of Ranker.score for one request (p50/p99, one core)")
+    b = s.add_parser("latency", help="latency of Ranker.score for one request (p50/p99, one core)")
     b.add_argument("--version", default=None, help="ranker version (default: CURRENT)")
     b.add_argument("--candidates", type=int, default=None)
     b.add_argument("--requests", type=int, default=None)
     b.add_argument("--cpu", type=int, default=0, help="pin the process to this core (-1: no pinning)")
     add_config_args(b)
-    b.set_defaults(handler=_bench)
+    b.set_defaults(handler=_latency)
 
     u = s.add_parser("user", help="print a (simulated) user's profile and recent history")
     u.add_argument("user_id", nargs="?", default=None, help="default: list a few ids")
@@ -112,17 +112,17 @@ def _eval(args) -> int:
     return 0
 
 
-def _bench(args) -> int:
+def _latency(args) -> int:
     from mmrec.artifacts import ArtifactStore
-    from mmrec.rank.bench import run_bench
+    from mmrec.rank.latency import run_latency
 
     cfg = _cfg(args)
     if args.candidates:
-        cfg.bench.candidates = args.candidates
+        cfg.latency.candidates = args.candidates
     if args.requests:
-        cfg.bench.requests = args.requests
-    art = run_bench(ArtifactStore(args.artifacts), cfg, version=args.version,
-                    cpu=None if args.cpu < 0 else args.cpu)
+        cfg.latency.requests = args.requests
+    art = run_latency(ArtifactStore(args.artifacts), cfg, version=args.version,
+                      cpu=None if args.cpu < 0 else args.cpu)
     print(json.dumps(art.metrics, indent=1))
     return 0
 

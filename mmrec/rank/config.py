@@ -1,8 +1,8 @@
-"""Config of the `rank` stage (configs/rank.yaml): ingest, simulator, training, evaluation, bench.
+"""Config of the `rank` stage (configs/rank.yaml): ingest, simulator, training, evaluation, latency.
 
 One model, validated with ``extra="forbid"``; the sub-sections map onto the commands:
 ``pseudonym`` (ingest), ``sim`` (simulate), ``lgbm`` + ``rtr``/``hm``/``myntra`` (train, eval),
-``bench``. Secrets never live here: the pseudonymisation key is read from the environment
+``latency``. Secrets never live here: the pseudonymisation key is read from the environment
 variable named by ``pseudonym.key_env`` or from the file ``pseudonym.key_file``.
 """
 
@@ -154,7 +154,9 @@ class MyntraConfig(StrictModel):
                     "NDCG against lr 0.1 (~120 trees) and scores ~2.5x faster")
 
 
-class BenchConfig(StrictModel):
+class LatencyConfig(StrictModel):
+    """`mmrec rank latency`: one request of ``candidates`` items, timed ``requests`` times."""
+
     candidates: int = Field(500, ge=1)
     requests: int = Field(400, ge=10)
     warmup: int = Field(30, ge=0)
@@ -176,7 +178,7 @@ class RankConfig(StrictModel):
     hm: HmConfig = Field(default_factory=HmConfig)
     sim: SimConfig = Field(default_factory=SimConfig)
     myntra: MyntraConfig = Field(default_factory=MyntraConfig)
-    bench: BenchConfig = Field(default_factory=BenchConfig)
+    latency: LatencyConfig = Field(default_factory=LatencyConfig)
     shared_data: str = Field("../shared/data", description="folder holding rtr/ and hm_sample/")
 
     def shared_path(self) -> Path:

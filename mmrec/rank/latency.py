@@ -1,9 +1,9 @@
-"""`mmrec rank bench`: latency of `Ranker.score` for one request of N candidates, one core.
+"""`mmrec rank latency`: latency of `Ranker.score` for one request of N candidates, one core.
 
 The process is pinned to one CPU (``os.sched_setaffinity``) and LightGBM predicts with one
 thread. Requests mix known simulated users and anonymous ones, all occasions, with and without
 recall metadata, and fresh random candidate lists, so no cache flatters the numbers. Writes
-``artifacts/rank_bench/<version>/metrics.json``.
+``artifacts/rank_latency/<version>/metrics.json``.
 """
 
 from __future__ import annotations
@@ -19,7 +19,7 @@ from mmrec.artifacts import ArtifactStore
 from mmrec.errors import ArtifactNotFound
 from mmrec.rank.config import RankConfig
 
-KIND = "rank_bench"
+KIND = "rank_latency"
 
 
 def _pct(ms: np.ndarray) -> dict[str, float]:
@@ -29,8 +29,8 @@ def _pct(ms: np.ndarray) -> dict[str, float]:
             "max_ms": round(float(ms.max()), 3), "mean_ms": round(float(ms.mean()), 3)}
 
 
-def run_bench(store: ArtifactStore, cfg: RankConfig, *, version: str | None = None,
-              cpu: int | None = 0):
+def run_latency(store: ArtifactStore, cfg: RankConfig, *, version: str | None = None,
+                cpu: int | None = 0):
     from mmrec.rank.ranker import RankContext, Ranker
     from mmrec.rank.users import UserStore
 
@@ -46,7 +46,7 @@ def run_bench(store: ArtifactStore, cfg: RankConfig, *, version: str | None = No
         ids = users.ids()
     except ArtifactNotFound:
         users, ids = None, []
-    b = cfg.bench
+    b = cfg.latency
     rng = np.random.default_rng(b.seed)
     pool = ranker.items.item_ids
     occasions = [None] + list(ranker.items.vocabs["usage"])
