@@ -13,7 +13,7 @@ from mmrec.cli import main
 pytest.importorskip("torch")
 
 
-def test_cli_train_embed_index_eval_bench(tmp_path, capsys):
+def test_cli_train_embed_index_eval_latency(tmp_path, capsys):
     store = ArtifactStore(tmp_path / "art")
     ingest(store, write_catalog(tmp_path / "src", 100))
     base = ["--artifacts", str(store.root), "--profile", "tiny", "--quiet"]
@@ -48,9 +48,9 @@ def test_cli_train_embed_index_eval_bench(tmp_path, capsys):
     assert mv["split"] == "val" and len(mv["tuning"]) == 20
     assert mv["tuning"][0]["objective"] >= mv["tuning"][-1]["objective"]
 
-    assert main([*base, "index", "bench", "--n", "3000", "--dim", "16", "--queries", "40",
+    assert main([*base, "index", "latency", "--n", "3000", "--dim", "16", "--queries", "40",
                  "--set", "flat_max=100", "--nprobe", "4", "8"]) == 0
-    b = json.loads((store.root / "index_bench" / capsys.readouterr().out.strip() / "metrics.json").read_text())
+    b = json.loads((store.root / "index_latency" / capsys.readouterr().out.strip() / "metrics.json").read_text())
     assert b["kind"] == "ivf_sq8" and b["threads"] == 1 and len(b["sweep"]) == 2
     assert all(0 < r["recall@100"] <= 1 and r["p99_ms"] > 0 for r in b["sweep"])
     assert b["sweep"][1]["recall@100"] >= b["sweep"][0]["recall@100"]  # more probes, more recall

@@ -12,7 +12,7 @@ faiss = pytest.importorskip("faiss")
 
 KINDS = ("flat", "hnsw", "ivf_flat", "ivf_pq", "ivf_sq8")
 # search settings wide enough that every kind is exact on 3k vectors: the tests check the
-# filter and update logic, not ANN quality (that is `mmrec index bench`)
+# filter and update logic, not ANN quality (that is `mmrec index latency`)
 EXHAUSTIVE = {"hnsw": {"m": 16, "ef_construction": 200, "ef_search": 400},
               "ivf": {"nlist": 16, "nprobe": 16, "pq_m": 8, "pq_bits": 4, "refine_k_factor": 1000.0,
                       "train_size": 3000}}

@@ -1,4 +1,4 @@
-"""`mmrec index build | add | remove | bench`: the FAISS index over catalog vectors."""
+"""`mmrec index build | add | remove | latency`: the FAISS index over catalog vectors."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ from mmrec.commands import add_config_args, stage_config
 
 
 def register(sub) -> None:
-    p = sub.add_parser("index", help="build and update the FAISS vector index; benchmark it")
+    p = sub.add_parser("index", help="build and update the FAISS vector index; measure its latency")
     s = p.add_subparsers(dest="index_command", metavar="SUBCOMMAND")
     s.required = True
 
@@ -39,19 +39,19 @@ def register(sub) -> None:
     add_config_args(r)
     r.set_defaults(handler=_remove)
 
-    bench = s.add_parser("bench", help="ANN benchmark on synthetic clustered vectors, filters on "
-                                       "(writes index_bench/<version>/metrics.json)")
-    bench.add_argument("--n", type=int, default=1_000_000, help="vectors in the index")
-    bench.add_argument("--dim", type=int, default=128)
-    bench.add_argument("--queries", type=int, default=1000)
-    bench.add_argument("--k", type=int, default=100)
-    bench.add_argument("--threads", type=int, default=1, help="faiss OpenMP threads (build and search)")
-    bench.add_argument("--ef-search", type=int, nargs="*", default=None,
-                       help="HNSW efSearch values to sweep (default: config)")
-    bench.add_argument("--nprobe", type=int, nargs="*", default=None,
-                       help="IVF nprobe values to sweep (default: config)")
-    add_config_args(bench)
-    bench.set_defaults(handler=_bench)
+    lat = s.add_parser("latency", help="ANN latency and recall on synthetic clustered vectors, filters "
+                                       "on (writes index_latency/<version>/metrics.json)")
+    lat.add_argument("--n", type=int, default=1_000_000, help="vectors in the index")
+    lat.add_argument("--dim", type=int, default=128)
+    lat.add_argument("--queries", type=int, default=1000)
+    lat.add_argument("--k", type=int, default=100)
+    lat.add_argument("--threads", type=int, default=1, help="faiss OpenMP threads (build and search)")
+    lat.add_argument("--ef-search", type=int, nargs="*", default=None,
+                     help="HNSW efSearch values to sweep (default: config)")
+    lat.add_argument("--nprobe", type=int, nargs="*", default=None,
+                     help="IVF nprobe values to sweep (default: config)")
+    add_config_args(lat)
+    lat.set_defaults(handler=_latency)
 
 
 def _build(args) -> int:
@@ -103,15 +103,15 @@ def _remove(args) -> int:
     return 0
 
 
-def _bench(args) -> int:
+def _latency(args) -> int:
     from mmrec.artifacts import ArtifactStore
-    from mmrec.recall.bench import format_bench, run_bench
+    from mmrec.recall.ann_latency import format_latency, run_ann_latency
 
     cfg = stage_config(args, "index")
-    art = run_bench(ArtifactStore(args.artifacts), cfg, n=args.n, dim=args.dim,
-                    n_queries=args.queries, k=args.k, threads=args.threads,
-                    ef_search=args.ef_search, nprobe=args.nprobe, progress=not args.quiet)
-    print(format_bench(json.loads(art.file("metrics.json").read_text(encoding="utf-8"))), file=sys.stderr)
+    art = run_ann_latency(ArtifactStore(args.artifacts), cfg, n=args.n, dim=args.dim,
+                          n_queries=args.queries, k=args.k, threads=args.threads,
+                          ef_search=args.ef_search, nprobe=args.nprobe, progress=not args.quiet)
+    print(format_latency(json.loads(art.file("metrics.json").read_text(encoding="utf-8"))), file=sys.stderr)
     print(f"wrote {art.path / 'metrics.json'}", file=sys.stderr)
     print(art.version)
     return 0

@@ -34,7 +34,7 @@ class IndexConfig(StrictModel):
     flat_max: int = Field(50_000, ge=0, description=(
         "catalogs up to this size get an exact IndexFlatIP (fast enough, recall 1.0)"))
     ann: Literal["hnsw", "ivf_flat", "ivf_pq", "ivf_sq8"] = Field(
-        "ivf_sq8", description="index above flat_max (see `mmrec index bench` for the trade-offs)")
+        "ivf_sq8", description="index above flat_max (see `mmrec index latency` for the trade-offs)")
     hnsw: HNSWParams = Field(default_factory=HNSWParams)
     ivf: IVFParams = Field(default_factory=IVFParams)
     exact_below: int = Field(2_000, ge=0, description=(

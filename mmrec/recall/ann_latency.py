@@ -1,4 +1,5 @@
-"""ANN benchmark on synthetic, realistically clustered vectors with filters on (`mmrec index bench`).
+"""ANN latency and recall on synthetic, realistically clustered vectors with filters on
+(`mmrec index latency`).
 
 Isotropic Gaussian vectors are a worst case no embedding model produces (HNSW recall 0.2-0.6
 there, see STACK-NOTES), so the data imitates catalog embeddings: points lie near a
@@ -26,7 +27,7 @@ from mmrec.artifacts import Artifact, ArtifactStore
 from mmrec.recall.config import IndexConfig
 from mmrec.recall.types import Filters
 
-KIND = "index_bench"
+KIND = "index_latency"
 SLOTS = ("top", "bottom", "shoes", "accessory", "bag", "outerwear", "one-piece")
 GENDERS = ("men", "women", "unisex")
 
@@ -113,11 +114,11 @@ def exact_truth(vectors: np.ndarray, queries: np.ndarray, masks: list[np.ndarray
     return out
 
 
-def run_bench(store: ArtifactStore, cfg: IndexConfig, *, n: int = 1_000_000, dim: int = 128,
-              n_queries: int = 1000, k: int = 100, threads: int = 1,
-              ef_search: list[int] | None = None, nprobe: list[int] | None = None,
-              progress: bool = True, log: Callable[[str], None] | None = None) -> Artifact:
-    """Build an index over ``n`` synthetic vectors and measure filtered search; writes `index_bench`."""
+def run_ann_latency(store: ArtifactStore, cfg: IndexConfig, *, n: int = 1_000_000, dim: int = 128,
+                    n_queries: int = 1000, k: int = 100, threads: int = 1,
+                    ef_search: list[int] | None = None, nprobe: list[int] | None = None,
+                    progress: bool = True, log: Callable[[str], None] | None = None) -> Artifact:
+    """Build an index over ``n`` synthetic vectors and measure filtered search; writes `index_latency`."""
     import faiss
 
     from mmrec.recall.faiss_index import choose_kind
@@ -217,7 +218,8 @@ def _cpu_count() -> int:
     return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
 
 
-def format_bench(metrics: dict[str, Any]) -> str:
+def format_latency(metrics: dict[str, Any]) -> str:
+    """The sweep of an `index_latency` metrics.json as a few readable lines."""
     k = metrics.get("k", 100)
     lines = [f"{metrics['kind']} over {metrics['n']:,} x {metrics['dim']} synthetic clustered vectors, "
              f"{metrics['threads']} thread(s); build {metrics['build_seconds']}s; filters on"]
