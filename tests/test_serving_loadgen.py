@@ -1,4 +1,4 @@
-"""The loopback load generator behind `mmrec bench serve`, against the API in this process."""
+"""The loopback load generator behind `mmrec serve loadtest`, against the API in this process."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ import pytest
 
 from mmrec.recommend import Recommender
 from mmrec.serving.app import create_app
-from mmrec.serving.loadgen import LoadGenerator, PhaseResult, run_bench
+from mmrec.serving.loadgen import LoadGenerator, PhaseResult, run_loadtest
 from mmrec.serving.local import start_uvicorn
 from mmrec.serving.settings import ServeSettings
 from outfit_fixtures import write_items
@@ -29,17 +29,17 @@ def test_refuses_non_loopback_targets():
         LoadGenerator("http://example.com", KEY, ["office"], [])
 
 
-def test_bench_phases_against_a_live_server(tmp_path):
+def test_loadtest_phases_against_a_live_server(tmp_path):
     from mmrec.artifacts import ArtifactStore
 
     st = ArtifactStore(tmp_path / "artifacts")
     write_items(st)
     server = start_uvicorn(create_app(Recommender.from_store(st), ServeSettings().with_key(KEY)))
     try:
-        phases = run_bench(server.url, KEY, scenes=["office", "party"], photos=[], concurrency=2,
-                           seconds=1.0, rps=10, rps_seconds=1.0, warmup_s=0, log=lambda m: None)
-        wrong = run_bench(server.url, "wrong", scenes=["office"], photos=[], concurrency=1,
-                          seconds=0.3, rps=5, rps_seconds=0, warmup_s=0, log=lambda m: None)
+        phases = run_loadtest(server.url, KEY, scenes=["office", "party"], photos=[], concurrency=2,
+                              seconds=1.0, rps=10, rps_seconds=1.0, warmup_s=0, log=lambda m: None)
+        wrong = run_loadtest(server.url, "wrong", scenes=["office"], photos=[], concurrency=1,
+                             seconds=0.3, rps=5, rps_seconds=0, warmup_s=0, log=lambda m: None)
     finally:
         server.stop()
     assert set(phases) == {"json", "open_loop", "response_cache", "server_latency"}  # no photos: no photo phase

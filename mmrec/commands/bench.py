@@ -1,4 +1,4 @@
-"""`mmrec bench run | report | compare` (+ `serve`, registered by mmrec/commands/serve.py).
+"""`mmrec bench run | report | compare`: the scene-aligned benchmark.
 
 Exit codes: 0 ok, 2 bad input, 1 internal error, 3 the release gate failed (compare).
 """
@@ -6,7 +6,6 @@ Exit codes: 0 ok, 2 bad input, 1 internal error, 3 the release gate failed (comp
 from __future__ import annotations
 
 import argparse
-import importlib
 import json
 import os
 import sys
@@ -16,9 +15,6 @@ from pathlib import Path
 from mmrec.commands import add_config_args, stage_config
 
 GATE_FAILED = 3
-# Other modules add subcommands to `mmrec bench` through a hook "module:function(subparsers)";
-# a module that does not exist yet is skipped, so the group works while they are being built.
-EXTENSIONS = ("mmrec.commands.serve:register_bench",)  # `mmrec bench serve` (load generator)
 
 
 def register(sub) -> None:
@@ -62,18 +58,6 @@ def register(sub) -> None:
     cmp_.add_argument("--gate", type=Path, default=None, help="gate YAML (default: benchmark/gate.yaml)")
     cmp_.add_argument("--json", type=Path, default=None, help="also write the comparison here")
     cmp_.set_defaults(handler=_compare)
-
-    for target in EXTENSIONS:
-        module, _, fn = target.partition(":")
-        try:
-            mod = importlib.import_module(module)
-        except ModuleNotFoundError as e:
-            if e.name != module:
-                raise
-            continue
-        hook = getattr(mod, fn, None)
-        if hook is not None:
-            hook(s)
 
 
 def _run(args: argparse.Namespace) -> int:

@@ -1,4 +1,8 @@
-"""`mmrec serve` (API + kiosk on local Ray Serve) and `mmrec bench serve` (load test)."""
+"""`mmrec serve` (API + kiosk on local Ray Serve) and `mmrec serve loadtest` (loopback load test).
+
+`mmrec serve` without a subcommand starts the service; the options of `loadtest` follow it
+(`mmrec serve loadtest --url ...`).
+"""
 
 from __future__ import annotations
 
@@ -28,11 +32,12 @@ def register(sub) -> None:
     p.add_argument("--exit-after", type=float, default=None, help=argparse.SUPPRESS)  # tests
     add_config_args(p)
     p.set_defaults(handler=_serve)
+    s = p.add_subparsers(dest="serve_command", metavar="SUBCOMMAND")
+    _register_loadtest(s)
 
 
-def register_bench(bench_sub) -> None:
-    """Add `serve` to the `mmrec bench` group."""
-    b = bench_sub.add_parser("serve", help="load-test the API on loopback and write serve_bench metrics")
+def _register_loadtest(serve_sub) -> None:
+    b = serve_sub.add_parser("loadtest", help="load-test the API on loopback and write serve_loadtest metrics")
     b.add_argument("--url", default=None,
                    help="a running service (http://127.0.0.1:PORT); default: start one on local Ray")
     b.add_argument("--api-key", default=None, help="key for --url (default: $MMREC_API_KEY)")
@@ -50,7 +55,7 @@ def register_bench(bench_sub) -> None:
                         "second replica, which takes 30-48 s to load on a busy 2-core box)")
     b.add_argument("--source", type=Path, default=Path("../shared/data"))
     add_config_args(b)
-    b.set_defaults(handler=_bench)
+    b.set_defaults(handler=_loadtest)
 
 
 def _settings(args, port: int | None = None):
@@ -138,11 +143,11 @@ def _serve(args) -> int:
     return 0
 
 
-def _bench(args) -> int:
+def _loadtest(args) -> int:
     from mmrec.artifacts import ArtifactStore
     from mmrec.errors import InputError
     from mmrec.outfit.scenes import SceneBook
-    from mmrec.serving.loadgen import REPLICA_COUNTS, run_bench
+    from mmrec.serving.loadgen import REPLICA_COUNTS, run_loadtest
 
     store = ArtifactStore(args.artifacts)
     _require_items(store)
@@ -182,10 +187,10 @@ def _bench(args) -> int:
     t0 = time.time()
     load_before = os.getloadavg()
     try:
-        phases = run_bench(url, key, scenes=scenes, photos=photos, user_ids=users,
-                           concurrency=args.concurrency, seconds=args.seconds, rps=args.rps,
-                           rps_seconds=args.rps_seconds, photo_share=args.photo_share,
-                           warmup_s=args.warmup, log=lambda m: print(m, file=sys.stderr))
+        phases = run_loadtest(url, key, scenes=scenes, photos=photos, user_ids=users,
+                              concurrency=args.concurrency, seconds=args.seconds, rps=args.rps,
+                              rps_seconds=args.rps_seconds, photo_share=args.photo_share,
+                              warmup_s=args.warmup, log=lambda m: print(m, file=sys.stderr))
         versions = _versions(url, key)
     finally:
         if server is not None:
@@ -202,12 +207,12 @@ def _bench(args) -> int:
     }
     metrics["errors_total"] = sum(p.get("errors", 0) for k, p in phases.items() if k not in REPLICA_COUNTS)
     summary = ("json", "photo", "open_loop", "errors_total", *REPLICA_COUNTS)
-    with store.write("serve_bench", config={k: metrics[k] for k in (
+    with store.write("serve_loadtest", config={k: metrics[k] for k in (
             "server", "profile", "concurrency", "phase_seconds", "rps", "rps_seconds", "photo_share")}) as w:
         (w.path / "metrics.json").write_text(json.dumps(metrics, indent=1), encoding="utf-8")
         w.metrics = {k: v for k, v in metrics.items() if k in summary}
     print(json.dumps({k: metrics.get(k) for k in summary}, indent=1))
-    print(f"wrote {store.root}/serve_bench/{w.version}/metrics.json", file=sys.stderr)
+    print(f"wrote {store.root}/serve_loadtest/{w.version}/metrics.json", file=sys.stderr)
     return 0
 
 

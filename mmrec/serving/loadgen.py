@@ -1,4 +1,4 @@
-"""Loopback load generator for the HTTP API, bounded in time (``mmrec bench serve``).
+"""Loopback load generator for the HTTP API, bounded in time (``mmrec serve loadtest``).
 
 Phases: a warm-up, then closed-loop JSON recommends at a fixed concurrency, then closed-loop
 photo recommends at the same concurrency, then an open-loop run at a fixed request rate
@@ -24,7 +24,7 @@ from typing import Any
 import numpy as np
 
 _COLOURS = ("black", "white", "navy blue", "red", "grey", "blue", "pink", "green", "beige", "brown")
-# server-side timings a photo answer carries (ms), averaged per phase by the bench
+# server-side timings a photo answer carries (ms), averaged per phase by the load test
 PHOTO_TIMINGS = ("photo_models_ms", "photo_wait_ms", "total_ms")
 _THINGS = ("shirt", "dress", "jeans", "kurta", "heels", "sneakers", "jacket", "top", "trousers", "watch")
 
@@ -162,10 +162,10 @@ class LoadGenerator:
         return res
 
 
-def run_bench(base_url: str, api_key: str, *, scenes: list[str], photos: list[bytes],
-              user_ids: list[str] | None = None, concurrency: int = 8, seconds: float = 30.0,
-              rps: float = 20.0, rps_seconds: float = 300.0, photo_share: float = 0.1,
-              warmup_s: float = 40.0, log=print) -> dict[str, Any]:
+def run_loadtest(base_url: str, api_key: str, *, scenes: list[str], photos: list[bytes],
+                 user_ids: list[str] | None = None, concurrency: int = 8, seconds: float = 30.0,
+                 rps: float = 20.0, rps_seconds: float = 300.0, photo_share: float = 0.1,
+                 warmup_s: float = 40.0, log=print) -> dict[str, Any]:
     """Run every phase and return the metrics (see module docstring)."""
     gen = LoadGenerator(base_url, api_key, scenes, photos, user_ids)
 
@@ -201,7 +201,7 @@ def run_bench(base_url: str, api_key: str, *, scenes: list[str], photos: list[by
 
 
 _ONE_REPLICA = "counted by the replica that answered /metrics"
-# what run_bench adds beside the load phases (read from one replica, not measured by the client)
+# what run_loadtest adds beside the load phases (read from one replica, not measured by the client)
 REPLICA_COUNTS = ("response_cache", "server_latency")
 
 

@@ -1,7 +1,7 @@
 """Start the service on this machine: on local Ray Serve, or with uvicorn in-process (no Ray).
 
 Both bind 127.0.0.1 and return a handle with the base URL and a ``stop()``; ``mmrec serve``,
-``mmrec bench serve``, the notebook and the slow tests use them.
+``mmrec serve loadtest``, the notebook and the slow tests use them.
 """
 
 from __future__ import annotations
