@@ -13,24 +13,12 @@ from mmrec.attributes.metrics import attribute_report, field_scores, selection_m
 from mmrec.attributes.parse import parse_answer
 from mmrec.attributes.predict import Predictor
 from mmrec.taxonomy import default_taxonomy
+from decode_fixtures import assert_fast_equals_generate as _assert_fast_equals_generate
+from decode_fixtures import random_images as _images
+from decode_fixtures import random_predictor  # noqa: F401  (a fixture)
 from sft_fixtures import TINY_FIELDS, tiny_model
 
 TAX = default_taxonomy()
-
-
-@pytest.fixture(scope="module")
-def random_predictor():
-    torch.set_num_threads(1)
-    model, processor, prompts, values = tiny_model(seed=3)
-    model.eval()
-    return Predictor(model, processor, prompts, TINY_FIELDS, values, TAX, image_size=56, batch_size=4,
-                     max_new_tokens=40)
-
-
-def _images(n, seed=0):
-    rng = np.random.default_rng(seed)
-    return [Image.fromarray(rng.integers(0, 256, (int(rng.integers(40, 300)), int(rng.integers(40, 300)), 3),
-                                         dtype=np.uint8)) for _ in range(n)]
 
 
 def test_constrained_output_always_parses_from_a_random_model(random_predictor):
@@ -60,23 +48,6 @@ def test_fast_decoding_equals_token_by_token_generate(random_predictor, method):
     pr = random_predictor
     assert pr.grammar.single_token_values  # the tiny tokenizer keeps every value one token
     _assert_fast_equals_generate(pr, square_pixels(_images(5, seed=7), 56), method)
-
-
-def _assert_fast_equals_generate(pr, images, method, views=1):
-    """``method`` decodes the batch of ``images`` (views stacked) exactly as generate() does."""
-    from mmrec.attributes.data import Collator, Example
-    from mmrec.attributes.decode import generate_constrained
-
-    batch = Collator(pr.processor, None, left_pad=True)([Example(pr.prompt_ids, [], 0)] * len(images), images=images)
-    fast, fast_ids = generate_constrained(pr.model, dict(batch), pr.grammar, pr.pad_id, method=method, views=views)
-    slow, slow_ids = generate_constrained(pr.model, dict(batch), pr.grammar, pr.pad_id, method="generate", views=views)
-    assert len(fast) == len(slow) == len(images) // views and fast_ids.shape[0] == slow_ids.shape[0] == len(fast)
-    assert [{f: r[f]["value"] for f in r} for r in fast] == [{f: r[f]["value"] for f in r} for r in slow]
-    for a, b in zip(fast, slow):
-        for f in TINY_FIELDS:
-            assert a[f]["confidence"] == pytest.approx(b[f]["confidence"], abs=1e-3)
-    tok = pr.tokenizer
-    assert tok.batch_decode(fast_ids, skip_special_tokens=True) == tok.batch_decode(slow_ids, skip_special_tokens=True)
 
 
 @pytest.fixture(scope="module")
@@ -143,71 +114,28 @@ def test_fast_decoding_of_mirror_views_equals_token_by_token_generate(sharp_pred
         view_mean(torch.zeros(5, 4), 2)
 
 
-def _grouped(pr, **kw):
-    return Predictor(pr.model, pr.processor, pr.prompts, pr.fields, pr.values, TAX, image_size=56,
-                     batch_size=4, max_new_tokens=40, colour_by_family=True, **kw)
-
-
-def test_colour_by_family_takes_the_likeliest_family_then_its_likeliest_colour(random_predictor, monkeypatch):
-    """Grouped choice: the colour family with the most probability in total wins, and within it the
-    most probable colour; the confidence stays that colour's probability. A random model spreads
-    probability thinly, so a family of many shades often beats the single likeliest colour."""
-    from mmrec.attributes import decode
-
-    grouped = _grouped(random_predictor, decode_method="lockstep")
-    seen = []
-    real_pick = decode._pick
-
-    def spy(logits, grammar, i, views=1):
-        toks, lps = real_pick(logits, grammar, i, views)
-        if grammar.fields[i] == "colour":
-            allowed = list(grammar.tries[i].children)
-            seen.append((torch.softmax(logits[:, allowed].float(), -1), [allowed.index(t) for t in toks], lps))
-        return toks, lps
-
-    monkeypatch.setattr(decode, "_pick", spy)
-    preds = grouped.predict_images(_images(8, seed=11))
-    monkeypatch.undo()
-    plain = random_predictor.predict_images(_images(8, seed=11))
-    trie = grouped.grammar.tries[TINY_FIELDS.index("colour")]
-    values = [c.value for c in trie.children.values()]
-    family = [TAX.colour_family(v) or v for v in values]
-    rows = [(p[r], k, lp) for p, ks, lps in seen for r, (k, lp) in enumerate(zip(ks, lps))]
-    assert len(rows) == 8
-    for (probs, k, lp), pred in zip(rows, preds):
-        mass = {}
-        for f, q in zip(family, probs.tolist()):
-            mass[f] = mass.get(f, 0.0) + q
-        best_family = max(mass, key=mass.get)
-        assert family[k] == best_family
-        assert probs[k] == max(q for f, q in zip(family, probs.tolist()) if f == best_family)
-        assert lp == pytest.approx(float(torch.log(probs[k])), abs=1e-5)
-        value = values[k]
-        assert pred.fields["colour"]["value"] == (None if value == "unknown" else value)
-        assert pred.fields["colour"]["confidence"] == pytest.approx(float(probs[k]), abs=1e-4)
-    # only colour is grouped: the other fields are the greedy answer; colour differs somewhere
-    for a, b in zip(plain, preds):
-        assert {f: a.fields[f] for f in ("category", "gender")} == {f: b.fields[f] for f in ("category", "gender")}
-    assert any(a.fields["colour"]["value"] != b.fields["colour"]["value"] for a, b in zip(plain, preds))
-
-
-@pytest.mark.parametrize("views", [1, 2])
-@pytest.mark.parametrize("method", ["lockstep", "jacobi"])
-def test_fast_decoding_by_colour_family_equals_token_by_token_generate(random_predictor, method, views):
+def test_a_choice_rule_replaces_greedy_in_every_decoding_method(random_predictor):
+    """`JsonGrammar.set_choice` (the seam experiments use, lab/sft/colour_family.py): a rule on a
+    one-token field is applied alike by generate(), lockstep and Jacobi decoding; unknown fields
+    are refused by name."""
     from mmrec.attributes.data import square_pixels
+    from mmrec.errors import ConfigError
 
-    images = square_pixels(_images(3, seed=23), 56)
-    if views == 2:
-        images = torch.cat([images, images.flip(-1)])
-    _assert_fast_equals_generate(_grouped(random_predictor), images, method, views)
-
-
-def test_grouped_choice_of_one_row():
-    from mmrec.attributes.decode import _grouped_best
-
-    # navy 0.40 alone vs blue 0.30 + teal 0.15 (one family) vs black 0.15: blue's family wins
-    probs = torch.tensor([[0.40, 0.30, 0.15, 0.15], [0.70, 0.10, 0.05, 0.15]])
-    assert _grouped_best(probs, [0, 1, 1, 2]).tolist() == [1, 0]
+    pr = Predictor(random_predictor.model, random_predictor.processor, random_predictor.prompts, TINY_FIELDS,
+                   random_predictor.values, TAX, image_size=56, batch_size=4, max_new_tokens=40)
+    least = lambda probs: probs.argmin(-1)  # noqa: E731  (the least likely colour: never greedy's)
+    pr.grammar.set_choice("colour", least)
+    images = square_pixels(_images(3, seed=29), 56)
+    for method in ("lockstep", "jacobi"):
+        _assert_fast_equals_generate(pr, images, method)
+    plain = random_predictor.predict_images(_images(3, seed=29))
+    chosen = pr.predict_images(_images(3, seed=29))
+    assert all(a.fields["colour"]["value"] != b.fields["colour"]["value"] for a, b in zip(plain, chosen))
+    assert [a.fields["category"] for a in plain] == [b.fields["category"] for b in chosen]
+    with pytest.raises(ConfigError, match="no field 'pattern'"):
+        pr.grammar.set_choice("pattern", least)
+    pr.grammar.set_choice("colour", None)
+    assert [a.fields for a in pr.predict_images(_images(3, seed=29))] == [a.fields for a in plain]
 
 
 def test_jacobi_decoding_follows_earlier_values_like_greedy_decoding(random_predictor, monkeypatch):

@@ -1,5 +1,5 @@
 """Mini/tiny Qwen2.5-VL building, tokenizer, chat template, processor equivalence, round trips,
-and the training-image augmentations (mirror, random resized crop)."""
+and the training-image augmentation (mirror)."""
 
 from __future__ import annotations
 
@@ -9,8 +9,7 @@ import torch
 from PIL import Image
 
 from mmrec.attributes.config import LoraSettings, MiniArch, ModelConfig, StageTrain
-from mmrec.attributes.data import (Collator, Example, Mirrored, PixelCache, RandomCropped, encode_records,
-                                   resized_crop)
+from mmrec.attributes.data import Collator, Example, Mirrored, PixelCache, encode_records
 from mmrec.attributes.model import load_model, mrope_sections, save_model
 from mmrec.attributes.prompts import chat_messages, messages
 from mmrec.attributes.train import augmented, lora_target_regex
@@ -149,117 +148,14 @@ def test_lora_targets_scope(tiny):
 
 
 # ----------------------------------------------------------------------------------- augmentation
-RED, BLUE, GREEN, YELLOW = (200, 30, 30), (20, 40, 180), (30, 160, 60), (240, 210, 30)
-
-
-def _quadrants(side: int = 64) -> Image.Image:
-    """Four solid quadrants: red | blue over green | yellow."""
-    a = np.zeros((side, side, 3), dtype=np.uint8)
-    h = side // 2
-    a[:h, :h], a[:h, h:], a[h:, :h], a[h:, h:] = RED, BLUE, GREEN, YELLOW
-    return Image.fromarray(a)
-
-
-def _examples(n: int) -> list[Example]:
-    return [Example([1, 2], [3], i) for i in range(n)]
-
-
-def test_crop_is_off_by_default_and_refuses_bad_values():
-    assert StageTrain().crop_scale is None
-    cfg = load_config("sft", profile="mini")  # configs/sft.yaml keeps it off in both stages
-    assert cfg.lora_stage.crop_scale is None and cfg.base_stage.crop_scale is None
-    ds, cbs = augmented(_examples(3), cfg.lora_stage)
-    assert isinstance(ds, Mirrored) and cbs == [] and all(ds[i].crop is None for i in range(len(ds)))
-    for bad in ([0.9, 0.7], [0, 1], [0.5, 1.2], [-0.1, 0.5], [0.5]):
-        with pytest.raises(ValueError, match="crop_scale"):
-            StageTrain(crop_scale=bad)
-    for bad in ([2, 1], [0, 1]):
-        with pytest.raises(ValueError, match="crop_ratio"):
-            StageTrain(crop_ratio=bad)
-    # the CLI's --set values are YAML: a flow list reaches the tuple, a bad one names the key
-    cfg = load_config("sft", profile="mini", overrides=["lora_stage.crop_scale=[0.7, 1.0]",
-                                                         "lora_stage.crop_ratio=[1, 1]"])
-    assert cfg.lora_stage.crop_scale == (0.7, 1.0) and cfg.lora_stage.crop_ratio == (1.0, 1.0)
-    assert cfg.base_stage.crop_scale is None
-    with pytest.raises(ConfigError, match=r"lora_stage\.crop_scale"):
-        load_config("sft", profile="mini", overrides=["lora_stage.crop_scale=[1.0, 0.7]"])
-
-
-def test_crop_windows_depend_only_on_seed_epoch_and_index():
-    def windows(seed: int, epoch: int, order) -> dict[int, tuple]:
-        ds = RandomCropped(Mirrored(_examples(20)), (0.5, 0.9), (1.0, 1.0), seed=seed)
-        ds.set_epoch(epoch)
-        return {i: ds[i].crop for i in order}
-
-    a = windows(0, 1, range(40))
-    assert a == windows(0, 1, reversed(range(40)))   # order of access (prefetch, resume skip) is irrelevant
-    assert a != windows(0, 2, range(40)) and a != windows(1, 1, range(40))
-    assert len(set(a.values())) == 40                 # the plain and the mirrored copy differ too
-    for left, top, right, bottom in a.values():
-        assert 0 <= left < right <= 1 and 0 <= top < bottom <= 1
-        assert 0.5 - 1e-9 <= (right - left) * (bottom - top) <= 0.9 + 1e-9
-        assert abs((right - left) - (bottom - top)) < 1e-9      # ratio [1, 1]: square stays square
-    ds = RandomCropped(Mirrored(_examples(2)), (0.5, 0.9), (0.75, 4 / 3), seed=0)
-    assert [ds[i].flip for i in range(4)] == [False, True, False, True]  # the mirror survives the crop
-    ds, cbs = augmented(_examples(2), StageTrain(crop_scale=[0.7, 1.0], hflip=False))
-    assert isinstance(ds, RandomCropped) and len(ds) == 2 and len(cbs) == 1
-
-
-def test_epoch_sync_enters_the_epoch_of_a_resumed_state():
-    from transformers import TrainerState
-
-    from mmrec.attributes.trainer import epoch_sync
-
-    ds = RandomCropped(_examples(4), (0.5, 1.0), (1.0, 1.0), seed=0)
-    cb = epoch_sync(ds)
-    for epoch, entered in [(0.0, 0), (2.0, 2), (2.75, 2), (3.0, 3)]:
-        cb.on_epoch_begin(None, TrainerState(epoch=epoch), None)
-        assert ds.epoch == entered
-
-
-def _colours(img: Image.Image) -> set[tuple[int, ...]]:
-    return {tuple(int(c) for c in px) for px in np.asarray(img).reshape(-1, 3)}
-
-
-def test_crop_only_moves_pixels():
-    plain = Image.new("RGB", (70, 50), RED)
-    out = resized_crop(plain, (0.13, 0.21, 0.77, 0.94))
-    assert out.size == plain.size and _colours(out) == {RED}          # colour untouched
-    quads = _quadrants(64)
-    # windows inside one quadrant are that quadrant's colour, blown up (2 px off its borders:
-    # bicubic's support reaches that far past the window)
-    assert _colours(resized_crop(quads, (0.05, 0.1, 0.4, 0.4))) == {RED}
-    assert _colours(resized_crop(quads, (0.55, 0.0, 1.0, 0.45))) == {BLUE}
-    # a window whose left third is red: the border lands at 64 * 1/3 = 21.3 px (pixel 20.8),
-    # with bicubic's few pixels of blend and ringing around it and solid colours beyond
-    row = np.asarray(resized_crop(quads, (1 / 3, 0.0, 5 / 6, 0.25)))[5]
-    assert (row[:18] == RED).all() and (row[24:] == BLUE).all()
-    assert int(np.argmax(row[:, 0] < (RED[0] + BLUE[0]) / 2)) == 21
-
-
-def test_collator_crops_cached_and_loaded_images_alike(tmp_path):
-    from types import SimpleNamespace
-
-    quads, plain = _quadrants(56), Image.new("RGB", (56, 56), GREEN)
-    paths = [str(tmp_path / "q.png"), str(tmp_path / "p.png")]
-    quads.save(paths[0]), plain.save(paths[1])
-    cache = PixelCache(np.stack([np.asarray(quads), np.asarray(plain)]), paths)
-    tok = SimpleNamespace(pad_token_id=0, convert_tokens_to_ids=lambda t: 1)
-    proc = SimpleNamespace(tokenizer=tok, image_processor=SimpleNamespace(merge_size=2))
-    box = (0.2, 0.1, 0.9, 0.8)
-    examples = [Example([], [], 0, crop=box), Example([], [], 1, crop=box, flip=True),
-                Example([], [], 0, crop=box, flip=True), Example([], [], 0)]
-    cached = Collator(proc, cache).images(examples)
-    assert cached.shape == (4, 3, 56, 56) and cached.dtype == torch.uint8  # input size unchanged
-    assert torch.equal(cached[0].permute(1, 2, 0), torch.from_numpy(np.array(resized_crop(quads, box))))
-    assert (cached[1].permute(1, 2, 0) == torch.tensor(GREEN, dtype=torch.uint8)).all()
-    assert torch.equal(cached[2], cached[0].flip(-1))        # crop first, then mirror
-    assert torch.equal(cached[3].permute(1, 2, 0), torch.from_numpy(np.array(quads)))
-    loaded = Collator(proc, None).images([Example([], [], paths[e.image], crop=e.crop, flip=e.flip)
-                                          for e in examples])
-    assert [im.size for im in loaded] == [(56, 56)] * 4
-    for im, x in zip(loaded, cached):
-        assert torch.equal(torch.from_numpy(np.array(im)), x.permute(1, 2, 0))
+def test_training_set_is_mirrored_and_crops_are_no_option():
+    """The product's one augmentation is the mirror (every record once each way per epoch); the
+    random crop was measured and not adopted (lab/sft/crop.py), so its keys are unknown."""
+    ds = augmented([Example([1, 2], [3], i) for i in range(3)], StageTrain())
+    assert isinstance(ds, Mirrored) and len(ds) == 6 and [ds[i].flip for i in range(4)] == [False, True] * 2
+    assert augmented([Example([1], [2], 0)], StageTrain(hflip=False)) == [Example([1], [2], 0)]
+    with pytest.raises(ConfigError, match=r"unknown key 'lora_stage\.crop_scale'"):
+        load_config("sft", profile="mini", overrides=["lora_stage.crop_scale=[0.7, 1.0]"])
 
 
 def test_answer_only_logits_keep_loss_and_gradients(tiny, tmp_path):
@@ -320,26 +216,3 @@ def test_cnn_baseline_is_reused_for_the_same_effective_budget(tmp_path):
     assert again.version == first.version and store.versions(KIND) == [first.version]
     _, _, other = cached_or_train(store, "ds1", px, labels, ["category"], implicit, 0.4, 16)
     assert other.version != first.version and len(store.versions(KIND)) == 2
-
-
-def test_label_smoothing_term_matches_torch(tiny, tmp_path):
-    """(1 - eps) * the model's own loss + eps * uniform_target_loss == torch's label-smoothed
-    cross-entropy on the same (shifted, masked) tokens."""
-    from mmrec.attributes.trainer import uniform_target_loss
-
-    model, processor, prompts, _ = tiny
-    p = tmp_path / "0.jpg"
-    draw_product("jeans", "red", jitter=2).save(p)
-    recs = [{"messages": messages(prompts.system, prompts.json_instruction(["category", "colour"]),
-                                  '{"category": "jeans", "colour": "red"}'), "images": [str(p)]}] * 2
-    cache = PixelCache.build([str(p)], TINY_ARCH["image_size"], tmp_path / "cache")
-    batch = Collator(processor, cache)(encode_records(recs, processor, cache.index))
-    with torch.no_grad():
-        out = model(**batch)
-    eps = 0.2
-    ours = (1 - eps) * out.loss + eps * uniform_target_loss(out.logits, batch["labels"])
-    logits, labels = out.logits[:, :-1], batch["labels"][:, 1:]
-    ref = torch.nn.functional.cross_entropy(logits.reshape(-1, logits.shape[-1]).float(), labels.reshape(-1),
-                                            ignore_index=-100, label_smoothing=eps)
-    assert float(ours) == pytest.approx(float(ref), rel=1e-5)
-    assert uniform_target_loss(out.logits, torch.full_like(batch["labels"], -100)) is None

@@ -17,40 +17,13 @@ import pytest
 import torch
 from PIL import Image
 
-from mmrec.artifacts import ArtifactStore
+from mmrec.attributes.losses import ExtraLoss
 from mmrec.cli import main
 from mmrec.taxonomy import default_taxonomy
-from sft_fixtures import draw_product, make_items
+from sft_fixtures import draw_product
+from sft_runs import lora_cfg as _lora_cfg, run, teacher, train_log as _log  # noqa: F401  (fixtures)
 
 TAX = default_taxonomy()
-
-
-@pytest.fixture(scope="module")
-def run(tmp_path_factory):
-    torch.set_num_threads(1)
-    root = tmp_path_factory.mktemp("sft")
-    store = ArtifactStore(root / "artifacts")
-    make_items(store, root, 60)
-    base = ["--artifacts", str(root / "artifacts"), "--profile", "tiny", "--quiet"]
-    runs = f"output_dir={root / 'runs'}"
-    assert main(base + ["sft", "build", "--recipe", "sft_data/recipes/tiny.yaml"]) == 0
-    assert main(base + ["sft", "train", "--set", runs]) == 0
-    adapter_version = store.current_version("vlm")
-    assert main(base + ["sft", "eval", "--vlm", adapter_version, "--set", runs]) == 0
-    assert main(base + ["sft", "export", "--vlm", adapter_version]) == 0
-    return root, store, base, runs, adapter_version
-
-
-def _log(art):
-    return [json.loads(line) for line in art.file("train_log.jsonl").read_text().splitlines()]
-
-
-def _lora_cfg(output_dir, *overrides: str):
-    """The tiny LoRA stage writing to ``output_dir``, validating on 4 products, plus ``overrides``."""
-    from mmrec.config import load_config
-
-    return load_config("sft", profile="tiny", overrides=[f"output_dir={output_dir}", "lora_stage.eval_samples=4",
-                                                          *overrides])
 
 
 def test_training_lowers_the_loss(run):
@@ -167,8 +140,7 @@ def test_resume_reproduces_the_uninterrupted_adapter(run, tmp_path):
     from mmrec.attributes.train import train_lora
 
     _, store, *_ = run
-    cfg = _lora_cfg(tmp_path, "lora_stage.eval_steps=null", "lora_stage.max_steps=8", "lora_stage.save_steps=4",
-                    "lora_stage.crop_scale=[0.6, 1.0]")  # augmented batches must replay identically
+    cfg = _lora_cfg(tmp_path, "lora_stage.eval_steps=null", "lora_stage.max_steps=8", "lora_stage.save_steps=4")
     train_lora(store, cfg, profile="tiny")
     out = next(tmp_path.glob("lora-*"))
     full = load_file(out / "checkpoint-8" / "adapter_model.safetensors")
@@ -181,16 +153,50 @@ def test_resume_reproduces_the_uninterrupted_adapter(run, tmp_path):
     assert any("lora_B" in k and float(full[k].abs().max()) > 0 for k in full)
 
 
-def test_lora_stage_with_the_colour_family_loss_logs_it(run, tmp_path):
+class _ZeroTerm(ExtraLoss):
+    """A test plug-in: a zero term that still carries the graph, logged as ``zero_term``."""
+
+    name, log_key = "zero_test", "zero_term"
+
+    def __call__(self, outputs, inputs):
+        return outputs.logits.sum() * 0 if inputs.get("labels") is not None else None
+
+
+def test_extra_loss_plugins_are_validated_built_logged_and_recorded(run, tmp_path):
+    """The trainer runs the configured plug-ins (`mmrec.attributes.losses`): an unknown name is
+    refused naming the registered ones, bad parameters name what the factory takes, and a
+    registered plug-in is built for its stage, logs under its key and is recorded in the artifact."""
+    from mmrec.attributes import losses
     from mmrec.attributes.train import train_lora
+    from mmrec.errors import ConfigError
 
     _, store, *_ = run
-    cfg = _lora_cfg(tmp_path, "lora_stage.eval_steps=null", "lora_stage.max_steps=20",
-                    "lora_stage.colour_family_loss=1.0", "lora_stage.logging_steps=5")
-    art = train_lora(store, cfg, profile="tiny")
-    group = [r["group_loss"] for r in _log(art) if "group_loss" in r]
-    assert len(group) >= 4 and group[-1] < group[0], group
-    assert art.config["lora_stage"]["colour_family_loss"] == 1.0
+    with pytest.raises(ConfigError, match=r"unknown extra losses \['nope'\]; registered: .*'distill'"):
+        _lora_cfg(tmp_path, "lora_stage.extra_losses.nope.weight=1")
+    with pytest.raises(ConfigError, match=r"'distill': bad parameters .* takes \['weight', 'vectors'\]"):
+        _lora_cfg(tmp_path, "base_stage.extra_losses.distill.wieght=1")
+    with pytest.raises(ConfigError, match=r"runs in the \['base'\] stage"):
+        train_lora(store, _lora_cfg(tmp_path, "lora_stage.max_steps=1", "lora_stage.eval_steps=null",
+                                    "lora_stage.extra_losses.distill.weight=1"), profile="tiny")
+
+    built = []
+
+    @losses.register_extra_loss("zero_test", stages=("lora",))
+    def zero_test(ctx, weight: float):
+        built.append(ctx.stage)
+        return _ZeroTerm(weight)
+
+    try:
+        cfg = _lora_cfg(tmp_path, "lora_stage.eval_steps=null", "lora_stage.max_steps=10", "lora_stage.logging_steps=5",
+                        "lora_stage.extra_losses.zero_test.weight=0.5")
+        art = train_lora(store, cfg, profile="tiny")
+    finally:
+        losses._REGISTRY.pop("zero_test")
+    assert built == ["lora"]
+    logged = [r["zero_term"] for r in _log(art) if "zero_term" in r]
+    assert len(logged) >= 2 and all(v == 0 for v in logged)
+    assert art.metrics["extra_losses"] == {"zero_test": {"weight": 0.5}}
+    assert art.config["lora_stage"]["extra_losses"] == {"zero_test": {"weight": 0.5}}
 
 
 def test_build_tagger_reuses_what_exists(run):
@@ -325,166 +331,30 @@ def test_weight_average_follows_the_weights_with_warm_up():
     assert avg.shadow is None and torch.allclose(model.weight, torch.ones(1, 2), atol=1e-6)
 
 
-def test_label_smoothing_reaches_the_training_loss(run, tmp_path):
-    from mmrec.attributes.train import train_lora
+def test_a_tagger_of_another_image_fit_is_refused_and_older_manifests_load(run, tmp_path):
+    """Until 2026-12-07 artifacts recorded the fit their photos were given (``image_fit``); the
+    product squashes only, so "squash" (or no key) loads as before and the one experiment's
+    "foreground" (lab/README.md) is refused by name instead of being fed squashed photos."""
+    from mmrec.artifacts import Artifact
+    from mmrec.attributes.config import MiniArch, ModelConfig
+    from mmrec.attributes.tagger import vlm_input
+    from mmrec.errors import ConfigError
 
-    _, store, *_ = run
-
-    def first_loss(eps: float) -> float:
-        cfg = _lora_cfg(tmp_path / "runs", "lora_stage.eval_steps=null", "lora_stage.max_steps=1",
-                        f"lora_stage.label_smoothing={eps}")
-        return [r["loss"] for r in _log(train_lora(store, cfg, profile="tiny")) if "loss" in r][0]
-
-    # step 1 sees the same weights (LoRA B = 0) and batch: equal losses would mean the smoothing
-    # never reached the loss (its formula is checked against torch in test_attributes_model)
-    plain, again, smoothed = first_loss(0.0), first_loss(0.0), first_loss(0.5)
-    assert again == plain and abs(smoothed - plain) > 1e-3, (plain, smoothed)
-
-
-def test_value_smoothing_reaches_the_training_loss(run, tmp_path):
-    from mmrec.attributes.train import train_lora
-
-    _, store, *_ = run
-
-    def first_loss(*overrides: str):
-        cfg = _lora_cfg(tmp_path / "runs", "lora_stage.eval_steps=null", "lora_stage.max_steps=1", *overrides)
-        art = train_lora(store, cfg, profile="tiny")
-        return [r["loss"] for r in _log(art) if "loss" in r][0], art
-
-    plain, _ = first_loss()
-    smoothed, art = first_loss("lora_stage.value_smoothing.colour=0.5")
-    # same weights and batch at step 1: the loss moves only if the colour term reached it
-    assert abs(smoothed - plain) > 1e-4, (plain, smoothed)
-    assert art.config["lora_stage"]["value_smoothing"] == {"colour": 0.5}
-
-
-def test_foreground_fit_is_trained_recorded_and_served_alike(run, tmp_path):
-    """A base trained on foreground-fitted photos passes the fit to its LoRA tagger, and the tagger
-    fits a photo it is given exactly as training fitted the same photo (no train/serve skew)."""
-    from mmrec.attributes.data import square_pixels
-    from mmrec.attributes.tagger import Tagger
-    from mmrec.attributes.train import load_parts, pixel_cache, train_base, train_lora
-    from mmrec.images import load_image
-
-    _, store, *_ = run
-    before = {k: store.current_version(k) for k in ("vlm_base", "vlm")}
-    try:
-        fit = ["model.arch.image_fit=foreground"]
-        base = train_base(store, _lora_cfg(tmp_path, "base_stage.max_steps=2", *fit), profile="tiny")
-        assert base.config["model"]["arch"]["image_fit"] == "foreground"
-        # the LoRA stage follows its base, whatever its own config says
-        art = train_lora(store, _lora_cfg(tmp_path, "lora_stage.max_steps=2", "lora_stage.eval_steps=null"),
-                         profile="tiny")
-        assert art.manifest["image_fit"] == "foreground"
-        tagger = Tagger.load(store, art.version, hflip_tta=False)
-        assert tagger.predictor.image_fit == "foreground"
-
-        parts = load_parts(store, None)
-        products = parts.split("val")[:3]
-        cache = pixel_cache(store, parts, 56, "foreground")
-        squashed = pixel_cache(store, parts, 56)
-        rows = [cache.index[p["image_path"]] for p in products]
-        photos = [load_image(p["image_path"]) for p in products]
-        assert torch.equal(square_pixels(photos, 56, "foreground"), cache.batch(rows))
-        assert not torch.equal(cache.batch(rows), squashed.batch(rows))
-        served = [{f: v["value"] for f, v in r.items()} for r in tagger.tag(photos)]
-        trained = [p.values() for p in tagger.predictor.predict_cached(cache, rows)]
-        assert served == trained
-    finally:
-        for kind, version in before.items():
-            store.set_current(kind, version)
-
-
-def test_image_fit_benchmark_scores_each_fit(run, tmp_path, monkeypatch):
-    import runpy
-    import sys
-    from pathlib import Path
-
-    root, *_ = run
-    script = Path(__file__).resolve().parents[1] / "benchmark" / "image_fit_cnn.py"
-    monkeypatch.setattr(sys, "argv", [str(script), "--artifacts", str(root / "artifacts"), "--size", "56",
-                                      "--budget-s", "1", "--threads", "1", "--out", str(tmp_path)])
-    runpy.run_path(str(script), run_name="__main__")
-    fits = json.loads((tmp_path / "metrics.json").read_text())["fits"]
-    assert set(fits) == {"squash", "foreground"}
-    for scores in fits.values():
-        assert 0 < scores["product_share"] <= 1 and scores["steps"] >= 1
-        assert all(0 <= scores[f] <= 1 for f in ("category", "gender", "colour", "colour_family", "usage"))
-
-
-def test_colour_histogram_joins_the_teacher_vector(teacher, tmp_path):
-    """`distill.colour_histogram` appends each train photo's colour histogram, computed from the
-    pixels the base stage trains on, to its CLIP vector; the base stage learns the joint target."""
-    from mmrec.attributes.distill import teacher_targets
-    from mmrec.attributes.train import load_parts, pixel_cache, train_base
-    from mmrec.colour_histogram import DIM, colour_histogram
-    from mmrec.config import load_config
-
-    store = teacher
-    parts = load_parts(store, None)
-    cache = pixel_cache(store, parts, 56, "squash")
-    plain = teacher_targets(store, None, parts.products, cache.index)
-    joint = teacher_targets(store, None, parts.products, cache.index, colour_histogram=0.5, pixels=cache.pixels)
-    assert (joint.mask == plain.mask).all() and joint.vectors.shape[1] == plain.vectors.shape[1] + DIM
-    i = int(np.nonzero(joint.mask)[0][0])
-    row = joint.vectors[i]
-    assert np.isclose(np.linalg.norm(row), 1, atol=1e-5)
-    d = plain.vectors.shape[1]
-    # the CLIP part keeps its direction; the histogram part is the photo's, at half the CLIP part's length
-    assert np.allclose(row[:d] / np.linalg.norm(row[:d]), plain.vectors[i], atol=1e-5)
-    h = colour_histogram(np.asarray(cache.pixels[i]))
-    assert np.allclose(row[d:] / np.linalg.norm(row[d:]), h / np.linalg.norm(h), atol=1e-5)
-    assert np.isclose(np.linalg.norm(row[d:]) / np.linalg.norm(row[:d]), 0.5, atol=1e-4)
-    assert not joint.vectors[~joint.mask].any()
-    with pytest.raises(Exception, match="pixel cache"):
-        teacher_targets(store, None, parts.products, cache.index, colour_histogram=0.5)
-
-    cfg = load_config("sft", profile="tiny", overrides=[
-        f"output_dir={tmp_path}", "distill.weight=1.0", "distill.colour_histogram=1.0",
-        "base_stage.max_steps=40", "base_stage.lr=1e-2"])
-    art = train_base(store, cfg, profile="tiny")
-    assert "colour histogram x 1" in art.metrics["distill"]["teacher"]
-    rows = [r["distill_loss"] for r in _log(art) if "distill_loss" in r]
-    assert rows[-1] < rows[0] - 0.05, rows
-
-
-def test_adapter_soup_averages_merged_adapters_without_touching_current(run, tmp_path, monkeypatch, capsys):
-    import runpy
-    import sys
-    from pathlib import Path
-
-    from mmrec.attributes.tagger import load_vlm
-    from mmrec.attributes.train import train_base, train_lora
-
-    root, store, _, _, first = run
-    current = store.current_version("vlm")
-    base = next(i["version"] for i in store.load("vlm", first).manifest["inputs"] if i["kind"] == "vlm_base")
-    second = train_lora(store, _lora_cfg(tmp_path, "lora_stage.eval_steps=null", "lora_stage.max_steps=6",
-                                         "lora_stage.seed=1", f"model.base_version={base}"), profile="tiny").version
-    store.set_current("vlm", current)
-    script = Path(__file__).resolve().parents[1] / "benchmark" / "adapter_soup.py"
-
-    def soup(versions: str) -> str:
-        monkeypatch.setattr(sys, "argv", [str(script), "--artifacts", str(root / "artifacts"), "--vlm", versions])
-        runpy.run_path(str(script), run_name="__main__")
-        return capsys.readouterr().out.strip().splitlines()[-1]
-
-    version = soup(f"{first},{second}")
-    assert store.current_version("vlm") == current
+    _, store, _, _, version = run
     art = store.load("vlm", version)
-    assert art.manifest["format"] == "merged" and art.manifest["soup_of"] == [first, second]
-    merged = [load_vlm(store.load("vlm", v), merge=True)[0].state_dict() for v in (first, second)]
-    souped = load_vlm(art)[0].state_dict()
-    assert any(not torch.equal(merged[0][k], merged[1][k]) for k in souped)   # two different fine-tunings
-    for k, t in souped.items():
-        assert torch.allclose(t.float(), (merged[0][k].float() + merged[1][k].float()) / 2, atol=1e-6), k
-    with pytest.raises(Exception, match="not an adapter"):
-        soup(f"{first},{version}")                                   # a merged model is not an ingredient
-    current_base = store.current_version("vlm_base")
-    other_base = train_base(store, _lora_cfg(tmp_path / "b", "base_stage.max_steps=2"), profile="tiny").version
-    other = train_lora(store, _lora_cfg(tmp_path / "o", "lora_stage.eval_steps=null", "lora_stage.max_steps=2",
-                                        f"model.base_version={other_base}"), profile="tiny").version
-    store.set_current("vlm", current)
-    store.set_current("vlm_base", current_base)
-    with pytest.raises(Exception, match="not one base"):
-        soup(f"{first},{other}")                                     # adapters of two bases do not average
+    assert "image_fit" not in art.manifest and vlm_input(art) == 56
+
+    def with_fit(manifest_fit, config_fit):
+        manifest = {**art.manifest, **({"image_fit": manifest_fit} if manifest_fit else {})}
+        arch = {**art.config["model"]["arch"], **({"image_fit": config_fit} if config_fit else {})}
+        return Artifact(art.kind, art.version, art.path, manifest | {"config": {**art.config, "model": {
+            **art.config["model"], "arch": arch}}})
+
+    assert vlm_input(with_fit("squash", "squash")) == 56
+    for fits in (("foreground", None), (None, "foreground")):
+        with pytest.raises(ConfigError, match="image fit 'foreground'.*lab/README.md"):
+            vlm_input(with_fit(*fits))
+    old = {**art.config["model"], "arch": {**art.config["model"]["arch"], "image_fit": "squash"}}
+    assert ModelConfig.model_validate(old).arch == MiniArch.model_validate(art.config["model"]["arch"])
+    with pytest.raises(ValueError, match="image_fit 'foreground' is not a fit the product ships"):
+        MiniArch(image_fit="foreground")

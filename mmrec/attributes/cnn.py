@@ -108,8 +108,7 @@ def predict_cnn(model, classes: dict[str, list[str]], pixels: np.ndarray, batch_
 
 def cached_or_train(store: ArtifactStore, dataset_version: str, pixels_train: np.ndarray,
                     labels: Sequence[dict[str, str | None]], fields: Sequence[str], cfg: CnnBaseline,
-                    budget_s: float, image_size: int, threads: int = 1, *, image_fit: str = "squash",
-                    ) -> tuple[Any, dict, Artifact]:
+                    budget_s: float, image_size: int, threads: int = 1) -> tuple[Any, dict, Artifact]:
     """Reuse a ``sft_cnn`` artifact with the same dataset, budget and settings, or train one."""
     import torch
 
@@ -117,11 +116,13 @@ def cached_or_train(store: ArtifactStore, dataset_version: str, pixels_train: np
     # the same number set explicitly); threads likewise
     settings = cfg.model_dump(mode="json", exclude={"time_budget_s", "threads"})
     key = {"dataset": dataset_version, "budget_s": round(budget_s, 1), "image_size": image_size,
-           "image_fit": image_fit, "fields": list(fields), **settings, "threads": threads}
+           "fields": list(fields), **settings, "threads": threads}
     for version in reversed(store.versions(KIND)):
         art = store.load(KIND, version)
         stored = {k: v for k, v in art.config.items() if k != "time_budget_s"}  # older keys carry it
-        stored.setdefault("image_fit", "squash")  # CNNs from before fits existed saw squashed photos
+        # CNNs of 2026-12-06 record the fit they saw; only squashed photos are what this one sees
+        if stored.pop("image_fit", "squash") != "squash":
+            continue
         if stored == key:
             meta = json.loads(art.file("meta.json").read_text())
             model = _net(cfg.width, {f: len(c) for f, c in meta["classes"].items()})

@@ -8,12 +8,12 @@ Layered as every stage: defaults here < ``configs/sft.yaml`` < the profile's ``s
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Any, Literal
 
 from pydantic import Field, field_validator, model_validator
 
+from mmrec.attributes.losses import check_specs
 from mmrec.config import StrictModel
-from mmrec.images import ImageFit
 
 
 class MiniArch(StrictModel):
@@ -29,13 +29,25 @@ class MiniArch(StrictModel):
     vision_layers: int = Field(2, ge=1)
     vision_heads: int = Field(4, ge=1)
     vision_mlp_ratio: float = Field(4.0, gt=0)
-    image_size: int = Field(112, ge=28, description="square input side; a multiple of 28 (patch 14 x merge 2)")
-    image_fit: ImageFit = Field(
-        "squash", description="how a photo becomes the square: squash the whole photo, or crop to the "
-        "product on its studio background first (mmrec.images.resize_foreground)")
+    image_size: int = Field(112, ge=28, description="square input side; a multiple of 28 (patch 14 x merge "
+                                                     "2); every photo is squashed to it (mmrec.images.resize_square)")
     max_position_embeddings: int = 1024
     rope_theta: float = 10000.0
     tie_word_embeddings: bool = False
+
+    @model_validator(mode="before")
+    @classmethod
+    def _legacy_image_fit(cls, data: Any) -> Any:
+        # configs recorded in vlm / vlm_base artifacts before 2026-12-07 carry image_fit, which
+        # was "squash" unless an experiment set "foreground" (lab/README.md, not adopted)
+        if isinstance(data, dict) and "image_fit" in data:
+            fit = data["image_fit"]
+            if fit != "squash":
+                raise ValueError(f"image_fit {fit!r} is not a fit the product ships: photos are squashed "
+                                 "to the square (image_fit 'squash', or leave the key out); the "
+                                 "'foreground' experiment is recorded in lab/README.md")
+            data = {k: v for k, v in data.items() if k != "image_fit"}
+        return data
 
     @model_validator(mode="after")
     def _dims(self) -> MiniArch:
@@ -124,12 +136,6 @@ class StageTrain(StrictModel):
         100, ge=1, description="the best checkpoint is picked by the mean macro-F1 of the fields labelled "
                                "on at least this many of the evaluated val products (the rest are noise)")
     hflip: bool = Field(True, description="augment with mirrored images (each epoch: every record once each way)")
-    crop_scale: tuple[float, float] | None = Field(
-        None, description="random resized crop: [min, max] area fraction of the window, 0 < min <= max <= 1 "
-                          "(null: off). Geometry only: colours stay untouched, being a predicted attribute")
-    crop_ratio: tuple[float, float] = Field(
-        (3 / 4, 4 / 3), description="[min, max] aspect ratio of the crop window relative to the image's "
-                                    "(log-uniform; [1, 1] keeps shapes unstretched)")
     time_budget_min: float | None = Field(
         None, gt=0, description="time budget: the cosine schedule runs over whichever of max_steps or "
                                 "this budget ends first, and training stops there")
@@ -140,43 +146,18 @@ class StageTrain(StrictModel):
         None, gt=0, lt=1, description="exponential moving average of the trainable weights with this decay "
                                       "per step (e.g. 0.999); validation, the best adapter and the final "
                                       "model use the average (null: off; not with ZeRO-3)")
-    label_smoothing: float = Field(
-        0.0, ge=0, lt=1, description="weight of the uniform target in the token loss (label smoothing "
-                                     "over the vocabulary); 0: off")
-    value_smoothing: dict[str, float] = Field(
-        default_factory=dict, description="LoRA stage: label smoothing of single fields' values over that "
-                                          "field's values only, field -> eps (e.g. {colour: 0.1}; "
-                                          "mmrec.attributes.value_losses.ValueSmoothing; one-token values)")
-    colour_family_loss: float = Field(
-        0.0, ge=0, description="LoRA stage: weight of -log P(true colour family) at the colour value of "
-                               "JSON answers (mmrec.attributes.value_losses; one-token values); 0: off")
+    extra_losses: dict[str, dict[str, Any]] = Field(
+        default_factory=dict, description="extra loss plug-ins added to the token loss, name -> parameters "
+                                          "(mmrec.attributes.losses; experiments register theirs first)")
     tasks: list[Literal["json", "single", "caption"]] = Field(default_factory=lambda: ["json", "single"])
     lowercase_answers: bool = Field(
         False, description="lowercase the target text (mini base stage: title words then share "
                            "tokens with the lowercase taxonomy values the SFT stage predicts)")
 
-    @field_validator("crop_scale")
+    @field_validator("extra_losses")
     @classmethod
-    def _crop_scale(cls, v: tuple[float, float] | None) -> tuple[float, float] | None:
-        if v is not None and not 0 < v[0] <= v[1] <= 1:
-            raise ValueError(f"crop_scale must be [min, max] with 0 < min <= max <= 1, got {list(v)}; "
-                             "e.g. [0.7, 1.0], or null for no crop")
-        return v
-
-    @field_validator("value_smoothing")
-    @classmethod
-    def _value_smoothing(cls, v: dict[str, float]) -> dict[str, float]:
-        bad = {f: eps for f, eps in v.items() if not 0 <= eps < 1}
-        if bad:
-            raise ValueError(f"value_smoothing eps must be in [0, 1), got {bad}; e.g. {{colour: 0.1}}")
-        return v
-
-    @field_validator("crop_ratio")
-    @classmethod
-    def _crop_ratio(cls, v: tuple[float, float]) -> tuple[float, float]:
-        if not 0 < v[0] <= v[1]:
-            raise ValueError(f"crop_ratio must be [min, max] with 0 < min <= max, got {list(v)}; "
-                             "e.g. [0.75, 1.333], or [1, 1] for no stretch")
+    def _extra_losses(cls, v: dict[str, dict[str, Any]]) -> dict[str, dict[str, Any]]:
+        check_specs(v)
         return v
 
 
@@ -187,8 +168,6 @@ class DecodeSettings(StrictModel):
     batch_size: int = Field(64, ge=1)
     hflip_tta: bool = Field(True, description="constrained mode: choose each value from the mean probabilities "
                                                "of the image and its mirror image (2x the compute)")
-    colour_by_family: bool = Field(False, description="constrained mode, one-token values: choose the colour "
-                                                      "family with the most probability, then the colour in it")
 
 
 class CnnBaseline(StrictModel):
@@ -215,9 +194,6 @@ class DistillSettings(StrictModel):
 
     weight: float = Field(0.0, ge=0, description="weight of the 1 - cosine loss next to captioning (0: off)")
     vectors: str | None = Field(None, description="vectors artifact version or path (null: CURRENT)")
-    colour_histogram: float = Field(
-        0.0, ge=0, description="append each photo's foreground colour histogram to the teacher vector, "
-        "at this length relative to the CLIP vector's (0: off)")
 
 
 class SftConfig(StrictModel):

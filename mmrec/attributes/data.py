@@ -1,4 +1,4 @@
-"""Records -> model tensors: tokenised chat turns, images, augmentations and the batch collator.
+"""Records -> model tensors: tokenised chat turns, images, the mirror augmentation and the batch collator.
 
 A record is tokenised once (prompt and answer separately, so the loss mask is exact) with one
 ``<|image_pad|>``; the collator runs the image processor on the batch and expands that token to
@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import math
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, Sequence
@@ -22,9 +21,6 @@ from mmrec.attributes.prompts import chat_messages
 
 IGNORE_INDEX = -100
 
-# A crop window as fractions of the image: (left, top, right, bottom), each in [0, 1].
-Box = tuple[float, float, float, float]
-
 
 @dataclass
 class Example:
@@ -33,7 +29,6 @@ class Example:
     image: int | str        # PixelCache row, or an image path
     record: dict[str, Any] | None = None
     flip: bool = False      # mirror the image horizontally (augmentation)
-    crop: Box | None = None  # crop to this window, resized back to the full size (augmentation)
 
 
 class Mirrored:
@@ -53,81 +48,6 @@ class Mirrored:
 
     def __getitem__(self, i: int) -> Example:
         return replace(self.examples[i // 2], flip=bool(i % 2))
-
-
-class RandomCropped:
-    """Each example with a random resized crop window drawn from (seed, epoch, index) alone.
-
-    The window's area fraction is uniform in ``scale`` and its aspect ratio log-uniform in
-    ``ratio``; its position is uniform, which is the (small) translation. Only geometry
-    changes: no colour jitter, because colour is a predicted attribute, and no padding, which
-    would add a fill colour. As in ``Mirrored`` nothing is drawn from a global RNG (see why
-    there); for a fresh window each epoch, ``set_epoch`` is told the epoch the Trainer enters
-    (``trainer.epoch_sync``; after a resume, the checkpoint's epoch), so a resumed run redraws
-    exactly the windows of the uninterrupted one, whatever order the items are fetched in.
-    """
-
-    def __init__(self, examples: Sequence[Example], scale: tuple[float, float],
-                 ratio: tuple[float, float], *, seed: int):
-        self.examples = examples
-        self.scale, self.ratio = scale, ratio
-        # SeedSequence takes non-negative entropy only; any int config seed maps to one
-        self.seed = seed % 2 ** 64
-        self.epoch = 0
-
-    def set_epoch(self, epoch: int) -> None:
-        self.epoch = epoch
-
-    def __len__(self) -> int:
-        return len(self.examples)
-
-    def __getitem__(self, i: int) -> Example:
-        rng = np.random.default_rng([self.seed, self.epoch, i])
-        return replace(self.examples[i], crop=crop_box(rng, self.scale, self.ratio))
-
-
-def crop_box(rng: np.random.Generator, scale: tuple[float, float], ratio: tuple[float, float]) -> Box:
-    """A window of area fraction ~U(scale) and aspect ~logU(ratio) at a uniform position.
-
-    Sides are relative to the image's own, so ratio 1 keeps its shape. A side that would pass
-    1 is clipped to 1 (a slightly smaller area) instead of re-drawn as torchvision does: a
-    fixed number of draws per item keeps the stream simple to reason about.
-    """
-    area = rng.uniform(*scale)
-    aspect = math.exp(rng.uniform(math.log(ratio[0]), math.log(ratio[1])))
-    w, h = min(1.0, math.sqrt(area * aspect)), min(1.0, math.sqrt(area / aspect))
-    left, top = rng.uniform(0, 1 - w), rng.uniform(0, 1 - h)
-    return (left, top, left + w, top + h)
-
-
-def resized_crop(img, box: Box):
-    """``img`` (PIL) cropped to ``box`` and resized back to its own size.
-
-    Keeping the size keeps the image on the input path it had uncropped (the same number of
-    image tokens once the processor resizes it); bicubic as the pixel cache's resize.
-    """
-    from PIL import Image
-
-    w, h = img.size
-    return img.resize((w, h), Image.Resampling.BICUBIC,
-                      box=(box[0] * w, box[1] * h, box[2] * w, box[3] * h))
-
-
-def _crop_chw(x, box: Box):
-    """``resized_crop`` of one cached [3, H, W] uint8 tensor."""
-    import torch
-    from PIL import Image
-
-    img = Image.fromarray(np.ascontiguousarray(x.permute(1, 2, 0).numpy()))
-    return torch.from_numpy(np.array(resized_crop(img, box))).permute(2, 0, 1)  # a writable copy
-
-
-def _augment(img, e: Example):
-    """A PIL image with the example's crop, then its flip, applied."""
-    from PIL import ImageOps
-
-    img = resized_crop(img, e.crop) if e.crop is not None else img
-    return ImageOps.mirror(img) if e.flip else img
 
 
 def split_turns(record: dict[str, Any], processor, *, lowercase_answer: bool = False) -> tuple[str, str]:
@@ -172,7 +92,7 @@ def encode_records(records: Sequence[dict[str, Any]], processor, image_index: di
 
 
 class PixelCache:
-    """Every dataset image fitted to ``size`` x ``size`` uint8 RGB, decoded once and memory-mapped."""
+    """Every dataset image squashed to ``size`` x ``size`` uint8 RGB, decoded once and memory-mapped."""
 
     def __init__(self, pixels: np.ndarray, paths: list[str]):
         self.pixels = pixels
@@ -180,16 +100,13 @@ class PixelCache:
         self.index = {p: i for i, p in enumerate(paths)}
 
     @classmethod
-    def build(cls, paths: Sequence[str], size: int, cache_dir: str | Path, *, fit: str = "squash",
-              progress: bool = False) -> PixelCache:
+    def build(cls, paths: Sequence[str], size: int, cache_dir: str | Path, *, progress: bool = False) -> PixelCache:
         from tqdm import tqdm
 
-        from mmrec.images import fit_square, load_image
+        from mmrec.images import load_image, resize_square
 
         paths = sorted(set(paths))
-        # squash caches keep the key they had before fits existed
-        suffix = f"\n{size}" + ("" if fit == "squash" else f"\n{fit}")
-        key = hashlib.sha256(("\n".join(paths) + suffix).encode()).hexdigest()[:16]
+        key = hashlib.sha256(("\n".join(paths) + f"\n{size}").encode()).hexdigest()[:16]
         cache_dir = Path(cache_dir)
         npy, names = cache_dir / f"pixels-{size}-{key}.npy", cache_dir / f"pixels-{size}-{key}.json"
         if npy.is_file() and names.is_file():
@@ -197,7 +114,7 @@ class PixelCache:
         cache_dir.mkdir(parents=True, exist_ok=True)
         arr = np.zeros((len(paths), size, size, 3), dtype=np.uint8)
         for i, p in enumerate(tqdm(paths, desc=f"cache {size}px", unit="img", disable=not progress)):
-            arr[i] = np.asarray(fit_square(load_image(p), size, fit))
+            arr[i] = np.asarray(resize_square(load_image(p), size))
         tmp = npy.with_suffix(".tmp.npy")
         np.save(tmp, arr)
         tmp.replace(npy)  # atomic: a half-written cache is never picked up
@@ -211,13 +128,13 @@ class PixelCache:
         return x.permute(0, 3, 1, 2).contiguous()  # [B, 3, H, W] uint8
 
 
-def square_pixels(images: Sequence[Any], size: int, fit: str = "squash"):
-    """PIL images -> the cache's representation (``fit_square`` to ``size``), [B, 3, H, W] uint8."""
+def square_pixels(images: Sequence[Any], size: int):
+    """PIL images -> the cache's representation (squashed to ``size``), [B, 3, H, W] uint8."""
     import torch
 
-    from mmrec.images import fit_square
+    from mmrec.images import resize_square
 
-    arr = np.stack([np.asarray(fit_square(im, size, fit)) for im in images])
+    arr = np.stack([np.asarray(resize_square(im, size)) for im in images])
     return torch.from_numpy(arr).permute(0, 3, 1, 2).contiguous()
 
 
@@ -228,39 +145,41 @@ class Collator:
         processor: the model's processor (its image processor and tokenizer are used).
         pixels: a PixelCache for integer images; None when examples carry image paths.
         left_pad: pad on the left (generation) instead of the right (training).
-        targets: per-pixel-cache-row teacher vectors (``distill.Targets``) added to each batch
-            as ``distill_target`` / ``distill_mask`` (the trainer takes them out again).
+        extras: objects whose ``batch(rows)`` adds tensors per pixel-cache row to each batch
+            (`losses.ExtraLoss` plug-ins, e.g. the distillation targets; the trainer takes them
+            out again before the forward).
     """
 
     def __init__(self, processor, pixels: PixelCache | None = None, *, left_pad: bool = False,
-                 targets: Any = None):
-        if targets is not None and pixels is None:
-            raise ValueError("distillation targets are indexed by pixel-cache row: pass the PixelCache")
+                 extras: Sequence[Any] = ()):
+        self.extras = [x for x in extras if x.batch_keys]
+        if self.extras and pixels is None:
+            raise ValueError(f"{[x.name for x in self.extras]} add tensors indexed by pixel-cache row: "
+                             "pass the PixelCache")
         self.processor = processor
         self.pixels = pixels
         self.left_pad = left_pad
-        self.targets = targets
         tok = processor.tokenizer
         self.pad_id = tok.pad_token_id
         self.image_token_id = tok.convert_tokens_to_ids("<|image_pad|>")
         self.merge = processor.image_processor.merge_size
 
     def images(self, examples: Sequence[Example]):
+        from PIL import ImageOps
+
         from mmrec.images import load_image
 
         flip = [e.flip for e in examples]
         if self.pixels is not None:
             x = self.pixels.batch([int(e.image) for e in examples])
-            for i, e in enumerate(examples):  # crop before the flip, as on the PIL path
-                if e.crop is not None:
-                    x[i] = _crop_chw(x[i], e.crop)
             if any(flip):
                 import torch
 
                 mask = torch.tensor(flip)
                 x[mask] = x[mask].flip(-1)
             return x
-        return [_augment(load_image(e.image), e) for e in examples]
+        return [ImageOps.mirror(img) if e.flip else img for e, img in
+                zip(examples, (load_image(e.image) for e in examples))]
 
     def __call__(self, examples: Sequence[Example], images: Any = None) -> dict[str, Any]:
         import torch
@@ -289,6 +208,8 @@ class Collator:
                  "pixel_values": vis["pixel_values"], "image_grid_thw": vis["image_grid_thw"]}
         if any(e.answer_ids for e in examples):
             batch["labels"] = lab
-        if self.targets is not None and images is None:
-            batch.update(self.targets.batch([int(e.image) for e in examples]))
+        if self.extras and images is None:
+            rows = [int(e.image) for e in examples]
+            for x in self.extras:
+                batch.update(x.batch(rows))
         return batch

@@ -15,11 +15,10 @@ view (rows ``[plain 0..n-1, mirrored 0..n-1]`` for two). Each choice is then mad
 from the views' probabilities averaged over the allowed tokens, and every view of an image is
 fed the same choice, so the answer is one answer per image (the first ``n`` rows are returned).
 
-Grouped choice: a field may group its values (colour by colour family). Its value is then chosen
-in two steps, the group with the highest total probability first, then the most probable value
-inside that group: the answer whose group is most likely right, where plain greedy would pick
-"navy blue" at 0.40 over "blue" 0.30 + "teal" 0.15. Only for fields whose values are all one
-token (the mini/tiny tokenizers); a field with longer values is chosen greedily as before.
+Choice rules: each value is the most probable allowed token (greedy). A caller may set another
+rule on a field whose values are all one token (`JsonGrammar.set_choice`, the mini/tiny
+tokenizers); every decoding method then applies it at that field's value, so they still agree.
+The product sets none; experiments do (lab/sft/colour_family.py).
 """
 
 from __future__ import annotations
@@ -27,9 +26,13 @@ from __future__ import annotations
 import json
 import math
 from dataclasses import dataclass, field
-from typing import Any, Mapping, Sequence
+from typing import Any, Callable, Mapping, Sequence
 
 from mmrec.errors import ConfigError
+
+
+# probabilities [rows, k] over a field's allowed tokens -> chosen index per row [rows]
+ChoiceRule = Callable[[Any], Any]
 
 
 @dataclass
@@ -45,7 +48,7 @@ class JsonGrammar:
     """The answer language: fixed field order, each value from a closed list."""
 
     def __init__(self, tokenizer, fields: Sequence[str], values: Mapping[str, Sequence[str]],
-                 unknown: str = "unknown", groups: Mapping[str, Mapping[str, str]] | None = None):
+                 unknown: str = "unknown"):
         self.fields = list(fields)
         self.unknown = unknown
         self.eos_id = tokenizer.convert_tokens_to_ids("<|im_end|>")
@@ -76,36 +79,25 @@ class JsonGrammar:
         self.single_token = [bool(trie.children) and all(not c.children and c.value is not None
                                                          for c in trie.children.values()) for trie in self.tries]
         self.single_token_values = all(self.single_token)
-        # per field: the group index of each allowed token, in trie.children order (None: greedy)
-        self.groups: list[list[int] | None] = [
-            group_index(trie, (groups or {}).get(f)) if one else None
-            for f, trie, one in zip(self.fields, self.tries, self.single_token)]
+        # per field: the choice rule over its allowed tokens (None: greedy)
+        self.choice: list[ChoiceRule | None] = [None] * len(self.fields)
+
+    def set_choice(self, field: str, rule: ChoiceRule | None) -> None:
+        """Choose ``field``'s value with ``rule(probs)`` instead of greedily (None: greedy again).
+
+        ``rule`` takes the probabilities [rows, k] over the field's k allowed tokens (in
+        ``tries[i].children`` order) and returns each row's chosen index (a long tensor [rows]).
+        Only for a field whose values are all one token: a value is then one choice.
+        """
+        if field not in self.fields:
+            raise ConfigError(f"no field {field!r} to set a choice rule on; fields: {self.fields}")
+        i = self.fields.index(field)
+        if rule is not None and not self.single_token[i]:
+            raise ConfigError(f"a choice rule on {field!r} needs one-token values (the mini tokenizer)")
+        self.choice[i] = rule
 
     def max_tokens(self) -> int:
         return sum(len(f) for f in self.forced) + sum(t.depth() for t in self.tries)
-
-
-def group_index(trie: _Node, group_of: Mapping[str, str | None] | None) -> list[int] | None:
-    """Group number of each of the trie's (one-token) values, in ``trie.children`` order; a value
-    without a group, "unknown" included, is a group of its own. Shared by the grouped decoding
-    choice and the training loss on groups (`mmrec.attributes.value_losses`)."""
-    if not group_of:
-        return None
-    names: dict[str, int] = {}
-    return [names.setdefault(group_of.get(c.value) or f"\0{c.value}", len(names))
-            for c in trie.children.values()]
-
-
-def _grouped_best(probs, group: Sequence[int]):
-    """Per row, the index (into the allowed tokens) of the most probable value of the most
-    probable group. ``probs``: [rows, k] probabilities over the k allowed tokens."""
-    import torch
-
-    g = torch.tensor(group, dtype=torch.long, device=probs.device)
-    mass = torch.zeros(probs.shape[0], int(g.max()) + 1, dtype=probs.dtype, device=probs.device)
-    mass.index_add_(1, g, probs)
-    inside = g[None, :] == mass.argmax(-1)[:, None]
-    return probs.masked_fill(~inside, -1.0).argmax(-1)
 
 
 class _RowState:
@@ -180,19 +172,19 @@ class ConstrainedJson:
         if self.views > 1:  # all views of an image share a state, so the same allowed tokens
             self._last_logp = view_mean(self._last_logp, self.views)
             out = self._last_logp
-        return self._restrict_to_groups(out)
+        return self._restrict_to_choice(out)
 
-    def _restrict_to_groups(self, out):
-        """Rows about to choose a grouped field's value may only take the best group's best value
-        (`_grouped_best`); the confidence still comes from the unrestricted ``_last_logp``."""
+    def _restrict_to_choice(self, out):
+        """Rows about to choose a value by a field's choice rule may only take the rule's choice;
+        the confidence still comes from the unrestricted ``_last_logp``."""
         copied = False
         for i, s in enumerate(self.rows):
-            if s.done or s.node is None or s.node is not self.g.tries[s.seg] or self.g.groups[s.seg] is None:
+            if s.done or s.node is None or s.node is not self.g.tries[s.seg] or self.g.choice[s.seg] is None:
                 continue
             if not copied:  # ``out`` may be ``_last_logp`` itself (views)
                 out, copied = out.clone(), True
             allowed = list(s.node.children)
-            best = allowed[int(_grouped_best(self._last_logp[i:i + 1, allowed].exp(), self.g.groups[s.seg]))]
+            best = allowed[int(self.g.choice[s.seg](self._last_logp[i:i + 1, allowed].exp())[0])]
             keep = out[i, best].clone()
             out[i] = float("-inf")
             out[i, best] = keep
@@ -270,7 +262,7 @@ def _text_positions(start, length: int):
 def _pick(logits, grammar: JsonGrammar, field_i: int, views: int = 1):
     """Value of field ``field_i`` per row from its logits: (token ids, log-probs over allowed).
 
-    Greedy, or by group for a grouped field (module docstring). With ``views`` > 1 the choice
+    Greedy, or by the field's choice rule (module docstring). With ``views`` > 1 the choice
     is made from the views' mean probabilities (`view_mean`) and is the same on every view's
     row of an image.
     """
@@ -278,8 +270,8 @@ def _pick(logits, grammar: JsonGrammar, field_i: int, views: int = 1):
 
     allowed = list(grammar.tries[field_i].children)
     logp = view_mean(torch.log_softmax(logits[:, allowed].float(), dim=-1), views)
-    group = grammar.groups[field_i]
-    best = logp.argmax(-1) if group is None else _grouped_best(logp.exp(), group)
+    rule = grammar.choice[field_i]
+    best = logp.argmax(-1) if rule is None else rule(logp.exp())
     best_lp = logp.gather(1, best[:, None])[:, 0]
     return [allowed[b] for b in best.tolist()], best_lp.tolist()
 

@@ -13,11 +13,8 @@ model is a plain Qwen2.5-VL.
 Only train-split products carry a target (the CLIP never trained on the shared held-out ids);
 a mirrored training image keeps its item's vector (the CLIP was trained with mirroring).
 
-``distill.colour_histogram`` (> 0) appends the photo's foreground colour histogram
-(``mmrec.colour_histogram``, computed from the training pixels) to each unit CLIP vector, scaled
-to that length, and renormalises: the vision tower is then also asked for the product's colour
-composition, which the CLIP (trained to match titles) keeps only in part. A mirrored photo has
-the same histogram, so the target still holds for it.
+The trainer runs it as the ``distill`` extra-loss plug-in (`mmrec.attributes.losses`), built
+from the ``distill:`` section when its weight is > 0; it logs ``distill_loss``.
 """
 
 from __future__ import annotations
@@ -27,6 +24,7 @@ from typing import Any, Sequence
 
 import numpy as np
 
+from mmrec.attributes.losses import ExtraLoss, LossContext, register_extra_loss
 from mmrec.errors import ArtifactError, ConfigError
 
 ATTR = "mmrec_distill_head"  # where the head lives on the model while training (checkpointed with it)
@@ -49,12 +47,8 @@ class Targets:
 
 
 def teacher_targets(store, ref: str | None, products: Sequence[dict[str, Any]], image_index: dict[str, int],
-                    *, splits: Sequence[str] = ("train",), colour_histogram: float = 0.0,
-                    pixels: np.ndarray | None = None) -> Targets:
-    """The CLIP image vector of every ``splits`` product, indexed like the pixel cache.
-
-    ``colour_histogram`` > 0 appends each photo's colour histogram from ``pixels`` (the pixel
-    cache's uint8 [rows, H, W, 3]) with that weight (see the module docstring)."""
+                    *, splits: Sequence[str] = ("train",)) -> Targets:
+    """The CLIP image vector of every ``splits`` product, indexed like the pixel cache."""
     from mmrec.embed.catalog import load_vectors
 
     try:
@@ -77,26 +71,7 @@ def teacher_targets(store, ref: str | None, products: Sequence[dict[str, Any]], 
         raise ConfigError(f"vectors/{art.version} has no vector for any {list(splits)} product of the SFT "
                           "dataset (another catalog?); re-run `mmrec embed catalog` or set distill.weight=0")
     encoder = art.manifest.get("encoder_id", "?")
-    source = f"vectors/{art.version} ({encoder})"
-    if colour_histogram > 0:
-        if pixels is None or len(pixels) != len(image_index):
-            raise ConfigError("distill.colour_histogram needs the pixel cache the targets are indexed by")
-        out = _with_colour_histograms(out, mask, pixels, colour_histogram)
-        source += f" + colour histogram x {colour_histogram:g}"
-    return Targets(out, mask, source)
-
-
-def _with_colour_histograms(vectors: np.ndarray, mask: np.ndarray, pixels: np.ndarray,
-                            weight: float) -> np.ndarray:
-    """``[v, weight * h / |h|] / norm`` for each masked row (v unit norm); zeros elsewhere."""
-    from mmrec.colour_histogram import DIM, colour_histogram
-
-    out = np.zeros((len(vectors), vectors.shape[1] + DIM), np.float32)
-    for i in np.nonzero(mask)[0]:
-        h = colour_histogram(np.asarray(pixels[i]))
-        row = np.concatenate([vectors[i], weight * h / max(float(np.linalg.norm(h)), 1e-8)])
-        out[i] = row / np.linalg.norm(row)
-    return out
+    return Targets(out, mask, f"vectors/{art.version} ({encoder})")
 
 
 class VisionDistiller:
@@ -145,3 +120,46 @@ class VisionDistiller:
         self._hook.remove()
         if hasattr(self.model, ATTR):
             delattr(self.model, ATTR)
+
+
+class DistillLoss(ExtraLoss):
+    """The distiller as a trainer plug-in: adds each batch's teacher vectors, takes them back out
+    before the forward, and scores ``1 - cos`` on the image tokens that forward produced."""
+
+    name, log_key, batch_keys = "distill", "distill_loss", (TARGET, MASK)
+
+    def __init__(self, distiller: VisionDistiller, targets: Targets):
+        super().__init__(distiller.weight)
+        self.distiller, self.targets = distiller, targets
+
+    def batch(self, rows: Sequence[int]) -> dict[str, Any]:
+        return self.targets.batch(rows)
+
+    def __call__(self, outputs, inputs: dict[str, Any]):
+        if TARGET not in inputs:
+            return None
+        return self.distiller.loss(inputs[TARGET], inputs[MASK], inputs["image_grid_thw"])
+
+    def summary(self) -> dict[str, Any]:
+        return {"weight": self.weight, "teacher": self.targets.source, "targets": int(self.targets.mask.sum())}
+
+    def close(self) -> None:
+        self.distiller.detach()
+
+
+def distillation(ctx: LossContext, targets: Targets, weight: float) -> DistillLoss:
+    """A `DistillLoss` towards ``targets``: the head is added to ``ctx.model`` now, so build it
+    before the Trainer (which then optimises and checkpoints the head)."""
+    if ctx.cache is None:
+        raise ConfigError("distillation targets are indexed by pixel-cache row: a mini/tiny base stage only")
+    return DistillLoss(VisionDistiller(ctx.model, targets.vectors.shape[1], weight, seed=ctx.seed), targets)
+
+
+@register_extra_loss("distill", stages=("base",))
+def distill_loss(ctx: LossContext, weight: float, vectors: str | None = None) -> DistillLoss | None:
+    """The base stage's CLIP distillation (``distill.weight`` / ``distill.vectors``); 0: off."""
+    if weight <= 0:
+        return None
+    if ctx.cache is None:
+        raise ConfigError("distillation targets are indexed by pixel-cache row: a mini/tiny base stage only")
+    return distillation(ctx, teacher_targets(ctx.store, vectors, ctx.products, ctx.cache.index), weight)

@@ -111,16 +111,15 @@ def evaluate(store: ArtifactStore, cfg: SftConfig, *, vlm: str | None = None, pr
     if not test:
         raise ConfigError(f"no {cfg.eval.split} products in sft_dataset/{parts.art.version}")
     truth = [{f: p.get(f) for f in fields} for p in test]
-    size, fit = vlm_input(vlm_art)
-    cache = pixel_cache(store, parts, size, fit, progress=progress) if size else None
+    size = vlm_input(vlm_art)
+    cache = pixel_cache(store, parts, size, progress=progress) if size else None
     rows = [cache.index[p["image_path"]] for p in test] if cache is not None else None
     models: dict[str, Any] = {}
 
     def predictor(model, processor):
-        return Predictor(model, processor, prompts, fields, values, tax, image_size=size, image_fit=fit,
+        return Predictor(model, processor, prompts, fields, values, tax, image_size=size,
                          batch_size=cfg.decode.batch_size, max_new_tokens=cfg.decode.max_new_tokens,
-                         inference_only=True, hflip_tta=cfg.decode.hflip_tta,
-                         colour_by_family=cfg.decode.colour_by_family)
+                         inference_only=True, hflip_tta=cfg.decode.hflip_tta)
 
     model, processor = load_vlm(vlm_art)
     models["sft"] = _vlm_reports(predictor(model, processor), test, truth, fields, tax, cache, rows)
@@ -149,7 +148,7 @@ def evaluate(store: ArtifactStore, cfg: SftConfig, *, vlm: str | None = None, pr
         threads = cfg.eval.cnn_baseline.threads or int(
             (vlm_art.config.get("lora_stage") or {}).get("threads") or 1)
         net, meta, cnn_art = cnn.cached_or_train(store, parts.art.version, train_px, labels, fields,
-                                                 cfg.eval.cnn_baseline, budget, size, threads, image_fit=fit)
+                                                 cfg.eval.cnn_baseline, budget, size, threads)
         preds = cnn.predict_cnn(net, meta["classes"], cache.pixels[np.asarray(rows)])
         models["cnn"] = attribute_report(truth, preds, fields, tax, confusions=5)
         cnn_info = {"version": cnn_art.version, "steps": meta["steps"], "cpu_seconds": meta["cpu_seconds"],

@@ -56,7 +56,7 @@ def export_merged(store: ArtifactStore, *, vlm: str | None = None,
         raise MmrecError(f"vlm/{art.version} is already a merged model")
     adapter_model, processor = load_vlm(art, device=device)
     prompts, fields, _ = vlm_spec(art)
-    image_size, _ = vlm_input(art)
+    image_size = vlm_input(art)
     batch = probe_batch(processor, prompts, fields, image_size)
     merged = copy.deepcopy(adapter_model).merge_and_unload()
     merged.eval()
@@ -71,11 +71,11 @@ def export_merged(store: ArtifactStore, *, vlm: str | None = None,
 def write_merged(store: ArtifactStore, model, processor, sources: list[Artifact], *, extra: dict[str, Any],
                  metrics: dict[str, Any], make_current: bool = True) -> Artifact:
     """A new ``vlm`` version holding ``model`` as a plain merged model, made from ``sources``
-    (adapters; the first gives the config, the dataset's fields and prompts and the input fit)."""
+    (adapters; the first gives the config, the dataset's fields and prompts and the input size)."""
     from mmrec.attributes.model import save_model
 
     first = sources[0]
-    image_size, image_fit = vlm_input(first)
+    image_size = vlm_input(first)
     with store.write(VLM_KIND, config=first.config, make_current=make_current) as w:
         save_model(model, processor, w.path / "merged")
         logs = ("train_log.jsonl",) if len(sources) == 1 else ()  # a soup has no one training log
@@ -84,7 +84,7 @@ def write_merged(store: ArtifactStore, model, processor, sources: list[Artifact]
                 shutil.copy(first.path / name, w.path / name)
         for art in sources:
             w.add_artifact_input(art)
-        w.extra.update({"format": "merged", "base": None, "image_size": image_size, "image_fit": image_fit,
+        w.extra.update({"format": "merged", "base": None, "image_size": image_size,
                         "profile": first.manifest.get("profile"), **extra})
         w.metrics = metrics
     return store.load(VLM_KIND, w.version)

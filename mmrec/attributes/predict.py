@@ -34,7 +34,6 @@ class Predictor:
         fields / values: answered fields and their allowed values (``fields.json`` of the dataset).
         image_size: mini models see every image resized to this square (as in training); None
             leaves resizing to the processor's pixel budget (standard models).
-        image_fit: how a photo becomes that square (``mmrec.images.fit_square``), as in training.
         inference_only: decode under ``torch.inference_mode`` (~6% faster than no_grad for the
             mini tagger here); off for a model still being trained (the validation callback).
         decode_method: constrained decoding's method (`generate_constrained`); all give the
@@ -43,18 +42,13 @@ class Predictor:
             choose every value from their mean probabilities (test-time augmentation; the
             tagger is trained on both). Twice the compute per image; a batch then holds
             ``batch_size`` rows, i.e. half as many images.
-        colour_by_family: constrained mode, one-token values only: choose the colour family with
-            the highest total probability first, then the most probable colour in it (grouped
-            choice, `mmrec.attributes.decode`).
     """
 
     def __init__(self, model, processor, prompts: PromptSet, fields: Sequence[str],
                  values: Mapping[str, Sequence[str]], taxonomy: Taxonomy, *, image_size: int | None,
-                 image_fit: str = "squash", batch_size: int = 64, max_new_tokens: int = 128,
-                 inference_only: bool = False,
-                 decode_method: str = "jacobi", hflip_tta: bool = False, colour_by_family: bool = False):
+                 batch_size: int = 64, max_new_tokens: int = 128, inference_only: bool = False,
+                 decode_method: str = "jacobi", hflip_tta: bool = False):
         self.model = model
-        self.colour_by_family = colour_by_family
         self.hflip_tta = hflip_tta
         self.decode_method = decode_method
         self.inference_only = inference_only
@@ -64,14 +58,12 @@ class Predictor:
         self.values = values
         self.taxonomy = taxonomy
         self.image_size = image_size
-        self.image_fit = image_fit
         self.batch_size = batch_size
         self.max_new_tokens = max_new_tokens
         tok = processor.tokenizer
         self.tokenizer = tok
         self.pad_id = tok.pad_token_id
-        groups = {"colour": taxonomy.colour_families(values.get("colour", ()))} if colour_by_family else None
-        self.grammar = JsonGrammar(tok, self.fields, values, prompts.unknown, groups)
+        self.grammar = JsonGrammar(tok, self.fields, values, prompts.unknown)
         record = {"messages": messages(prompts.system, prompts.json_instruction(self.fields)),
                   "images": ["<image>"]}
         self.prompt_ids = encode_records([record], processor, {"<image>": 0})[0].prompt_ids
@@ -122,7 +114,7 @@ class Predictor:
         step = self._chunk(mode)
         for start in range(0, len(images), step):
             chunk = list(images[start:start + step])
-            pix = square_pixels(chunk, self.image_size, self.image_fit) if self.image_size else chunk
+            pix = square_pixels(chunk, self.image_size) if self.image_size else chunk
             if self._views(mode) == 2:  # view by view: every image, then every mirror image
                 pix = (torch.cat([pix, pix.flip(-1)]) if self.image_size
                        else pix + [ImageOps.mirror(im) for im in pix])

@@ -15,7 +15,7 @@ from typing import Any, Sequence
 from mmrec.artifacts import Artifact, ArtifactStore
 from mmrec.attributes.config import ModelConfig
 from mmrec.attributes.prompts import PromptSet
-from mmrec.errors import ArtifactError, InputError
+from mmrec.errors import ArtifactError, ConfigError, InputError
 
 VLM_KIND = "vlm"
 BASE_KIND = "vlm_base"  # the mini base stage (image -> title captioning), what a LoRA stage adapts
@@ -64,12 +64,21 @@ def vlm_spec(art: Artifact) -> tuple[PromptSet, list[str], dict[str, list[str]]]
     return prompts, spec["fields"], spec["values"]
 
 
-def vlm_input(art: Artifact) -> tuple[int | None, str]:
-    """(square side, fit) a mini tagger was trained on; side None for standard models.
+def vlm_input(art: Artifact) -> int | None:
+    """The square side a mini tagger (or base) was trained on; None for standard models.
 
-    Taggers written before ``image_fit`` existed were trained on squashed photos.
+    Every photo is squashed to that square. Artifacts of 2026-12-06 record the fit they were
+    trained on (``image_fit`` in a vlm manifest, ``model.arch.image_fit`` in a config): "squash"
+    loads as before; another fit was an experiment (lab/README.md) and is refused, since the
+    product would feed it differently framed photos than it learned from.
     """
-    return art.manifest.get("image_size"), art.manifest.get("image_fit") or "squash"
+    arch = (art.config.get("model") or {}).get("arch") or {}
+    fit = art.manifest.get("image_fit") or arch.get("image_fit") or "squash"
+    if fit != "squash":
+        raise ConfigError(f"{art.kind}/{art.version} was trained on image fit {fit!r}, an experiment the "
+                          "product does not ship (lab/README.md); it squashes photos only: use a tagger "
+                          "trained with image_fit 'squash' (every CURRENT one is)")
+    return art.manifest.get("image_size")
 
 
 def vlm_base_version(art: Artifact) -> str | None:
@@ -89,8 +98,7 @@ class Tagger:
 
     @classmethod
     def load(cls, store: ArtifactStore, version: str | None = None, *, device: str = "cpu",
-             batch_size: int = 32, mode: str | None = None, hflip_tta: bool | None = None,
-             colour_by_family: bool | None = None) -> Tagger:
+             batch_size: int = 32, mode: str | None = None, hflip_tta: bool | None = None) -> Tagger:
         """Load a ``vlm`` artifact (version name, path, or None for CURRENT).
 
         Args:
@@ -98,8 +106,6 @@ class Tagger:
                 ``free`` (generation + parse-and-repair); None uses the artifact's config.
             hflip_tta: decode each photo with its mirror image (`Predictor`); None uses the
                 artifact's config, or today's default for an artifact older than the setting.
-            colour_by_family: choose the colour family first, then the colour (`Predictor`);
-                None: as ``hflip_tta``.
         """
         from mmrec.attributes.config import DecodeSettings
         from mmrec.attributes.predict import Predictor
@@ -112,15 +118,12 @@ class Tagger:
         mode = mode or decode.get("mode", "constrained")
         if hflip_tta is None:
             hflip_tta = bool(decode.get("hflip_tta", DecodeSettings().hflip_tta))
-        if colour_by_family is None:
-            colour_by_family = bool(decode.get("colour_by_family", DecodeSettings().colour_by_family))
         if mode not in ("constrained", "free"):
             raise InputError(f"tagger mode must be 'constrained' or 'free', got {mode!r}")
-        size, fit = vlm_input(art)
         predictor = Predictor(model, processor, prompts, fields, values, default_taxonomy(),
-                              image_size=size, image_fit=fit, batch_size=batch_size,
+                              image_size=vlm_input(art), batch_size=batch_size,
                               max_new_tokens=int(decode.get("max_new_tokens", 128)), inference_only=True,
-                              hflip_tta=hflip_tta, colour_by_family=colour_by_family)
+                              hflip_tta=hflip_tta)
         return cls(predictor, art.version, mode=mode)
 
     def tag(self, images: Sequence[Any], *, progress=None) -> list[dict[str, dict]]:
@@ -175,7 +178,6 @@ def tag_catalog(store: ArtifactStore, tagger: Tagger, *, items_version: str | No
     result_table = pa.table(out, schema=ATTRIBUTE_PREDICTIONS_SCHEMA)
     with store.write(PREDICTIONS_KIND, config={"vlm": tagger.version, "mode": tagger.mode,
                                                "hflip_tta": tagger.predictor.hflip_tta,
-                                               "colour_by_family": tagger.predictor.colour_by_family,
                                                "items_version": items_art.version}) as w:
         pq.write_table(result_table, w.path / "predictions.parquet")
         w.add_artifact_input(items_art)

@@ -26,13 +26,13 @@ import pyarrow.parquet as pq
 
 from mmrec.artifacts import Artifact, ArtifactStore
 from mmrec.attributes.config import SftConfig, StageTrain
-from mmrec.attributes.data import Collator, Mirrored, PixelCache, RandomCropped, encode_records
+from mmrec.attributes.data import Collator, Mirrored, PixelCache, encode_records
 from mmrec.attributes.dataset.build import KIND as DATASET_KIND, read_jsonl
+from mmrec.attributes.losses import ExtraLoss, LossContext, build_extra_losses
 from mmrec.attributes.prompts import PromptSet, tokenizer_corpus
-from mmrec.attributes.tagger import BASE_KIND, VLM_KIND
+from mmrec.attributes.tagger import BASE_KIND, VLM_KIND, vlm_input
 from mmrec.attributes.trainer import (ScheduleClock, WeightAverage, attribute_eval_callback, callbacks,
-                                      epoch_sync, quiet_console, trainer_class, training_args,
-                                      weight_average_callback)
+                                      quiet_console, trainer_class, training_args, weight_average_callback)
 from mmrec.errors import ConfigError
 
 LOG_FILE = "train_log.jsonl"
@@ -62,12 +62,10 @@ def load_parts(store: ArtifactStore, ref: str | None) -> DatasetParts:
     return DatasetParts(art, prompts, spec["fields"], spec["values"], products)
 
 
-def pixel_cache(store: ArtifactStore, parts: DatasetParts, size: int, fit: str = "squash", *,
-                progress: bool = False) -> PixelCache:
-    """Every dataset image at ``size`` px (``fit``: mmrec.images.fit_square), cached under
-    ``<artifacts>/.cache/sft_pixels``."""
+def pixel_cache(store: ArtifactStore, parts: DatasetParts, size: int, *, progress: bool = False) -> PixelCache:
+    """Every dataset image squashed to ``size`` px, cached under ``<artifacts>/.cache/sft_pixels``."""
     return PixelCache.build([p["image_path"] for p in parts.products], size,
-                            store.root / ".cache" / "sft_pixels", fit=fit, progress=progress)
+                            store.root / ".cache" / "sft_pixels", progress=progress)
 
 
 def set_threads(n: int) -> None:
@@ -98,18 +96,25 @@ def _examples(parts: DatasetParts, names: Sequence[str], tasks: Sequence[str], p
                           lowercase_answers=lowercase)
 
 
-def augmented(examples: list, st: StageTrain) -> tuple[Any, list]:
-    """The training set as the Trainer sees it, and the callbacks it needs (never for eval data).
+def augmented(examples: list, st: StageTrain) -> list | Mirrored:
+    """The training set as the Trainer sees it (never for eval data): mirrored copies if ``hflip``."""
+    return Mirrored(examples) if st.hflip else examples
 
-    Returns:
-        the dataset (mirrored copies if ``hflip``, then random crops if ``crop_scale``) and
-        the callbacks that keep its per-epoch draws in step with the Trainer.
-    """
-    ds = Mirrored(examples) if st.hflip else examples
-    if st.crop_scale is None:
-        return ds, []
-    ds = RandomCropped(ds, st.crop_scale, st.crop_ratio, seed=st.seed)
-    return ds, [epoch_sync(ds)]
+
+def extra_losses(stage: str, specs: dict[str, dict[str, Any]], parts: DatasetParts, model, processor,
+                 cache: PixelCache | None, store: ArtifactStore, seed: int) -> list[ExtraLoss]:
+    """The stage's extra-loss plug-ins (`mmrec.attributes.losses`), built before the Trainer: a
+    plug-in may add a head to the model, which the Trainer must then optimise and checkpoint."""
+    ctx = LossContext(stage=stage, model=model, processor=processor, fields=parts.fields, values=parts.values,
+                      unknown=parts.prompts.unknown, products=parts.products, cache=cache, store=store, seed=seed)
+    return build_extra_losses(specs, ctx)
+
+
+def loss_metrics(extras: list[ExtraLoss], st: StageTrain) -> dict[str, Any]:
+    """What the artifact records of the configured plug-ins (nothing when none are configured)."""
+    if not st.extra_losses:
+        return {}
+    return {"extra_losses": {x.name: x.summary() for x in extras}}
 
 
 def averaging(model, st: StageTrain) -> tuple[WeightAverage | None, list]:
@@ -121,10 +126,10 @@ def averaging(model, st: StageTrain) -> tuple[WeightAverage | None, list]:
     return averager, [weight_average_callback(averager)]
 
 
-def training_collator(processor, cache: PixelCache | None, targets=None) -> Collator:
+def training_collator(processor, cache: PixelCache | None, extras: list[ExtraLoss] = ()) -> Collator:
     """The collator of both training stages: left-padded, so that every answer ends in the last
     column and the trainer computes logits over the answer columns only (answer_logits_only)."""
-    return Collator(processor, cache, left_pad=True, targets=targets)
+    return Collator(processor, cache, left_pad=True, extras=extras)
 
 
 def eval_loss(model, examples: list, collator: Collator, batch_size: int = 64) -> float:
@@ -164,37 +169,36 @@ def train_base(store: ArtifactStore, cfg: SftConfig, *, progress: bool = False, 
     tokenizer = mini_tokenizer(arch, [*tokenizer_corpus(parts.prompts, parts.fields, parts.values), *titles],
                                atomic_words=atomic)
     model, processor = build_mini(arch, tokenizer, seed=st.seed)
-    cache = pixel_cache(store, parts, arch.image_size, arch.image_fit, progress=progress)
+    cache = pixel_cache(store, parts, arch.image_size, progress=progress)
     train_ex = _examples(parts, ["caption_train"], st.tasks, processor, cache, lowercase=st.lowercase_answers)
     val_ex = _examples(parts, ["caption_val"], ["caption"], processor, cache,
                        lowercase=st.lowercase_answers)[:512]
 
-    targets = distiller = None
-    if cfg.distill.weight > 0:  # before the Trainer exists: the head is one of the model's parameters
-        from mmrec.attributes.distill import VisionDistiller, teacher_targets
-
-        targets = teacher_targets(store, cfg.distill.vectors, parts.products, cache.index,
-                                  colour_histogram=cfg.distill.colour_histogram, pixels=cache.pixels)
-        distiller = VisionDistiller(model, targets.vectors.shape[1], cfg.distill.weight, seed=st.seed)
+    specs = dict(st.extra_losses)
+    if cfg.distill.weight > 0:
+        if "distill" in specs:
+            raise ConfigError("distillation is configured twice: by distill.weight and by "
+                              "base_stage.extra_losses.distill; keep the distill: section")
+        specs = {"distill": {"weight": cfg.distill.weight, "vectors": cfg.distill.vectors}, **specs}
+    extras = extra_losses("base", specs, parts, model, processor, cache, store, st.seed)
 
     out_dir = Path(cfg.output_dir) / f"base-{parts.art.version}"
     _prepare_output(out_dir, resume)
     log_path = out_dir / LOG_FILE
     JsonlLog, TimeBudget = callbacks()
     clock = ScheduleClock(st.max_steps, st.time_budget_min, st.budget_clock)
-    train_ds, aug_cbs = augmented(train_ex, st)
     _, avg_cbs = averaging(model, st)
     trainer = trainer_class()(model=model, args=training_args(st, out_dir, progress=progress),
-                               train_dataset=train_ds, data_collator=training_collator(processor, cache, targets),
-                               callbacks=[JsonlLog(log_path, "base"), TimeBudget(clock), *aug_cbs, *avg_cbs],
-                               clock=clock, min_lr_ratio=st.min_lr_ratio, distiller=distiller,
-                               label_smoothing=st.label_smoothing)
+                               train_dataset=augmented(train_ex, st),
+                               data_collator=training_collator(processor, cache, extras),
+                               callbacks=[JsonlLog(log_path, "base"), TimeBudget(clock), *avg_cbs],
+                               clock=clock, min_lr_ratio=st.min_lr_ratio, extra_losses=extras)
     quiet_console(trainer, progress)
     t_train, c_train = time.perf_counter(), time.process_time()
     result = trainer.train(resume_from_checkpoint=resume and _has_checkpoint(out_dir))
     train_s, train_cpu = time.perf_counter() - t_train, time.process_time() - c_train
-    if distiller is not None:
-        distiller.detach()  # the saved base is a plain Qwen2.5-VL
+    for x in extras:
+        x.close()  # the distillation head goes: the saved base is a plain Qwen2.5-VL
     val = eval_loss(model, val_ex, Collator(processor, cache))
     n_params = sum(p.numel() for p in model.parameters())
     metrics = {"val_caption_loss": round(val, 4), "train_loss": round(result.training_loss, 4),
@@ -203,8 +207,8 @@ def train_base(store: ArtifactStore, cfg: SftConfig, *, progress: bool = False, 
                "total_seconds": round(time.perf_counter() - t0, 1),
                "total_cpu_seconds": round(time.process_time() - c0, 1), "parameters": n_params,
                "vocab_size": len(tokenizer), "profile": profile,
-               "distill": ({"weight": cfg.distill.weight, "teacher": targets.source,
-                            "targets": int(targets.mask.sum())} if targets is not None else None)}
+               "distill": next((x.summary() for x in extras if x.name == "distill"), None),
+               **loss_metrics(extras, st)}
     with store.write(BASE_KIND, config=cfg.model_dump(mode="json")) as w:
         save_model(model, processor, w.path / "model")
         shutil.copy(log_path, w.path / LOG_FILE)
@@ -272,8 +276,9 @@ def train_lora(store: ArtifactStore, cfg: SftConfig, *, progress: bool = False, 
     mini = cfg.model.kind == "mini"
     # the base decides the input size (a reused base may predate a config change)
     size = int(base_art.config["model"]["arch"]["image_size"]) if mini else None
-    fit = base_art.config["model"]["arch"].get("image_fit", "squash") if mini else "squash"  # older bases: squash
-    cache = pixel_cache(store, parts, size, fit, progress=progress) if mini else None
+    if mini:
+        vlm_input(base_art)  # refuses a base trained on another image fit (an experiment's)
+    cache = pixel_cache(store, parts, size, progress=progress) if mini else None
     train_ex = _examples(parts, ["train"], st.tasks, processor, cache, lowercase=st.lowercase_answers)
     model = apply_lora(model, cfg)
     trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
@@ -286,9 +291,7 @@ def train_lora(store: ArtifactStore, cfg: SftConfig, *, progress: bool = False, 
 
     def predictor(m):
         return Predictor(m, processor, parts.prompts, parts.fields, parts.values, tax, image_size=size,
-                         image_fit=fit, batch_size=cfg.decode.batch_size,
-                         max_new_tokens=cfg.decode.max_new_tokens,
-                         colour_by_family=cfg.decode.colour_by_family)
+                         batch_size=cfg.decode.batch_size, max_new_tokens=cfg.decode.max_new_tokens)
 
     if mini:
         rows = [cache.index[p["image_path"]] for p in val]
@@ -307,30 +310,22 @@ def train_lora(store: ArtifactStore, cfg: SftConfig, *, progress: bool = False, 
     best_dir = out_dir / "best"
     JsonlLog, TimeBudget = callbacks()
     clock = ScheduleClock(st.max_steps, st.time_budget_min, st.budget_clock)
-    train_ds, aug_cbs = augmented(train_ex, st)
+    extras = extra_losses("lora", st.extra_losses, parts, model, processor, cache, store, st.seed)
     averager, avg_cbs = averaging(model, st)
-    cbs = [JsonlLog(log_path, "lora"), TimeBudget(clock), *aug_cbs, *avg_cbs]  # averaging before validation
+    cbs = [JsonlLog(log_path, "lora"), TimeBudget(clock), *avg_cbs]  # averaging before validation
     if val:
         cbs.append(attribute_eval_callback(predict_fn, val_truth, parts.fields, st, best_dir, log_path,
                                            averager))
-    group_loss, value_smoothing = None, []
-    if st.colour_family_loss > 0 or st.value_smoothing:
-        from mmrec.attributes.decode import JsonGrammar
-        from mmrec.attributes.value_losses import GroupLoss, ValueSmoothing
-
-        grammar = JsonGrammar(processor.tokenizer, parts.fields, parts.values, parts.prompts.unknown)
-        if st.colour_family_loss > 0:
-            group_loss = GroupLoss(grammar, "colour", tax.colour_families(parts.values.get("colour", ())),
-                                   st.colour_family_loss)
-        value_smoothing = [ValueSmoothing(grammar, f, eps) for f, eps in st.value_smoothing.items() if eps > 0]
     trainer = trainer_class()(model=model, args=training_args(st, out_dir, progress=progress),
-                               train_dataset=train_ds, data_collator=training_collator(processor, cache),
-                               callbacks=cbs, clock=clock, min_lr_ratio=st.min_lr_ratio, group_loss=group_loss,
-                               label_smoothing=st.label_smoothing, value_smoothing=value_smoothing)
+                               train_dataset=augmented(train_ex, st),
+                               data_collator=training_collator(processor, cache, extras),
+                               callbacks=cbs, clock=clock, min_lr_ratio=st.min_lr_ratio, extra_losses=extras)
     quiet_console(trainer, progress)
     t_train, c_train = time.perf_counter(), time.process_time()
     result = trainer.train(resume_from_checkpoint=resume and _has_checkpoint(out_dir))
     train_s, train_cpu = time.perf_counter() - t_train, time.process_time() - c_train
+    for x in extras:
+        x.close()
     if not trainer.is_world_process_zero():
         return None  # one process writes the artifact
     best = json.loads((out_dir / "best.json").read_text()) if (out_dir / "best.json").is_file() else None
@@ -351,12 +346,13 @@ def train_lora(store: ArtifactStore, cfg: SftConfig, *, progress: bool = False, 
         shutil.copy(log_path, w.path / LOG_FILE)
         w.add_artifact_input(parts.art)
         w.extra.update({"format": "adapter", "base": "base" if mini else cfg.model.name_or_path,
-                        "image_size": size, "image_fit": fit, "profile": profile})
+                        "image_size": size, "profile": profile})
         w.metrics = {"steps": trainer.state.global_step, "train_loss": round(result.training_loss, 4),
                      "train_seconds": round(train_s, 1), "train_cpu_seconds": round(train_cpu, 1),
                      "total_seconds": round(time.perf_counter() - t0, 1),
                      "total_cpu_seconds": round(time.process_time() - c0, 1),
                      "trainable_parameters": trainable, "best_step": (best or {}).get("step"),
                      "best_val_selection_macro_f1": (best or {}).get("score"),
-                     "best_selection_fields": (best or {}).get("fields"), "profile": profile}
+                     "best_selection_fields": (best or {}).get("fields"), "profile": profile,
+                     **loss_metrics(extras, st)}
     return store.load(VLM_KIND, w.version)

@@ -25,17 +25,11 @@ def trainer_class():
         """Trainer that logs token accuracy and predictive entropy on the answer tokens and
         schedules the learning rate over a `ScheduleClock` (steps or wall-time budget)."""
 
-        def __init__(self, *a, clock: ScheduleClock, min_lr_ratio: float, distiller=None, group_loss=None,
-                     label_smoothing: float = 0.0, value_smoothing=(), **kw):
+        def __init__(self, *a, clock: ScheduleClock, min_lr_ratio: float, extra_losses=(), **kw):
             super().__init__(*a, **kw)
-            self._label_smoothing = label_smoothing
-            self._value_smoothing = list(value_smoothing)  # value_losses.ValueSmoothing per field
             self._acc = [0.0, 0.0, 0]  # sum accuracy, sum entropy, batches
-            self._distill = [0.0, 0]   # sum distillation loss, batches
-            self._group = [0.0, 0]     # sum group loss, batches
-            self._group_loss = group_loss  # value_losses.GroupLoss (LoRA stage) or None
             self._clock, self._min_lr_ratio = clock, min_lr_ratio
-            self._distiller = distiller  # distill.VisionDistiller (mini base stage) or None
+            self._extra = list(extra_losses)  # losses.ExtraLoss plug-ins, added in this order
 
         def create_scheduler(self, num_training_steps: int, optimizer=None):
             if self.lr_scheduler is None:
@@ -65,36 +59,22 @@ def trainer_class():
 
         def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
             inputs = answer_logits_only(inputs)
-            target = None
-            if self._distiller is not None:
-                inputs, target, target_mask = self._distiller.split(inputs)
+            held = []
+            for extra in self._extra:  # their batch entries are no model inputs
+                inputs, mine = extra.split(inputs)
+                held.append(mine)
             loss, outputs = super().compute_loss(model, inputs, return_outputs=True,
                                                  num_items_in_batch=num_items_in_batch)
             # the Trainer divides the loss by the accumulation steps only when the model does not
             # normalise by num_items_in_batch itself; an added batch mean must be either way
             scale = (self.current_gradient_accumulation_steps
                      if self.model_accepts_loss_kwargs and num_items_in_batch is not None else 1)
-            if target is not None:
-                d = self._distiller.loss(target, target_mask, inputs["image_grid_thw"])
-                if d is not None:
-                    loss = loss + self._distiller.weight * d / scale
-                    self._distill[0] += float(d.detach())
-                    self._distill[1] += 1
+            for extra, mine in zip(self._extra, held):
+                term = extra(outputs, {**inputs, **mine} if mine else inputs)
+                if term is not None:
+                    loss = extra.add(loss, term, scale)
+                    extra.record(term)
             labels = inputs.get("labels")
-            if self._label_smoothing and labels is not None:
-                u = uniform_target_loss(outputs.logits, labels)
-                if u is not None:
-                    loss = (1 - self._label_smoothing) * loss + self._label_smoothing * u / scale
-            for smooth in self._value_smoothing:
-                v = smooth(outputs.logits, labels) if labels is not None else None
-                if v is not None:
-                    loss = loss + v / scale
-            if self._group_loss is not None and labels is not None:
-                g = self._group_loss(outputs.logits, labels)
-                if g is not None:
-                    loss = loss + self._group_loss.weight * g / scale
-                    self._group[0] += float(g.detach())
-                    self._group[1] += 1
             if labels is not None and model.training:
                 with torch.no_grad():
                     logits = outputs.logits[:, :-1]
@@ -113,34 +93,12 @@ def trainer_class():
                 logs["token_accuracy"] = round(self._acc[0] / self._acc[2], 4)
                 logs["entropy"] = round(self._acc[1] / self._acc[2], 4)
                 self._acc = [0.0, 0.0, 0]
-            if self._distill[1] and "loss" in logs:
-                logs["distill_loss"] = round(self._distill[0] / self._distill[1], 4)
-                self._distill = [0.0, 0]
-            if self._group[1] and "loss" in logs:
-                logs["group_loss"] = round(self._group[0] / self._group[1], 4)
-                self._group = [0.0, 0]
+            if "loss" in logs:
+                for extra in self._extra:
+                    logs.update(extra.pop_log())
             super().log(logs, start_time)
 
     return SftTrainer
-
-
-def uniform_target_loss(logits, labels):
-    """Mean over answer tokens of the cross-entropy against a uniform target over the vocabulary.
-
-    Label smoothing with weight ``eps`` is ``(1 - eps) * NLL + eps * this`` (the form
-    ``torch.nn.functional.cross_entropy(label_smoothing=eps)`` computes; a test checks they are
-    equal). It keeps a model trained on noisy labels (navy vs blue) from driving every answer
-    to probability one. ``logits`` [B, T, V] and ``labels`` [B, T] as the causal-LM loss takes
-    them: the logit at t predicts the label at t + 1. None when no label is set.
-    """
-    import torch
-
-    target = labels[:, 1:]
-    mask = target != -100
-    if not bool(mask.any()):
-        return None
-    logp = torch.log_softmax(logits[:, :-1][mask].float(), dim=-1)
-    return -logp.mean(-1).mean()
 
 
 def answer_logits_only(inputs: dict[str, Any]) -> dict[str, Any]:
@@ -298,25 +256,6 @@ def weight_average_callback(averager: WeightAverage):
             averager.finish()
 
     return AverageWeights()
-
-
-def epoch_sync(dataset):
-    """A callback that tells ``dataset.set_epoch`` each epoch the Trainer enters, resumed ones too.
-
-    accelerate forwards ``set_epoch`` to the dataset only in some sampler layouts (not when a
-    multi-GPU shard's sampler takes it), so per-epoch augmentation must not rely on it.
-    """
-    import math
-
-    from transformers import TrainerCallback
-
-    class EpochSync(TrainerCallback):
-        def on_epoch_begin(self, args, state, control, **kw):
-            # state.epoch is e + steps_done / steps_per_epoch (restored from the checkpoint on
-            # resume) and exactly e at a boundary, so its floor is the epoch being entered
-            dataset.set_epoch(math.floor(state.epoch or 0))
-
-    return EpochSync()
 
 
 class ScheduleClock:

@@ -38,7 +38,7 @@ def _tag(args) -> int:
     store = ArtifactStore(args.artifacts)
     cfg = stage_config(args, "sft")
     tagger = Tagger.load(store, args.vlm, device=args.device, batch_size=cfg.decode.batch_size,
-                         hflip_tta=cfg.decode.hflip_tta, colour_by_family=cfg.decode.colour_by_family)
+                         hflip_tta=cfg.decode.hflip_tta)
     if args.images:
         images = [load_image(p) for p in args.images]
         for path, result in zip(args.images, tagger.tag(images)):
