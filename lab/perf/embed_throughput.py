@@ -6,8 +6,8 @@ Two numbers, both over the same N catalog images:
               `mmrec embed catalog` runs it (decode threads + torch threads)
 
 Usage (from the repo root; measure on a quiet machine, the numbers are wall clock):
-  .venv/bin/python benchmark/embed_throughput.py --threads 2 --n 4096
-Writes benchmark/out/embed_throughput.json.
+  .venv/bin/python -m lab.perf.embed_throughput --threads 2 --n 4096
+Writes runs/embed_throughput.json.
 """
 
 from __future__ import annotations
@@ -26,7 +26,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--n", type=int, default=4096, help="images to embed")
     p.add_argument("--threads", type=int, default=2, help="torch threads and decode threads")
     p.add_argument("--batch-size", type=int, default=256)
-    p.add_argument("--out", type=Path, default=Path("benchmark/out/embed_throughput.json"))
+    p.add_argument("--out", type=Path, default=Path("runs/embed_throughput.json"))
     args = p.parse_args(argv)
 
     import torch

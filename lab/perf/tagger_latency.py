@@ -2,7 +2,7 @@
 by constrained-decoding method (jacobi: fewest forwards; lockstep: one forward per field),
 with and without the mirror-image view (``decode.hflip_tta``).
 
-    .venv/bin/python benchmark/tagger_latency.py [--artifacts artifacts] [--threads 1] [--seconds 5]
+    .venv/bin/python -m lab.perf.tagger_latency [--artifacts artifacts] [--threads 1] [--seconds 5]
         [--models adapter merged] [--methods jacobi lockstep] [--tta off on]
 
 Photos come from the shared Myntra catalog (../shared/data/myntra/images); each setting is

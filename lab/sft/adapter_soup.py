@@ -1,6 +1,6 @@
 """A "model soup" of LoRA adapters trained on the same base: what k times the SFT compute buys.
 
-    .venv/bin/python benchmark/adapter_soup.py --vlm V1,V2,... [--artifacts artifacts]
+    .venv/bin/python -m lab.sft.adapter_soup --vlm V1,V2,... [--artifacts artifacts]
     mmrec sft eval --vlm <printed version> --set eval.split=val --set eval.base_model=false \
         --set eval.cnn=false --set eval.probe=false
 

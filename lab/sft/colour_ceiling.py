@@ -1,12 +1,12 @@
 """How much colour family these photos and labels give away: simple references on the SFT
 dataset's split, next to the tagger, and contact sheets of the tagger's commonest family errors.
 
-    .venv/bin/python benchmark/colour_ceiling.py [--artifacts artifacts] [--out runs/colour_ceiling]
+    .venv/bin/python -m lab.sft.colour_ceiling [--artifacts artifacts] [--out runs/colour_ceiling]
 
 Each reference is fitted on the train split's products (one row per product) and scored on the
 test split's products that have a colour label, by colour family (`Taxonomy.colour_family`):
 
-- ``hist_lr``: logistic regression on a foreground colour histogram (``mmrec.colour_histogram``:
+- ``hist_lr``: logistic regression on a foreground colour histogram (``lab.sft.colour_histogram``:
   HSV 12 x 4 x 4 bins over the pixels that are not near-white studio background, the mean
   foreground RGB and the foreground's share of the photo);
 - ``hist_gbm``: LightGBM on the same features;
@@ -36,10 +36,10 @@ import numpy as np
 
 
 def colour_features(path: str) -> np.ndarray:
-    """The foreground colour histogram of one photo at 48 x 64 px (``mmrec.colour_histogram``)."""
+    """The foreground colour histogram of one photo at 48 x 64 px (``lab.sft.colour_histogram``)."""
     from PIL import Image
 
-    from mmrec.colour_histogram import colour_histogram
+    from lab.sft.colour_histogram import colour_histogram
 
     return colour_histogram(np.asarray(Image.open(path).convert("RGB").resize((48, 64))))
 

@@ -1,6 +1,6 @@
 """How the tagger's colour decision rule moves colour-family accuracy, on one trained adapter.
 
-    .venv/bin/python benchmark/colour_decisions.py [--vlm VERSION] [--split val|test]
+    .venv/bin/python -m lab.sft.colour_decisions [--vlm VERSION] [--split val|test]
                                                   [--artifacts artifacts] [--out runs/colour_decisions]
 
 Decodes the split once as `mmrec sft eval` does (constrained, the config's mirror view), records
@@ -9,7 +9,7 @@ chosen as usual), then scores decision rules on those same distributions:
 
 - ``greedy``: the most probable colour (the default decoder);
 - ``family``: the family with the most probability in total, then its most probable colour
-  (``decode.colour_by_family``);
+  (`lab.sft.colour_family`, formerly ``decode.colour_by_family``);
 - ``greedy_prior`` / ``family_prior``: the same after correcting for the training mix: the
   dataset builder resamples train towards rare categories and colours, so the model's colour
   prior is the resampled one, while val/test products follow the catalog's own mix. Each
@@ -42,6 +42,7 @@ def main() -> None:
 
     import torch
 
+    from lab.sft.colour_family import group_index, grouped_best
     from mmrec.artifacts import ArtifactStore
     from mmrec.attributes import decode
     from mmrec.attributes.config import DecodeSettings
@@ -59,11 +60,11 @@ def main() -> None:
     parts = load_parts(store, dataset_version(vlm_art))
     prompts, fields, values = vlm_spec(vlm_art)
     products = [p for p in parts.split(args.split) if p["colour"]]
-    size, fit = vlm_input(vlm_art)
-    cache = pixel_cache(store, parts, size, fit)
+    size = vlm_input(vlm_art)
+    cache = pixel_cache(store, parts, size)
     hflip = bool(vlm_art.config.get("decode", {}).get("hflip_tta", DecodeSettings().hflip_tta))
     model, processor = load_vlm(vlm_art)
-    pred = Predictor(model, processor, prompts, fields, values, tax, image_size=size, image_fit=fit, batch_size=64,
+    pred = Predictor(model, processor, prompts, fields, values, tax, image_size=size, batch_size=64,
                      inference_only=True, decode_method="lockstep", hflip_tta=hflip)
     colour_i = fields.index("colour")
     allowed = list(pred.grammar.tries[colour_i].children)
@@ -93,11 +94,11 @@ def main() -> None:
     ratio = np.array([(products_mix[v] + 1) / sum(products_mix.values())
                       / ((records_mix[v] + 1) / sum(records_mix.values())) for v in names])
 
-    # the decoder's own grouped rule (decode.colour_by_family), on the recorded distributions
-    groups = decode.group_index(pred.grammar.tries[colour_i], dict(zip(names, fam_of)))
+    # the grouped decoding rule (lab.sft.colour_family), on the recorded distributions
+    groups = group_index(pred.grammar.tries[colour_i], dict(zip(names, fam_of)))
 
     def choose(p: np.ndarray, by_family: bool) -> list[str]:
-        best = decode._grouped_best(torch.from_numpy(p), groups) if by_family else torch.from_numpy(p).argmax(-1)
+        best = grouped_best(torch.from_numpy(p), groups) if by_family else torch.from_numpy(p).argmax(-1)
         return [names[int(b)] for b in best]
 
     corrected = probs * ratio

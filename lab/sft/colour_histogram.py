@@ -5,9 +5,9 @@ background and left out; the rest are counted in HSV bins (12 hues x 4 saturatio
 as shares of the foreground, square-rooted so that a small accent still registers next to a
 large body colour. The mean foreground RGB and the foreground's share of the photo follow.
 
-Two readers use it: `benchmark/colour_ceiling.py` (a classifier on it: how much colour family a
-photo gives away) and the mini base stage's distillation (`distill.colour_histogram`: the vision
-tower learns to predict it next to the CLIP vector).
+Two readers use it: `lab/sft/colour_ceiling.py` (a classifier on it: how much colour family a
+photo gives away) and the ``distill_colour_histogram`` loss of `lab.sft.losses` (the vision tower
+learns to predict it next to the CLIP vector; not adopted, lab/README.md).
 """
 
 from __future__ import annotations

@@ -1,11 +1,11 @@
 """Does a way of fitting photos into the tagger's square help a reader of those pixels? A cheap proxy.
 
-    .venv/bin/python benchmark/image_fit_cnn.py [--budget-s 700] [--fits squash foreground]
+    .venv/bin/python -m lab.sft.image_fit_cnn [--budget-s 700] [--fits squash foreground]
                                                [--size 112] [--artifacts artifacts] [--out runs/image_fit_cnn]
 
 Retraining the tagger's two stages for one preprocessing idea costs 42 minutes here; this costs
-about 6 per fit. For each fit (`mmrec.images.fit_square`) it fits the train and val photos of the
-CURRENT ``sft_dataset``, trains the evaluation's small CNN (`mmrec.attributes.cnn`, same
+about 6 per fit. For each fit it fits the train and val photos of the
+CURRENT ``sft_dataset`` (`lab.sft.image_fit.fit_square`), trains the evaluation's small CNN (`mmrec.attributes.cnn`, same
 settings) for the same CPU seconds on train, and scores it on val: category, gender, colour,
 colour family, usage accuracy and the steps it made. Equal CPU budgets, one seed: a difference of
 about 1.4 points is one standard error at 1,320 val products. It also reports how much of the
@@ -28,9 +28,24 @@ import numpy as np
 HEADLINE = ("category", "gender", "colour", "colour_family", "usage")
 
 
+def fitted_cache(store, parts, size: int, fit: str):
+    """The dataset's photos fitted to ``size`` px squares: the tagger's own cache for ``squash``,
+    an in-memory one for the other fits (the product caches only what it trains on)."""
+    from lab.sft.image_fit import fit_square
+    from mmrec.attributes.data import PixelCache
+    from mmrec.attributes.train import pixel_cache
+    from mmrec.images import load_image
+
+    if fit == "squash":
+        return pixel_cache(store, parts, size)
+    paths = sorted({p["image_path"] for p in parts.products})
+    return PixelCache(np.stack([np.asarray(fit_square(load_image(p), size, fit)) for p in paths]), paths)
+
+
 def product_share(cache, products, tol: int = 24) -> float:
     """Mean share of the fitted square that is product, judged against each photo's background."""
-    from mmrec.images import foreground_box, load_image
+    from lab.sft.image_fit import foreground_box
+    from mmrec.images import load_image
 
     shares = []
     for p in products:
@@ -41,12 +56,12 @@ def product_share(cache, products, tol: int = 24) -> float:
 
 
 def main() -> None:
-    from mmrec.images import IMAGE_FITS
+    from lab.sft.image_fit import FITS
 
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--artifacts", default="artifacts")
     ap.add_argument("--budget-s", type=float, default=700.0, help="CNN training CPU seconds per fit")
-    ap.add_argument("--fits", nargs="+", default=list(IMAGE_FITS), choices=IMAGE_FITS)
+    ap.add_argument("--fits", nargs="+", default=list(FITS), choices=list(FITS))
     ap.add_argument("--size", type=int, default=112)
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--share-only", action="store_true", help="only the product share, no CNN")
@@ -57,7 +72,7 @@ def main() -> None:
     from mmrec.attributes import cnn
     from mmrec.attributes.config import CnnBaseline
     from mmrec.attributes.metrics import attribute_report
-    from mmrec.attributes.train import load_parts, pixel_cache
+    from mmrec.attributes.train import load_parts
     from mmrec.taxonomy import default_taxonomy
 
     store = ArtifactStore(args.artifacts)
@@ -71,7 +86,7 @@ def main() -> None:
     results: dict[str, dict] = {}
     for fit in args.fits:
         t0 = time.perf_counter()
-        cache = pixel_cache(store, parts, args.size, fit)  # the tagger's own cache of this fit
+        cache = fitted_cache(store, parts, args.size, fit)
 
         def pixels(products):
             return cache.pixels[np.asarray([cache.index[p["image_path"]] for p in products])]

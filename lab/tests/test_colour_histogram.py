@@ -1,11 +1,11 @@
-"""The foreground colour histogram reads the product's colour and ignores the studio background."""
+"""lab/sft/colour_histogram.py reads the product's colour and ignores the studio background."""
 
 from __future__ import annotations
 
 import numpy as np
 import pytest
 
-from mmrec.colour_histogram import DIM, HUES, SATURATIONS, VALUES, colour_histogram
+from lab.sft.colour_histogram import DIM, HUES, SATURATIONS, VALUES, colour_histogram
 
 
 def _product(colour, share: float = 0.25, size: int = 40) -> np.ndarray:

@@ -1,6 +1,7 @@
-"""Losses on one field's value: the colour-family loss finds the colour value in real training
-batches and scores the probability of the true family, so shades of one family are not penalised
-against each other; value smoothing is label smoothing over the colour values only."""
+"""The lab's loss plug-ins (lab/sft/losses.py). On one field's value: the colour-family loss finds
+the colour value in real training batches and scores the probability of the true family, so
+shades of one family are not penalised against each other; value smoothing is label smoothing
+over the colour values only. Label smoothing over the vocabulary equals torch's."""
 
 from __future__ import annotations
 
@@ -11,14 +12,14 @@ import pytest
 import torch
 from PIL import Image
 
-from mmrec.attributes.data import Collator, encode_records
+from lab.sft.losses import GroupLoss, LabelSmoothing, ValueSmoothing, uniform_target_loss, value_positions
+from mmrec.attributes.data import Collator, PixelCache, encode_records
 from mmrec.attributes.decode import JsonGrammar
-from mmrec.attributes.value_losses import GroupLoss, ValueSmoothing, value_positions
 from mmrec.attributes.prompts import json_answer, messages
 from mmrec.attributes.trainer import answer_logits_only
 from mmrec.errors import ConfigError
 from mmrec.taxonomy import default_taxonomy
-from sft_fixtures import TINY_FIELDS, tiny_model
+from sft_fixtures import TINY_ARCH, TINY_FIELDS, draw_product, tiny_model
 
 TAX = default_taxonomy()
 
@@ -71,11 +72,11 @@ def test_scores_the_family_not_the_shade(tiny):
     logits[0, col - 1, ids["grey melange"]] = 5.0
     token_ce = float(torch.nn.functional.cross_entropy(logits[0, col - 1][None], batch["labels"][0, col][None]))
     assert token_ce > 30                                       # the token loss calls it very wrong
-    assert float(loss(logits, batch["labels"])) < 1e-6         # the family is right
+    assert float(loss.term(logits, batch["labels"])) < 1e-6         # the family is right
     # the same mass on another family's colour is what the loss punishes: -log(1/2)
     logits[0, col - 1, ids["grey melange"]] = -30.0
     logits[0, col - 1, ids["black"]] = 5.0
-    assert float(loss(logits, batch["labels"])) == pytest.approx(math.log(2), abs=1e-4)
+    assert float(loss.term(logits, batch["labels"])) == pytest.approx(math.log(2), abs=1e-4)
 
 
 def test_gradient_step_raises_the_true_family(tiny):
@@ -87,13 +88,13 @@ def test_gradient_step_raises_the_true_family(tiny):
     opt = torch.optim.SGD(params, lr=0.5)
     inputs = {k: v for k, v in batch.items() if k != "labels"}
     with torch.no_grad():
-        before = float(loss(model(**inputs).logits, batch["labels"]))
+        before = float(loss.term(model(**inputs).logits, batch["labels"]))
     for _ in range(3):
         opt.zero_grad()
-        loss(model(**inputs).logits, batch["labels"]).backward()
+        loss.term(model(**inputs).logits, batch["labels"]).backward()
         opt.step()
     with torch.no_grad():
-        after = float(loss(model(**inputs).logits, batch["labels"]))
+        after = float(loss.term(model(**inputs).logits, batch["labels"]))
     model.eval()
     assert after < before - 0.1, (before, after)
 
@@ -133,16 +134,40 @@ def test_value_smoothing_is_label_smoothing_over_the_fields_values(tiny):
             per_token.append(nll)
     token_loss = torch.nn.functional.cross_entropy(logits[:, :-1].reshape(-1, logits.shape[-1]), target.reshape(-1),
                                                    ignore_index=-100)
-    assert float(token_loss + smooth(logits, labels)) == pytest.approx(sum(per_token) / len(per_token), rel=1e-5)
+    assert float(token_loss + smooth.term(logits, labels)) == pytest.approx(sum(per_token) / len(per_token), rel=1e-5)
     only_unknown = answer_logits_only(_batch(processor, prompts, [{"category": "watches"}]))["labels"]
-    assert smooth(logits[:1, :only_unknown.shape[1]], only_unknown) is None
+    assert smooth.term(logits[:1, :only_unknown.shape[1]], only_unknown) is None
 
 
 def test_value_smoothing_refuses_bad_fields_and_eps(tiny):
-    from mmrec.attributes.config import StageTrain
-
     _, _, _, grammar, _ = tiny
     with pytest.raises(ConfigError, match="pattern"):
         ValueSmoothing(grammar, "pattern", 0.1)
-    with pytest.raises(ValueError, match="value_smoothing"):
-        StageTrain(value_smoothing={"colour": 1.5})
+    with pytest.raises(ConfigError, match=r"value_smoothing eps must be in \[0, 1\), got 1.5"):
+        ValueSmoothing(grammar, "colour", 1.5)
+    with pytest.raises(ConfigError, match=r"label_smoothing eps must be in \[0, 1\), got -0.1"):
+        LabelSmoothing(-0.1)
+
+
+def test_label_smoothing_term_matches_torch(tiny, tmp_path):
+    """(1 - eps) * the model's own loss + eps * uniform_target_loss == torch's label-smoothed
+    cross-entropy on the same (shifted, masked) tokens; the plug-in combines them so."""
+    model, processor, prompts, _, _ = tiny
+    p = tmp_path / "0.jpg"
+    draw_product("jeans", "red", jitter=2).save(p)
+    recs = [{"messages": messages(prompts.system, prompts.json_instruction(["category", "colour"]),
+                                  '{"category": "jeans", "colour": "red"}'), "images": [str(p)]}] * 2
+    cache = PixelCache.build([str(p)], TINY_ARCH["image_size"], tmp_path / "cache")
+    batch = Collator(processor, cache)(encode_records(recs, processor, cache.index))
+    with torch.no_grad():
+        out = model(**batch)
+    eps = 0.2
+    ours = (1 - eps) * out.loss + eps * uniform_target_loss(out.logits, batch["labels"])
+    logits, labels = out.logits[:, :-1], batch["labels"][:, 1:]
+    ref = torch.nn.functional.cross_entropy(logits.reshape(-1, logits.shape[-1]).float(), labels.reshape(-1),
+                                            ignore_index=-100, label_smoothing=eps)
+    assert float(ours) == pytest.approx(float(ref), rel=1e-5)
+    assert uniform_target_loss(out.logits, torch.full_like(batch["labels"], -100)) is None
+    plugin = LabelSmoothing(eps)
+    term = plugin(out, batch)
+    assert float(plugin.add(out.loss, term, 1)) == pytest.approx(float(ref), rel=1e-5)
