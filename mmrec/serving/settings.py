@@ -73,7 +73,7 @@ class ServeSettings(StrictModel):
     # the JSON throughput measured here) or "python" (Ray's default proxy actor).
     ray_proxy: Literal["haproxy", "python"] = "haproxy"
     # Read kiosk photos with the VLM tagger (attributes) as well as the encoder; the mini
-    # tagger costs ~30 ms for one photo, ~60 ms for 4 on one thread here (benchmark/tagger_latency.py).
+    # tagger costs ~30 ms for one photo, ~60 ms for 4 on one thread here (lab/perf/tagger_latency.py).
     photo_tagger: bool = True
     # The tagger also reads each photo's mirror image (decode.hflip_tta, on for catalog tagging
     # and `mmrec sft eval`): off for photos, +22 ms per photo on one thread and no measured gain
