@@ -14,8 +14,9 @@ from typing import Any
 import pyarrow.parquet as pq
 from PIL import Image
 
+from mmrec import kinds
 from mmrec.artifacts import ArtifactStore
-from mmrec.catalog.ingest import ITEMS_FILE, KIND, items_table
+from mmrec.catalog.ingest import ITEMS_FILE, items_table
 from mmrec.outfit.items import ItemTable
 from mmrec.taxonomy import default_taxonomy
 
@@ -103,10 +104,10 @@ def write_items(store: ArtifactStore, spec=ALL, *, images_dir: Path | None = Non
                 prices: bool = True) -> str:
     """Write an items artifact (as catalog ingest would) and return its version."""
     table = items_table(item_rows(spec, images_dir=images_dir, prices=prices))
-    with store.write(KIND, config={"format": "test"}) as w:
+    with store.write(kinds.ITEMS, config={"format": "test"}) as w:
         pq.write_table(table, w.path / ITEMS_FILE)
         w.metrics = {"items_out": table.num_rows}
-    return store.current_version(KIND)
+    return store.current_version(kinds.ITEMS)
 
 
 def jpeg_bytes(colour=(200, 30, 30), size=(64, 80)) -> bytes:

@@ -9,6 +9,7 @@ import pytest
 from PIL import Image
 
 from embed_fixtures import COLOURS, draw, ingest, write_catalog
+from mmrec import kinds
 from mmrec.artifacts import ArtifactStore
 from mmrec.config import load_config
 from mmrec.recall.types import Filters, RecallQuery
@@ -124,7 +125,7 @@ def test_index_updates_and_atomic_swap(built, tmp_path, monkeypatch):
     import shutil
 
     from mmrec.embed.catalog import embed_catalog
-    from mmrec.recall.build import KIND, publish, remove_from_index, update_index
+    from mmrec.recall.build import publish, remove_from_index, update_index
 
     store0, src0, ecfg, icfg = built
     store = ArtifactStore(tmp_path / "art")  # a private copy: this test changes the catalog
@@ -148,7 +149,7 @@ def test_index_updates_and_atomic_swap(built, tmp_path, monkeypatch):
     assert (res.embedded, res.removed) == (1, 0)
     art, stats = update_index(store, icfg)
     assert stats == {"added": 1, "updated": 0, "metadata": 0}  # season is no filter field
-    assert store.current_version(KIND) == art.version != v0
+    assert store.current_version(kinds.INDEX) == art.version != v0
 
     # readers: the held snapshot keeps answering on the old version during and after the swap
     errors: list[BaseException] = []
@@ -191,6 +192,6 @@ def test_index_updates_and_atomic_swap(built, tmp_path, monkeypatch):
     monkeypatch.setattr(build, "write_index_dir", exploding_save)
     with pytest.raises(Boom):
         publish(store, index, icfg, vectors_version="v", items_version=store.current_version("items"))
-    assert store.current_version(KIND) == art2.version
-    assert not any(p.name.startswith(".tmp-") for p in (store.root / KIND).iterdir())
+    assert store.current_version(kinds.INDEX) == art2.version
+    assert not any(p.name.startswith(".tmp-") for p in (store.root / kinds.INDEX).iterdir())
     assert _recall(store).versions["index"] == art2.version

@@ -23,6 +23,7 @@ from typing import Any, Literal
 import yaml
 from pydantic import BaseModel, Field, ValidationError, field_validator
 
+from mmrec import kinds
 from mmrec.config import StrictModel
 from mmrec.errors import ConfigError
 
@@ -184,7 +185,7 @@ class UserDirectory:
                 items.append(r["item_id"])
 
     @classmethod
-    def from_store(cls, store: Any, kind: str = "interactions_sim",
+    def from_store(cls, store: Any, kind: str = kinds.INTERACTIONS_SIM,
                    version: str | None = None) -> "UserDirectory":
         """Read ``<kind>/<version>`` (profiles.parquet + interactions.parquet) from a store.
 

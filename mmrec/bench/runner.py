@@ -20,6 +20,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
+from mmrec import kinds
 from mmrec.artifacts import ArtifactStore, atomic_write_text
 from mmrec.bench import metrics as M
 from mmrec.bench.judges import coverage
@@ -51,7 +52,7 @@ def catalog_rows(store: ArtifactStore) -> tuple[dict[str, dict[str, Any]], str]:
     """Catalog truth: items.parquet rows by id (attributes map as a dict)."""
     from mmrec.catalog.ingest import load_items
 
-    art = store.load("items")
+    art = store.load(kinds.ITEMS)
     rows = {}
     for r in load_items(store, art.version).to_pylist():
         r["attributes"] = dict(r.get("attributes") or [])
@@ -81,8 +82,8 @@ def prepare(suite_path: str | Path, store: ArtifactStore, *, users: UserDirector
     scenes_path = loaded.resolve(loaded.suite.scenes_file) if loaded.suite.scenes_file else None
     book = SceneBook.load(scenes_path, tax)
     rows, items_version = catalog_rows(store)
-    if users is None and use_users and store.current_version("interactions_sim"):
-        users = UserDirectory.from_store(store, "interactions_sim")
+    if users is None and use_users and store.current_version(kinds.INTERACTIONS_SIM):
+        users = UserDirectory.from_store(store, kinds.INTERACTIONS_SIM)
     defs = load_persona_file(loaded.resolve(loaded.suite.personas)).personas
     personas = resolve_personas(defs, users)
     cases = expand_cases(loaded, book.scenes, personas, list(rows.values()),
@@ -289,7 +290,7 @@ def publish(store: ArtifactStore, out: Path, metrics: dict[str, Any]) -> str:
     """Copy a finished run's metrics.json and report.html into ``bench_eval/<version>``."""
     import shutil
 
-    with store.write("bench_eval", config={"run": str(out), "suite": metrics["run"]["suite"]},
+    with store.write(kinds.BENCH_EVAL, config={"run": str(out), "suite": metrics["run"]["suite"]},
                      schema_version=METRICS_SCHEMA_VERSION) as w:
         for name in ("metrics.json", "report.html", "run.json"):
             if (out / name).is_file():

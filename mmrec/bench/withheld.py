@@ -19,8 +19,8 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any, Iterable, Sequence
 
+from mmrec import kinds
 from mmrec.errors import InputError
-from mmrec.outfit.photo import TAGGER_KIND
 from mmrec.splits import split_of
 
 ARRIVALS_FILE = "withheld_arrivals.parquet"
@@ -50,12 +50,12 @@ def served_items(store: Any, withheld: set[str], out_dir: Path, *, progress: boo
     from mmrec.catalog.ingest import items_table, load_items
     from mmrec.taxonomy import default_taxonomy
 
-    tagger_version = store.current_version(TAGGER_KIND)
+    tagger_version = store.current_version(kinds.VLM)
     if tagger_version is None:
         raise InputError("the suite withholds catalog truth, and new arrivals are read by the tagger, "
                          "but there is no vlm artifact; train one (mmrec sft train), drop `withheld` "
                          "from the suite, or pass --full-truth")
-    items_version = store.load("index").manifest["items_version"]
+    items_version = store.load(kinds.INDEX).manifest["items_version"]
     table = load_items(store, items_version)
     rows = table.to_pylist()
     for r in rows:

@@ -16,6 +16,7 @@ from typing import Any
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from mmrec import kinds
 from mmrec.artifacts import Artifact, ArtifactStore, sha256_file
 from mmrec.catalog.adapters import ADAPTERS
 from mmrec.catalog.config import IngestConfig
@@ -24,7 +25,8 @@ from mmrec.errors import ArtifactNotFound, InputError
 from mmrec.schemas import ITEM_CONTENT_COLUMNS, ITEMS_SCHEMA, ITEMS_SCHEMA_VERSION
 from mmrec.taxonomy import Taxonomy, default_taxonomy
 
-KIND = "items"
+# attributes/tagger.py imports the kind under this name
+KIND = kinds.ITEMS
 ITEMS_FILE = "items.parquet"
 REPORT_FILE = "report.json"
 DIFF_FILE = "diff.json"
@@ -99,7 +101,7 @@ def ingest_catalog(source: str | Path, cfg: IngestConfig, store: ArtifactStore, 
         raise InputError(f"{source}: no valid rows ({report.rows_in} rows read)")
 
     try:
-        previous = store.load(KIND)
+        previous = store.load(kinds.ITEMS)
         old_table = pq.read_table(previous.file(ITEMS_FILE))
     except ArtifactNotFound:
         previous, old_table = None, None
@@ -118,7 +120,7 @@ def ingest_catalog(source: str | Path, cfg: IngestConfig, store: ArtifactStore, 
     table = items_table(items)
 
     src = Path(source)
-    with store.write(KIND, config=cfg.model_dump(mode="json"),
+    with store.write(kinds.ITEMS, config=cfg.model_dump(mode="json"),
                      schema_version=ITEMS_SCHEMA_VERSION) as w:
         pq.write_table(table, w.path / ITEMS_FILE, compression="zstd")
         (w.path / REPORT_FILE).write_text(json.dumps(report.as_dict(), indent=1), encoding="utf-8")
@@ -132,11 +134,11 @@ def ingest_catalog(source: str | Path, cfg: IngestConfig, store: ArtifactStore, 
             "changed": len(diff["changed"]), "coverage": report.coverage,
         }
         w.extra["source_format"] = cfg.format
-    return IngestResult(report, store.load(KIND), diff)
+    return IngestResult(report, store.load(kinds.ITEMS), diff)
 
 
 def load_items(store: ArtifactStore, version: str | None = None, *,
                columns: list[str] | None = None) -> pa.Table:
     """Read the items table of ``version`` (default CURRENT), verified against its manifest."""
-    art = store.load(KIND, version)
+    art = store.load(kinds.ITEMS, version)
     return pq.read_table(art.file(ITEMS_FILE), columns=columns)

@@ -12,6 +12,7 @@ import sys
 import time
 from pathlib import Path
 
+from mmrec import kinds
 from mmrec.commands import add_config_args, stage_config
 
 GATE_FAILED = 3
@@ -65,7 +66,7 @@ def _run(args: argparse.Namespace) -> int:
     from mmrec.bench.runner import Runner, prepare, publish
 
     store = ArtifactStore(args.artifacts)
-    if store.current_version("items") is None:
+    if store.current_version(kinds.ITEMS) is None:
         from mmrec.errors import InputError
 
         raise InputError(f"no items artifact under {store.root}: the judges need catalog truth; "

@@ -8,6 +8,7 @@ import sys
 import time
 from pathlib import Path
 
+from mmrec import kinds
 from mmrec.commands import add_config_args, stage_config
 
 FORMATS = ("myntra", "hm", "generic")
@@ -108,10 +109,10 @@ def _show(args) -> int:
     from collections import Counter
 
     from mmrec.artifacts import ArtifactStore
-    from mmrec.catalog.ingest import KIND, load_items
+    from mmrec.catalog.ingest import load_items
 
     store = ArtifactStore(args.artifacts)
-    art = store.load(KIND, args.version)
+    art = store.load(kinds.ITEMS, args.version)
     table = load_items(store, art.version)
     if args.item:
         ids = set(args.item)
@@ -142,9 +143,9 @@ def _versions(args) -> int:
     from mmrec.artifacts import ArtifactStore
 
     store = ArtifactStore(args.artifacts)
-    current = store.current_version("items")
-    for v in store.versions("items"):
-        art = store.load("items", v, verify=False)
+    current = store.current_version(kinds.ITEMS)
+    for v in store.versions(kinds.ITEMS):
+        art = store.load(kinds.ITEMS, v, verify=False)
         mark = "*" if v == current else " "
         print(f"{mark} {v}  items={art.metrics.get('items_out')}  +{art.metrics.get('added')} "
               f"-{art.metrics.get('removed')} ~{art.metrics.get('changed')}")

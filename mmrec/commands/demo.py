@@ -13,6 +13,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
+from mmrec import kinds
+
 
 @dataclass(frozen=True)
 class Step:
@@ -31,20 +33,21 @@ QUICK_TAGGER = ["--set", "base_stage.time_budget_min=3", "--set", "lora_stage.ti
                 "--set", "base_stage.threads=2", "--set", "lora_stage.threads=2"]
 
 STEPS = (
-    Step("catalog ingest", ("items",), 10,
+    Step("catalog ingest", (kinds.ITEMS,), 10,
          lambda a: ["catalog", "ingest", "--source", str(a.source / "myntra")], always=True),
-    Step("outfit priors (Polyvore)", ("outfit_priors",), 10,
+    Step("outfit priors (Polyvore)", (kinds.OUTFIT_PRIORS,), 10,
          lambda a: ["outfit", "priors", "--source", str(a.source / "polyvore_outfits")]),
-    Step("encoder: quick mini CLIP training", ("encoder",), 200, lambda a: ["embed", "train", *QUICK_ENCODER]),
+    Step("encoder: quick mini CLIP training", (kinds.ENCODER,), 200, lambda a: ["embed", "train", *QUICK_ENCODER]),
     # incremental embedding, then the index reused / updated in place / rebuilt as needed
-    Step("catalog embedding + FAISS index (incremental)", ("vectors", "index"), 20, None, always=True),
-    Step("simulated shoppers (SIMULATED logs over the catalog)", ("interactions_sim",), 15,
+    Step("catalog embedding + FAISS index (incremental)", (kinds.VECTORS, kinds.INDEX), 20, None,
+         always=True),
+    Step("simulated shoppers (SIMULATED logs over the catalog)", (kinds.INTERACTIONS_SIM,), 15,
          lambda a: ["rank", "simulate", "--set", f"shared_data={a.source}"]),
-    Step("ranker training", ("ranker",), 30,
+    Step("ranker training", (kinds.RANKER,), 30,
          lambda a: ["rank", "train", "--dataset", "myntra-sim", "--set", f"shared_data={a.source}"]),
-    Step("SFT dataset", ("sft_dataset",), 25,
+    Step("SFT dataset", (kinds.SFT_DATASET,), 25,
          lambda a: ["sft", "build", "--recipe", "sft_data/recipes/myntra_mini.yaml"]),
-    Step("tagger: quick mini Qwen-VL (base + LoRA)", ("vlm",), 390,
+    Step("tagger: quick mini Qwen-VL (base + LoRA)", (kinds.VLM,), 390,
          lambda a: ["sft", "train", "--stage", "all", *QUICK_TAGGER]),
 )
 

@@ -15,6 +15,7 @@ import threading
 import time
 from pathlib import Path
 
+from mmrec import kinds
 from mmrec.commands import add_config_args, stage_config
 
 
@@ -72,7 +73,7 @@ def _settings(args, port: int | None = None):
 def _require_items(store) -> None:
     from mmrec.errors import InputError
 
-    if store.current_version("items") is None:
+    if store.current_version(kinds.ITEMS) is None:
         raise InputError(f"no items artifact under {store.root}: run `mmrec demo` (builds everything) "
                          "or `mmrec catalog ingest --source ../shared/data/myntra` first")
 
@@ -207,12 +208,12 @@ def _loadtest(args) -> int:
     }
     metrics["errors_total"] = sum(p.get("errors", 0) for k, p in phases.items() if k not in REPLICA_COUNTS)
     summary = ("json", "photo", "open_loop", "errors_total", *REPLICA_COUNTS)
-    with store.write("serve_loadtest", config={k: metrics[k] for k in (
+    with store.write(kinds.SERVE_LOADTEST, config={k: metrics[k] for k in (
             "server", "profile", "concurrency", "phase_seconds", "rps", "rps_seconds", "photo_share")}) as w:
         (w.path / "metrics.json").write_text(json.dumps(metrics, indent=1), encoding="utf-8")
         w.metrics = {k: v for k, v in metrics.items() if k in summary}
     print(json.dumps({k: metrics.get(k) for k in summary}, indent=1))
-    print(f"wrote {store.root}/serve_loadtest/{w.version}/metrics.json", file=sys.stderr)
+    print(f"wrote {store.root}/{kinds.SERVE_LOADTEST}/{w.version}/metrics.json", file=sys.stderr)
     return 0
 
 

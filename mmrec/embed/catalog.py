@@ -22,14 +22,13 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from mmrec import kinds
 from mmrec.artifacts import Artifact, ArtifactStore
 from mmrec.embed.config import EmbedConfig
-from mmrec.embed.encoder import KIND as ENCODER_KIND
 from mmrec.embed.encoder import Encoder
 from mmrec.embed.local_embed import embed_images_local
 from mmrec.errors import ArtifactNotFound, InputError
 
-KIND = "vectors"
 VECTORS_FILE = "vectors.parquet"
 FAILURES_FILE = "failures.json"
 SCHEMA_VERSION = 1
@@ -89,7 +88,6 @@ def embed_catalog(store: ArtifactStore, cfg: EmbedConfig, *, items_version: str 
         encoder: an already loaded encoder (must come from an encoder artifact of ``store``).
         force_new_version: write a new version even when nothing changed.
     """
-    from mmrec.catalog.ingest import KIND as ITEMS_KIND
     from mmrec.catalog.ingest import load_items
 
     log = log or (lambda s: print(s, file=sys.stderr, flush=True))
@@ -98,13 +96,13 @@ def embed_catalog(store: ArtifactStore, cfg: EmbedConfig, *, items_version: str 
         import torch
 
         torch.set_num_threads(cc.threads)
-    items_art = store.load(ITEMS_KIND, items_version)
+    items_art = store.load(kinds.ITEMS, items_version)
     items = load_items(store, items_art.version, columns=["item_id", "image_uri", "image_sha256"])
-    enc_art = store.resolve(encoder_ref, ENCODER_KIND) if encoder is None else None
+    enc_art = store.resolve(encoder_ref, kinds.ENCODER) if encoder is None else None
     if encoder is None:
         encoder = Encoder.from_dir(enc_art.path, device=cfg.model.device)
     elif encoder.version:
-        enc_art = store.load(ENCODER_KIND, encoder.version)
+        enc_art = store.load(kinds.ENCODER, encoder.version)
     ids = items.column("item_id").to_pylist()
     uris = items.column("image_uri").to_pylist()
     shas = items.column("image_sha256").to_pylist()
@@ -112,7 +110,7 @@ def embed_catalog(store: ArtifactStore, cfg: EmbedConfig, *, items_version: str 
     prev_art, reuse = None, {}
     if incremental:
         try:
-            prev_art = store.load(KIND)
+            prev_art = store.load(kinds.VECTORS)
         except ArtifactNotFound:
             prev_art = None
         if prev_art is not None:
@@ -157,7 +155,7 @@ def embed_catalog(store: ArtifactStore, cfg: EmbedConfig, *, items_version: str 
                          f"first failures: {dict(list(failures.items())[:3])}")
     table = vectors_table([r[0] for r in out_rows], np.stack([r[1] for r in out_rows]),
                           encoder.encoder_id, [r[2] for r in out_rows])
-    with store.write(KIND, config=cfg.catalog.model_dump(mode="json"), schema_version=SCHEMA_VERSION) as w:
+    with store.write(kinds.VECTORS, config=cfg.catalog.model_dump(mode="json"), schema_version=SCHEMA_VERSION) as w:
         pq.write_table(table, w.path / VECTORS_FILE)
         (w.path / FAILURES_FILE).write_text(json.dumps(failures, indent=1), encoding="utf-8")
         w.add_artifact_input(items_art)
@@ -173,13 +171,13 @@ def embed_catalog(store: ArtifactStore, cfg: EmbedConfig, *, items_version: str 
                      "images_per_s": round(len(todo) / embed_s, 1) if todo and embed_s else None}
         w.extra["encoder_id"] = encoder.encoder_id
         w.extra["items_version"] = items_art.version
-    res.artifact = store.load(KIND, w.version)
+    res.artifact = store.load(kinds.VECTORS, w.version)
     return res
 
 
 def load_vectors(store: ArtifactStore, ref: str | Path | None = None) -> tuple[Artifact, pa.Table, np.ndarray]:
     """(artifact, table without vectors, float32 [n, d] vectors) of a vectors artifact."""
-    art = store.resolve(ref, KIND)
+    art = store.resolve(ref, kinds.VECTORS)
     table, v = read_vectors(art)
     return art, table, v
 

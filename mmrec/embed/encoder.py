@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING, Any, Iterator, Sequence
 
 import numpy as np
 
+from mmrec import kinds
 from mmrec.embed.config import ModelSpec
 from mmrec.errors import ArtifactError, InputError
 from mmrec.images import resize_letterbox
@@ -31,7 +32,6 @@ if TYPE_CHECKING:  # heavy: imported only where the encoder is actually used
 
     from mmrec.artifacts import ArtifactStore
 
-KIND = "encoder"
 META_FILE = "encoder.json"
 OPEN_CLIP_CONFIG = "open_clip_config.json"
 WEIGHTS_FILE = "open_clip_model.safetensors"
@@ -184,7 +184,7 @@ class Encoder:
     def load(cls, store: "ArtifactStore", version: str | None = None, *,
              device: str = "auto") -> "Encoder":
         """Load the encoder artifact ``version`` (default: CURRENT) from ``store``."""
-        art = store.load(KIND, version)
+        art = store.load(kinds.ENCODER, version)
         return cls.from_dir(art.path, device=device)
 
     def save(self, out_dir: str | Path, *, encoder_id: str | None = None,

@@ -28,13 +28,13 @@ from typing import Any, Callable
 
 import numpy as np
 
+from mmrec import kinds
 from mmrec.artifacts import Artifact, ArtifactStore
 from mmrec.embed.config import EmbedConfig
 from mmrec.embed.metrics import known_item_metrics, set_metrics
 from mmrec.recall.config import RecallConfig
 from mmrec.splits import split_of
 
-KIND = "embed_eval"
 ROUTES = ("text_image", "bm25", "attribute")
 PHRASE_FIELDS = ("colour", "category", "gender", "usage")
 
@@ -172,7 +172,6 @@ def evaluate(store: ArtifactStore, cfg: EmbedConfig, recall_cfg: RecallConfig, *
     """
     from mmrec.catalog.ingest import load_items
     from mmrec.embed.catalog import load_vectors
-    from mmrec.embed.encoder import KIND as ENCODER_KIND
     from mmrec.embed.encoder import Encoder
     from mmrec.errors import InputError
     from mmrec.recall.config import IndexConfig
@@ -185,7 +184,7 @@ def evaluate(store: ArtifactStore, cfg: EmbedConfig, recall_cfg: RecallConfig, *
     vec_art, vtable, vectors = load_vectors(store, vectors_ref)
     encoder_id = vec_art.manifest.get("encoder_id")
     enc_version = encoder_ref or (encoder_id.rsplit("@", 1)[-1] if encoder_id and "@" in encoder_id else None)
-    enc_art = store.resolve(enc_version, ENCODER_KIND)
+    enc_art = store.resolve(enc_version, kinds.ENCODER)
     if split == "val" and enc_art.config.get("train", {}).get("include_val"):
         raise InputError(f"encoder/{enc_art.version} trained on the val split; evaluate on test")
     encoder = Encoder.from_dir(enc_art.path, device=cfg.model.device)
@@ -242,13 +241,13 @@ def evaluate(store: ArtifactStore, cfg: EmbedConfig, recall_cfg: RecallConfig, *
                                    "target": "> every single route", "value": phrase["fusion"][m],
                                    "single_routes": singles,
                                    "met": bool(all(phrase["fusion"][m] > v for v in singles.values()))})
-    with store.write(KIND, config={"embed": cfg.eval.model_dump(mode="json"), "split": split,
+    with store.write(kinds.EMBED_EVAL, config={"embed": cfg.eval.model_dump(mode="json"), "split": split,
                                    "recall": rc.model_dump(mode="json")}) as w:
         (w.path / "metrics.json").write_text(json.dumps(metrics, indent=2, default=float), encoding="utf-8")
         w.add_artifact_input(vec_art)
         w.add_artifact_input(enc_art)
         w.metrics = {"split": split, "gallery_size": len(gallery_ids), "targets": metrics["targets"]}
-    return store.load(KIND, w.version)
+    return store.load(kinds.EMBED_EVAL, w.version)
 
 
 def read_metrics(art: Artifact) -> dict[str, Any]:

@@ -26,10 +26,11 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from mmrec import kinds
 from mmrec.artifacts import Artifact, ArtifactStore
 from mmrec.embed.config import EmbedConfig
 from mmrec.embed.data import CaptionSampler, cached_pixels
-from mmrec.embed.encoder import KIND, Encoder
+from mmrec.embed.encoder import Encoder
 from mmrec.embed.metrics import known_item_metrics, set_metrics, top_k_indices
 from mmrec.errors import InputError
 from mmrec.splits import split_of
@@ -156,7 +157,6 @@ def train_encoder(store: ArtifactStore, cfg: EmbedConfig, *, items_version: str 
     """
     import torch
 
-    from mmrec.catalog.ingest import KIND as ITEMS_KIND
     from mmrec.catalog.ingest import load_items
 
     log = log or (lambda s: print(s, file=sys.stderr, flush=True))
@@ -164,7 +164,7 @@ def train_encoder(store: ArtifactStore, cfg: EmbedConfig, *, items_version: str 
     _set_threads(tc.threads)
     torch.manual_seed(tc.seed)
     rng = np.random.default_rng(tc.seed)
-    items_art = store.load(ITEMS_KIND, items_version)
+    items_art = store.load(kinds.ITEMS, items_version)
     items = load_items(store, items_art.version)
     encoder = Encoder.create(cfg.model)
     state = TrainState()
@@ -201,7 +201,7 @@ def train_encoder(store: ArtifactStore, cfg: EmbedConfig, *, items_version: str 
         })
         if state.log:
             metrics["final"] = state.log[-1]
-    with store.write(KIND, config=cfg.model_dump(mode="json"), schema_version=1) as w:
+    with store.write(kinds.ENCODER, config=cfg.model_dump(mode="json"), schema_version=1) as w:
         name = cfg.model.name.replace("/", "-")
         encoder.save(w.path, encoder_id=f"{name}@{w.version}", version=w.version)
         if state.log:
@@ -209,7 +209,7 @@ def train_encoder(store: ArtifactStore, cfg: EmbedConfig, *, items_version: str 
                                            encoding="utf-8")
         w.add_artifact_input(items_art)
         w.metrics = metrics
-    return store.load(KIND, w.version)
+    return store.load(kinds.ENCODER, w.version)
 
 
 def _train_loop(encoder: Encoder, cfg: EmbedConfig, pixels: np.ndarray, rows: list[dict[str, Any]],

@@ -2,21 +2,23 @@
 
 from __future__ import annotations
 
+from mmrec import kinds
 from mmrec.artifacts import ArtifactStore
 from mmrec.errors import ArtifactNotFound
 from mmrec.outfit.items import ItemTable
 
-PREDICTIONS_KIND = "attribute_predictions"  # the tagger's output over the catalog
+# mmrec.recommend.loading still imports the kind under this name; new code reads mmrec.kinds.
+PREDICTIONS_KIND = kinds.ATTRIBUTE_PREDICTIONS
 
 
 def merge_predictions(items: ItemTable, store: ArtifactStore) -> int:
     """Add the tagger's catalog predictions to the attributes map where the catalog and the
     title rules are silent (source ``model`` with its confidence); returns how many."""
-    if store.current_version(PREDICTIONS_KIND) is None:
+    if store.current_version(kinds.ATTRIBUTE_PREDICTIONS) is None:
         return 0
     import pyarrow.parquet as pq
 
-    art = store.load(PREDICTIONS_KIND)
+    art = store.load(kinds.ATTRIBUTE_PREDICTIONS)
     names = [n for n in art.manifest["files"] if n.endswith(".parquet")]
     if not names:
         return 0

@@ -10,10 +10,10 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
+from mmrec import kinds
 from mmrec.artifacts import ArtifactStore
 from mmrec.errors import MmrecError
 
-TAGGER_KIND = "vlm"  # artifact kind of the attribute tagger (mmrec.attributes.tagger)
 
 
 class ComponentMissing(MmrecError):
@@ -57,13 +57,13 @@ class PhotoModels:
         tagger = None
         if not with_tagger:
             notes.append("tagger switched off for photos: they are read by the encoder only")
-        elif store.current_version(TAGGER_KIND):
+        elif store.current_version(kinds.VLM):
             from mmrec.attributes.tagger import Tagger
 
             tagger = Tagger.load(store, device=device, hflip_tta=tagger_mirror)
         else:
             notes.append("no tagger artifact: photos are read by the encoder only")
-        if encoder is None and store.current_version("encoder"):
+        if encoder is None and store.current_version(kinds.ENCODER):
             from mmrec.embed.encoder import Encoder
 
             encoder = Encoder.load(store, device=device)

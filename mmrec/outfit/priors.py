@@ -23,12 +23,12 @@ from typing import Any
 
 import numpy as np
 
+from mmrec import kinds
 from mmrec.artifacts import ArtifactStore, Artifact
 from mmrec.config import StrictModel
 from mmrec.errors import InputError
 from mmrec.taxonomy import Taxonomy, default_taxonomy
 
-KIND = "outfit_priors"
 FILE = "priors.json"
 
 SEMANTIC_SLOT = {
@@ -129,14 +129,14 @@ def write_priors(store: ArtifactStore, source: str | Path, cfg: PriorsConfig | N
     """Build the priors from ``source`` and write a new ``outfit_priors`` artifact."""
     cfg = cfg or PriorsConfig()
     table = build_priors(source, taxonomy)
-    with store.write(KIND, config=cfg.model_dump(mode="json")) as w:
+    with store.write(kinds.OUTFIT_PRIORS, config=cfg.model_dump(mode="json")) as w:
         (w.path / FILE).write_text(json.dumps(table, indent=0, sort_keys=True), encoding="utf-8")
         for name in ("categories.csv", "train_category.json", *table["files"]):
             w.add_input(Path(source) / name)
         w.metrics = {k: table[k] for k in ("n_outfits", "n_items", "n_category_mapped")}
         w.metrics["category_coverage"] = round(table["n_category_mapped"] / max(1, table["n_items"]), 4)
         w.metrics["n_categories"] = len(table["categories"])
-    return store.load(KIND)
+    return store.load(kinds.OUTFIT_PRIORS)
 
 
 class CooccurrencePriors:
@@ -153,7 +153,7 @@ class CooccurrencePriors:
 
     @classmethod
     def load(cls, store: ArtifactStore, version: str | None = None) -> "CooccurrencePriors":
-        art = store.load(KIND, version)
+        art = store.load(kinds.OUTFIT_PRIORS, version)
         table = json.loads(art.file(FILE).read_text(encoding="utf-8"))
         return cls(table, PriorsConfig.model_validate(art.config), art.version)
 

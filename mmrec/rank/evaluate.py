@@ -15,6 +15,7 @@ from typing import Callable
 
 import numpy as np
 
+from mmrec import kinds
 from mmrec.artifacts import ArtifactStore
 from mmrec.errors import ArtifactNotFound, InputError
 from mmrec.rank import lgbm
@@ -23,7 +24,6 @@ from mmrec.rank import rtr as R
 from mmrec.rank.config import RankConfig
 from mmrec.rank.interactions import load_tables
 
-KIND = "rank_eval"
 TARGETS = {"ndcg_vs_popularity": 1.3, "ndcg_vs_occasion_popularity": 1.1}
 
 
@@ -60,10 +60,10 @@ def _input_version(art, kind: str) -> str:
 
 def eval_rtr(store: ArtifactStore, version: str | None = None, log: Callable = _log) -> dict:
     """Held-out users (new) and training users' later rentals (returning), 1 + N candidates."""
-    art = store.load("ranker_rtr", version)
+    art = store.load(kinds.RANKER_RTR, version)
     cfg = RankConfig.model_validate(art.config)
     c = cfg.rtr
-    _, tables = load_tables(store, "rtr", _input_version(art, "interactions_rtr"))
+    _, tables = load_tables(store, "rtr", _input_version(art, kinds.INTERACTIONS_RTR))
     prep = R.prepare(tables, c)
     d, sp = prep.d, prep.split
     bundle = lgbm.Bundle.load(art)
@@ -117,7 +117,7 @@ def eval_rtr(store: ArtifactStore, version: str | None = None, log: Callable = _
     return out
 
 
-EVALUATORS = {"rtr": ("ranker_rtr", eval_rtr)}
+EVALUATORS = {"rtr": (kinds.RANKER_RTR, eval_rtr)}
 
 
 def run_eval(store: ArtifactStore, cfg: RankConfig, datasets: list[str] | None = None,
@@ -126,7 +126,7 @@ def run_eval(store: ArtifactStore, cfg: RankConfig, datasets: list[str] | None =
     from mmrec.rank.hm import eval_hm
     from mmrec.rank.myntra_train import eval_myntra
 
-    evaluators = {**EVALUATORS, "hm": ("ranker_hm", eval_hm), "myntra-sim": ("ranker", eval_myntra)}
+    evaluators = {**EVALUATORS, "hm": (kinds.RANKER_HM, eval_hm), "myntra-sim": (kinds.RANKER, eval_myntra)}
     chosen = datasets or list(evaluators)
     results, inputs = {}, []
     for ds in chosen:
@@ -145,12 +145,12 @@ def run_eval(store: ArtifactStore, cfg: RankConfig, datasets: list[str] | None =
         inputs.append(store.load(kind, results[ds]["model_version"]))
     if not results:
         raise ArtifactNotFound("no ranker artifact to evaluate; run `mmrec rank train` first")
-    with store.write(KIND, config=cfg.model_dump(mode="json"), schema_version=1) as w:
+    with store.write(kinds.RANK_EVAL, config=cfg.model_dump(mode="json"), schema_version=1) as w:
         (w.path / "metrics.json").write_text(json.dumps(results, indent=1), encoding="utf-8")
         for a in inputs:
             w.add_artifact_input(a)
         w.metrics = _headline(results)
-    return store.load(KIND, w.version), results
+    return store.load(kinds.RANK_EVAL, w.version), results
 
 
 def _headline(results: dict) -> dict:

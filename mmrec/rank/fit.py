@@ -12,12 +12,14 @@ import sys
 import time
 from typing import Callable
 
+from mmrec import kinds
 from mmrec.artifacts import Artifact, ArtifactStore
 from mmrec.rank import lgbm
 from mmrec.rank import metrics as M
 from mmrec.rank.config import RankConfig
 
-KINDS = {"rtr": "ranker_rtr", "hm": "ranker_hm", "myntra-sim": "ranker"}
+# the ranker kind each dataset's training writes
+KINDS = {"rtr": kinds.RANKER_RTR, "hm": kinds.RANKER_HM, "myntra-sim": kinds.RANKER}
 SCHEMA_VERSION = 1
 
 

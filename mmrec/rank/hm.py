@@ -18,6 +18,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from mmrec import kinds
 from mmrec.artifacts import ArtifactStore
 from mmrec.errors import InputError
 from mmrec.rank import features as F
@@ -193,9 +194,9 @@ def train_hm(store: ArtifactStore, cfg: RankConfig, *, interactions: str | None 
 
 def eval_hm(store: ArtifactStore, version: str | None = None, log: Callable = _log) -> dict:
     """MAP@12 over all articles for each test customer vs popularity baselines."""
-    art = store.load("ranker_hm", version)
+    art = store.load(kinds.RANKER_HM, version)
     cfg = RankConfig.model_validate(art.config)
-    inter_version = next(i["version"] for i in art.manifest["inputs"] if i.get("kind") == "interactions_hm")
+    inter_version = next(i["version"] for i in art.manifest["inputs"] if i.get("kind") == kinds.INTERACTIONS_HM)
     _, tables = load_tables(store, "hm", inter_version)
     d = decode(tables)
     sp = split(d, cfg.hm)

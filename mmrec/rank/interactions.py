@@ -25,6 +25,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
+from mmrec import kinds
 from mmrec.artifacts import Artifact, ArtifactStore, sha256_file
 from mmrec.errors import ConfigError, InputError
 from mmrec.rank.config import PseudonymConfig, RankConfig
@@ -32,7 +33,9 @@ from mmrec.rank.config import PseudonymConfig, RankConfig
 SCHEMA_VERSION = 1
 EVENTS = ("impression", "click", "purchase", "rental", "rating")
 CHANNELS = ("app", "kiosk", "web")
-SOURCES = ("rtr", "hm", "sim")
+# the artifact kind of each source's interactions
+KIND_OF = {"rtr": kinds.INTERACTIONS_RTR, "hm": kinds.INTERACTIONS_HM, "sim": kinds.INTERACTIONS_SIM}
+SOURCES = tuple(KIND_OF)
 
 INTERACTIONS_FILE = "interactions.parquet"
 PROFILES_FILE = "profiles.parquet"
@@ -337,7 +340,7 @@ def read_hm(folder: str | Path, pseudo: Pseudonymiser) -> SourceTables:
 def kind_of(source: str) -> str:
     if source not in SOURCES:
         raise InputError(f"unknown interaction source {source!r}; choose one of {list(SOURCES)}")
-    return f"interactions_{source}"
+    return KIND_OF[source]
 
 
 def default_source_path(source: str, cfg: RankConfig) -> Path:

@@ -15,11 +15,11 @@ import time
 
 import numpy as np
 
+from mmrec import kinds
 from mmrec.artifacts import ArtifactStore
 from mmrec.errors import ArtifactNotFound
 from mmrec.rank.config import RankConfig
 
-KIND = "rank_latency"
 
 
 def _pct(ms: np.ndarray) -> dict[str, float]:
@@ -97,12 +97,12 @@ def run_latency(store: ArtifactStore, cfg: RankConfig, *, version: str | None = 
         "machine": {"cpus": os.cpu_count(), "platform": platform.platform(),
                     "processor": platform.processor() or platform.machine()},
     }
-    with store.write(KIND, config=cfg.model_dump(mode="json")) as w:
+    with store.write(kinds.RANK_LATENCY, config=cfg.model_dump(mode="json")) as w:
         (w.path / "metrics.json").write_text(json.dumps(metrics, indent=1), encoding="utf-8")
-        w.add_artifact_input(store.load("ranker", ranker.version))
+        w.add_artifact_input(store.load(kinds.RANKER, ranker.version))
         w.metrics = {"p50_ms": metrics["score"]["p50_ms"], "p99_ms": metrics["score"]["p99_ms"],
                      "cpu_p50_ms": metrics["score_cpu_time"]["p50_ms"],
                      "cpu_p99_ms": metrics["score_cpu_time"]["p99_ms"],
                      "load_average_1m": metrics["load_average_1m"], "candidates": b.candidates,
                      "met_wall": metrics["met_wall"], "met_cpu_time": metrics["met_cpu_time"]}
-    return store.load(KIND, w.version)
+    return store.load(kinds.RANK_LATENCY, w.version)

@@ -24,6 +24,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
+from mmrec import kinds
 from mmrec.artifacts import ArtifactStore
 from mmrec.errors import InputError
 from mmrec.rank import lgbm
@@ -88,7 +89,7 @@ def load_sim(store: ArtifactStore, cfg: RankConfig, version: str | None = None,
     from mmrec.taxonomy import default_taxonomy
 
     art, tables = load_tables(store, "sim", version)
-    items_ref = next((i for i in art.manifest["inputs"] if i.get("kind") == "items"), None)
+    items_ref = next((i for i in art.manifest["inputs"] if i.get("kind") == kinds.ITEMS), None)
     items = load_items(store, items_ref["version"] if items_ref else None)
     table = Y.ItemTable.build(items, default_taxonomy().colour_family, vocabs=vocabs,
                               brands=cfg.myntra.brands)
@@ -256,7 +257,7 @@ def train_myntra(store: ArtifactStore, cfg: RankConfig, *, interactions: str | N
     d.stats.save(weekly, items.item_ids)
     sizes = {"train_requests": int(len(rl["train"])), "train_rows": int(len(tr_rank)),
              "val_requests": int(len(rl["val"])), "simulated": True}
-    items_art = store.load("items", items_ref["version"]) if items_ref else None
+    items_art = store.load(kinds.ITEMS, items_ref["version"]) if items_ref else None
     return write_ranker(store, "myntra-sim", cfg, art_in, bundle, info, sizes, time.perf_counter() - t0,
                   extra_files={STATS_FILE: buf.getvalue(), WEEKLY_STATS_FILE: weekly.getvalue()},
                   extra_inputs=[items_art] if items_art else [])
@@ -264,10 +265,10 @@ def train_myntra(store: ArtifactStore, cfg: RankConfig, *, interactions: str | N
 
 def eval_myntra(store: ArtifactStore, version: str | None = None, log: Callable = _log) -> dict:
     """Recovery of the hidden utility on the test window (NDCG with true click probability)."""
-    art = store.load("ranker", version)
+    art = store.load(kinds.RANKER, version)
     cfg = RankConfig.model_validate(art.config)
     bundle = lgbm.Bundle.load(art)
-    sim_version = next(i["version"] for i in art.manifest["inputs"] if i.get("kind") == "interactions_sim")
+    sim_version = next(i["version"] for i in art.manifest["inputs"] if i.get("kind") == kinds.INTERACTIONS_SIM)
     sim_art, tables, items, _ = load_sim(store, cfg, sim_version, vocabs=bundle.meta["item_vocabs"])
     d = decode(tables, items)
     rl = roles(d, cfg)

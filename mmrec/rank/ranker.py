@@ -16,6 +16,7 @@ from typing import Any, Literal
 import numpy as np
 from pydantic import Field
 
+from mmrec import kinds
 from mmrec.artifacts import ArtifactStore
 from mmrec.config import StrictModel
 from mmrec.errors import InputError
@@ -23,7 +24,6 @@ from mmrec.rank import lgbm
 from mmrec.rank import myntra as Y
 from mmrec.rank.users import UserProfile
 
-KIND = "ranker"
 MAX_CANDIDATES = 10_000
 
 
@@ -73,7 +73,7 @@ class Ranker:
         from mmrec.rank.myntra_train import STATS_FILE
         from mmrec.taxonomy import default_taxonomy
 
-        art = store.load(KIND, version)
+        art = store.load(kinds.RANKER, version)
         bundle = lgbm.Bundle.load(art)
         tax = default_taxonomy()
         table = items if items is not None else load_items(store, items_version)

@@ -47,6 +47,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from mmrec import kinds
 from mmrec.errors import InputError
 from mmrec.rank.config import SimConfig
 from mmrec.rank.interactions import (INTERACTIONS_SCHEMA, PROFILES_SCHEMA, SourceTables,
@@ -338,7 +339,7 @@ def run_simulation(store, cfg, *, items_version: str | None = None,
     if pool is None:
         pool = ProfilePool.from_files(rtr, hm)
         inputs = [rtr, hm]
-    items_art = store.load("items", items_version)
+    items_art = store.load(kinds.ITEMS, items_version)
     items = load_items(store, items_art.version)
     tables, hidden = simulate(items, pool, sc, colour_family=default_taxonomy().colour_family)
     return write_tables(store, "sim", tables, cfg, key_fingerprint=None, inputs=inputs,

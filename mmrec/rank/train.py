@@ -15,12 +15,13 @@ from typing import Callable
 
 import numpy as np
 
+from mmrec import kinds
 from mmrec.artifacts import Artifact, ArtifactStore
 from mmrec.errors import InputError
 from mmrec.rank import lgbm
 from mmrec.rank import rtr as R
 from mmrec.rank.config import RankConfig
-from mmrec.rank.fit import KINDS, fit_pair, write_ranker
+from mmrec.rank.fit import fit_pair, write_ranker
 from mmrec.rank.interactions import load_tables
 
 DATASETS = ("rtr", "hm", "myntra-sim")
@@ -94,9 +95,9 @@ def build_served_ranker(store: ArtifactStore, cfg: RankConfig, *, force: bool = 
     """
     from mmrec.rank.simulator import run_simulation
 
-    if not force and store.current_version(KINDS["myntra-sim"]) is not None:
-        return store.load(KINDS["myntra-sim"])
-    if force or store.current_version("interactions_sim") is None:
+    if not force and store.current_version(kinds.RANKER) is not None:
+        return store.load(kinds.RANKER)
+    if force or store.current_version(kinds.INTERACTIONS_SIM) is None:
         sim = run_simulation(store, cfg)
         log(f"interactions_sim/{sim.version}: SIMULATED logs written")
     return train("myntra-sim", store, cfg, log=log)

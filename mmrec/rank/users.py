@@ -16,6 +16,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 from pydantic import Field
 
+from mmrec import kinds
 from mmrec.artifacts import ArtifactStore
 from mmrec.config import StrictModel
 from mmrec.rank.interactions import load_tables
@@ -152,7 +153,7 @@ def item_taste_meta(store: ArtifactStore, interactions_art) -> pa.Table:
     from mmrec.catalog.ingest import load_items
     from mmrec.taxonomy import default_taxonomy
 
-    ref = next((i for i in interactions_art.manifest["inputs"] if i.get("kind") == "items"), None)
+    ref = next((i for i in interactions_art.manifest["inputs"] if i.get("kind") == kinds.ITEMS), None)
     items = load_items(store, ref["version"] if ref else None,
                        columns=["item_id", "category", "colour", "usage", "brand"])
     fam = default_taxonomy().colour_family

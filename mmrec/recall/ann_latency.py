@@ -23,11 +23,11 @@ from typing import Any, Callable
 
 import numpy as np
 
+from mmrec import kinds
 from mmrec.artifacts import Artifact, ArtifactStore
 from mmrec.recall.config import IndexConfig
 from mmrec.recall.types import Filters
 
-KIND = "index_latency"
 SLOTS = ("top", "bottom", "shoes", "accessory", "bag", "outerwear", "one-piece")
 GENDERS = ("men", "women", "unisex")
 
@@ -208,10 +208,10 @@ def run_ann_latency(store: ArtifactStore, cfg: IndexConfig, *, n: int = 1_000_00
     }
     best = [r for r in sweep if r[f"recall@{k}"] >= 0.95]  # fastest setting reaching the target
     metrics["best"] = min(best, key=lambda r: r["p99_ms"]) if best else None
-    with store.write(KIND, config=cfg.model_dump(mode="json")) as w:
+    with store.write(kinds.INDEX_LATENCY, config=cfg.model_dump(mode="json")) as w:
         (w.path / "metrics.json").write_text(json.dumps(metrics, indent=2), encoding="utf-8")
         w.metrics = {key: metrics[key] for key in ("n", "dim", "kind", "threads", "build_seconds", "best")}
-    return store.load(KIND, w.version)
+    return store.load(kinds.INDEX_LATENCY, w.version)
 
 
 def _cpu_count() -> int:

@@ -11,6 +11,7 @@ from __future__ import annotations
 import time
 from typing import Any, Sequence
 
+from mmrec import kinds
 from mmrec.artifacts import Artifact, ArtifactStore
 from mmrec.embed.catalog import load_vectors
 from mmrec.errors import InputError
@@ -19,7 +20,6 @@ from mmrec.recall.faiss_index import TOMBSTONE_KINDS
 from mmrec.recall.index import VectorIndex
 from mmrec.recall.index_files import read_index_dir, write_index_dir
 
-KIND = "index"
 SCHEMA_VERSION = 1
 META_FIELDS = (*FILTER_FIELDS, "price", "in_stock")
 
@@ -65,24 +65,22 @@ def publish(store: ArtifactStore, index: VectorIndex, cfg: IndexConfig, *, vecto
             items_version: str, inputs: Sequence[Artifact] = (),
             metrics: dict[str, Any] | None = None) -> Artifact:
     """Write ``index`` as a new `index` version and swap CURRENT to it."""
-    from mmrec.catalog.ingest import KIND as ITEMS_KIND
-
-    with store.write(KIND, config=cfg.model_dump(mode="json"), schema_version=SCHEMA_VERSION) as w:
+    with store.write(kinds.INDEX, config=cfg.model_dump(mode="json"), schema_version=SCHEMA_VERSION) as w:
         write_index_dir(index, w.path, extra_info={"vectors_version": vectors_version,
                                                    "items_version": items_version})
         for art in inputs:
             w.add_artifact_input(art)
-        w.add_artifact_input(store.load(ITEMS_KIND, items_version, verify=False))
+        w.add_artifact_input(store.load(kinds.ITEMS, items_version, verify=False))
         w.metrics = {"kind": index.kind, "vectors": index.n_alive, "tombstones": index.n_dead
                      if index.kind in TOMBSTONE_KINDS else 0, "dim": index.dim,
                      "encoder_id": index.encoder_id, **(metrics or {})}
         w.extra.update({"vectors_version": vectors_version, "items_version": items_version,
                         "encoder_id": index.encoder_id})
-    return store.load(KIND, w.version)
+    return store.load(kinds.INDEX, w.version)
 
 
 def load_index(store: ArtifactStore, cfg: IndexConfig, version: str | None = None) -> tuple[Artifact, VectorIndex]:
-    art = store.load(KIND, version)
+    art = store.load(kinds.INDEX, version)
     return art, read_index_dir(art.path, cfg)
 
 
@@ -142,7 +140,7 @@ def remove_from_index(store: ArtifactStore, cfg: IndexConfig, *, ids: Sequence[s
         inputs.append(vec_art)
     unknown = sum(1 for i in targets if i not in index)
     removed = index.remove(targets)
-    info = store.load(KIND, idx_art.version).manifest
+    info = store.load(kinds.INDEX, idx_art.version).manifest
     art = publish(store, index, cfg, vectors_version=info.get("vectors_version", ""),
                   items_version=info["items_version"], inputs=inputs,
                   metrics={"update": {"removed": removed}})

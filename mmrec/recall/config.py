@@ -6,6 +6,7 @@ from typing import Literal
 
 from pydantic import Field, field_validator
 
+from mmrec import kinds
 from mmrec.config import StrictModel
 
 ROUTES = ("text_image", "photo_image", "attribute", "bm25", "popularity")
@@ -87,7 +88,7 @@ class BM25RouteConfig(RouteConfig):
 
 
 class PopularityRouteConfig(RouteConfig):
-    interactions_kind: str = Field("interactions_sim", description=(
+    interactions_kind: str = Field(kinds.INTERACTIONS_SIM, description=(
         "artifact kind holding interactions.parquet (user_id, item_id, event, ts) and "
         "profiles.parquet (user_id, segment), as `mmrec rank` writes them; the route is off "
         "when none exists. For the Myntra catalog these logs are simulated"))

@@ -10,9 +10,9 @@ from __future__ import annotations
 import sys
 from typing import Callable
 
+from mmrec import kinds
 from mmrec.artifacts import Artifact, ArtifactStore
-from mmrec.embed.catalog import KIND as VECTORS_KIND
-from mmrec.recall.build import KIND, build_index, remove_from_index, update_index
+from mmrec.recall.build import build_index, remove_from_index, update_index
 
 
 def ensure_recall_artifacts(store: ArtifactStore, *, profile: str = "mini", config_dir: str | None = None,
@@ -27,36 +27,35 @@ def ensure_recall_artifacts(store: ArtifactStore, *, profile: str = "mini", conf
     """
     from mmrec.config import load_config
     from mmrec.embed.catalog import embed_catalog
-    from mmrec.embed.encoder import KIND as ENCODER_KIND
     from mmrec.embed.train import train_encoder
 
     log = log or (lambda s: print(s, file=sys.stderr, flush=True))
     ecfg = load_config("embed", profile=profile, config_dir=config_dir)
     icfg = load_config("index", profile=profile, config_dir=config_dir)
     out: dict[str, Artifact] = {}
-    if store.current_version(ENCODER_KIND) is None:
+    if store.current_version(kinds.ENCODER) is None:
         log(f"encoder: none yet, training {ecfg.model.name} "
             f"({ecfg.train.time_budget_min or 'no'} min {ecfg.train.budget_clock} budget)")
         out["encoder"] = train_encoder(store, ecfg, progress=progress, log=log)
     else:
-        out["encoder"] = store.load(ENCODER_KIND)
-        log(f"encoder: reusing {ENCODER_KIND}/{out['encoder'].version}")
+        out["encoder"] = store.load(kinds.ENCODER)
+        log(f"encoder: reusing {kinds.ENCODER}/{out['encoder'].version}")
     res = embed_catalog(store, ecfg, encoder_ref=out["encoder"].version, progress=progress, log=log)
     out["vectors"] = res.artifact
-    log(f"vectors: {VECTORS_KIND}/{res.artifact.version} (embedded {res.embedded}, reused {res.reused}, "
+    log(f"vectors: {kinds.VECTORS}/{res.artifact.version} (embedded {res.embedded}, reused {res.reused}, "
         f"dropped {res.removed}, failed {len(res.failures)})")
-    current = store.current_version(KIND)
-    idx_art = store.load(KIND) if current else None
+    current = store.current_version(kinds.INDEX)
+    idx_art = store.load(kinds.INDEX) if current else None
     if idx_art is not None and idx_art.manifest.get("vectors_version") == res.artifact.version:
         out["index"] = idx_art
-        log(f"index: reusing {KIND}/{idx_art.version}")
+        log(f"index: reusing {kinds.INDEX}/{idx_art.version}")
     elif idx_art is not None and idx_art.manifest.get("encoder_id") == res.artifact.manifest.get("encoder_id"):
         update_index(store, icfg)
         out["index"], _ = remove_from_index(store, icfg, missing=True)
-        log(f"index: updated in place -> {KIND}/{out['index'].version}")
+        log(f"index: updated in place -> {kinds.INDEX}/{out['index'].version}")
     else:
         out["index"] = build_index(store, icfg)
-        log(f"index: built {KIND}/{out['index'].version} ({out['index'].metrics['kind']})")
+        log(f"index: built {kinds.INDEX}/{out['index'].version} ({out['index'].metrics['kind']})")
     if evaluate:
         from mmrec.embed.evaluate import evaluate as run_eval
 

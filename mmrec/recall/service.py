@@ -16,6 +16,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from mmrec import kinds
 from mmrec.errors import ArtifactNotFound, InputError
 from mmrec.lru import LRU
 from mmrec.recall.config import IndexConfig, RecallConfig
@@ -100,9 +101,7 @@ class Recall:
         store = store or getattr(self, "_store", None)
         if store is None:
             raise InputError("reload needs the artifact store this Recall was loaded from")
-        from mmrec.recall.build import KIND
-
-        target = index_version or store.current_version(KIND)
+        target = index_version or store.current_version(kinds.INDEX)
         if target == self._snap.versions.get("index"):
             return False
         snap = _load_snapshot(store, self.cfg, self.index_cfg, target)
@@ -235,10 +234,10 @@ def _load_snapshot(store: "ArtifactStore", cfg: RecallConfig, icfg: IndexConfig,
 
 
 def _load_encoder(store: "ArtifactStore", encoder_id: str | None, device: str) -> "Encoder":
-    from mmrec.embed.encoder import KIND, Encoder
+    from mmrec.embed.encoder import Encoder
 
     version = encoder_id.rsplit("@", 1)[-1] if encoder_id and "@" in encoder_id else None
-    if version is not None and version not in store.versions(KIND):
+    if version is not None and version not in store.versions(kinds.ENCODER):
         raise ArtifactNotFound(f"the index's vectors were made by {encoder_id!r}, but "
                                f"encoder/{version} is not in {store.root}")
     return Encoder.load(store, version, device=device)

@@ -14,12 +14,13 @@ import threading
 import time
 from typing import Any, Callable
 
+from mmrec import kinds
 from mmrec.artifacts import ArtifactStore
 
 log = logging.getLogger(__name__)
 # Kinds whose CURRENT pointer changes what the service answers.
-WATCHED_KINDS = ("items", "index", "vectors", "encoder", "ranker", "users", "interactions",
-                 "outfit_priors", "vlm", "tagger")
+WATCHED_KINDS = (kinds.ITEMS, kinds.INDEX, kinds.VECTORS, kinds.ENCODER, kinds.RANKER,
+                 kinds.OUTFIT_PRIORS, kinds.VLM)
 
 
 class RecommenderHolder:

@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
 
+from mmrec import kinds
 from mmrec.artifacts import ArtifactStore
 from mmrec.serving.settings import DEFAULT_SERVE_CONFIG, ServeSettings
 
@@ -174,11 +175,11 @@ def _shutdown_ray() -> None:
 
 def ensure_priors(store: ArtifactStore, source: Path | None, log: Callable[[str], None] = print) -> None:
     """Build the Polyvore priors artifact when missing and the data is at hand (about 1 s)."""
-    from mmrec.outfit.priors import KIND, write_priors
+    from mmrec.outfit.priors import write_priors
 
-    if store.current_version(KIND) or source is None:
+    if store.current_version(kinds.OUTFIT_PRIORS) or source is None:
         return
     polyvore = source / "polyvore_outfits" if (source / "polyvore_outfits").is_dir() else source
     if (polyvore / "categories.csv").is_file():
         art = write_priors(store, polyvore)
-        log(f"built {KIND}/{art.version} from {polyvore} ({art.metrics['n_outfits']} outfits)")
+        log(f"built {kinds.OUTFIT_PRIORS}/{art.version} from {polyvore} ({art.metrics['n_outfits']} outfits)")

@@ -26,6 +26,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from mmrec import kinds
 from mmrec.artifacts import Artifact, ArtifactStore
 from mmrec.attributes.dataset import quality
 from mmrec.attributes.dataset.clean import clean_items
@@ -39,7 +40,8 @@ from mmrec.attributes.prompts import load_prompts, resolve_path
 from mmrec.errors import InputError
 from mmrec.taxonomy import Taxonomy, default_taxonomy
 
-KIND = "sft_dataset"
+# attributes/train.py and attributes/quickstart.py import the kind under this name
+KIND = kinds.SFT_DATASET
 SCHEMA_VERSION = 1
 RECORD_FILES = ("train", "val", "test", "caption_train", "caption_val")
 
@@ -84,12 +86,12 @@ def _subset(table: pa.Table, n: int | None, seed: int) -> pa.Table:
 def build_dataset(store: ArtifactStore, cfg: SftDataConfig, *, taxonomy: Taxonomy | None = None,
                   progress: bool = False) -> Artifact:
     """Run every step of the recipe and write a new ``sft_dataset`` artifact (made CURRENT)."""
-    from mmrec.catalog.ingest import KIND as ITEMS_KIND, load_items
+    from mmrec.catalog.ingest import load_items
 
     t0 = time.perf_counter()
     tax = taxonomy or default_taxonomy()
     rng = np.random.default_rng(cfg.seed)
-    items_art = store.load(ITEMS_KIND, cfg.items_version)
+    items_art = store.load(kinds.ITEMS, cfg.items_version)
     table = _subset(load_items(store, items_art.version), cfg.max_items, cfg.seed)
     prompts = load_prompts(cfg.prompts)
     fields = list(cfg.fields)
@@ -147,7 +149,7 @@ def build_dataset(store: ArtifactStore, cfg: SftDataConfig, *, taxonomy: Taxonom
         "records": quality.record_counts(records),
     }
     values = {f: tax.values(f) for f in fields}
-    with store.write(KIND, config=cfg.model_dump(mode="json"), schema_version=SCHEMA_VERSION) as w:
+    with store.write(kinds.SFT_DATASET, config=cfg.model_dump(mode="json"), schema_version=SCHEMA_VERSION) as w:
         for name in RECORD_FILES:
             write_jsonl(w.path / f"{name}.jsonl", records[name])
         pq.write_table(products_table(products, fields, copies), w.path / "products.parquet")
@@ -164,9 +166,9 @@ def build_dataset(store: ArtifactStore, cfg: SftDataConfig, *, taxonomy: Taxonom
         w.metrics = {"products": len(products), **report["splits"],
                      "train_records": len(records["train"]), "pii_hits_after": sum(leaks.values()),
                      "exact_duplicates": exact_dropped, "near_duplicate_groups": near["groups_with_duplicates"]}
-    return store.load(KIND, w.version)
+    return store.load(kinds.SFT_DATASET, w.version)
 
 
 def load_dataset(store: ArtifactStore, ref: str | None = None) -> Artifact:
     """The dataset artifact by version, path or CURRENT."""
-    return store.resolve(ref, KIND)
+    return store.resolve(ref, kinds.SFT_DATASET)
