@@ -1,4 +1,5 @@
-"""Package layout rules: no import cycles between mmrec modules, and modules of one job.
+"""Package layout rules: no import cycles between mmrec modules, modules of one job, and each
+artifact kind named once (mmrec/kinds.py).
 
 A cycle means two modules each need the other, so neither can be read (or tested) alone;
 the fix is to move the shared piece down to the module that owns it. Function-level imports
@@ -140,3 +141,49 @@ def test_long_module_allow_list_is_current():
         if not (ROOT / name).exists() or len((ROOT / name).read_text().splitlines()) <= MAX_LINES
     ]
     assert not stale, f"remove from LONG_MODULES (gone or now short): {stale}"
+
+
+# ArtifactStore methods whose first argument is a kind.
+_STORE_METHODS = {"load", "current_version", "versions", "write", "resolve", "kind_dir"}
+
+
+def _kind_literals(tree: ast.AST, names: set[str]) -> list[tuple[int, str]]:
+    """(line, what) for each kind name written as a string literal where a kind is meant."""
+    def lit(node: ast.AST) -> str | None:
+        ok = isinstance(node, ast.Constant) and isinstance(node.value, str) and node.value in names
+        return node.value if ok else None
+
+    out = []
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Assign) and lit(node.value):
+            for t in node.targets:
+                if isinstance(t, ast.Name) and t.id.endswith("KIND"):
+                    out.append((node.lineno, f"{t.id} = {node.value.value!r}"))
+        elif isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute) \
+                and node.func.attr in _STORE_METHODS and node.args and lit(node.args[0]):
+            out.append((node.lineno, f".{node.func.attr}({node.args[0].value!r})"))
+        elif isinstance(node, ast.Compare) and isinstance(node.left, ast.Call) \
+                and isinstance(node.left.func, ast.Attribute) and node.left.func.attr == "get" \
+                and node.left.args and isinstance(node.left.args[0], ast.Constant) \
+                and node.left.args[0].value == "kind" and any(lit(c) for c in node.comparators):
+            out.append((node.lineno, "manifest input compared with a kind literal"))
+    return out
+
+
+def test_artifact_kinds_are_named_once():
+    # A kind is a contract between writer and readers; a second spelling of it fails only at
+    # run time ("no such artifact"), so code passes the constant from mmrec/kinds.py.
+    from mmrec import kinds
+
+    names = {v for k, v in vars(kinds).items() if k.isupper() and isinstance(v, str)}
+    found = [f"{path.relative_to(ROOT)}:{line}: {what}"
+             for path in sorted(PACKAGE.rglob("*.py")) if path != PACKAGE / "kinds.py"
+             for line, what in _kind_literals(ast.parse(path.read_text()), names)]
+    assert not found, "use mmrec.kinds instead of:\n" + "\n".join(found)
+
+
+def test_kind_names_are_distinct():
+    from mmrec import kinds
+
+    values = [v for k, v in vars(kinds).items() if k.isupper()]
+    assert len(values) == len(set(values))
