@@ -25,15 +25,15 @@ LONG_MODULES: dict[str, str] = {
 }
 
 
-def _module_name(path: Path) -> str:
-    parts = list(path.relative_to(ROOT).with_suffix("").parts)
-    if parts[-1] == "__init__":
-        parts = parts[:-1]
-    return ".".join(parts)
-
-
-def _modules() -> dict[str, Path]:
-    return {_module_name(p): p for p in sorted(PACKAGE.rglob("*.py"))}
+def _modules(package: Path) -> dict[str, Path]:
+    """Dotted module name -> file, for every module of ``package`` (a package is its __init__)."""
+    out = {}
+    for path in sorted(package.rglob("*.py")):
+        parts = list(path.relative_to(package.parent).with_suffix("").parts)
+        if parts[-1] == "__init__":
+            parts = parts[:-1]
+        out[".".join(parts)] = path
+    return out
 
 
 def _resolve(module: str, node: ast.ImportFrom, is_package: bool) -> str:
@@ -56,9 +56,9 @@ def _owner(name: str, modules: dict[str, Path]) -> str | None:
     return None
 
 
-def import_graph() -> dict[str, set[str]]:
-    """mmrec module -> the mmrec modules it imports, at any depth in the file."""
-    modules = _modules()
+def import_graph(package: Path = PACKAGE) -> dict[str, set[str]]:
+    """Module of ``package`` -> the modules of ``package`` it imports, at any depth in the file."""
+    modules = _modules(package)
     graph: dict[str, set[str]] = {m: set() for m in modules}
     for module, path in modules.items():
         is_package = path.name == "__init__.py"
@@ -114,11 +114,24 @@ def test_no_import_cycles():
     assert cycle is None, "import cycle: " + " -> ".join(cycle)
 
 
-def test_graph_sees_function_level_and_submodule_imports():
-    graph = import_graph()
-    # `from mmrec import artifacts` names a submodule: the edge goes to it, not to mmrec.
-    assert any("mmrec.artifacts" in deps for deps in graph.values())
-    assert all(module not in deps for module, deps in graph.items())
+def test_graph_counts_every_kind_of_import(tmp_path):
+    pkg = tmp_path / "pkg"
+    (pkg / "sub").mkdir(parents=True)
+    files = {
+        "__init__.py": "",
+        "a.py": "from pkg import b\n",                         # a submodule named by a from-import
+        "b.py": "def f():\n    from .sub import c\n",          # function level, relative
+        "sub/__init__.py": "from . import c\n",                 # a package's own submodule
+        "sub/c.py": "from typing import TYPE_CHECKING\nif TYPE_CHECKING:\n    import pkg.d\n",
+        "d.py": "from ..outside import x\nimport os\n",          # leaves the package: no edge
+    }
+    for name, text in files.items():
+        (pkg / name).write_text(text)
+    graph = import_graph(pkg)
+    assert graph == {"pkg": set(), "pkg.a": {"pkg.b"}, "pkg.b": {"pkg.sub.c"},
+                     "pkg.sub": {"pkg.sub.c"}, "pkg.sub.c": {"pkg.d"}, "pkg.d": set()}
+    (pkg / "d.py").write_text("def g():\n    from pkg.a import thing\n")
+    assert find_cycle(import_graph(pkg)) == ["pkg.a", "pkg.b", "pkg.sub.c", "pkg.d", "pkg.a"]
 
 
 @pytest.mark.parametrize("path", sorted(PACKAGE.rglob("*.py")), ids=lambda p: str(p.relative_to(ROOT)))
