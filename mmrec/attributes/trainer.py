@@ -1,6 +1,7 @@
 """Trainer plumbing shared by both stages: the Trainer subclass (token accuracy, entropy, a
-CPU-time-aware cosine schedule), JSONL logging, the time budget, and the per-attribute
-validation callback that keeps the best adapter by macro-F1.
+CPU-time-aware cosine schedule, the configured extra-loss plug-ins of `mmrec.attributes.losses`),
+JSONL logging, the time budget, and the per-attribute validation callback that keeps the best
+adapter by macro-F1.
 """
 
 from __future__ import annotations
