@@ -55,44 +55,44 @@ def test_generated_explanation_is_fully_supported(items, explainer):
 def test_verifier_rejects_an_invented_attribute(items, explainer):
     c = ctx(items)
     e = explainer.explain(items, OUTFIT, c)
-    assert explainer.verify(e.text, e.facts, items=items, ctx=c, item_ids=OUTFIT) == []
+    assert explainer.verifier.verify(e.text, e.facts, items=items, ctx=c, item_ids=OUTFIT) == []
     # the shirt is white; saying red is a claim no fact backs
     bad = e.text.replace("white shirt", "red shirt", 1)
-    problems = explainer.verify(bad, e.facts, items=items, ctx=c, item_ids=OUTFIT)
+    problems = explainer.verifier.verify(bad, e.facts, items=items, ctx=c, item_ids=OUTFIT)
     assert any("'red'" in p for p in problems)
-    n, ok = explainer.statement_precision(bad, e.facts)
+    n, ok = explainer.verifier.statement_precision(bad, e.facts)
     assert ok < n
     # a synonym is caught as well ("crimson" means red)
-    assert explainer.verify(e.text + " The belt is crimson.", e.facts, items=items, ctx=c, item_ids=OUTFIT)
+    assert explainer.verifier.verify(e.text + " The belt is crimson.", e.facts, items=items, ctx=c, item_ids=OUTFIT)
     # and a material nobody stated
-    assert explainer.verify(e.text + " The trousers are made of linen.", e.facts)
+    assert explainer.verifier.verify(e.text + " The trousers are made of linen.", e.facts)
 
 
 def test_verifier_rejects_facts_that_are_not_true(items, explainer):
     c = ctx(items)
     forged = Fact(item_id="t1", field="colour", value="red", source="catalog")
     text = "Office look: red shirt."
-    problems = explainer.verify(text, [forged, Fact(item_id="t1", field="category", value="shirts",
+    problems = explainer.verifier.verify(text, [forged, Fact(item_id="t1", field="category", value="shirts",
                                                     source="catalog")], items=items, ctx=c, item_ids=OUTFIT)
     assert any("does not match the catalog" in p for p in problems)
     # right value, wrong source: the pattern came from the title, not the catalog
     wrong_source = Fact(item_id="t1", field="pattern", value="solid", source="catalog")
-    assert explainer.check_facts([wrong_source], items=items, ctx=c, item_ids=OUTFIT)
+    assert explainer.verifier.check_facts([wrong_source], items=items, ctx=c, item_ids=OUTFIT)
     # a scene rule the outfit does not satisfy, a history the shopper does not have
     rule = Fact(field="scene_rule", value="made for sport", source="scene:office")
-    assert explainer.check_facts([rule], items=items, ctx=c, item_ids=OUTFIT)
+    assert explainer.verifier.check_facts([rule], items=items, ctx=c, item_ids=OUTFIT)
     hist = Fact(item_id="t1", field="history.colour", value="white", source="history")
-    assert explainer.check_facts([hist], items=items, ctx=c, item_ids=OUTFIT)
+    assert explainer.verifier.check_facts([hist], items=items, ctx=c, item_ids=OUTFIT)
 
 
 def test_source_claims_need_facts_from_that_source(items, explainer):
     facts = [Fact(item_id="t1", field="colour", value="white", source="catalog"),
              Fact(item_id="t1", field="category", value="shirts", source="catalog")]
-    assert explainer.verify("The white shirt is from the catalog.", facts) == []
-    assert explainer.verify("From your history, you often choose white shirts.", facts)
-    assert explainer.verify("The white shirt is similar to your photo.", facts)
-    assert explainer.verify('Meets the rules: "dress to impress".', facts)
-    assert explainer.verify("The white shirt looks solid to our tagger (91%).", facts)
+    assert explainer.verifier.verify("The white shirt is from the catalog.", facts) == []
+    assert explainer.verifier.verify("From your history, you often choose white shirts.", facts)
+    assert explainer.verifier.verify("The white shirt is similar to your photo.", facts)
+    assert explainer.verifier.verify('Meets the rules: "dress to impress".', facts)
+    assert explainer.verifier.verify("The white shirt looks solid to our tagger (91%).", facts)
 
 
 def test_model_facts_cite_their_confidence(explainer):
@@ -105,7 +105,7 @@ def test_model_facts_cite_their_confidence(explainer):
     assert "looks checked to our tagger (87%)" in e.text
     assert "linen" not in e.text  # below min_model_confidence: not cited
     assert e.precision == 1.0
-    assert explainer.verify(e.text.replace("87%", "97%"), e.facts)
+    assert explainer.verifier.verify(e.text.replace("87%", "97%"), e.facts)
 
 
 def test_fallback_when_rich_text_fails(items, explainer, monkeypatch):

@@ -165,22 +165,7 @@ class Explainer:
                                  f'"{quote_safe(ctx.query_text)}".')
         return facts, sentences
 
-    # ------------------------------------------------------------------ verification
-    # The verifier's public checks, on the explainer that callers already hold.
-    def verify(self, text: str, facts: list[Fact], *, items: ItemTable | None = None,
-               ctx: ExplainContext | None = None, item_ids: list[str] | None = None) -> list[str]:
-        """Problems found (empty: every statement is backed by facts and every fact is true)."""
-        return self.verifier.verify(text, facts, items=items, ctx=ctx, item_ids=item_ids)
-
-    def statement_precision(self, text: str, facts: list[Fact]) -> tuple[int, int]:
-        """(statements, supported statements) of ``text`` against ``facts``."""
-        return self.verifier.statement_precision(text, facts)
-
-    def check_facts(self, facts: list[Fact], *, items: ItemTable | None,
-                    ctx: ExplainContext | None, item_ids: list[str] | None) -> list[str]:
-        """Each fact against the truth it cites."""
-        return self.verifier.check_facts(facts, items=items, ctx=ctx, item_ids=item_ids)
-
     def mentions(self, text: str) -> tuple[tuple[str, set[tuple[str, str]]], ...]:
-        """Vocabulary mentions in ``text``, longest first: (surface term, {(field, value)})."""
+        """Vocabulary mentions in ``text`` (see `Verifier.mentions`): the recommender reads typed
+        queries with the same vocabulary the explanations are checked against."""
         return self.verifier.mentions(text)

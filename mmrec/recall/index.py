@@ -305,7 +305,8 @@ class VectorIndex:
             faiss = faiss_module()
             selector = faiss.IDSelectorBitmap(len(self.item_ids), faiss.swig_ptr(sel.bitmap))
             # GPU indexes ignore IDSelectors (faiss#3924): filtered searches use the CPU index.
-            D, I = self.index.search(q, k, params=search_params(self.kind, self.cfg, selector, sel.n_sel, len(self.item_ids)))
+            params = search_params(self.kind, self.cfg, selector, sel.n_sel, len(self.item_ids))
+            D, I = self.index.search(q, k, params=params)
         return self._pairs(D, I)
 
     def _search_plain(self, q: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
