@@ -65,7 +65,7 @@ class Explainer:
     def _item_fact(self, items: ItemTable, item_id: str, fld: str) -> Fact | None:
         # per catalog version and item, like the rule cache (Facts are never mutated)
         return bounded_memo(self._fact_cache, (id(items), items.version, item_id, fld),
-                     lambda: self._new_item_fact(items, item_id, fld))
+                            lambda: self._new_item_fact(items, item_id, fld))
 
     def _new_item_fact(self, items: ItemTable, item_id: str, fld: str) -> Fact | None:
         a = items.attribute_fact(item_id, fld)

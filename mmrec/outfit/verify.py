@@ -32,8 +32,6 @@ SOURCE_MARKERS = {
     "our tagger": "model", "similar to your photo": "recall:image",
     "matches your search": "recall:query",
 }
-
-
 # normalize() is a regex pipeline; texts repeat the same few hundred terms, so memoise it.
 _norm = functools.lru_cache(maxsize=65_536)(normalize)
 _MARKERS = [(re.compile(rf"\b{re.escape(normalize(m))}\b"), m, src) for m, src in SOURCE_MARKERS.items()]
@@ -88,7 +86,7 @@ class Verifier:
     def _satisfied(self, items: ItemTable, sc: Scene, row: dict) -> frozenset[str]:
         # per catalog version, scene and item: rows are immutable within an ItemTable
         return bounded_memo(self._rule_cache, (id(items), items.version, sc.name, row["item_id"]),
-                     lambda: frozenset(x.reason for x in sc.satisfied_rules(row)))
+                            lambda: frozenset(x.reason for x in sc.satisfied_rules(row)))
 
     def verify(self, text: str, facts: list[Fact], *, items: ItemTable | None = None,
                ctx: ExplainContext | None = None, item_ids: list[str] | None = None) -> list[str]:
@@ -96,7 +94,7 @@ class Verifier:
         return self.verify_counts(text, facts, items, ctx, item_ids)[0]
 
     def verify_counts(self, text: str, facts: list[Fact], items: ItemTable | None,
-                ctx: ExplainContext | None, item_ids: list[str] | None) -> tuple[list[str], int, int]:
+                      ctx: ExplainContext | None, item_ids: list[str] | None) -> tuple[list[str], int, int]:
         """(problems, statements, unsupported statements)."""
         problems = self.check_facts(facts, items=items, ctx=ctx, item_ids=item_ids)
         index = _FactIndex(facts)
