@@ -258,7 +258,8 @@ def distill_colour_histogram(ctx: LossContext, weight: float, histogram: float,
                              vectors: str | None = None):
     """The product's distillation (``distill``) towards the CLIP vector + the photo's colour
     histogram at ``histogram`` times its length; configure it with ``distill.weight: 0``."""
-    from mmrec.attributes.distill import Targets, distillation, teacher_targets
+    from mmrec.attributes.distill import Targets, teacher_targets
+    from mmrec.attributes.losses import distillation
 
     if weight <= 0:
         return None

@@ -13,8 +13,8 @@ model is a plain Qwen2.5-VL.
 Only train-split products carry a target (the CLIP never trained on the shared held-out ids);
 a mirrored training image keeps its item's vector (the CLIP was trained with mirroring).
 
-The trainer runs it as the ``distill`` extra-loss plug-in (`mmrec.attributes.losses`), built
-from the ``distill:`` section when its weight is > 0; it logs ``distill_loss``.
+The trainer runs it as the ``distill`` extra-loss plug-in (`mmrec.attributes.losses.DistillLoss`),
+built from the ``distill:`` section when its weight is > 0; it logs ``distill_loss``.
 """
 
 from __future__ import annotations
@@ -24,7 +24,6 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from mmrec.attributes.losses import ExtraLoss, LossContext, register_extra_loss
 from mmrec.errors import ArtifactError, ConfigError
 
 ATTR = "mmrec_distill_head"  # where the head lives on the model while training (checkpointed with it)
@@ -120,46 +119,3 @@ class VisionDistiller:
         self._hook.remove()
         if hasattr(self.model, ATTR):
             delattr(self.model, ATTR)
-
-
-class DistillLoss(ExtraLoss):
-    """The distiller as a trainer plug-in: adds each batch's teacher vectors, takes them back out
-    before the forward, and scores ``1 - cos`` on the image tokens that forward produced."""
-
-    name, log_key, batch_keys = "distill", "distill_loss", (TARGET, MASK)
-
-    def __init__(self, distiller: VisionDistiller, targets: Targets):
-        super().__init__(distiller.weight)
-        self.distiller, self.targets = distiller, targets
-
-    def batch(self, rows: Sequence[int]) -> dict[str, Any]:
-        return self.targets.batch(rows)
-
-    def __call__(self, outputs, inputs: dict[str, Any]):
-        if TARGET not in inputs:
-            return None
-        return self.distiller.loss(inputs[TARGET], inputs[MASK], inputs["image_grid_thw"])
-
-    def summary(self) -> dict[str, Any]:
-        return {"weight": self.weight, "teacher": self.targets.source, "targets": int(self.targets.mask.sum())}
-
-    def close(self) -> None:
-        self.distiller.detach()
-
-
-def distillation(ctx: LossContext, targets: Targets, weight: float) -> DistillLoss:
-    """A `DistillLoss` towards ``targets``: the head is added to ``ctx.model`` now, so build it
-    before the Trainer (which then optimises and checkpoints the head)."""
-    if ctx.cache is None:
-        raise ConfigError("distillation targets are indexed by pixel-cache row: a mini/tiny base stage only")
-    return DistillLoss(VisionDistiller(ctx.model, targets.vectors.shape[1], weight, seed=ctx.seed), targets)
-
-
-@register_extra_loss("distill", stages=("base",))
-def distill_loss(ctx: LossContext, weight: float, vectors: str | None = None) -> DistillLoss | None:
-    """The base stage's CLIP distillation (``distill.weight`` / ``distill.vectors``); 0: off."""
-    if weight <= 0:
-        return None
-    if ctx.cache is None:
-        raise ConfigError("distillation targets are indexed by pixel-cache row: a mini/tiny base stage only")
-    return distillation(ctx, teacher_targets(ctx.store, vectors, ctx.products, ctx.cache.index), weight)

@@ -2,8 +2,9 @@
 
 A stage's loss is the model's own token loss, then each configured plug-in in turn: an
 `ExtraLoss` built by a factory registered under a name (`register_extra_loss`), the way peft
-registers its tuner types. The product registers what it adopted: ``distill`` (the mini base
-stage's CLIP distillation, `mmrec.attributes.distill`, configured by the ``distill:`` section).
+registers its tuner types. The product registers what it adopted, at the end of this module:
+``distill`` (the mini base stage's CLIP distillation, `mmrec.attributes.distill`, configured by
+the ``distill:`` section).
 Experiments register their own plug-ins (``lab/sft/losses.py``) before calling the product's
 training and name them in a stage's ``extra_losses: {name: {param: value}}``, so the product's
 config holds no option that was measured and not adopted, only this mechanism.
@@ -139,8 +140,6 @@ def register_extra_loss(name: str, *, stages: Sequence[str] = STAGES) -> Callabl
 
 def registered() -> dict[str, tuple[Factory, tuple[str, ...]]]:
     """Name -> (factory, stages) of every registered loss, the product's own included."""
-    import mmrec.attributes.distill  # noqa: F401  registers "distill" (imported here: it imports us)
-
     return dict(_REGISTRY)
 
 
@@ -177,3 +176,55 @@ def build_extra_losses(specs: Mapping[str, Mapping[str, Any]], ctx: LossContext)
         if loss is not None:
             out.append(loss)
     return out
+
+
+# ------------------------------------------------------------------ the product's adopted loss
+class DistillLoss(ExtraLoss):
+    """`distill.VisionDistiller` as a trainer plug-in: adds each batch's teacher vectors, takes them
+    back out before the forward, and scores ``1 - cos`` on the image tokens that forward produced."""
+
+    name, log_key = "distill", "distill_loss"
+
+    def __init__(self, distiller, targets):
+        from mmrec.attributes.distill import MASK, TARGET
+
+        super().__init__(distiller.weight)
+        self.batch_keys = (TARGET, MASK)
+        self.distiller, self.targets = distiller, targets
+
+    def batch(self, rows: Sequence[int]) -> dict[str, Any]:
+        return self.targets.batch(rows)
+
+    def __call__(self, outputs, inputs: dict[str, Any]):
+        target, mask = self.batch_keys
+        if target not in inputs:
+            return None
+        return self.distiller.loss(inputs[target], inputs[mask], inputs["image_grid_thw"])
+
+    def summary(self) -> dict[str, Any]:
+        return {"weight": self.weight, "teacher": self.targets.source, "targets": int(self.targets.mask.sum())}
+
+    def close(self) -> None:
+        self.distiller.detach()
+
+
+def distillation(ctx: LossContext, targets, weight: float) -> DistillLoss:
+    """A `DistillLoss` towards ``targets`` (`distill.Targets`): the head is added to ``ctx.model``
+    now, so build it before the Trainer (which then optimises and checkpoints the head)."""
+    from mmrec.attributes.distill import VisionDistiller
+
+    if ctx.cache is None:
+        raise ConfigError("distillation targets are indexed by pixel-cache row: a mini/tiny base stage only")
+    return DistillLoss(VisionDistiller(ctx.model, targets.vectors.shape[1], weight, seed=ctx.seed), targets)
+
+
+@register_extra_loss("distill", stages=("base",))
+def distill_loss(ctx: LossContext, weight: float, vectors: str | None = None) -> DistillLoss | None:
+    """The base stage's CLIP distillation (``distill.weight`` / ``distill.vectors``); 0: off."""
+    from mmrec.attributes.distill import teacher_targets
+
+    if weight <= 0:
+        return None
+    if ctx.cache is None:
+        raise ConfigError("distillation targets are indexed by pixel-cache row: a mini/tiny base stage only")
+    return distillation(ctx, teacher_targets(ctx.store, vectors, ctx.products, ctx.cache.index), weight)
