@@ -105,10 +105,9 @@ def recommender(store: ArtifactStore, scenes_path: Path, *, drop_rules: bool = F
     from mmrec.config import load_config
     from mmrec.recommend import Recommender
 
-    class RulelessRecommender(Recommender):
-        def _allowed_mask(self, scene, slot):
-            return np.asarray(self.items.slot == slot, dtype=bool)
-
     cfg = load_config("recommend", profile="mini", overrides=[f"scenes_path={scenes_path}"])
-    cls = RulelessRecommender if drop_rules else Recommender
-    return cls.from_store(store, config=cfg)
+    rec = Recommender.from_store(store, config=cfg)
+    if drop_rules:  # the catalog-filter candidates: any item of the slot, rules or not
+        source = rec.candidates
+        source.allowed_mask = lambda scene, slot: np.asarray(source.items.slot == slot, dtype=bool)
+    return rec
