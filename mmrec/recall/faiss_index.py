@@ -31,6 +31,7 @@ IVF_KINDS = ("ivf_flat", *REFINE_KINDS)
 
 
 def faiss_module():
+    """The faiss module, imported on first use."""
     import faiss
 
     return faiss
