@@ -22,8 +22,31 @@ from mmrec.errors import InputError
 COMMAND_MODULES = ("catalog", "config", "demo", "embed", "index", "outfit", "serve", "sft", "tag", "bench", "rank")
 
 
+# Top-level modules of the optional extras (pyproject.toml): a command run without its extra
+# says which one to install instead of failing with a bare ModuleNotFoundError.
+EXTRA_OF_MODULE = {
+    **dict.fromkeys(("torch", "torchvision", "transformers", "peft", "accelerate", "safetensors",
+                     "open_clip", "faiss", "lightgbm", "sklearn", "scipy", "ray", "fastapi", "starlette",
+                     "uvicorn", "multipart", "python_multipart", "prometheus_client", "httpx", "aiohttp"),
+                    "serve"),
+    **dict.fromkeys(("qwen_vl_utils", "imagehash", "tokenizers", "pandas", "fsspec"), "train"),
+}
+
+
 class ArgumentError(InputError):
     pass
+
+
+def missing_extra_message(e: ModuleNotFoundError) -> str | None:
+    """'pip install mmrec[<extra>]' advice when ``e`` is a module of an extra, else None."""
+    extra = EXTRA_OF_MODULE.get((e.name or "").split(".")[0])
+    if extra is None:
+        return None
+    if extra == "serve":  # train includes serve
+        how = "pip install 'mmrec[serve]' to serve, 'mmrec[train]' to train as well"
+    else:
+        how = f"pip install 'mmrec[{extra}]'"
+    return f"this command needs {e.name!r}, which mmrec's {extra!r} extra installs: {how} (a checkout: make setup)"
 
 
 class _Parser(argparse.ArgumentParser):
@@ -71,6 +94,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         print("interrupted", file=sys.stderr)
         return 130
     except Exception as e:  # noqa: BLE001 - the CLI boundary: report, never hide
+        hint = missing_extra_message(e) if isinstance(e, ModuleNotFoundError) else None
+        if hint:  # an install the user can complete, not a bug: exit 2 like bad input
+            print(f"error: {hint}", file=sys.stderr)
+            if debug:
+                traceback.print_exc()
+            return 2
         print(f"internal error: {type(e).__name__}: {e}", file=sys.stderr)
         if debug or os.environ.get("MMREC_DEBUG"):
             traceback.print_exc()

@@ -183,3 +183,21 @@ def test_wheel_serves_from_a_fresh_venv_with_only_the_serve_extra(tmp_path, venv
         t1 = time.perf_counter()
         server.stop()
         took("mmrec serve stopped", time.perf_counter() - t1)
+
+
+@pytest.mark.parametrize("module, extra, code", [("ray.serve", "serve", 2), ("imagehash", "train", 2),
+                                                 ("no_such_module", None, 1)])
+def test_a_command_without_its_extra_says_which_to_install(module, extra, code, monkeypatch, capsys):
+    import mmrec.commands.config as config_cmd
+    from mmrec.cli import main
+
+    def handler(args):
+        raise ModuleNotFoundError(f"No module named {module!r}", name=module)
+
+    monkeypatch.setattr(config_cmd, "_show", handler)
+    assert main(["config", "show", "serve"]) == code
+    err = capsys.readouterr().err
+    if extra:
+        assert f"pip install 'mmrec[{extra}]'" in err and repr(module) in err
+    else:
+        assert err.startswith("internal error: ModuleNotFoundError")
