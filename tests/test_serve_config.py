@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import os
 import tomllib
 import typing
 from pathlib import Path
@@ -112,6 +113,9 @@ def test_local_serve_installs_nothing(name, tmp_path, monkeypatch):
     from mmrec.serving.settings import ServeSettings
 
     calls: dict[str, dict] = {}
+    # start_ray sets these for the Ray it starts; restore them afterwards
+    monkeypatch.setenv("RAY_SERVE_ENABLE_HA_PROXY", os.environ.get("RAY_SERVE_ENABLE_HA_PROXY", ""))
+    monkeypatch.setenv("RAY_AUTH_MODE", os.environ.get("RAY_AUTH_MODE", "disabled"))
     monkeypatch.setattr(ray, "init", lambda *a, **kw: calls.setdefault("init", kw))
     monkeypatch.setattr(serve, "start", lambda *a, **kw: calls.setdefault("start", kw))
     monkeypatch.setattr(serve, "run", lambda app, **kw: calls.setdefault("run", {"app": app, **kw}))
