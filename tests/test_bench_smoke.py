@@ -6,7 +6,7 @@ catalog filter and refuses photo requests (re-shot catalog photos, real phone ph
 packshots), which are recorded as errors, and serves the full catalog truth (`--full-truth`:
 new arrivals need a tagger): the test checks the suite, the runner, the hand-written query
 judges and the hard guarantees quickly and without torch. The same suite with every
-model: `mmrec bench run --suite benchmark/suites/smoke.yaml` (README, benchmark section).
+model: `mmrec bench run --suite benchmark/suites/smoke.yaml` (docs/benchmark.md).
 Needs ../shared/data (skipped without it).
 """
 

@@ -1,10 +1,10 @@
 """Which processes used the CPU over an interval (Linux /proc), to see where a load test's cores go.
 
-    python -m lab.perf.cpu_by_process 28            # while `mmrec bench serve` runs a phase
+    python -m lab.perf.cpu_by_process 28            # while `mmrec serve loadtest` runs a phase
 
 Prints CPU seconds and the share of one core per process, busiest first. On a 2-core machine
 the load generator, Ray's own processes and every replica share the same cores, so a latency
-number means little without this split (README "Outfits ... Measured").
+number means little without this split (docs/serving.md).
 """
 
 from __future__ import annotations

@@ -20,14 +20,14 @@ from mmrec import kinds
 class Step:
     name: str
     produces: tuple[str, ...]        # artifact kinds; the step is skipped when all exist
-    estimate_s: int                  # measured on 2 cores (README), printed before the step
+    estimate_s: int                  # measured on 2 cores (docs/README.md), printed before the step
     argv: Callable[[object], list[str]] | None  # None: the recall builder below
     always: bool = False             # cheap and incremental: run every time
 
 
 # Quick mini recipe: short time budgets so that a fresh machine is serving within ~20 minutes
 # (measured from empty artifacts on an idle 2-core box: 11.1 min; estimates below are that run's).
-# The full recipes (configs/*.yaml) train longer for the README's quality numbers.
+# The full recipes (configs/*.yaml) train longer for the quality numbers in docs/.
 QUICK_ENCODER = ["--set", "train.time_budget_min=6", "--set", "train.threads=2"]
 QUICK_TAGGER = ["--set", "base_stage.time_budget_min=3", "--set", "lora_stage.time_budget_min=3",
                 "--set", "base_stage.threads=2", "--set", "lora_stage.threads=2"]

@@ -48,7 +48,7 @@ class PhotoModels:
         Args:
             encoder: an encoder already loaded (recall's, which made the index vectors).
             tagger_mirror: decode each photo with its mirror image too (``decode.hflip_tta``): off
-                for kiosk photos by default (README "Attribute tagger": +22 ms per photo on one
+                for kiosk photos by default (docs/tagger.md: +22 ms per photo on one
                 thread, no measured gain on the benchmark's re-shot kiosk photos).
             with_tagger: False reads photos with the encoder only (when the tagger is too slow
                 for the latency budget on this hardware).

@@ -49,7 +49,7 @@ class PhotoModelsDeployment:
 
     Concurrent photos are tagged together by a `GreedyBatcher`: a pass takes every photo that
     queued while the previous one ran (Ray's ``@serve.batch`` timer formed batches of ~3 photos
-    at concurrency 8 and left the model idle between timers; README "Where the time goes").
+    at concurrency 8 and left the model idle between timers; docs/serving.md "Where the time goes").
     """
 
     def __init__(self, artifacts: str, device: str = "cpu", reload_poll_s: float = 10.0,

@@ -77,7 +77,7 @@ class ServeSettings(StrictModel):
     photo_tagger: bool = True
     # The tagger also reads each photo's mirror image (decode.hflip_tta, on for catalog tagging
     # and `mmrec sft eval`): off for photos, +22 ms per photo on one thread and no measured gain
-    # on the benchmark's re-shot kiosk photos (README "Attribute tagger").
+    # on the benchmark's re-shot kiosk photos (docs/tagger.md).
     photo_mirror_view: bool = False
     # Photos are tagged in batches on the PhotoModels deployment (8 photos cost ~2.5x one): a pass
     # takes every photo that queued while the last one ran (mmrec.serving.batching); only an idle
