@@ -9,10 +9,11 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
+from mmrec import kinds
 from mmrec.artifacts import ArtifactStore
 from mmrec.errors import ArtifactNotFound
 from mmrec.outfit.items import ItemTable
-from mmrec.outfit.loading import PREDICTIONS_KIND, attach_vectors, merge_predictions
+from mmrec.outfit.loading import attach_vectors, merge_predictions
 from mmrec.outfit.photo import PhotoModels
 from mmrec.outfit.priors import CooccurrencePriors
 from mmrec.outfit.scenes import SceneBook
@@ -71,7 +72,7 @@ def load_parts(store: ArtifactStore, *, config: RecommenderConfig | None = None,
     scenes = SceneBook.load(cfg.scenes_path, tax)
     notes: list[str] = []
     recall = None
-    if store.current_version("index"):
+    if store.current_version(kinds.INDEX):
         from mmrec.recall.service import Recall
 
         recall = Recall.load(store, profile=profile, items=items_table)  # with the encoder that made the vectors
@@ -79,7 +80,7 @@ def load_parts(store: ArtifactStore, *, config: RecommenderConfig | None = None,
         notes.append("no recall index: candidates from the catalog filter (mmrec index build)")
     # the catalog version the index was built from, so that rules, facts and candidates agree
     items_version = (recall.versions.get("items") if recall is not None else None) or None
-    items_art = store.load("items", items_version)
+    items_art = store.load(kinds.ITEMS, items_version)
     table = items_table if items_table is not None else load_items(store, items_art.version)
     items = ItemTable(table, items_art.version, tax)
     if recall is not None and attach_vectors(items, store, recall.versions.get("vectors") or None) is None:
@@ -88,7 +89,7 @@ def load_parts(store: ArtifactStore, *, config: RecommenderConfig | None = None,
     if n_pred:
         notes.append(f"{n_pred} model-tagged attributes fill gaps in the catalog (cited with "
                      "their confidence; scene rules still judge catalog values only)")
-    latest = store.current_version("items")
+    latest = store.current_version(kinds.ITEMS)
     if latest != items_art.version:
         notes.append(f"items/{latest} is newer than the index's items/{items_art.version}: "
                      "rebuild the index to serve it")
@@ -108,7 +109,7 @@ def load_parts(store: ArtifactStore, *, config: RecommenderConfig | None = None,
     else:  # photo responses carry the versions the photo deployment used
         versions = {"tagger": "photo deployment", "encoder": "photo deployment"}
     ranker = None
-    if store.current_version("ranker"):
+    if store.current_version(kinds.RANKER):
         from mmrec.rank.ranker import Ranker
 
         ranker = Ranker.load(store, items=items_table)
@@ -116,7 +117,7 @@ def load_parts(store: ArtifactStore, *, config: RecommenderConfig | None = None,
         notes.append("no ranker artifact: candidates keep their recall order")
     users = _load_users(store, notes)
     if n_pred:
-        versions[PREDICTIONS_KIND] = store.current_version(PREDICTIONS_KIND)
+        versions[kinds.ATTRIBUTE_PREDICTIONS] = store.current_version(kinds.ATTRIBUTE_PREDICTIONS)
     if users is not None and getattr(users, "version", None):
         versions["users"] = f"{users.version} (simulated)"
     return LoadedParts(items, scenes, cfg, recall=recall, ranker=ranker, users=users, photo=photo,
