@@ -7,9 +7,6 @@ from mmrec.artifacts import ArtifactStore
 from mmrec.errors import ArtifactNotFound
 from mmrec.outfit.items import ItemTable
 
-# mmrec.recommend.loading still imports the kind under this name; new code reads mmrec.kinds.
-PREDICTIONS_KIND = kinds.ATTRIBUTE_PREDICTIONS
-
 
 def merge_predictions(items: ItemTable, store: ArtifactStore) -> int:
     """Add the tagger's catalog predictions to the attributes map where the catalog and the
