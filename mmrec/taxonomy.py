@@ -8,6 +8,9 @@ Matching is forgiving in a fixed, documented way (see :func:`normalize`): case, 
 ``-``/``_``/``/``/``.``/apostrophes are ignored, words may be written together ("tshirt" ==
 "t shirt"), and a trailing plural ``s``/``es`` is tried when nothing else matches. Anything
 else must be listed as a synonym. Pure Python + pyyaml: cheap to import anywhere.
+
+Each value may also carry ``zh``: Simplified Chinese names (display name first) for the query
+parser and Chinese explanations; they are kept apart from the English matching above.
 """
 
 from __future__ import annotations
@@ -50,7 +53,7 @@ _EXTRA_KEYS: dict[str, tuple[str, ...]] = {
     "category": ("slot",),
     "colour": ("family", "tone", "neutral"),
 }
-_COMMON_KEYS = ("synonyms", "fashionpedia")
+_COMMON_KEYS = ("synonyms", "fashionpedia", "zh")
 
 _DROP = re.compile(r"['\u2019`.]")  # men's -> mens, u.s. -> us, dk.grey -> dkgrey
 _SEP = re.compile(r"[\W_]+")  # '-', '_', '/', '&', ',' and any other punctuation -> space
@@ -60,6 +63,15 @@ def normalize(text: str) -> str:
     """Matching key of a label: NFKC, casefold, '&' -> 'and', punctuation -> space, one space."""
     text = unicodedata.normalize("NFKC", text).casefold().replace("&", " and ")
     return " ".join(_SEP.sub(" ", _DROP.sub("", text)).split())
+
+
+def zh_key(term: str) -> str:
+    """Lookup key of a Chinese term: NFKC (full-width letters and digits), casefold, no spaces.
+
+    Chinese is written without spaces, so "T 恤" and "t恤" are one term; unlike :func:`normalize`
+    punctuation is kept, because no Chinese term contains any.
+    """
+    return "".join(unicodedata.normalize("NFKC", term).casefold().split())
 
 
 def _compact(key: str) -> str:
@@ -77,6 +89,9 @@ class ValueSpec:
     family: str | None = None  # colour only
     tone: str | None = None  # colour only
     neutral: bool | None = None  # colour only
+    # Simplified Chinese names, display name first; read by the query parser only, so that the
+    # English matcher (canonical/terms) behaves exactly as before they existed.
+    zh: tuple[str, ...] = ()
 
 
 # libyaml's parser when present (the pure-Python one takes ~8x longer on this file).
@@ -115,6 +130,7 @@ class Taxonomy:
         self._exact: dict[str, dict[str, str]] = {}
         self._compact: dict[str, dict[str, str]] = {}
         self._check()
+        self._zh_terms = self._index_zh()
 
     # ----------------------------------------------------------------------------- loading
     @classmethod
@@ -201,6 +217,20 @@ class Taxonomy:
             self._exact[field] = exact
             self._compact[field] = compact
 
+    def _index_zh(self) -> dict[str, tuple[tuple[str, str], ...]]:
+        """zh term key -> (field, value) pairs. A term may name several values (the collision
+        tests in tests/test_taxonomy.py allow-list the deliberate ones); a repeat within one
+        value is refused."""
+        index: dict[str, list[tuple[str, str]]] = {}
+        for field, values in self._specs.items():
+            for name, spec in values.items():
+                for term in spec.zh:
+                    pairs = index.setdefault(zh_key(term), [])
+                    if (field, name) in pairs:
+                        raise ConfigError(f"field {field!r}, value {name!r}: zh term {term!r} is listed twice")
+                    pairs.append((field, name))
+        return {k: tuple(v) for k, v in index.items()}
+
     # ----------------------------------------------------------------------------- lookup
     def _field(self, field: str) -> dict[str, ValueSpec]:
         try:
@@ -273,6 +303,24 @@ class Taxonomy:
         spec = self.spec(field, value)
         return None if spec is None else spec.fashionpedia
 
+    def zh_name(self, field: str, value: str | None) -> str | None:
+        """Chinese display name of a (raw or canonical) value; None if unknown or it has none."""
+        spec = self.spec(field, value)
+        return spec.zh[0] if spec is not None and spec.zh else None
+
+    def zh_synonyms(self, field: str, value: str | None) -> tuple[str, ...]:
+        """Every Chinese term of a (raw or canonical) value, display name first."""
+        spec = self.spec(field, value)
+        return () if spec is None else spec.zh
+
+    def zh_terms(self) -> dict[str, tuple[tuple[str, str], ...]]:
+        """Every Chinese term (as :func:`zh_key` writes it) -> the (field, value) pairs it names."""
+        return dict(self._zh_terms)
+
+    def zh_lookup(self, term: str) -> tuple[tuple[str, str], ...]:
+        """(field, value) pairs a Chinese term names, () when it names none."""
+        return self._zh_terms.get(zh_key(term), ())
+
     def describe(self) -> dict[str, dict[str, Any]]:
         """Field -> {"description", "values", "n"}; for docs and the CLI."""
         return {
@@ -305,6 +353,12 @@ def _parse_value(field: str, name: Any, entry: Any, source: str) -> ValueSpec:
     synonyms = entry.get("synonyms") or []
     if not isinstance(synonyms, list) or not all(isinstance(s, str) for s in synonyms):
         raise ConfigError(f"{where}: 'synonyms' must be a list of strings, got {synonyms!r}")
+    zh = entry.get("zh") or []
+    if not isinstance(zh, list):
+        raise ConfigError(f"{where}: 'zh' must be a list of Chinese terms, got {zh!r}")
+    for term in zh:
+        if not isinstance(term, str) or not zh_key(term):
+            raise ConfigError(f"{where}: 'zh' entries must be non-empty strings, got {term!r} in {zh!r}")
     fp = entry.get("fashionpedia")
     if fp is not None and not isinstance(fp, str):
         raise ConfigError(f"{where}: 'fashionpedia' must be a string, got {fp!r}")
@@ -321,7 +375,7 @@ def _parse_value(field: str, name: Any, entry: Any, source: str) -> ValueSpec:
         if not isinstance(entry["neutral"], bool):
             raise ConfigError(f"{where}: neutral must be true or false, got {entry['neutral']!r}")
         kw.update(family=entry["family"], tone=entry["tone"], neutral=entry["neutral"])
-    return ValueSpec(name=name, synonyms=tuple(synonyms), fashionpedia=fp, **kw)
+    return ValueSpec(name=name, synonyms=tuple(synonyms), fashionpedia=fp, zh=tuple(zh), **kw)
 
 
 @functools.lru_cache(maxsize=1)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import copy
 import csv
 import json
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -22,6 +23,7 @@ from mmrec.taxonomy import (
     Taxonomy,
     default_taxonomy,
     normalize,
+    zh_key,
 )
 
 REPO = Path(__file__).resolve().parents[1]
@@ -326,3 +328,109 @@ def test_every_fashionpedia_name_exists(tax):
     unknown = {k: n for k, n in used.items() if n is not None and n not in names}
     assert not unknown, f"fashionpedia names not in label_descriptions.json: {unknown}"
     assert sum(n is not None for n in used.values()) > 80
+
+
+# ------------------------------------------------------------------------------ Chinese (zh)
+
+# Fields whose values a shopper can name in a query; each value needs a Chinese display name.
+SHOPPER_FIELDS = ("category", "slot", "gender", "colour", "pattern", "material", "fit", "sleeve",
+                  "neckline", "season", "usage")
+# zh terms allowed to name two values of ONE field, with the reason. Empty today: every
+# ambiguous shop word (背心, 外套, 包) was given to the value shoppers mean most often.
+SAME_FIELD_ZH_ALLOWED: dict[str, str] = {}
+# zh terms allowed to equal a term (zh or English) of ANOTHER field, with the reason. Empty
+# today: where meanings overlap the terms differ in length (皮 leather inside 皮鞋 formal shoes,
+# 运动 sports usage inside 运动鞋), and the parser reads the longest term first.
+CROSS_FIELD_ZH_ALLOWED: dict[str, str] = {}
+
+
+def _zh_raw() -> dict:
+    return yaml.safe_load(DEFAULT_PATH.read_text(encoding="utf-8"))
+
+
+def test_every_shopper_nameable_value_has_a_chinese_display_name(tax):
+    missing = [(f, v) for f in SHOPPER_FIELDS for v in tax.values(f) if not tax.zh_name(f, v)]
+    assert not missing, f"values without zh names: {missing}"
+    assert tax.zh_name("category", "dresses") == "连衣裙"
+    assert tax.zh_name("category", "dress") == "连衣裙"  # raw labels work like spec()
+    assert tax.zh_name("colour", "navy") == "藏青色"
+    assert tax.zh_name("category", "no such thing") is None
+    cjk = re.compile(r"[\u4e00-\u9fff]")
+    assert all(cjk.search(tax.zh_name(f, v)) for f in SHOPPER_FIELDS for v in tax.values(f))
+
+
+@pytest.mark.parametrize(
+    ("term", "expected"),
+    [
+        ("连衣裙", ("category", "dresses")), ("裙子", ("category", "dresses")),
+        ("衬衫", ("category", "shirts")), ("衬衣", ("category", "shirts")),
+        ("T恤", ("category", "tshirts")), ("ｔ恤", ("category", "tshirts")),  # full-width, lower case
+        ("牛仔裤", ("category", "jeans")), ("高跟鞋", ("category", "heels")),
+        ("藏青", ("colour", "navy blue")), ("藏蓝", ("colour", "navy blue")),
+        ("海军蓝", ("colour", "navy blue")), ("碎花", ("pattern", "floral")),
+        ("真丝", ("material", "silk")), ("女士", ("gender", "women")), ("男款", ("gender", "men")),
+    ],
+)
+def test_zh_lookup_finds_shop_words(tax, term, expected):
+    assert expected in tax.zh_lookup(term)
+    assert expected in tax.zh_terms()[zh_key(term)]
+
+
+def test_no_zh_term_names_two_values_of_one_field_unless_allowed(tax):
+    clashes = {}
+    for term, pairs in tax.zh_terms().items():
+        fields = [f for f, _ in pairs]
+        for f in set(fields):
+            if fields.count(f) > 1 and term not in SAME_FIELD_ZH_ALLOWED:
+                clashes[term] = [p for p in pairs if p[0] == f]
+    assert not clashes, f"zh terms naming two values of a field: {clashes}"
+
+
+def test_no_zh_term_equals_another_fields_term_unless_allowed(tax):
+    owners: dict[str, set[str]] = {}
+    for term, pairs in tax.zh_terms().items():
+        owners.setdefault(term, set()).update(f for f, _ in pairs)
+    english = {normalize(t).replace(" ", ""): f for f in FIELDS for t, _ in tax.terms(f)}
+    clashes = {t: sorted(fs) for t, fs in owners.items() if len(fs) > 1 and t not in CROSS_FIELD_ZH_ALLOWED}
+    clashes.update({t: sorted(fs | {english[t]}) for t, fs in owners.items()
+                    if t in english and english[t] not in fs and t not in CROSS_FIELD_ZH_ALLOWED})
+    assert not clashes, f"zh terms shared across fields: {clashes}"
+
+
+def test_zh_terms_are_simplified_chinese(tax):
+    opencc = pytest.importorskip("opencc")  # the `serve` extra
+    t2s = opencc.OpenCC("t2s")
+    traditional = {t for t in tax.zh_terms() if t2s.convert(t) != t}
+    assert not traditional, f"zh terms written in Traditional characters: {sorted(traditional)}"
+
+
+def test_zh_terms_leave_english_matching_exactly_as_it_was(tax):
+    raw = _zh_raw()
+    for body in raw["fields"].values():
+        for entry in body["values"].values():
+            if isinstance(entry, dict):
+                entry.pop("zh", None)
+    plain = Taxonomy.from_dict(raw)
+    for field in FIELDS:
+        assert tax.terms(field) == plain.terms(field)
+        assert tax.values(field) == plain.values(field)
+    assert tax.canonical("category", "连衣裙") is None and tax.canonical("colour", "红色") is None
+    assert tax.spec("colour", "red").zh[0] == "红色" and plain.spec("colour", "red").zh == ()
+
+
+@pytest.mark.parametrize(
+    ("zh", "message"),
+    [
+        ("红色", "'zh' must be a list"),
+        (["红色", ""], "non-empty strings, got ''"),
+        (["红色", "  "], "non-empty strings, got '  '"),
+        (["红色", 7], "non-empty strings, got 7"),
+        (["红色", "红色"], "zh term '红色' is listed twice"),
+    ],
+)
+def test_bad_zh_entries_are_refused_naming_field_value_and_entry(zh, message):
+    raw = _zh_raw()
+    raw["fields"]["colour"]["values"]["red"]["zh"] = zh
+    with pytest.raises(ConfigError, match=re.escape(message)) as e:
+        Taxonomy.from_dict(raw)
+    assert "'colour'" in str(e.value) and "'red'" in str(e.value)
