@@ -203,7 +203,8 @@ def test_cnn_baseline_is_reused_for_the_same_effective_budget(tmp_path):
     """`sft eval` reuses the reference CNN when the budget is the same, however it was given
     (null = the LoRA stage's CPU seconds, or that number set explicitly), and retrains otherwise."""
     from mmrec.artifacts import ArtifactStore
-    from mmrec.attributes.cnn import KIND, cached_or_train
+    from mmrec.attributes.cnn import cached_or_train
+    from mmrec.kinds import SFT_CNN as KIND
     from mmrec.attributes.config import CnnBaseline
 
     store = ArtifactStore(tmp_path)

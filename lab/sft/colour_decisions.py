@@ -43,12 +43,13 @@ def main() -> None:
     import torch
 
     from lab.sft.colour_family import group_index, grouped_best
+    from mmrec import kinds
     from mmrec.artifacts import ArtifactStore
     from mmrec.attributes import decode
     from mmrec.attributes.config import DecodeSettings
     from mmrec.attributes.evaluate import dataset_version
     from mmrec.attributes.predict import Predictor
-    from mmrec.attributes.tagger import VLM_KIND, load_vlm, vlm_input, vlm_spec
+    from mmrec.attributes.tagger import load_vlm, vlm_input, vlm_spec
     from mmrec.attributes.train import load_parts, pixel_cache
     from mmrec.taxonomy import default_taxonomy
 
@@ -56,7 +57,7 @@ def main() -> None:
     t0 = time.perf_counter()
     tax = default_taxonomy()
     store = ArtifactStore(args.artifacts)
-    vlm_art = store.resolve(args.vlm, VLM_KIND)
+    vlm_art = store.resolve(args.vlm, kinds.VLM)
     parts = load_parts(store, dataset_version(vlm_art))
     prompts, fields, values = vlm_spec(vlm_art)
     products = [p for p in parts.split(args.split) if p["colour"]]

@@ -15,10 +15,10 @@ from typing import Any, Sequence
 
 import numpy as np
 
+from mmrec import kinds
 from mmrec.artifacts import Artifact, ArtifactStore
 from mmrec.attributes.config import CnnBaseline
 
-KIND = "sft_cnn"
 
 
 def _net(width: int, heads: dict[str, int]):
@@ -117,8 +117,8 @@ def cached_or_train(store: ArtifactStore, dataset_version: str, pixels_train: np
     settings = cfg.model_dump(mode="json", exclude={"time_budget_s", "threads"})
     key = {"dataset": dataset_version, "budget_s": round(budget_s, 1), "image_size": image_size,
            "fields": list(fields), **settings, "threads": threads}
-    for version in reversed(store.versions(KIND)):
-        art = store.load(KIND, version)
+    for version in reversed(store.versions(kinds.SFT_CNN)):
+        art = store.load(kinds.SFT_CNN, version)
         stored = {k: v for k, v in art.config.items() if k != "time_budget_s"}  # older keys carry it
         # CNNs of 2026-12-06 record the fit they saw; only squashed photos are what this one sees
         if stored.pop("image_fit", "squash") != "squash":
@@ -129,9 +129,9 @@ def cached_or_train(store: ArtifactStore, dataset_version: str, pixels_train: np
             model.load_state_dict(torch.load(art.file("model.pt"), weights_only=True))
             return model, meta, art
     model, meta = train_cnn(pixels_train, labels, fields, cfg, budget_s, threads=threads)
-    with store.write(KIND, config=key) as w:
+    with store.write(kinds.SFT_CNN, config=key) as w:
         torch.save(model.state_dict(), w.path / "model.pt")
         (w.path / "meta.json").write_text(json.dumps(meta))
         w.metrics = {"steps": meta["steps"], "cpu_seconds": meta["cpu_seconds"],
                      "parameters": sum(p.numel() for p in model.parameters())}
-    return model, meta, store.load(KIND, w.version)
+    return model, meta, store.load(kinds.SFT_CNN, w.version)

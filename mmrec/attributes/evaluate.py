@@ -17,14 +17,14 @@ import json
 import time
 from typing import Any, Sequence
 
+from mmrec import kinds
 from mmrec.artifacts import Artifact, ArtifactStore
 from mmrec.attributes.config import ModelConfig, SftConfig
 from mmrec.attributes.metrics import HEADLINE_FIELDS, attribute_report
-from mmrec.attributes.tagger import VLM_KIND, load_vlm, vlm_base_version, vlm_input, vlm_spec
-from mmrec.attributes.train import BASE_KIND, DatasetParts, load_parts, pixel_cache
+from mmrec.attributes.tagger import load_vlm, vlm_base_version, vlm_input, vlm_spec
+from mmrec.attributes.train import DatasetParts, load_parts, pixel_cache
 from mmrec.errors import ConfigError
 
-KIND = "sft_eval"
 # Targets of the issue for the SFT model on the test split (accuracy).
 TARGETS = {"category": 0.75, "gender": 0.88, "colour_family": 0.70, "usage": 0.86}
 
@@ -32,7 +32,7 @@ TARGETS = {"category": 0.75, "gender": 0.88, "colour_family": 0.70, "usage": 0.8
 def dataset_version(art: Artifact) -> str | None:
     """The sft_dataset version a vlm artifact was trained on (None when it does not say)."""
     for inp in art.manifest.get("inputs", []):
-        if inp.get("kind") == "sft_dataset":
+        if inp.get("kind") == kinds.SFT_DATASET:
             return inp.get("version")
     return None
 
@@ -102,7 +102,7 @@ def evaluate(store: ArtifactStore, cfg: SftConfig, *, vlm: str | None = None, pr
 
     set_threads(cfg.lora_stage.threads)
     tax = default_taxonomy()
-    vlm_art = store.resolve(vlm, VLM_KIND)
+    vlm_art = store.resolve(vlm, kinds.VLM)
     parts = load_parts(store, dataset_version(vlm_art) or cfg.dataset)
     prompts, fields, values = vlm_spec(vlm_art)
     test = parts.split(cfg.eval.split)
@@ -130,7 +130,7 @@ def evaluate(store: ArtifactStore, cfg: SftConfig, *, vlm: str | None = None, pr
         mcfg = ModelConfig.model_validate(vlm_art.config["model"])
         if mcfg.kind == "mini":
             # the base this tagger was trained from, as recorded in its manifest
-            base_art = store.load(BASE_KIND, vlm_base_version(vlm_art) or mcfg.base_version)
+            base_art = store.load(kinds.VLM_BASE, vlm_base_version(vlm_art) or mcfg.base_version)
             bmodel, bproc = load_model(mcfg, base_art.path / "model")
         else:
             bmodel, bproc = load_model(mcfg)
@@ -173,12 +173,12 @@ def evaluate(store: ArtifactStore, cfg: SftConfig, *, vlm: str | None = None, pr
                "dataset_version": parts.art.version, "fields": fields, "headline": headline,
                "targets": targets, "sft_vs_cnn": vs_cnn, "cnn": cnn_info, "models": models,
                "vlm_train": vlm_art.metrics}
-    with store.write(KIND, config=cfg.model_dump(mode="json")) as w:
+    with store.write(kinds.SFT_EVAL, config=cfg.model_dump(mode="json")) as w:
         (w.path / "metrics.json").write_text(json.dumps(metrics, indent=1))
         w.add_artifact_input(vlm_art)
         w.add_artifact_input(parts.art)
         w.metrics = {"headline": headline, "sft_vs_cnn": vs_cnn}
-    return store.load(KIND, w.version)
+    return store.load(kinds.SFT_EVAL, w.version)
 
 
 def _headline(rep: dict[str, Any]) -> dict[str, Any]:

@@ -11,8 +11,9 @@ from __future__ import annotations
 import shutil
 from typing import Any
 
+from mmrec import kinds
 from mmrec.artifacts import Artifact, ArtifactStore
-from mmrec.attributes.tagger import VLM_KIND, load_vlm, vlm_input, vlm_spec
+from mmrec.attributes.tagger import load_vlm, vlm_input, vlm_spec
 from mmrec.errors import MmrecError
 
 
@@ -51,7 +52,7 @@ def export_merged(store: ArtifactStore, *, vlm: str | None = None,
     """Merge the adapter of ``vlm`` (default CURRENT) into a new ``vlm`` version (format merged)."""
     import copy
 
-    art = store.resolve(vlm, VLM_KIND)
+    art = store.resolve(vlm, kinds.VLM)
     if art.manifest.get("format") == "merged":
         raise MmrecError(f"vlm/{art.version} is already a merged model")
     adapter_model, processor = load_vlm(art, device=device)
@@ -76,7 +77,7 @@ def write_merged(store: ArtifactStore, model, processor, sources: list[Artifact]
 
     first = sources[0]
     image_size = vlm_input(first)
-    with store.write(VLM_KIND, config=first.config, make_current=make_current) as w:
+    with store.write(kinds.VLM, config=first.config, make_current=make_current) as w:
         save_model(model, processor, w.path / "merged")
         logs = ("train_log.jsonl",) if len(sources) == 1 else ()  # a soup has no one training log
         for name in ("fields.json", "prompts.json", *logs):
@@ -87,5 +88,5 @@ def write_merged(store: ArtifactStore, model, processor, sources: list[Artifact]
         w.extra.update({"format": "merged", "base": None, "image_size": image_size,
                         "profile": first.manifest.get("profile"), **extra})
         w.metrics = metrics
-    return store.load(VLM_KIND, w.version)
+    return store.load(kinds.VLM, w.version)
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Sequence
 
+from mmrec import kinds
 from mmrec.artifacts import Artifact, ArtifactStore
 from mmrec.errors import MmrecError
 
@@ -30,17 +31,17 @@ def build_tagger(store: ArtifactStore, *, profile: str = "mini", quick: bool = F
     """
     from mmrec.attributes.dataset.build import KIND as DATASET_KIND, build_dataset
     from mmrec.attributes.prompts import resolve_path
-    from mmrec.attributes.train import BASE_KIND, VLM_KIND, train_base, train_lora
+    from mmrec.attributes.train import train_base, train_lora
     from mmrec.config import load_config
 
-    if reuse and store.current_version(VLM_KIND) is not None:
-        return store.load(VLM_KIND)
+    if reuse and store.current_version(kinds.VLM) is not None:
+        return store.load(kinds.VLM)
     if not reuse or store.current_version(DATASET_KIND) is None:
         data_cfg = load_config("sft_data", profile=profile,
                                path=resolve_path(recipe) if recipe is not None else None)
         build_dataset(store, data_cfg, progress=progress)
     cfg = load_config("sft", profile=profile, overrides=[*(QUICK_OVERRIDES if quick else ()), *overrides])
-    if cfg.model.kind == "mini" and (not reuse or store.current_version(BASE_KIND) is None):
+    if cfg.model.kind == "mini" and (not reuse or store.current_version(kinds.VLM_BASE) is None):
         train_base(store, cfg, progress=progress, profile=profile)
     art = train_lora(store, cfg, progress=progress, profile=profile)
     if art is None:

@@ -12,14 +12,11 @@ import json
 from pathlib import Path
 from typing import Any, Sequence
 
+from mmrec import kinds
 from mmrec.artifacts import Artifact, ArtifactStore
 from mmrec.attributes.config import ModelConfig
 from mmrec.attributes.prompts import PromptSet
 from mmrec.errors import ArtifactError, ConfigError, InputError
-
-VLM_KIND = "vlm"
-BASE_KIND = "vlm_base"  # the mini base stage (image -> title captioning), what a LoRA stage adapts
-PREDICTIONS_KIND = "attribute_predictions"
 
 
 def load_vlm(art: Artifact, *, device: str = "cpu", merge: bool = False):
@@ -84,7 +81,7 @@ def vlm_input(art: Artifact) -> int | None:
 def vlm_base_version(art: Artifact) -> str | None:
     """The ``vlm_base`` version a mini adapter was trained on (None: standard, or not recorded)."""
     inputs = art.manifest.get("inputs", [])
-    return next((i.get("version") for i in inputs if i.get("kind") == BASE_KIND), None)
+    return next((i.get("version") for i in inputs if i.get("kind") == kinds.VLM_BASE), None)
 
 
 class Tagger:
@@ -111,7 +108,7 @@ class Tagger:
         from mmrec.attributes.predict import Predictor
         from mmrec.taxonomy import default_taxonomy
 
-        art = store.resolve(version, VLM_KIND)
+        art = store.resolve(version, kinds.VLM)
         model, processor = load_vlm(art, device=device, merge=True)
         prompts, fields, values = vlm_spec(art)
         decode = art.config.get("decode", {})
@@ -176,12 +173,12 @@ def tag_catalog(store: ArtifactStore, tagger: Tagger, *, items_version: str | No
                 out["model_version"].append(tagger.version)
     bar.close()
     result_table = pa.table(out, schema=ATTRIBUTE_PREDICTIONS_SCHEMA)
-    with store.write(PREDICTIONS_KIND, config={"vlm": tagger.version, "mode": tagger.mode,
+    with store.write(kinds.ATTRIBUTE_PREDICTIONS, config={"vlm": tagger.version, "mode": tagger.mode,
                                                "hflip_tta": tagger.predictor.hflip_tta,
                                                "items_version": items_art.version}) as w:
         pq.write_table(result_table, w.path / "predictions.parquet")
         w.add_artifact_input(items_art)
-        w.add_input(Path(store.kind_dir(VLM_KIND) / tagger.version), kind=VLM_KIND, version=tagger.version)
+        w.add_input(Path(store.kind_dir(kinds.VLM) / tagger.version), kind=kinds.VLM, version=tagger.version)
         w.metrics = {"items": len(rows) - unreadable, "unreadable_images": unreadable,
                      "predictions": result_table.num_rows, "model_version": tagger.version}
-    return store.load(PREDICTIONS_KIND, w.version)
+    return store.load(kinds.ATTRIBUTE_PREDICTIONS, w.version)

@@ -24,13 +24,14 @@ from typing import Any, Sequence
 
 import pyarrow.parquet as pq
 
+from mmrec import kinds
 from mmrec.artifacts import Artifact, ArtifactStore
 from mmrec.attributes.config import SftConfig, StageTrain
 from mmrec.attributes.data import Collator, Mirrored, PixelCache, encode_records
 from mmrec.attributes.dataset.build import KIND as DATASET_KIND, read_jsonl
 from mmrec.attributes.losses import ExtraLoss, LossContext, build_extra_losses
 from mmrec.attributes.prompts import PromptSet, tokenizer_corpus
-from mmrec.attributes.tagger import BASE_KIND, VLM_KIND, vlm_input
+from mmrec.attributes.tagger import vlm_input
 from mmrec.attributes.trainer import (ScheduleClock, WeightAverage, attribute_eval_callback, callbacks,
                                       quiet_console, trainer_class, training_args, weight_average_callback)
 from mmrec.errors import ConfigError
@@ -209,12 +210,12 @@ def train_base(store: ArtifactStore, cfg: SftConfig, *, progress: bool = False, 
                "vocab_size": len(tokenizer), "profile": profile,
                "distill": next((x.summary() for x in extras if x.name == "distill"), None),
                **loss_metrics(extras, st)}
-    with store.write(BASE_KIND, config=cfg.model_dump(mode="json")) as w:
+    with store.write(kinds.VLM_BASE, config=cfg.model_dump(mode="json")) as w:
         save_model(model, processor, w.path / "model")
         shutil.copy(log_path, w.path / LOG_FILE)
         w.add_artifact_input(parts.art)
         w.metrics = metrics
-    return store.load(BASE_KIND, w.version)
+    return store.load(kinds.VLM_BASE, w.version)
 
 
 # ----------------------------------------------------------------------------------- LoRA stage
@@ -251,7 +252,7 @@ def load_base(store: ArtifactStore, cfg: SftConfig, *, device: str = "cpu"):
     from mmrec.attributes.model import load_model
 
     if cfg.model.kind == "mini":
-        base_art = store.load(BASE_KIND, cfg.model.base_version)
+        base_art = store.load(kinds.VLM_BASE, cfg.model.base_version)
         model, processor = load_model(cfg.model, base_art.path / "model", device=device)
         return model, processor, base_art
     model, processor = load_model(cfg.model, device=device)
@@ -329,7 +330,7 @@ def train_lora(store: ArtifactStore, cfg: SftConfig, *, progress: bool = False, 
     if not trainer.is_world_process_zero():
         return None  # one process writes the artifact
     best = json.loads((out_dir / "best.json").read_text()) if (out_dir / "best.json").is_file() else None
-    with store.write(VLM_KIND, config=cfg.model_dump(mode="json")) as w:
+    with store.write(kinds.VLM, config=cfg.model_dump(mode="json")) as w:
         adapter_src = best_dir if best_dir.is_dir() else None
         if adapter_src is not None:
             shutil.copytree(adapter_src, w.path / "adapter")
@@ -355,4 +356,4 @@ def train_lora(store: ArtifactStore, cfg: SftConfig, *, progress: bool = False, 
                      "best_val_selection_macro_f1": (best or {}).get("score"),
                      "best_selection_fields": (best or {}).get("fields"), "profile": profile,
                      **loss_metrics(extras, st)}
-    return store.load(VLM_KIND, w.version)
+    return store.load(kinds.VLM, w.version)

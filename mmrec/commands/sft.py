@@ -7,6 +7,7 @@ import sys
 import time
 from pathlib import Path
 
+from mmrec import kinds
 from mmrec.commands import add_config_args, stage_config
 
 
@@ -72,21 +73,21 @@ def _build(args) -> int:
 
 def _train(args) -> int:
     from mmrec.artifacts import ArtifactStore
-    from mmrec.attributes.train import BASE_KIND, train_base, train_lora
+    from mmrec.attributes.train import train_base, train_lora
 
     _quiet_transformers(args)
     cfg = stage_config(args, "sft")
     store = ArtifactStore(args.artifacts)
     progress = not args.quiet
     if args.stage in ("base", "all") and cfg.model.kind == "mini":
-        if args.stage == "base" or args.retrain_base or store.current_version(BASE_KIND) is None:
+        if args.stage == "base" or args.retrain_base or store.current_version(kinds.VLM_BASE) is None:
             base = train_base(store, cfg, progress=progress, resume=args.resume, profile=args.profile)
             print(f"base stage: {json.dumps(base.metrics)} -> {base.path}", file=sys.stderr)
             if args.stage == "base":
                 print(base.version)
                 return 0
         else:
-            print(f"reusing {BASE_KIND}/{store.current_version(BASE_KIND)} (--retrain-base to train a new one)",
+            print(f"reusing {kinds.VLM_BASE}/{store.current_version(kinds.VLM_BASE)} (--retrain-base to train a new one)",
                   file=sys.stderr)
     art = train_lora(store, cfg, progress=progress, resume=args.resume and args.stage == "lora",
                      profile=args.profile)
