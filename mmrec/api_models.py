@@ -103,6 +103,9 @@ class RecommendResponse(StrictModel):
     versions: dict[str, str]
     outfits: list[OutfitOut]
     photo: PhotoOut | None = None
+    query: dict[str, Any] | None = Field(
+        None, description="how the typed text was read: lang, gender, wanted/excluded values, price_max, "
+                          "scene, terms (each understood span) and unknown_terms (words not understood)")
     notes: list[str] = Field(default_factory=list, description="degradations and why results are few")
     timings: dict[str, float] = Field(default_factory=dict, description="milliseconds per stage")
 

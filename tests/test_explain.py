@@ -36,7 +36,7 @@ def ctx(items, **kw):
 
 def test_generated_explanation_is_fully_supported(items, explainer):
     c = ctx(items, taste={"colour": ["black"], "category": ["shirts"]}, profile_occasions=["formal"],
-            routes={"t1": {"bm25": 2}}, query_text="white shirt")
+            routes={"t1": {"bm25": 2}}, query_text="white shirt", query_matches={"t1"})
     e = explainer.explain(items, OUTFIT, c)
     assert not e.fallback and e.problems == []
     assert e.statements >= 6 and e.supported == e.statements and e.precision == 1.0
@@ -48,8 +48,24 @@ def test_generated_explanation_is_fully_supported(items, explainer):
     assert "From your history, you often choose black" in text
     assert "matches your search \"white shirt\"" in text
     sources = {f.source for f in e.facts}
-    assert {"catalog", "title", "history", "profile", "recall", "request", "compat"} <= sources
+    assert {"catalog", "title", "history", "profile", "request", "compat"} <= sources
     assert any(f.field == "pattern" and f.source == "title" for f in e.facts)
+
+
+def test_matches_your_search_names_only_the_items_the_query_names(items, explainer):
+    """A search for a white shirt recalls trousers and shoes too (text routes); only the shirt
+    may be said to match it, and a planted claim about another item is rejected."""
+    c = ctx(items, routes={i: {"bm25": 1} for i in OUTFIT}, query_text="white shirt", query_matches={"t1"})
+    e = explainer.explain(items, OUTFIT, c)
+    assert 'White shirt matches your search "white shirt".' in e.text and e.supported == e.statements
+    planted = e.text + ' Black trousers matches your search "white shirt".'
+    assert explainer.verifier.verify(planted, e.facts, items=items, ctx=c, item_ids=OUTFIT)
+    forged = e.facts + [Fact(item_id="b1", field="query_match", value="named", source="request")]
+    problems = explainer.verifier.verify(planted, forged, items=items, ctx=c, item_ids=OUTFIT)
+    assert any("b1 is not an item the query names" in p for p in problems)
+    # nothing the query names in the outfit: no search statement at all
+    none = explainer.explain(items, OUTFIT, ctx(items, query_text="red dress", query_matches=set()))
+    assert "your search" not in none.text
 
 
 def test_verifier_rejects_an_invented_attribute(items, explainer):

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 from mmrec.config import StrictModel
 from mmrec.lru import bounded_memo
-from mmrec.outfit.facts import TEXT_ROUTES, ExplainContext, Explanation, Fact
+from mmrec.outfit.facts import ExplainContext, Explanation, Fact
 from mmrec.outfit.items import ItemTable
 from mmrec.outfit.scenes import SceneBook
 # harmony_of and taste_from_history are imported from here by the recommender (their callers
@@ -155,13 +155,15 @@ class Explainer:
             be = "are" if is_plural_noun(items.row(iid)["category"]) else "is"
             sentences.append(f"The {phrases[iid]} {be} similar to your photo.")
         if ctx.query_text:
-            texty = [i for i in item_ids if any(r in ctx.routes.get(i, {}) for r in TEXT_ROUTES)]
-            if texty:
+            # only the items of the kind the shopper named (category, colour family, gender,
+            # nothing negated, on catalog truth) match the search; being found by a text
+            # route is not enough (a red-dress search also recalls red patialas)
+            named = [i for i in item_ids if i in ctx.query_matches]
+            if named:
                 facts.append(Fact(field="query", value=ctx.query_text, source="request"))
-                for iid in texty:
-                    route = next(r for r in TEXT_ROUTES if r in ctx.routes[iid])
-                    facts.append(Fact(item_id=iid, field="recall_route", value=route, source="recall"))
-                sentences.append(f'{capitalise(join_phrases([phrases[i] for i in texty]))} matches your search '
+                for iid in named:
+                    facts.append(Fact(item_id=iid, field="query_match", value="named", source="request"))
+                sentences.append(f'{capitalise(join_phrases([phrases[i] for i in named]))} matches your search '
                                  f'"{quote_safe(ctx.query_text)}".')
         return facts, sentences
 

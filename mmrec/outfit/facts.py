@@ -14,8 +14,6 @@ from mmrec.outfit.scenes import Scene
 # Item fields a fact may state; the verifier checks each against the item row.
 ATTRIBUTE_FIELDS = ("category", "colour", "pattern", "material", "fit", "sleeve", "neckline",
                     "usage", "season", "gender")
-# Recall routes that match the typed text (mmrec.recall: CLIP text->image, BM25 on titles).
-TEXT_ROUTES = ("text_image", "bm25", "text")
 
 
 class Fact(StrictModel):
@@ -49,5 +47,6 @@ class ExplainContext:
     profile_occasions: list[str] = field(default_factory=list)
     routes: dict[str, dict[str, int]] = field(default_factory=dict)  # item -> route -> rank
     query_text: str | None = None
+    query_matches: set[str] = field(default_factory=set)  # items of the kind the query names
     photo_similar: set[str] = field(default_factory=set)  # items found by the photo
     harmony: str | None = None  # key of HARMONY_PHRASES computed by the caller

@@ -137,8 +137,8 @@ class Verifier:
         routes = {f.value for f in facts if f.field == "recall_route" and f.item_id in mentioned_items}
         if "image" in routes:
             backed_sources.add("recall:image")
-        if routes - {"image"} and any(_norm(f.value) in map(_norm, quoted)
-                                      for f in facts if f.field == "query"):
+        named = any(f.field == "query_match" and f.item_id in mentioned_items for f in facts)
+        if named and any(_norm(f.value) in map(_norm, quoted) for f in facts if f.field == "query"):
             backed_sources.add("recall:query")
         low = _norm(bare)
         for pattern, marker, source in _MARKERS:
@@ -198,6 +198,8 @@ class Verifier:
                     out.append(f"{f.item_id} was not found by route {f.value!r}")
             elif f.field == "query" and ctx is not None and f.value != ctx.query_text:
                 out.append("query fact differs from the request")
+            elif f.field == "query_match" and ctx is not None and f.item_id not in ctx.query_matches:
+                out.append(f"{f.item_id} is not an item the query names")
             elif f.field == "colour_harmony" and ctx is not None and items is not None and item_ids:
                 truth = harmony_of((items.row(i).get("colour") for i in item_ids), self.tax)
                 if truth != f.value:

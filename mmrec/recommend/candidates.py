@@ -24,6 +24,7 @@ from mmrec.recommend.components import CandidateRecall
 from mmrec.recommend.config import RecommenderConfig
 from mmrec.recommend.context import Candidates, RequestContext
 from mmrec.recommend.query import TypedQuery
+from mmrec.taxonomy import COLOUR_FAMILIES
 
 if TYPE_CHECKING:
     from mmrec.recall.types import Candidate
@@ -93,6 +94,8 @@ class CandidateSource:
         self._cache = LRU(config.recall_cache_size)
         self._allowed: dict[tuple[str, str], np.ndarray] = {}
         self._genders_ok: dict[tuple[str, ...], np.ndarray] = {}
+        self._negated = LRU(256)
+        self.has_prices = bool((~np.isnan(items.price)).any())
 
     # ------------------------------------------------------------------ masks
     def allowed_mask(self, scene: Scene, slot: str) -> np.ndarray:
@@ -114,20 +117,42 @@ class CandidateSource:
             m = self._genders_ok[genders] = np.isin(self.items.gender, allowed)
         return m
 
+    def negated_mask(self, query: TypedQuery) -> np.ndarray:
+        """Items the shopper's negations leave (cached per set of negated values)."""
+        key = ("negated", tuple(sorted(query.excluded.items())))
+        m = self._negated.get(key)
+        if m is None:
+            tax = self.items.taxonomy
+            cats = [self.items.categories.index(c) for c in query.excluded.get("category", ())
+                    if c in self.items.categories]
+            fams = [COLOUR_FAMILIES.index(f) + 1 for f in {tax.colour_family(c) for c in
+                                                          query.excluded.get("colour", ())} if f]
+            m = ~np.isin(self.items.category, cats) & ~np.isin(self.items.colour_family, fams)
+            other = {f: set(v) for f, v in query.excluded.items() if f not in ("category", "colour")}
+            if other:
+                m &= np.array([not any(r.get(f) in v for f, v in other.items()) for r in self.items.rows])
+            self._negated.put(key, m)
+        return m
+
     def hard_mask(self, scene: Scene, slot: str, request: RecommendRequest,
-                  genders: list[str] | None) -> np.ndarray:
-        """The request's hard rules for one slot: scene, stock, gender, price, exclusions."""
+                  genders: list[str] | None, query: TypedQuery | None = None) -> np.ndarray:
+        """The request's hard rules for one slot: scene, stock, gender, price (the filters' and
+        the typed ceiling), exclusions, and what the shopper negated."""
         m = self.allowed_mask(scene, slot).copy()
         f = request.filters
         if f.in_stock_only:
             m &= self.items.in_stock
         if genders is not None:
             m &= self.gender_mask(tuple(genders))
-        if f.price_max is not None or f.budget is not None:
-            cap = min(x for x in (f.price_max, f.budget) if x is not None)
+        typed_cap = query.price_max if query is not None and self.has_prices else None
+        caps = [x for x in (f.price_max, f.budget, typed_cap) if x is not None]
+        if caps:
+            cap = min(caps)
             m &= ~np.isnan(self.items.price) & (np.nan_to_num(self.items.price, nan=np.inf) <= cap)
         if f.exclude_item_ids:
             m[self.items.positions([i for i in f.exclude_item_ids if i in self.items.index])] = False
+        if query is not None and query.excluded:
+            m &= self.negated_mask(query)
         return m
 
     # ------------------------------------------------------------------ pools
@@ -139,10 +164,14 @@ class CandidateSource:
         notes = out.notes
         k = self.cfg.candidates_per_slot
         if request.filters.price_max is not None or request.filters.budget is not None:
-            if np.isnan(self.items.price).all():
+            if not self.has_prices:
                 notes.append("the catalog has no prices: no item can be shown to fit the budget")
+        if query.price_max is not None and not self.has_prices:
+            # a typed ceiling on a catalog without prices would empty every outfit; the shopper
+            # is told it could not be applied (an app's price filter still binds)
+            notes.append(f"the catalog has no prices: your ceiling of {query.price_max:g} could not be applied")
         for slot in scene.template_slots():
-            mask = self.hard_mask(scene, slot, request, ctx.genders)
+            mask = self.hard_mask(scene, slot, request, ctx.genders, query)
             if anchor is not None and slot == anchor.slot and anchor_pool:
                 out.pools[slot] = self._anchor_pool(slot, anchor_pool, mask, out.routes)
             elif self.recall is None:
@@ -178,6 +207,9 @@ class CandidateSource:
         if query.slot == slot:
             exact = mask & np.array([query.matches(r) for r in self.items.rows], dtype=bool)
             mask = exact if exact.any() else mask
+        elif slot in query.slot_categories:  # another requested item: its category, if any passes
+            exact = mask & (self.items.category == self.items.categories.index(query.slot_categories[slot]))
+            mask = exact if exact.any() else mask
         pos = np.flatnonzero(mask)
         fit = self.composer.scene_fit(scene)[pos]
         order = np.argsort(-fit, kind="stable")[:k]
@@ -195,11 +227,15 @@ class CandidateSource:
         """
         scene, query, f = ctx.scene, ctx.query, ctx.request.filters
         if query.slot == slot:  # the slot the shopper typed about: the text's candidates
-            text, categories, attributes = query.text, [query.attrs["category"]], query.attrs
+            text, categories, attributes = query.search_text, [query.attrs["category"]], query.attrs
+        elif slot in query.slot_categories:  # another requested item: its category
+            cat = query.slot_categories[slot]
+            text, categories, attributes = cat, [cat], {"category": cat}
         else:  # other slots (or text about no slot in particular): the scene's defaults
-            text = query.text if query.text and query.slot is None else scene.query
+            text = query.search_text if query.text and query.slot is None else None
+            text = text or scene.query
             categories, attributes = None, None
-        fixed_mask = f.price_max is None and f.budget is None and not f.exclude_item_ids
+        fixed_mask = f.price_max is None and f.budget is None and not f.exclude_item_ids and not query.binds
         key = ("slot", scene.name, slot, tuple(ctx.genders or ()), ctx.segment, f.in_stock_only, k,
                text, tuple(categories or ()), tuple(sorted((attributes or {}).items())))
         hit = self._cache.get(key) if fixed_mask else None

@@ -94,7 +94,7 @@ class Recommender:
         self.candidates = CandidateSource(items, scenes, self.composer, recall, self.cfg)
         self.photos = PhotoAnchoring(items, self.tax, recall, self.cfg.photo_similar_k,
                                      self.cfg.photo_min_confidence)
-        self.queries = QueryReader(self.explainer, self.tax)
+        self.queries = QueryReader(self.tax, scenes)
         self.shaper = ResponseShaper(items, self.explainer, self.tax)
         self.load_notes = list(notes or [])
         self.versions = self._versions(versions or {})
@@ -135,6 +135,7 @@ class Recommender:
         if self.users is not None and hasattr(self.users, "ids"):
             segments = sorted({(p.segment, p.gender) for p in map(self.users.get, self.users.ids())
                                if p is not None and getattr(p, "segment", None)}, key=str)
+        self.queries.warm()
         self.candidates.warm(segments, background=background)
         return self
 
@@ -166,10 +167,9 @@ class Recommender:
             ctx.timings["photo_ms"] = elapsed_ms(t)
         if photo is not None:
             ctx.timings.update(photo.timings)
+        ctx.query, query_notes = self.queries.read(request.query_text, ctx.scene)
         self._read_shopper(ctx, request.user_id)
-        ctx.query, note = self.queries.read(request.query_text, ctx.scene)
-        if note:
-            ctx.notes.append(note)
+        ctx.notes += query_notes
 
         attempt = self._attempt(ctx, photo, "rule")
         if not attempt.outfits and attempt.photo is not None and attempt.photo.slot is not None:
@@ -181,6 +181,9 @@ class Recommender:
             ctx.notes.append(f"{len(attempt.outfits)} of {request.k} outfits: the catalog has too few "
                              f"items passing {ctx.scene.name}'s rules and the filters"
                              + (f" (no candidates for {', '.join(empty)})" if empty else ""))
+            if ctx.query.excluded:
+                said = ", ".join(v for vals in ctx.query.excluded.values() for v in vals)
+                ctx.notes.append(f"your search excludes {said}; fewer items are left to combine")
 
         t = time.perf_counter()
         outfits = self.shaper.outfits(ctx, attempt)
@@ -190,8 +193,8 @@ class Recommender:
         if photo is not None:
             versions.update(photo.versions)
         return RecommendResponse(request_id=uuid.uuid4().hex, scene=ctx.scene.name, versions=versions,
-                                 outfits=outfits, photo=attempt.photo, notes=ctx.notes,
-                                 timings=ctx.timings)
+                                 outfits=outfits, photo=attempt.photo, query=ctx.query.as_response(),
+                                 notes=ctx.notes, timings=ctx.timings)
 
     # ------------------------------------------------------------------ steps
     def _second_opinion(self, ctx: RequestContext, photo: PhotoAnalysis, first: Attempt) -> Attempt:
@@ -252,15 +255,17 @@ class Recommender:
                 ctx.user = user
                 ctx.taste = taste_from_history(self.items, history)
                 ctx.occasions = list(getattr(user, "preferred_occasions", None) or [])
-        ctx.genders = self._genders(ctx.request, ctx.user)
+        ctx.genders = self._genders(ctx.request, ctx.user, ctx.query.gender)
         if ctx.user is not None and (self.users_simulated or getattr(ctx.user, "simulated", False)):
             ctx.notes.append(SIMULATED_USERS_NOTE)
 
     @staticmethod
-    def _genders(request: RecommendRequest, user: Any | None) -> list[str] | None:
+    def _genders(request: RecommendRequest, user: Any | None, stated: str | None = None) -> list[str] | None:
+        """Whom the outfit is for: the app's filter, else the gender the shopper typed ("for
+        women", "男士"), else the profile's."""
         if request.filters.genders:
             return sorted(set(request.filters.genders) | {"unisex"})
-        g = getattr(user, "gender", None) if user is not None else None
+        g = stated or (getattr(user, "gender", None) if user is not None else None)
         return [g, "unisex"] if g in _GENDERS else None
 
     def _rank(self, ctx: RequestContext, cands: Candidates) -> None:

@@ -36,6 +36,7 @@ class ResponseShaper:
             ectx = ExplainContext(
                 scene=ctx.scene, taste=ctx.taste, profile_occasions=ctx.occasions,
                 routes={i: routes.get(i, {}) for i in ids}, query_text=ctx.request.query_text,
+                query_matches={i for i in ids if ctx.query.named_item(self.items.row(i))},
                 photo_similar=(set(photo.similar) | set(attempt.anchor_pool)) if photo else set(),
                 harmony=harmony_of((self.items.row(i).get("colour") for i in ids), self.tax))
             e = self.explainer.explain(self.items, ids, ectx)

@@ -1,0 +1,99 @@
+"""Typed queries bind the outfits (issue #22): gender, requested item, negations, price, in
+English and Chinese; the response says what was understood, and the explanation says "matches
+your search" only about the items the query names."""
+
+from __future__ import annotations
+
+import pytest
+
+from mmrec.api_models import RecommendRequest
+from mmrec.outfit.scenes import SceneBook
+from mmrec.recommend import Recommender
+from outfit_fixtures import item_table
+
+
+@pytest.fixture(scope="module")
+def rec():
+    return Recommender(item_table(), SceneBook.load())
+
+
+def _items(resp):
+    return [i for o in resp.outfits for i in o.items]
+
+
+def _ask(rec, scene, text, **kw):
+    return rec.recommend(RecommendRequest(scene=scene, query_text=text, k=2, **kw))
+
+
+@pytest.mark.parametrize("text", ["something for women", "女生穿的", "女士 outfit"])
+def test_a_stated_gender_overrides_the_default(rec, text):
+    resp = _ask(rec, "office", text)
+    assert resp.outfits and resp.query["gender"] == "women"
+    assert all(i.gender in ("women", "unisex") for i in _items(resp))
+
+
+@pytest.mark.parametrize("text", ["white shirt", "白色衬衫", "白色的襯衫"])
+def test_the_requested_item_is_in_every_outfit_with_its_colour(rec, text):
+    resp = _ask(rec, "office", text)
+    assert resp.outfits
+    for o in resp.outfits:
+        tops = [i for i in o.items if i.slot == "top"]
+        assert tops and tops[0].category == "shirts" and tops[0].colour == "white"
+        assert 'matches your search' in o.explanation.text
+        assert o.explanation.supported == o.explanation.statements
+
+
+@pytest.mark.parametrize("text", ["office look, no heels", "不要高跟鞋"])
+def test_a_negated_category_never_appears(rec, text):
+    resp = _ask(rec, "office", text, filters={"genders": ["women"]})
+    assert resp.outfits
+    assert all(i.category != "heels" for i in _items(resp))
+    assert resp.query["excluded"]["category"] == ["heels"]
+
+
+@pytest.mark.parametrize("text", ["not black", "不要黑色"])
+def test_a_negated_colour_family_never_appears(rec, text):
+    resp = _ask(rec, "casual weekend", text, filters={"genders": ["men"]})
+    assert all(rec.tax.colour_family(i.colour) != "black" for i in _items(resp))
+
+
+@pytest.mark.parametrize("text", ["under 50", "50元以内"])
+def test_a_price_ceiling_filters(rec, text):
+    resp = _ask(rec, "office", text, filters={"genders": ["men"]})
+    assert resp.query["price_max"] == 50
+    assert all(rec.item(i.item_id)["price"] <= 50 for i in _items(resp))
+
+
+def test_unknown_words_are_reported_and_never_claimed(rec):
+    resp = _ask(rec, "office", "zorblax shirt")
+    assert "zorblax" in resp.query["unknown_terms"]
+    assert all("zorblax" not in (o.explanation.text or "") .replace('"zorblax shirt"', "")
+               for o in resp.outfits)
+
+
+def test_a_category_the_scene_does_not_use_is_explained_with_scenes_that_do(rec):
+    resp = _ask(rec, "office", "flip flops")
+    note = next(n for n in resp.notes if "flip flops" in n)
+    assert "do not use" in note and "try" in note
+    assert all(i.category != "flip flops" for i in _items(resp))
+    assert not any("your search" in (o.explanation.text or "") for o in resp.outfits)
+
+
+def test_no_search_statement_when_nothing_named_is_in_the_outfit(rec):
+    """A red dress asked for in the office: the catalog's only dress is casual, so the outfits
+    follow the scene and no item is said to match the search."""
+    resp = _ask(rec, "office", "red dress", filters={"genders": ["women"]})
+    for o in resp.outfits:
+        named = [i for i in o.items if i.category == "dresses"]
+        assert ("matches your search" in o.explanation.text) == bool(named)
+
+
+def test_a_typed_ceiling_on_a_catalog_without_prices_is_said_not_applied():
+    from outfit_fixtures import ALL, item_rows
+    from mmrec.catalog.ingest import items_table
+    from mmrec.outfit.items import ItemTable
+
+    rec = Recommender(ItemTable(items_table(item_rows(ALL, prices=False)), "noprice"), SceneBook.load())
+    resp = _ask(rec, "office", "white shirt under 50")
+    assert resp.outfits and resp.query["price_max"] == 50
+    assert any("could not be applied" in n for n in resp.notes)
