@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import Any, Literal
 
-from pydantic import Field, field_validator
+from pydantic import AwareDatetime, Field, ValidationInfo, field_validator
 
 from mmrec.config import StrictModel
 
@@ -43,6 +43,8 @@ class RecommendRequest(StrictModel):
     explain: bool = True
     allow_repeats: bool = Field(False, description="let an item appear in several outfits")
     channel: Literal["app", "kiosk"] = "app"
+    lang: Literal["en", "zh"] | None = Field(
+        None, description="language of the explanations (null: the Accept-Language header's, else en)")
 
     @field_validator("query_text")
     @classmethod
@@ -67,6 +69,7 @@ class ExplanationOut(StrictModel):
     statements: int = Field(description="sentences in the text")
     supported: int = Field(description="sentences whose every claim is among the facts")
     fallback: bool = Field(False, description="the rich text failed verification; plain template used")
+    lang: Literal["en", "zh"] = Field("en", description="language of the text (the facts are the same)")
 
 
 class OutfitItemOut(StrictModel):
@@ -154,3 +157,95 @@ class ErrorOut(StrictModel):
     @classmethod
     def _short(cls, v: Any) -> Any:
         return v[:2000] if isinstance(v, str) else v
+
+
+# -- feedback loop: events and profiles (mmrec.feedback; routes in mmrec.serving.feedback_api) --
+
+_ID = r"^[A-Za-z0-9_.:\-]+$"
+EventType = Literal["impression_seen", "click", "add_to_cart", "purchase", "dismiss", "rating"]
+
+
+class EventIn(StrictModel):
+    """One thing a shopper did with an item. ``event_id`` is the idempotency key: a retry with
+    the same id is answered ``duplicate`` and stored once."""
+
+    event_id: str = Field(min_length=1, max_length=64, pattern=_ID)
+    request_id: str | None = Field(None, min_length=1, max_length=64, pattern=_ID,
+                                   description="the recommend answer the item was shown in")
+    user_id: str | None = Field(None, min_length=1, max_length=64, pattern=_ID,
+                                description="stored pseudonymised (keyed hash), never as sent")
+    item_id: str = Field(min_length=1, max_length=64, pattern=_ID)
+    type: EventType
+    value: int | None = Field(None, ge=1, le=5, validate_default=True,
+                              description="the rating, 1..5: required for type rating, refused otherwise")
+    ts: AwareDatetime = Field(description="ISO-8601 with a timezone; at most 5 min ahead, 30 days old")
+
+    @field_validator("value")
+    @classmethod
+    def _value_for_rating(cls, v: int | None, info: ValidationInfo) -> int | None:
+        kind = info.data.get("type")
+        if kind == "rating" and v is None:
+            raise ValueError("value is required for type 'rating' (an integer 1..5)")
+        if kind is not None and kind != "rating" and v is not None:
+            raise ValueError(f"value is only allowed for type 'rating', not {kind!r}; omit it")
+        return v
+
+
+class EventsBatch(StrictModel):
+    # Each event is checked on its own (a bad one must not refuse the batch), so the body
+    # takes raw objects; the schema still shows EventIn for every item (set in the route).
+    events: list[dict[str, Any]] = Field(min_length=1, max_length=10_000,
+                                         description="EventIn objects; the server's batch limit applies")
+
+
+class EventResult(StrictModel):
+    index: int
+    event_id: str | None = None
+    status: Literal["accepted", "duplicate", "error"]
+    error: str | None = Field(None, description="names the field and what is valid")
+    warning: str | None = Field(None, description="accepted, but e.g. its request_id has no logged impression")
+
+
+class EventsResponse(StrictModel):
+    accepted: int
+    duplicate: int
+    error: int
+    results: list[EventResult]
+
+
+class UserProfileIn(StrictModel):
+    """Profile fields the ranker uses (`mmrec.rank.users.UserProfile`); all optional."""
+
+    age: int | None = Field(None, ge=13, le=120)
+    gender: Literal["men", "women"] | None = None
+    body_type: Literal["apple", "athletic", "full bust", "hourglass", "pear", "petite",
+                       "straight & narrow"] | None = None
+    size: float | None = Field(None, ge=0, le=60, description="the store's numeric size scale")
+    height_cm: float | None = Field(None, ge=50, le=250)
+    weight_kg: float | None = Field(None, ge=20, le=300)
+    preferred_occasions: list[str] = Field(default_factory=list, max_length=7)
+    price_band: Literal["budget", "mid", "premium", "luxury"] | None = None
+
+    @field_validator("preferred_occasions")
+    @classmethod
+    def _occasions(cls, v: list[str]) -> list[str]:
+        from mmrec.taxonomy import default_taxonomy
+
+        valid = default_taxonomy().values("usage")
+        bad = [o for o in v if o not in valid]
+        if bad:
+            raise ValueError(f"unknown occasions {bad[:3]}; valid: {list(valid)}")
+        return sorted(set(v))
+
+
+class UserProfileOut(StrictModel):
+    user_id: str = Field(description="the pseudonym stored (the id as sent is not kept)")
+    created: bool
+    profile: UserProfileIn
+
+
+class UserDeleted(StrictModel):
+    user_id: str = Field(description="the pseudonym whose rows were removed")
+    profiles: int
+    events: int
+    impressions: int

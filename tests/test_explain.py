@@ -35,9 +35,13 @@ def ctx(items, **kw):
 
 
 def test_generated_explanation_is_fully_supported(items, explainer):
+    """Every claim kind the facts can back, with room for all of them: each is verified."""
+    from mmrec.outfit.explain import ExplainConfig
+
+    roomy = Explainer(TAX, BOOK, ExplainConfig(max_sentences=12, max_words=300))
     c = ctx(items, taste={"colour": ["black"], "category": ["shirts"]}, profile_occasions=["formal"],
             routes={"t1": {"bm25": 2}}, query_text="white shirt", query_matches={"t1"})
-    e = explainer.explain(items, OUTFIT, c)
+    e = roomy.explain(items, OUTFIT, c)
     assert not e.fallback and e.problems == []
     assert e.statements >= 6 and e.supported == e.statements and e.precision == 1.0
     text = e.text
@@ -48,8 +52,34 @@ def test_generated_explanation_is_fully_supported(items, explainer):
     assert "From your history, you often choose black" in text
     assert "matches your search \"white shirt\"" in text
     sources = {f.source for f in e.facts}
-    assert {"catalog", "title", "history", "profile", "request", "compat"} <= sources
+    assert {"catalog", "title", "history", "request", "compat"} <= sources
     assert any(f.field == "pattern" and f.source == "title" for f in e.facts)
+
+
+def test_a_default_explanation_is_short_personal_and_lists_the_outfit_once(items, explainer):
+    """At most three sentences and ~60 words: the outfit, why it answers the request, and a
+    personal reason when the shopper has one; the item list is not repeated."""
+    c = ctx(items, taste={"colour": ["black"]}, profile_occasions=["formal"],
+            query_text="white shirt", query_matches={"t1"})
+    e = explainer.explain(items, OUTFIT, c)
+    assert e.statements == 3 == e.supported and len(e.text.split()) <= 60
+    assert e.text.count("black trousers") == 1
+    assert "matches your search" in e.text and "you often choose black" in e.text
+    assert "Your profile" not in e.text  # one personal reason is enough
+    # no request, no shopper: the scene's rules and the colours say why it suits the occasion
+    plain = explainer.explain(items, OUTFIT, ctx(items))
+    assert plain.statements <= 3 and '"no sportswear at the office"' in plain.text
+
+
+def test_chinese_text_says_the_same_verified_claims(items, explainer):
+    c = ctx(items, taste={"colour": ["black"]}, query_text="白色衬衫", query_matches={"t1"})
+    en = explainer.explain(items, OUTFIT, c)
+    zh = explainer.explain(items, OUTFIT, c, lang="zh")
+    assert zh.lang == "zh" and zh.statements == en.statements and zh.facts == en.facts
+    assert zh.text.startswith("办公室造型：白色衬衫、") and "符合您的搜索“白色衬衫”" in zh.text
+    assert "您常选黑色" in zh.text
+    assert zh.text.count("。") == en.statements  # one sentence per claim
+    assert not any(ch.isascii() and ch.isalpha() for ch in zh.text)  # no English words left
 
 
 def test_matches_your_search_names_only_the_items_the_query_names(items, explainer):
@@ -117,7 +147,9 @@ def test_model_facts_cite_their_confidence(explainer):
     items.rows[0]["attributes"]["pattern"] = {"value": "checked", "source": "model", "confidence": 0.87}
     items.rows[0]["attributes"]["material"] = {"value": "linen", "source": "model", "confidence": 0.3}
     c = ExplainContext(scene=BOOK.get("office"))
-    e = explainer.explain(items, ["m1"], c)
+    from mmrec.outfit.explain import ExplainConfig
+
+    e = Explainer(TAX, BOOK, ExplainConfig(max_sentences=12, max_words=300)).explain(items, ["m1"], c)
     assert "looks checked to our tagger (87%)" in e.text
     assert "linen" not in e.text  # below min_model_confidence: not cited
     assert e.precision == 1.0
@@ -128,9 +160,11 @@ def test_fallback_when_rich_text_fails(items, explainer, monkeypatch):
     c = ctx(items)
     real = explainer._compose
 
+    from mmrec.outfit.claims_text import Claim
+
     def lying(items_, ids_, ctx_, rich):
-        facts, sents = real(items_, ids_, ctx_, rich)
-        return facts, sents + (["The shirt is made of silk."] if rich else [])
+        facts, claims = real(items_, ids_, ctx_, rich)
+        return facts, claims + ([Claim("detail", [], "The shirt is made of silk.", "衬衫是丝绸的。")] if rich else [])
 
     monkeypatch.setattr(explainer, "_compose", lying)
     e = explainer.explain(items, OUTFIT, c)

@@ -117,7 +117,13 @@ def test_model_predictions_fill_gaps_and_are_cited_with_confidence(tmp_path):
     with st.write("attribute_predictions", config={}) as w:
         pq.write_table(pa.Table.from_pylist(rows, schema=ATTRIBUTE_PREDICTIONS_SCHEMA),
                        w.path / "predictions.parquet")
-    rec = Recommender.from_store(st)
+    from mmrec.outfit.explain import ExplainConfig
+    from mmrec.recommend import RecommenderConfig
+
+    # room for every claim: the tagger's detail is the least telling and the default budget of
+    # three sentences leaves it out
+    roomy = RecommenderConfig(explain=ExplainConfig(max_sentences=12, max_words=300))
+    rec = Recommender.from_store(st, config=roomy)
     assert rec.items.row("b1")["attributes"]["material"] == {"value": "wool", "source": "model", "confidence": 0.91}
     assert rec.items.row("t1")["attributes"]["pattern"]["source"] == "title"
     assert rec.items.row("t1")["category"] == "shirts"

@@ -97,3 +97,12 @@ def test_a_typed_ceiling_on_a_catalog_without_prices_is_said_not_applied():
     resp = _ask(rec, "office", "white shirt under 50")
     assert resp.outfits and resp.query["price_max"] == 50
     assert any("could not be applied" in n for n in resp.notes)
+
+
+def test_lang_zh_explains_in_chinese_with_the_same_facts(rec):
+    en = rec.recommend(RecommendRequest(scene="office", query_text="白色衬衫", k=1))
+    zh = rec.recommend(RecommendRequest(scene="office", query_text="白色衬衫", k=1, lang="zh"))
+    e, z = en.outfits[0].explanation, zh.outfits[0].explanation
+    assert z.lang == "zh" and z.text.startswith("办公室造型：") and "符合您的搜索“白色衬衫”" in z.text
+    assert z.facts == e.facts and z.statements == e.statements == e.supported
+    assert len(e.text.split()) <= 60 and e.statements <= 3

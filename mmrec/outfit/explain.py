@@ -14,6 +14,8 @@ back to the plain template, which is verified the same way. The facts and contex
 
 from __future__ import annotations
 
+from pydantic import Field
+
 from mmrec.config import StrictModel
 from mmrec.lru import bounded_memo
 from mmrec.outfit.facts import ExplainContext, Explanation, Fact
@@ -23,6 +25,8 @@ from mmrec.outfit.scenes import SceneBook
 # pass the results back in an ExplainContext), so this module names them too.
 from mmrec.outfit.taste import HARMONY_PHRASES, harmony_of, taste_from_history  # noqa: F401
 from mmrec.outfit.verify import Verifier
+from mmrec.outfit.claims_text import (HARMONY_ZH, Claim, select_claims, zh_item, zh_join, zh_scene,
+                                      zh_value)
 from mmrec.outfit.wording import (attr_phrase, capitalise, display_category, is_plural_noun,
                                   join_phrases, quote_safe)
 from mmrec.taxonomy import Taxonomy
@@ -32,8 +36,16 @@ __all__ = ["ExplainConfig", "ExplainContext", "Explainer", "harmony_of", "taste_
 
 
 class ExplainConfig(StrictModel):
-    max_details: int = 3  # title/model detail statements per outfit
+    # A shopper reads a short reason, not a catalog card: the outfit, then the most telling
+    # claims (request, personal reason, rules, harmony, ...) within these budgets.
+    max_sentences: int = Field(3, ge=1, le=12, description="sentences per explanation, the outfit's included")
+    max_words: int = Field(60, ge=10, le=300, description="English words per explanation (the outfit "
+                                                            "sentence is always said)")
     min_model_confidence: float = 0.6  # model facts below this are not cited
+
+
+def _in(lang: str, claims: list[Claim], english: str) -> str:
+    return "".join(c.zh for c in claims) if lang == "zh" else english
 
 
 class Explainer:
@@ -48,19 +60,23 @@ class Explainer:
         self._fact_cache: dict[tuple, Fact | None] = {}
 
     # ------------------------------------------------------------------ generation
-    def explain(self, items: ItemTable, item_ids: list[str], ctx: ExplainContext) -> Explanation:
-        """Explanation of one outfit; verified, with the template fallback if needed."""
-        facts, sentences = self._compose(items, item_ids, ctx, rich=True)
-        text = " ".join(sentences)
+    def explain(self, items: ItemTable, item_ids: list[str], ctx: ExplainContext,
+                lang: str = "en") -> Explanation:
+        """Explanation of one outfit in ``lang`` ("en" or "zh"); verified, with the template
+        fallback if needed. The English text is what the verifier reads; the Chinese text says
+        the same verified claims (one sentence per claim, in the same order)."""
+        facts, claims = self._compose(items, item_ids, ctx, rich=True)
+        text = " ".join(c.en for c in claims)
         problems, n, bad = self.verifier.verify_counts(text, facts, items, ctx, item_ids)
         if not problems:
-            return Explanation(text, facts, n, n - bad)
-        facts, sentences = self._compose(items, item_ids, ctx, rich=False)
-        text = " ".join(sentences)
+            return Explanation(_in(lang, claims, text), facts, n, n - bad, lang=lang)
+        facts, claims = self._compose(items, item_ids, ctx, rich=False)
+        text = " ".join(c.en for c in claims)
         again, n, bad = self.verifier.verify_counts(text, facts, items, ctx, item_ids)
         if again:  # nothing verifiable to say: say nothing rather than something unbacked
-            return Explanation("", [], 0, 0, fallback=True, problems=problems + again)
-        return Explanation(text, facts, n, n - bad, fallback=True, problems=problems)
+            return Explanation("", [], 0, 0, fallback=True, problems=problems + again, lang=lang)
+        return Explanation(_in(lang, claims, text), facts, n, n - bad, fallback=True, problems=problems,
+                           lang=lang)
 
     def _item_fact(self, items: ItemTable, item_id: str, fld: str) -> Fact | None:
         # per catalog version and item, like the rule cache (Facts are never mutated)
@@ -78,94 +94,112 @@ class Explainer:
                     confidence=None if conf is None else round(float(conf), 2))
 
     def _compose(self, items: ItemTable, item_ids: list[str], ctx: ExplainContext,
-                 rich: bool) -> tuple[list[Fact], list[str]]:
+                 rich: bool) -> tuple[list[Fact], list[Claim]]:
+        """The outfit claim, then (rich) the most telling others within the sentence and word
+        budget: why it answers the request, why it suits this shopper, the scene's rules, colour
+        harmony, occasion per the catalog, details. Every fact gathered is returned (the
+        explanation's evidence); only the chosen claims are said."""
         facts: list[Fact] = []
-        sentences: list[str] = []
         sc = ctx.scene
-        phrases: dict[str, str] = {}
+        names: dict[str, tuple[str, str]] = {}  # item -> (English phrase, Chinese phrase)
         for iid in item_ids:
             cat = self._item_fact(items, iid, "category")
             col = self._item_fact(items, iid, "colour")
             facts += [f for f in (cat, col) if f is not None]
             noun = display_category(cat.value) if cat else "item"
-            phrases[iid] = f"{col.value} {noun}" if col and col.source != "model" else noun
+            said_colour = col is not None and col.source != "model"
+            names[iid] = (f"{col.value} {noun}" if said_colour else noun,
+                          zh_item(self.tax, col.value if said_colour else None, cat.value if cat else None))
         facts.append(Fact(field="scene", value=sc.name, source=f"scene:{sc.name}"))
-        sentences.append(f"{sc.label} look: {join_phrases([phrases[i] for i in item_ids])}.")
+        en_list = join_phrases([names[i][0] for i in item_ids])
+        outfit = Claim("outfit", [], f"{sc.label} look: {en_list}.",
+                       f"{zh_scene(sc)}造型：{zh_join([names[i][1] for i in item_ids])}。")
         if not rich:
-            return facts, sentences
-        # occasion stated by the catalog, when it suits the scene
-        suit = []
-        for iid in item_ids:
-            u = self._item_fact(items, iid, "usage")
-            if u is not None and u.source == "catalog" and u.value in sc.usages:
-                suit.append((iid, u))
-        by_usage: dict[str, list[str]] = {}
-        for iid, u in suit:
-            facts.append(u)
-            by_usage.setdefault(u.value, []).append(iid)
-        for usage, iids in by_usage.items():
-            sentences.append(f"{usage.capitalize()} wear per the catalog: "
-                             f"{join_phrases([phrases[i] for i in iids])}.")
-        # details from the title or the tagger
-        n_detail = 0
-        for iid in item_ids:
-            for fld in ("pattern", "material", "fit"):
-                f = self._item_fact(items, iid, fld)
-                if f is None or n_detail >= self.cfg.max_details or f.source == "catalog":
-                    continue
-                facts.append(f)
-                n_detail += 1
-                cat = items.row(iid)["category"]
-                noun = display_category(cat)
-                be, look = ("are", "look") if is_plural_noun(cat) else ("is", "looks")
-                if f.source == "title":
-                    sentences.append(f"The {noun} {be} {attr_phrase(fld, f.value)} (from the title).")
-                else:
-                    sentences.append(f"The {noun} {look} {attr_phrase(fld, f.value)} to our tagger "
-                                     f"({round(100 * f.confidence)}%).")
-        if ctx.harmony in HARMONY_PHRASES:
-            facts.append(Fact(field="colour_harmony", value=ctx.harmony, source="compat"))
-            sentences.append(f"Colours: {HARMONY_PHRASES[ctx.harmony]}.")
-        # scene rules every item satisfies on catalog truth
-        rules = self.verifier.rules_held(items, item_ids, sc)
-        if rules:
-            for r in rules:
-                facts.append(Fact(field="scene_rule", value=r, source=f"scene:{sc.name}"))
-            sentences.append(f"Meets the {sc.label} rules: " + ", ".join(f'"{r}"' for r in rules) + ".")
-        # the shopper
-        for fld, label in (("colour", "colours"), ("category", "categories")):
-            top = set(ctx.taste.get(fld, []))
-            hits = []
-            for iid in item_ids:
-                v = items.row(iid).get(fld)
-                if v in top and v not in [h.value for h in hits]:
-                    hits.append(Fact(item_id=iid, field=f"history.{fld}", value=v, source="history"))
-            if hits:
-                facts += hits
-                shown = [display_category(h.value) if fld == "category" else h.value for h in hits]
-                sentences.append(f"From your history, you often choose {join_phrases(shown)}.")
-        occ = [u for u in sc.usages if u in ctx.profile_occasions]
-        if occ:
-            facts += [Fact(field="profile.occasion", value=u, source="profile") for u in occ[:1]]
-            sentences.append(f"Your profile lists {occ[0]} occasions.")
-        # the request: photo and typed query
-        similar = [i for i in item_ids if i in ctx.photo_similar]
-        for iid in similar:
-            facts.append(Fact(item_id=iid, field="recall_route", value="image", source="recall"))
-            be = "are" if is_plural_noun(items.row(iid)["category"]) else "is"
-            sentences.append(f"The {phrases[iid]} {be} similar to your photo.")
+            return facts, [outfit]
+        said, evidence = select_claims(self._claims(items, item_ids, ctx, names), self.cfg.max_sentences - 1,
+                                       self.cfg.max_words - len(outfit.en.split()))
+        return facts + evidence, [outfit, *said]
+
+    def _claims(self, items: ItemTable, item_ids: list[str], ctx: ExplainContext,
+                names: dict[str, tuple[str, str]]) -> list[Claim]:
+        """Every claim the facts back, most telling first (`select_claims` keeps the head)."""
+        sc = ctx.scene
+        out: list[Claim] = []
+        # the request: typed query, then photo
         if ctx.query_text:
             # only the items of the kind the shopper named (category, colour family, gender,
             # nothing negated, on catalog truth) match the search; being found by a text
             # route is not enough (a red-dress search also recalls red patialas)
             named = [i for i in item_ids if i in ctx.query_matches]
             if named:
-                facts.append(Fact(field="query", value=ctx.query_text, source="request"))
-                for iid in named:
-                    facts.append(Fact(item_id=iid, field="query_match", value="named", source="request"))
-                sentences.append(f'{capitalise(join_phrases([phrases[i] for i in named]))} matches your search '
-                                 f'"{quote_safe(ctx.query_text)}".')
-        return facts, sentences
+                q = quote_safe(ctx.query_text)
+                out.append(Claim(
+                    "query", [Fact(field="query", value=ctx.query_text, source="request")]
+                    + [Fact(item_id=i, field="query_match", value="named", source="request") for i in named],
+                    f'{capitalise(join_phrases([names[i][0] for i in named]))} matches your search "{q}".',
+                    f"{zh_join([names[i][1] for i in named])}符合您的搜索“{q}”。"))
+        similar = [i for i in item_ids if i in ctx.photo_similar]
+        if similar:
+            be = "are" if len(similar) > 1 or is_plural_noun(items.row(similar[0])["category"]) else "is"
+            out.append(Claim(
+                "photo", [Fact(item_id=i, field="recall_route", value="image", source="recall") for i in similar],
+                f"The {join_phrases([names[i][0] for i in similar])} {be} similar to your photo.",
+                f"{zh_join([names[i][1] for i in similar])}与您的照片相似。"))
+        # the shopper: history first (what they pick), then the profile's occasions
+        for fld in ("colour", "category"):
+            top = set(ctx.taste.get(fld, []))
+            hits: list[Fact] = []
+            for iid in item_ids:
+                v = items.row(iid).get(fld)
+                if v in top and v not in [h.value for h in hits]:
+                    hits.append(Fact(item_id=iid, field=f"history.{fld}", value=v, source="history"))
+            if hits:
+                shown = [display_category(h.value) if fld == "category" else h.value for h in hits]
+                out.append(Claim("history", hits, f"From your history, you often choose {join_phrases(shown)}.",
+                                 f"根据您的历史，您常选{zh_join([zh_value(self.tax, fld, h.value) for h in hits])}。"))
+        occ = [u for u in sc.usages if u in ctx.profile_occasions]
+        if occ:
+            out.append(Claim("profile", [Fact(field="profile.occasion", value=occ[0], source="profile")],
+                             f"Your profile lists {occ[0]} occasions.",
+                             f"您的资料中有{zh_value(self.tax, 'usage', occ[0])}场合。"))
+        # the scene's rules every item satisfies on catalog truth, then colour harmony
+        rules = self.verifier.rules_held(items, item_ids, sc)
+        if rules:
+            out.append(Claim("rules", [Fact(field="scene_rule", value=r, source=f"scene:{sc.name}") for r in rules],
+                             f"Meets the {sc.label} rules: " + ", ".join(f'"{r}"' for r in rules) + ".",
+                             f"符合{zh_scene(sc)}场景的{len(rules)}条规则。"))
+        if ctx.harmony in HARMONY_PHRASES:
+            out.append(Claim("harmony", [Fact(field="colour_harmony", value=ctx.harmony, source="compat")],
+                             f"Colours: {HARMONY_PHRASES[ctx.harmony]}.", f"配色：{HARMONY_ZH[ctx.harmony]}。"))
+        # occasion stated by the catalog, when it suits the scene
+        by_usage: dict[str, list[Fact]] = {}
+        for iid in item_ids:
+            u = self._item_fact(items, iid, "usage")
+            if u is not None and u.source == "catalog" and u.value in sc.usages:
+                by_usage.setdefault(u.value, []).append(u)
+        for usage, us in by_usage.items():
+            out.append(Claim("usage", us, f"{usage.capitalize()} wear per the catalog: "
+                             f"{join_phrases([names[u.item_id][0] for u in us])}.",
+                             f"目录标注为{zh_value(self.tax, 'usage', usage)}穿着："
+                             f"{zh_join([names[u.item_id][1] for u in us])}。"))
+        # details from the title or the tagger
+        for iid in item_ids:
+            for fld in ("pattern", "material", "fit"):
+                f = self._item_fact(items, iid, fld)
+                if f is None or f.source == "catalog":
+                    continue
+                cat = items.row(iid)["category"]
+                noun = display_category(cat)
+                be, look = ("are", "look") if is_plural_noun(cat) else ("is", "looks")
+                zh_noun, zh_v = zh_value(self.tax, "category", cat), zh_value(self.tax, fld, f.value)
+                if f.source == "title":
+                    out.append(Claim("detail", [f], f"The {noun} {be} {attr_phrase(fld, f.value)} (from the title).",
+                                     f"{zh_noun}为{zh_v}（据商品标题）。"))
+                else:
+                    pct = round(100 * f.confidence)
+                    out.append(Claim("detail", [f], f"The {noun} {look} {attr_phrase(fld, f.value)} to our tagger "
+                                     f"({pct}%).", f"{zh_noun}经模型识别为{zh_v}（{pct}%）。"))
+        return out
 
     def mentions(self, text: str) -> tuple[tuple[str, set[tuple[str, str]]], ...]:
         """Vocabulary mentions in ``text`` (see `Verifier.mentions`): the recommender reads typed

@@ -32,6 +32,7 @@ class Explanation:
     supported: int
     fallback: bool = False
     problems: list[str] = field(default_factory=list)
+    lang: str = "en"
 
     @property
     def precision(self) -> float:

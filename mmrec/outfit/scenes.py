@@ -60,6 +60,7 @@ class ColourGuide(StrictModel):
 class Scene(StrictModel):
     name: str
     label: str
+    label_zh: str | None = Field(None, max_length=20, description="Chinese label (explanations in zh)")
     aliases: list[str] = []
     usages: list[str] = Field(min_length=1)  # occasion values that suit the scene, best first
     seasons: list[str] = Field(min_length=1)

@@ -39,9 +39,10 @@ class ResponseShaper:
                 query_matches={i for i in ids if ctx.query.named_item(self.items.row(i))},
                 photo_similar=(set(photo.similar) | set(attempt.anchor_pool)) if photo else set(),
                 harmony=harmony_of((self.items.row(i).get("colour") for i in ids), self.tax))
-            e = self.explainer.explain(self.items, ids, ectx)
+            e = self.explainer.explain(self.items, ids, ectx, lang=ctx.request.lang or "en")
             expl = ExplanationOut(text=e.text, facts=[FactOut(**f.__dict__) for f in e.facts],
-                                  statements=e.statements, supported=e.supported, fallback=e.fallback)
+                                  statements=e.statements, supported=e.supported, fallback=e.fallback,
+                                  lang=e.lang)
         return OutfitOut(
             items=[self.item(i, s, p) for i, s, p in zip(ids, o.slots, o.propensity)],
             score=round(o.score, 6), compatibility=round(o.compat, 6), template=o.template,
