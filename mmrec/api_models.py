@@ -125,6 +125,7 @@ class TagResponse(StrictModel):
 class SceneOut(StrictModel):
     name: str
     label: str
+    label_zh: str | None = None
     usages: list[str]
     templates: list[list[str]]
 
@@ -195,7 +196,8 @@ class EventsBatch(StrictModel):
     # Each event is checked on its own (a bad one must not refuse the batch), so the body
     # takes raw objects; the schema still shows EventIn for every item (set in the route).
     events: list[dict[str, Any]] = Field(min_length=1, max_length=10_000,
-                                         description="EventIn objects; the server's batch limit applies")
+                                         description="EventIn objects; the server's batch limit applies",
+                                         json_schema_extra=lambda s: s.update(items=EventIn.model_json_schema()))
 
 
 class EventResult(StrictModel):

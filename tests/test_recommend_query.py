@@ -106,3 +106,31 @@ def test_lang_zh_explains_in_chinese_with_the_same_facts(rec):
     assert z.lang == "zh" and z.text.startswith("办公室造型：") and "符合您的搜索“白色衬衫”" in z.text
     assert z.facts == e.facts and z.statements == e.statements == e.supported
     assert len(e.text.split()) <= 60 and e.statements <= 3
+
+
+def test_the_api_follows_accept_language_unless_the_body_says():
+    from fastapi.testclient import TestClient
+
+    from mmrec.serving.app import accepted_lang, create_app
+    from mmrec.serving.settings import ServeSettings
+    from outfit_fixtures import write_items
+    import tempfile
+    from mmrec.artifacts import ArtifactStore
+
+    assert accepted_lang("zh-CN,zh;q=0.9,en;q=0.8") == "zh" and accepted_lang("en-US,zh") == "en"
+    assert accepted_lang(None) == "en"
+    with tempfile.TemporaryDirectory() as d:
+        st = ArtifactStore(d)
+        write_items(st)
+        app = create_app(Recommender.from_store(st), ServeSettings().with_key("k"))
+        with TestClient(app) as client:
+            h = {"X-API-Key": "k"}
+            zh = client.post("/v1/recommend", json={"scene": "office", "k": 1},
+                             headers={**h, "Accept-Language": "zh-TW,zh;q=0.9"}).json()
+            assert zh["outfits"][0]["explanation"]["lang"] == "zh"
+            assert zh["outfits"][0]["explanation"]["text"].startswith("办公室造型")
+            en = client.post("/v1/recommend", json={"scene": "office", "k": 1, "lang": "en"},
+                             headers={**h, "Accept-Language": "zh-CN"}).json()
+            assert en["outfits"][0]["explanation"]["text"].startswith("Office look")
+            scenes = client.get("/v1/scenes", headers=h).json()["scenes"]
+            assert next(s for s in scenes if s["name"] == "office")["label_zh"] == "办公室"

@@ -16,7 +16,7 @@ import uuid
 from pathlib import Path
 from typing import Annotated, Any, Protocol
 
-from fastapi import Depends, FastAPI, File, Form, HTTPException, Path as PathParam, Request, UploadFile
+from fastapi import Depends, FastAPI, File, Form, Header, HTTPException, Path as PathParam, Request, UploadFile
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import FileResponse, JSONResponse, RedirectResponse, Response
 from fastapi.security import APIKeyHeader, HTTPAuthorizationCredentials, HTTPBearer
@@ -27,10 +27,12 @@ from starlette.concurrency import run_in_threadpool
 from mmrec.api_models import (ErrorOut, ItemOut, RecommendRequest, RecommendResponse, RequestFilters,
                               SceneOut, ScenesResponse, TagResponse)
 from mmrec.errors import ArtifactError, InputError
+from mmrec.feedback.impressions import impression_parts
 from mmrec.images import ImageError, load_image
 from mmrec.lru import LRU
 from mmrec.outfit.photo import ComponentMissing, PhotoAnalysis
 from mmrec.serving.batching import BatchedPhotos
+from mmrec.serving.feedback_api import Feedback, add_feedback_routes
 from mmrec.serving.guards import BodyLimitMiddleware, Gate, Overloaded, RequestIdMiddleware
 from mmrec.serving.holder import RecommenderHolder
 from mmrec.serving.metrics import CONTENT_TYPE_LATEST, Metrics
@@ -80,6 +82,13 @@ class LocalPhotoBackend(BatchedPhotos):
         super().__init__(lambda: holder.current.photo, max_batch=max_batch, gather_ms=gather_ms)
 
 
+def accepted_lang(header: str | None) -> str:
+    """"zh" when the Accept-Language header prefers Chinese (zh, zh-CN, zh-TW ...), else "en"
+    (the first language listed wins; quality values are not weighed)."""
+    first = (header or "").split(",")[0].strip().lower()
+    return "zh" if first.startswith("zh") else "en"
+
+
 def _error(status: int, error: str, detail: str, request: Request,
            headers: dict[str, str] | None = None) -> JSONResponse:
     rid = request.scope.get("state", {}).get("request_id")
@@ -89,7 +98,7 @@ def _error(status: int, error: str, detail: str, request: Request,
 
 # Cached answers are kept serialised: bytes cost nothing to the garbage collector (thousands
 # of cached pydantic trees made its full passes slow: a tail-latency source) and a hit is one
-# replace of the request id. The mark is as long as a uuid4 hex; request_id is the response's
+# replace of the request id (the impression log's parts are kept as strings for the same reason). The mark is as long as a uuid4 hex; request_id is the response's
 # first field, so the first occurrence is it even if a request's text echoed the mark.
 _RID_MARK = b"cached-response-rid-00000000000a"
 
@@ -101,7 +110,8 @@ def _cacheable(resp: RecommendResponse) -> tuple[int, bytes]:
 
 
 def create_app(recommender: Any, settings: ServeSettings | None = None, *,
-               photo: PhotoBackend | None = None, metrics: Metrics | None = None) -> FastAPI:
+               photo: PhotoBackend | None = None, metrics: Metrics | None = None,
+               feedback: Feedback | None = None) -> FastAPI:
     """Build the API.
 
     Args:
@@ -109,6 +119,8 @@ def create_app(recommender: Any, settings: ServeSettings | None = None, *,
         settings: keys and limits; with no key configured every keyed route answers 401.
         photo: where photos are analysed (default: the recommender's own models).
         metrics: a shared metrics registry (default: a new one).
+        feedback: the impression log and events store (default: opened from ``settings.feedback``
+            when enabled, closed at shutdown; None and disabled: no log, feedback routes 503).
     """
     settings = settings or ServeSettings()
     holder = recommender if isinstance(recommender, RecommenderHolder) else RecommenderHolder.fixed(recommender)
@@ -123,6 +135,14 @@ def create_app(recommender: Any, settings: ServeSettings | None = None, *,
                   form_limits={"max_fields": 16, "max_files": 1, "max_part_size": 16_384})
     app.state.holder, app.state.settings, app.state.metrics = holder, settings, metrics
     app.state.gate = gate
+    if feedback is None and settings.feedback.enabled:
+        feedback = Feedback.open(settings.feedback_path(), settings.feedback, metrics)
+        app.router.on_shutdown.append(feedback.close)
+    app.state.feedback = feedback
+
+    def log_impression(request_id: str, req: RecommendRequest, parts) -> None:
+        if feedback is not None and parts is not None:
+            feedback.logger.log(request_id, req.user_id, req.channel, parts)
 
     def current():
         rec = holder.current
@@ -195,14 +215,16 @@ def create_app(recommender: Any, settings: ServeSettings | None = None, *,
     async def scenes(_: Keyed) -> ScenesResponse:
         book = current().scenes
         return ScenesResponse(version=book.version, scenes=[
-            SceneOut(name=s.name, label=s.label, usages=s.usages, templates=s.templates)
+            SceneOut(name=s.name, label=s.label, label_zh=s.label_zh, usages=s.usages, templates=s.templates)
             for s in book.scenes.values()])
 
     @app.post("/v1/recommend", response_model=RecommendResponse, tags=["recommend"],
               responses={400: {"model": ErrorOut}, 401: {"model": ErrorOut}, 413: {"model": ErrorOut},
                          429: {"model": ErrorOut}, 503: {"model": ErrorOut}})
-    async def recommend(body: RecommendRequest, _: Keyed) -> Response:
+    async def recommend(body: RecommendRequest, _: Keyed, request: Request) -> Response:
         rec = current()
+        if body.lang is None:  # the browser's or app's language, when the body does not say
+            body = body.model_copy(update={"lang": accepted_lang(request.headers.get("accept-language"))})
         # Same request, same artifacts -> same outfits: answer repeats from the cache. The key
         # holds the recommender's generation, so a reload (new versions) starts a fresh cache.
         key = (rec.generation, body.model_dump_json())
@@ -211,15 +233,18 @@ def create_app(recommender: Any, settings: ServeSettings | None = None, *,
             metrics.cache.labels("miss").inc()
             async with gate:
                 resp = await run_in_threadpool(rec.recommend, body)
+            parts = impression_parts(resp) if feedback is not None else None
             if settings.response_cache_size:
-                cache.put(key, _cacheable(resp))
+                cache.put(key, (*_cacheable(resp), parts))
             metrics.outfits.inc(len(resp.outfits))
+            log_impression(resp.request_id, body, parts)
             return Response(resp.model_dump_json(), media_type="application/json")
         metrics.cache.labels("hit").inc()
-        n_outfits, body_bytes = hit
+        n_outfits, body_bytes, parts = hit
         metrics.outfits.inc(n_outfits)
-        return Response(body_bytes.replace(_RID_MARK, uuid.uuid4().hex.encode(), 1),
-                        media_type="application/json")
+        rid = uuid.uuid4().hex
+        log_impression(rid, body, parts)
+        return Response(body_bytes.replace(_RID_MARK, rid.encode(), 1), media_type="application/json")
 
     @app.post("/v1/recommend/photo", response_model=RecommendResponse, tags=["recommend"],
               responses={400: {"model": ErrorOut}, 413: {"model": ErrorOut},
@@ -233,11 +258,14 @@ def create_app(recommender: Any, settings: ServeSettings | None = None, *,
         query_text: Annotated[str | None, Form(max_length=200)] = None,
         explain: Annotated[bool, Form()] = True,
         filters: Annotated[str | None, Form(max_length=8000, description="RequestFilters as JSON")] = None,
+        lang: Annotated[str | None, Form(pattern="^(en|zh)$", description="explanations' language "
+                                         "(default: the Accept-Language header's, else en)")] = None,
+        accept_language: Annotated[str | None, Header(max_length=500)] = None,
     ) -> Response:
         rec = current()
         try:
             req = RecommendRequest(scene=scene, k=k, user_id=user_id, query_text=query_text,
-                                   explain=explain, channel="kiosk",
+                                   explain=explain, channel="kiosk", lang=lang or accepted_lang(accept_language),
                                    filters=RequestFilters.model_validate_json(filters) if filters
                                    else RequestFilters())
         except ValidationError as e:
@@ -250,6 +278,8 @@ def create_app(recommender: Any, settings: ServeSettings | None = None, *,
         async with gate:
             resp = await run_in_threadpool(rec.recommend, req, photo=analysis)
         metrics.outfits.inc(len(resp.outfits))
+        if feedback is not None:
+            log_impression(resp.request_id, req, impression_parts(resp))
         return Response(resp.model_dump_json(), media_type="application/json")
 
     @app.post("/v1/tag", response_model=TagResponse, tags=["recommend"],
@@ -312,6 +342,9 @@ def create_app(recommender: Any, settings: ServeSettings | None = None, *,
         out.pop("recommender", None)
         return {**out, "versions": holder.status()["versions"],
                 "seconds": round(time.perf_counter() - t0, 3)}
+
+    # ------------------------------------------------------------------ feedback
+    add_feedback_routes(app, feedback, Keyed, lambda: current().items.index, metrics)
 
     # ------------------------------------------------------------------ kiosk
     # The page is static HTML/JS with no data in it; it reads the key from the URL fragment
