@@ -180,3 +180,21 @@ def test_kiosk_scene_only_and_errors(server, browser):
     # a wrong key is reported, not hidden
     browser.js("sessionStorage.setItem('mmrec-key', 'wrong'); document.getElementById('go').click()")
     browser.wait_for(f"{STATUS}.startsWith('401')")
+
+
+def test_kiosk_switches_to_chinese_and_explains_in_chinese(server, browser):
+    """The language control: page words, scene names and the API's explanations in Chinese."""
+    browser.call("Page.navigate", url="about:blank")
+    browser.call("Page.navigate", url=f"{server.url}/kiosk/#key={KEY}")
+    browser.wait_for("document.querySelectorAll('#scene option').length >= 11")
+    switch = "(l => {{ l.value = '{}'; l.dispatchEvent(new Event('change')); }})(document.getElementById('lang'))"
+    browser.js(switch.format("zh"))
+    assert browser.js("document.getElementById('go').textContent") == "查看搭配"
+    browser.js("document.getElementById('scene').value = 'office'")
+    assert browser.js("document.getElementById('scene').selectedOptions[0].textContent") == "办公室"
+    browser.js("document.getElementById('go').click()")
+    browser.wait_for(f"{STATUS}.endsWith(' 套搭配')")
+    texts = browser.js("[...document.querySelectorAll('.explanation')].map(e => e.textContent)")
+    assert texts and all(t.startswith("办公室造型：") for t in texts)
+    browser.js(switch.format("en"))
+    browser.wait_for(f"{STATUS}.endsWith(' outfits')")
