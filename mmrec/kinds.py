@@ -40,3 +40,7 @@ RANK_LATENCY = "rank_latency"        # mmrec.rank.latency (`mmrec rank latency`)
 OUTFIT_PRIORS = "outfit_priors"      # mmrec.outfit.priors: Polyvore co-occurrence priors
 BENCH_EVAL = "bench_eval"            # mmrec.bench.runner: a published benchmark run
 SERVE_LOADTEST = "serve_loadtest"    # `mmrec serve loadtest`
+# Not a versioned artifact: the live feedback store (one SQLite file, mmrec.feedback) lives in
+# this folder of the artifact root unless serve.yaml's feedback.path puts it elsewhere.
+FEEDBACK = "feedback"
+FEEDBACK_LOADTEST = "feedback_loadtest"  # `mmrec feedback loadtest`

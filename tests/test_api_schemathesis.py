@@ -18,7 +18,8 @@ from schemathesis.generation import GenerationMode  # noqa: E402
 from mmrec.outfit.photo import PhotoAnalysis  # noqa: E402
 from mmrec.recommend import Recommender  # noqa: E402
 from mmrec.serving.app import create_app  # noqa: E402
-from mmrec.serving.settings import ServeSettings  # noqa: E402
+from mmrec.rank.config import PseudonymConfig  # noqa: E402
+from mmrec.serving.settings import FeedbackSettings, ServeSettings  # noqa: E402
 from outfit_fixtures import write_items  # noqa: E402
 
 KEY = "schemathesis-key"
@@ -39,8 +40,13 @@ def schema(tmp_path_factory):
     st = ArtifactStore(root / "artifacts")
     write_items(st, images_dir=root / "images")
     rec = Recommender.from_store(st)
+    # the feedback routes write to a store of this test (pseudonymisation key: not the user's file)
+    feedback = FeedbackSettings(enabled=True, path=str(root / "feedback.sqlite"),
+                                pseudonym=PseudonymConfig(key_env="MMREC_TEST_NO_SUCH_VAR",
+                                                          key_file=str(root / "pseudonym.key")))
     # the key has the admin scope on purpose: reload is exercised too
-    app = create_app(rec, ServeSettings(max_body_bytes=100_000).with_key(KEY), photo=TaggedPhotos())
+    app = create_app(rec, ServeSettings(max_body_bytes=100_000, feedback=feedback).with_key(KEY),
+                     photo=TaggedPhotos())
     return schemathesis.openapi.from_asgi("/openapi.json", app, headers={"X-API-Key": KEY})
 
 
@@ -52,7 +58,8 @@ def test_schema_lists_every_route(schema):
     names = {f"{op.method.upper()} {op.path}" for op in operations(schema)}
     assert {"POST /v1/recommend", "POST /v1/recommend/photo", "POST /v1/tag", "GET /v1/items/{item_id}",
             "GET /v1/items/{item_id}/image", "GET /healthz", "GET /readyz", "GET /metrics",
-            "GET /v1/scenes", "POST /v1/admin/reload"} <= names
+            "GET /v1/scenes", "POST /v1/admin/reload", "POST /v1/events", "PUT /v1/users/{user_id}",
+            "DELETE /v1/users/{user_id}"} <= names
 
 
 @pytest.mark.parametrize("mode", [GenerationMode.POSITIVE, GenerationMode.NEGATIVE])

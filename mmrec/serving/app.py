@@ -120,7 +120,7 @@ def create_app(recommender: Any, settings: ServeSettings | None = None, *,
         photo: where photos are analysed (default: the recommender's own models).
         metrics: a shared metrics registry (default: a new one).
         feedback: the impression log and events store (default: opened from ``settings.feedback``
-            when enabled, closed at shutdown; None and disabled: no log, feedback routes 503).
+            when enabled, flushed at shutdown; None and disabled: no log, feedback routes 503).
     """
     settings = settings or ServeSettings()
     holder = recommender if isinstance(recommender, RecommenderHolder) else RecommenderHolder.fixed(recommender)
@@ -137,7 +137,9 @@ def create_app(recommender: Any, settings: ServeSettings | None = None, *,
     app.state.gate = gate
     if feedback is None and settings.feedback.enabled:
         feedback = Feedback.open(settings.feedback_path(), settings.feedback, metrics)
-        app.router.on_shutdown.append(feedback.close)
+        # flush, not close: a lifespan may run more than once per app (test clients), and the
+        # connections close with the process; a shutdown must not lose queued impressions
+        app.router.on_shutdown.append(feedback.logger.flush)
     app.state.feedback = feedback
 
     def log_impression(request_id: str, req: RecommendRequest, parts) -> None:

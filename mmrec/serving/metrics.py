@@ -22,6 +22,11 @@ class Metrics:
         self.reloads = Counter("mmrec_reloads", "Artifact reloads by outcome", ["outcome"], registry=r)
         self.cache = Counter("mmrec_response_cache", "JSON recommend answers by cache result",
                              ["result"], registry=r)
+        self.impressions = Counter("mmrec_impressions", "Recommend answers written to the impression log",
+                                   registry=r)
+        self.impressions_dropped = Counter(
+            "mmrec_impressions_dropped", "Impressions not logged (queue full or write failed)", registry=r)
+        self.events = Counter("mmrec_events", "Events received by outcome", ["status"], registry=r)
 
     def render(self) -> bytes:
         return generate_latest(self.registry)

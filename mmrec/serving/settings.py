@@ -15,8 +15,10 @@ from typing import Literal
 
 from pydantic import Field, field_validator, model_validator
 
+from mmrec import kinds
 from mmrec.config import StrictModel, shipped_dir
 from mmrec.images import ImageLimits
+from mmrec.rank.config import PseudonymConfig
 
 # The repository's serving/ folder, shipped in the wheel as mmrec.serving_files: `mmrec serve`
 # from a wheel install (a cluster's runtime_env, a serving image) needs its config and page.
@@ -50,6 +52,39 @@ class ApiKey(StrictModel):
             raise ValueError("sha256 must be the 64-hex-digit digest of the key, never the key "
                              "itself; compute it with `mmrec serve hash-key`")
         return v
+
+
+class FeedbackSettings(StrictModel):
+    """The feedback loop (mmrec.feedback): impression log, `POST /v1/events`, `/v1/users`."""
+
+    enabled: bool = False  # off by default in code (tests, embedding); configs/serve.yaml turns it on
+    # the SQLite file; null: <artifacts>/feedback/feedback.sqlite
+    path: str | None = Field(None, min_length=1, max_length=1000)
+    # FULL: an acknowledged event survives power loss (fsync per commit); NORMAL: survives a
+    # process crash only. Measured in docs/serving.md ("Feedback loop"); impressions always NORMAL.
+    events_synchronous: Literal["NORMAL", "FULL"] = "FULL"
+    max_batch: int = Field(500, ge=1, le=10_000)  # events per POST /v1/events; more -> 413
+    max_future_s: float = Field(300, ge=0, le=86_400)  # event ts ahead of server time refused
+    max_age_days: float = Field(30, gt=0, le=3650)  # older event ts refused
+    retention_days: int = Field(365, ge=1, le=3650)  # `mmrec feedback prune` deletes older rows
+    queue_size: int = Field(10_000, ge=1, le=1_000_000)  # impressions waiting; full -> dropped, counted
+    write_batch: int = Field(500, ge=1, le=100_000)  # impressions per transaction at most
+    pseudonym: PseudonymConfig = Field(default_factory=PseudonymConfig)
+
+    @field_validator("path")
+    @classmethod
+    def _file(cls, v: str | None) -> str | None:
+        if v is not None and Path(v).expanduser().is_dir():
+            raise ValueError(f"feedback.path must be a file (e.g. {v.rstrip('/')}/feedback.sqlite), "
+                             f"got the directory {v!r}")
+        return v
+
+    @model_validator(mode="after")
+    def _windows(self) -> "FeedbackSettings":
+        if self.max_age_days > self.retention_days:
+            raise ValueError(f"feedback.max_age_days ({self.max_age_days:g}) must be <= retention_days "
+                             f"({self.retention_days}): accepted events would be pruned at once")
+        return self
 
 
 class ServeSettings(StrictModel):
@@ -89,6 +124,7 @@ class ServeSettings(StrictModel):
     kiosk_dir: str | None = None  # default: serving/kiosk as shipped (DEFAULT_KIOSK_DIR)
     profile: Literal["tiny", "mini", "standard"] = "mini"
     artifacts: str = "artifacts"
+    feedback: FeedbackSettings = Field(default_factory=FeedbackSettings)
 
     @model_validator(mode="after")
     def _unique_names(self) -> "ServeSettings":
@@ -97,6 +133,12 @@ class ServeSettings(StrictModel):
         if dup:
             raise ValueError(f"api key names must be unique, repeated: {sorted(dup)}")
         return self
+
+    def feedback_path(self) -> Path:
+        """The feedback store file: ``feedback.path``, else under the artifact root."""
+        if self.feedback.path:
+            return Path(self.feedback.path).expanduser()
+        return Path(self.artifacts) / kinds.FEEDBACK / "feedback.sqlite"
 
     def kiosk_path(self) -> Path:
         return Path(self.kiosk_dir) if self.kiosk_dir else DEFAULT_KIOSK_DIR
