@@ -209,21 +209,6 @@ def test_build_tagger_reuses_what_exists(run):
     assert {k: store.versions(k) for k in before} == before     # nothing retrained
 
 
-@pytest.fixture(scope="module")
-def teacher(run):
-    """The tiny in-house CLIP (untrained: any fixed image -> vector map is a valid teacher) and
-    its vectors for the generated catalog, as `mmrec embed catalog` writes them."""
-    from mmrec.config import load_config
-    from mmrec.embed.catalog import embed_catalog
-    from mmrec.embed.train import train_encoder
-
-    _, store, *_ = run
-    cfg = load_config("embed", profile="tiny", overrides=["train.epochs=0"])
-    train_encoder(store, cfg, progress=False)
-    embed_catalog(store, cfg, progress=False)
-    return store
-
-
 def test_base_stage_distils_the_clip_and_saves_a_plain_model(teacher, tmp_path):
     from mmrec.attributes.distill import ATTR
     from mmrec.attributes.model import load_model

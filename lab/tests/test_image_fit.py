@@ -4,7 +4,6 @@ background), and its CNN screening script (lab/sft/image_fit_cnn.py) on the trai
 from __future__ import annotations
 
 import io
-import random
 
 import numpy as np
 import pytest
@@ -12,17 +11,7 @@ from PIL import Image
 
 from lab.sft.image_fit import fit_square, foreground_box, resize_foreground
 from mmrec.images import resize_square
-
-
-def encode(img: Image.Image, fmt: str, **kw) -> bytes:
-    buf = io.BytesIO()
-    img.save(buf, format=fmt, **kw)
-    return buf.getvalue()
-
-
-def noise(w: int, h: int, seed: int = 0) -> Image.Image:
-    """Random pixels, so that encoded files are large and any cut lands in image data."""
-    return Image.frombytes("RGB", (w, h), random.Random(seed).randbytes(w * h * 3))
+from test_images import encode, noise  # noqa: F401 (shared helpers of tests/)
 
 
 def studio_photo(w: int, h: int, box: tuple[int, int, int, int], colour=(200, 20, 20)) -> Image.Image:
