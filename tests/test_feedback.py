@@ -126,6 +126,10 @@ def test_idempotency_same_batch_twice(client):
     # a repeat inside one batch is a duplicate too
     assert [r["status"] for r in post(client, [ev(50), ev(50)], 202).json()["results"]] == ["accepted", "duplicate"]
     assert client.app.state.feedback.store.count("events") == 11
+    # a retry with the same id but other content is still a duplicate: the first write stands
+    assert post(client, [ev(1, type="purchase")], 202).json()["results"][0]["status"] == "duplicate"
+    rows = {r[0]: r for chunk in client.app.state.feedback.store.rows("events") for r in chunk}
+    assert rows["e1"][6] == "click"
 
 
 def test_batch_limits_and_auth(rec, tmp_path):
@@ -181,6 +185,10 @@ def test_impression_logged_for_json_and_photo_recommend(client):
         assert abs(ts_us / 1e6 - time.time()) < 60
     assert logged[r.json()["request_id"]][2].startswith("u_")
     assert logged[p.json()["request_id"]][2] is None  # anonymous kiosk visitor
+    # a click on a logged answer carries no warning
+    item = r.json()["outfits"][0]["items"][0]["item_id"]
+    res = post(client, [ev(90, item_id=item, request_id=r.json()["request_id"])], 202).json()["results"][0]
+    assert res["status"] == "accepted" and "warning" not in res
 
 
 def test_logger_never_blocks_and_counts_drops(tmp_path):
