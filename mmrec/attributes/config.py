@@ -39,7 +39,7 @@ class MiniArch(StrictModel):
     @classmethod
     def _legacy_image_fit(cls, data: Any) -> Any:
         # configs recorded in vlm / vlm_base artifacts before 2026-12-07 carry image_fit, which
-        # was "squash" unless an experiment set "foreground" (lab/README.md, not adopted)
+        # was "squash" unless an experiment set "foreground" (an experiment: lab/README.md)
         if isinstance(data, dict) and "image_fit" in data:
             fit = data["image_fit"]
             if fit != "squash":
