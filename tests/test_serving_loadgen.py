@@ -51,3 +51,16 @@ def test_loadtest_phases_against_a_live_server(tmp_path):
     assert phases["json"]["client_cpu_cores"] > 0  # the generator reports its own share of the CPU
     assert wrong["json"]["errors"] == wrong["json"]["requests"] > 0  # 401s are counted as errors
     assert set(wrong["json"]["status_counts"]) == {"401"}
+
+
+def test_distinct_typed_queries_never_repeat_and_are_bilingual():
+    from mmrec.serving.loadgen import LoadGenerator, typed_queries
+
+    pool = typed_queries(seed=3)
+    assert len(pool) == len(set(pool)) >= 5000
+    assert any("，不要" in q for q in pool) and any(", no " in q for q in pool)
+    gen = LoadGenerator("http://127.0.0.1:9", "k", ["office"], [], typed_share=1.0, distinct_queries=True)
+    texts = [gen._json_body()["query_text"] for _ in range(2000)]
+    assert len(set(texts)) == 2000
+    with pytest.raises(ValueError, match="typed_share"):
+        LoadGenerator("http://127.0.0.1:9", "k", ["office"], [], typed_share=1.5)

@@ -51,6 +51,10 @@ def _register_loadtest(serve_sub) -> None:
     b.add_argument("--rps-seconds", type=float, default=300.0, help="open-loop duration (0: skip)")
     b.add_argument("--photo-share", type=float, default=0.1, help="share of photo requests in the open loop")
     b.add_argument("--photos", type=int, default=40, help="kiosk photos drawn from held-out (test-split) products")
+    b.add_argument("--typed-share", type=float, default=0.1,
+                   help="share of JSON requests with typed text (English and Chinese with --distinct-queries)")
+    b.add_argument("--distinct-queries", action="store_true",
+                   help="never repeat a typed query (with --set response_cache_size=0: every request a miss)")
     b.add_argument("--warmup", type=float, default=90.0,
                    help="unmeasured seconds at the same concurrency first (caches, and the autoscaler's "
                         "second replica, which takes 30-48 s to load on a busy 2-core box)")
@@ -191,7 +195,8 @@ def _loadtest(args) -> int:
         phases = run_loadtest(url, key, scenes=scenes, photos=photos, user_ids=users,
                               concurrency=args.concurrency, seconds=args.seconds, rps=args.rps,
                               rps_seconds=args.rps_seconds, photo_share=args.photo_share,
-                              warmup_s=args.warmup, log=lambda m: print(m, file=sys.stderr))
+                              warmup_s=args.warmup, typed_share=args.typed_share,
+                              distinct_queries=args.distinct_queries, log=lambda m: print(m, file=sys.stderr))
         versions = _versions(url, key)
     finally:
         if server is not None:
@@ -200,7 +205,8 @@ def _loadtest(args) -> int:
         "server": kind, "url": url, "profile": args.profile, "cpu_count": os.cpu_count(),
         "concurrency": args.concurrency, "phase_seconds": args.seconds, "rps": args.rps,
         "rps_seconds": args.rps_seconds, "photo_share": args.photo_share, "n_photos": len(photos),
-        "warmup_s": args.warmup,
+        "warmup_s": args.warmup, "typed_share": args.typed_share, "distinct_queries": args.distinct_queries,
+        "overrides": list(args.overrides),
         "versions": versions, "wall_s": round(time.time() - t0, 1),
         "note": "load generator and server share this machine's CPUs",
         "loadavg_1m_before": round(load_before[0], 2), "loadavg_1m_after": round(os.getloadavg()[0], 2),

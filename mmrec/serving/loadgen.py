@@ -27,6 +27,24 @@ _COLOURS = ("black", "white", "navy blue", "red", "grey", "blue", "pink", "green
 # server-side timings a photo answer carries (ms), averaged per phase by the load test
 PHOTO_TIMINGS = ("photo_models_ms", "photo_wait_ms", "total_ms")
 _THINGS = ("shirt", "dress", "jeans", "kurta", "heels", "sneakers", "jacket", "top", "trousers", "watch")
+# Chinese shop words for the same things and colours (the typed-query mix is bilingual)
+_THINGS_ZH = ("衬衫", "连衣裙", "牛仔裤", "库尔塔", "高跟鞋", "运动鞋", "夹克", "上衣", "长裤", "手表")
+_COLOURS_ZH = ("黑色", "白色", "藏青色", "红色", "灰色", "蓝色", "粉色", "绿色", "米色", "棕色")
+
+
+def typed_queries(seed: int = 0) -> list[str]:
+    """Distinct shopper queries in English and Chinese (colour, item, for whom, a negation), in
+    a seeded random order: a load test that never repeats a query never hits the response cache."""
+    out = []
+    for (c, t), (cz, tz) in zip(((c, t) for c in _COLOURS for t in _THINGS),
+                                ((c, t) for c in _COLOURS_ZH for t in _THINGS_ZH)):
+        for g, gz in (("", ""), (" for women", "女士"), (" for men", "男士")):
+            for n, (neg, negz) in enumerate(zip(_THINGS, _THINGS_ZH)):
+                if neg != t:
+                    out.append(f"{c} {t}{g}, no {neg}")
+                    out.append(f"{gz}{cz}{tz}，不要{negz}")
+    random.Random(seed).shuffle(out)
+    return out
 
 
 @dataclass
@@ -75,7 +93,8 @@ class LoadGenerator:
     """
 
     def __init__(self, base_url: str, api_key: str, scenes: list[str], photos: list[bytes],
-                 user_ids: list[str] | None = None, seed: int = 0, timeout_s: float = 10.0):
+                 user_ids: list[str] | None = None, seed: int = 0, timeout_s: float = 10.0,
+                 typed_share: float = 0.1, distinct_queries: bool = False):
         if not base_url.startswith(("http://127.0.0.1", "http://localhost", "http://[::1]")):
             raise ValueError(f"load is sent to loopback only, got {base_url!r}")
         self.base_url = base_url.rstrip("/")
@@ -83,15 +102,27 @@ class LoadGenerator:
         self.scenes, self.photos, self.user_ids = scenes, photos, user_ids or []
         self.rng = random.Random(seed)
         self.timeout_s = timeout_s
+        if not 0 <= typed_share <= 1:
+            raise ValueError(f"typed_share must be in [0, 1], got {typed_share}")
+        self.typed_share = typed_share
+        self._distinct = iter(typed_queries(seed)) if distinct_queries else None
 
     def _json_body(self) -> dict[str, Any]:
-        """The request mix: a third personalised (when users exist), a tenth with typed text."""
+        """The request mix: a third personalised (when users exist), ``typed_share`` with typed text
+        (never repeated with ``distinct_queries``)."""
         body: dict[str, Any] = {"scene": self.rng.choice(self.scenes), "k": 3}
         if self.user_ids and self.rng.random() < 1 / 3:
             body["user_id"] = self.rng.choice(self.user_ids)
-        if self.rng.random() < 0.1:
-            body["query_text"] = f"{self.rng.choice(_COLOURS)} {self.rng.choice(_THINGS)}"
+        if self.rng.random() < self.typed_share:
+            if self._distinct is not None:
+                body["query_text"] = next(self._distinct, None) or self._exhausted()
+            else:
+                body["query_text"] = f"{self.rng.choice(_COLOURS)} {self.rng.choice(_THINGS)}"
         return body
+
+    @staticmethod
+    def _exhausted() -> str:
+        raise RuntimeError("the distinct typed queries ran out: shorten the phases or lower typed_share")
 
     async def _one(self, client, kind: str, res: PhaseResult) -> None:
         t0 = time.perf_counter()
@@ -165,9 +196,11 @@ class LoadGenerator:
 def run_loadtest(base_url: str, api_key: str, *, scenes: list[str], photos: list[bytes],
                  user_ids: list[str] | None = None, concurrency: int = 8, seconds: float = 30.0,
                  rps: float = 20.0, rps_seconds: float = 300.0, photo_share: float = 0.1,
-                 warmup_s: float = 40.0, log=print) -> dict[str, Any]:
+                 warmup_s: float = 40.0, typed_share: float = 0.1, distinct_queries: bool = False,
+                 log=print) -> dict[str, Any]:
     """Run every phase and return the metrics (see module docstring)."""
-    gen = LoadGenerator(base_url, api_key, scenes, photos, user_ids)
+    gen = LoadGenerator(base_url, api_key, scenes, photos, user_ids, typed_share=typed_share,
+                        distinct_queries=distinct_queries)
 
     async def main() -> dict[str, Any]:
         phases: dict[str, Any] = {}
