@@ -134,3 +134,17 @@ def test_the_api_follows_accept_language_unless_the_body_says():
             assert en["outfits"][0]["explanation"]["text"].startswith("Office look")
             scenes = client.get("/v1/scenes", headers=h).json()["scenes"]
             assert next(s for s in scenes if s["name"] == "office")["label_zh"] == "办公室"
+
+
+@pytest.mark.parametrize("text", ["black jacket", "黑色夹克"])
+def test_a_requested_jacket_opens_the_office_s_outerwear_template(rec, text):
+    """Office outfits have no outerwear slot; a shopper asking for a jacket gets the scene's
+    on-request template, and everyone else keeps the usual office outfits."""
+    resp = _ask(rec, "office", text, filters={"genders": ["men"]})
+    assert resp.outfits
+    for o in resp.outfits:
+        assert o.template == ["top", "outerwear", "bottom", "shoes"]
+        assert any(i.slot == "outerwear" and i.category == "jackets" for i in o.items)
+        assert rec.scenes.get("office").outfit_violations([rec.item(i.item_id) for i in o.items]) == []
+    plain = rec.recommend(RecommendRequest(scene="office", k=2, filters={"genders": ["men"]}))
+    assert all(i.slot != "outerwear" for i in _items(plain))

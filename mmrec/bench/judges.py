@@ -125,10 +125,10 @@ def judge_structure(scene: Any, outfit: Sequence[tuple[str, Row]]) -> tuple[bool
                                  + ("" if slot in scene.slots else f"; {scene.name} has no {slot}")))
         valid.append(ok)
     claimed = sorted(slot for slot, _ in outfit)
-    matches = any(sorted(t) == claimed for t in scene.templates)
+    matches = any(sorted(t) == claimed for t in scene.all_templates())
     if not matches:
         fails.append(Failure("template", None, f"slots {claimed} match no template of "
-                                               f"{scene.name}: {[list(t) for t in scene.templates]}"))
+                                               f"{scene.name}: {[list(t) for t in scene.all_templates()]}"))
     return matches and all(valid), valid, fails
 
 

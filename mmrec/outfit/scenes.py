@@ -66,12 +66,15 @@ class Scene(StrictModel):
     seasons: list[str] = Field(min_length=1)
     query: str = Field(min_length=3)  # text for recall's text route when the shopper types none
     templates: list[list[str]] = Field(min_length=1)
+    # Templates used only when the shopper asks for an item of a slot the usual templates lack
+    # ("navy blazer" at the office): the scene's outfits stay the same for everyone else.
+    on_request: list[list[str]] = []
     slots: dict[str, SlotSpec]
     must: list[Rule] = []
     must_not: list[Rule] = []
     colours: ColourGuide = ColourGuide()
 
-    @field_validator("templates")
+    @field_validator("templates", "on_request")
     @classmethod
     def _templates_unique_slots(cls, v: list[list[str]]) -> list[list[str]]:
         for t in v:
@@ -83,6 +86,18 @@ class Scene(StrictModel):
     def slot_categories(self, slot: str) -> list[str]:
         spec = self.slots.get(slot)
         return list(spec.categories) if spec else []
+
+    def all_templates(self) -> list[list[str]]:
+        """The usual templates and the on-request ones (what an outfit of this scene may be)."""
+        return [*self.templates, *self.on_request]
+
+    def with_request(self, slot: str | None) -> "Scene":
+        """This scene for a shopper who asked for an item of ``slot``: the on-request templates
+        with that slot join the usual ones (the same scene when it has none or needs none)."""
+        if slot is None or slot in self.template_slots():
+            return self
+        extra = [t for t in self.on_request if slot in t]
+        return self.model_copy(update={"templates": [*self.templates, *extra]}) if extra else self
 
     def template_slots(self) -> list[str]:
         """Every slot used by some template, in first-seen order."""
@@ -123,8 +138,8 @@ class Scene(StrictModel):
         """Hard-rule breaches of a whole outfit: template, every item, gender consistency."""
         out: list[str] = []
         slots = sorted(str(it.get("slot")) for it in items)
-        if not any(sorted(t) == slots for t in self.templates):
-            out.append(f"slots {slots} match no template of {self.name}: {self.templates}")
+        if not any(sorted(t) == slots for t in self.all_templates()):
+            out.append(f"slots {slots} match no template of {self.name}: {self.all_templates()}")
         for it in items:
             out += [f"{it.get('item_id')}: {v}" for v in self.item_violations(it)]
         if not genders_compatible(it.get("gender") for it in items):
@@ -226,7 +241,7 @@ def _check_scene(sc: Scene, tax: Taxonomy, where: str) -> None:
         if wrong:
             raise ConfigError(f"{where}: slots.{slot}: categories {wrong} belong to other slots "
                               f"({', '.join(f'{c}->{tax.slot_of(c)}' for c in wrong)})")
-    for t in sc.templates:
+    for t in sc.all_templates():
         missing = [s for s in t if s not in sc.slots]
         if missing:
             raise ConfigError(f"{where}: template {t} uses slots {missing} with no 'slots' entry")

@@ -168,6 +168,7 @@ class Recommender:
         if photo is not None:
             ctx.timings.update(photo.timings)
         ctx.query, query_notes = self.queries.read(request.query_text, ctx.scene)
+        ctx.scene = ctx.scene.with_request(ctx.query.slot)  # e.g. an outerwear template for a blazer
         self._read_shopper(ctx, request.user_id)
         ctx.notes += query_notes
 
