@@ -64,3 +64,56 @@ def test_distinct_typed_queries_never_repeat_and_are_bilingual():
     assert len(set(texts)) == 2000
     with pytest.raises(ValueError, match="typed_share"):
         LoadGenerator("http://127.0.0.1:9", "k", ["office"], [], typed_share=1.5)
+
+
+def test_the_load_generator_retries_overload_and_disconnects_like_a_client_should():
+    """503 and 429 (with Retry-After) and a dropped connection are retried with backoff; the
+    request then counts once, as served; with no retries left the failure is what is measured."""
+    import asyncio
+
+    from aiohttp import web
+
+    from mmrec.serving.loadgen import LoadGenerator, PhaseResult, backoff_s
+
+    calls = []
+
+    async def handler(request):
+        calls.append(1)
+        n = len(calls)
+        if n == 1:
+            return web.json_response({"detail": "busy"}, status=503, headers={"Retry-After": "0"})
+        if n == 2:
+            return web.json_response({"detail": "slow down"}, status=429, headers={"Retry-After": "0"})
+        if n == 3:
+            request.transport.close()  # the replica died mid-request
+            return web.Response()
+        return web.json_response({"outfits": []})
+
+    async def main():
+        app = web.Application()
+        app.router.add_post("/v1/recommend", handler)
+        runner = web.AppRunner(app)
+        await runner.setup()
+        site = web.TCPSite(runner, "127.0.0.1", 0)
+        await site.start()
+        port = site._server.sockets[0].getsockname()[1]
+        try:
+            out = []
+            for retries in (3, 0):
+                calls.clear()
+                gen = LoadGenerator(f"http://127.0.0.1:{port}", "k", ["office"], [], max_retries=retries)
+                res = PhaseResult("t")
+                async with gen._client(1) as client:
+                    await gen._one(client, "json", res)
+                out.append(res)
+            return out
+        finally:
+            await runner.cleanup()
+
+    patient, impatient = asyncio.run(main())
+    assert patient.retries == 3 and dict(patient.statuses) == {200: 1} and len(patient.latencies_ms) == 1
+    assert impatient.retries == 0 and dict(impatient.statuses) == {503: 1} and not impatient.latencies_ms
+    import random
+
+    assert backoff_s(0, "1.5", random.Random(0)) == 1.5 and backoff_s(0, "60", random.Random(0)) == 2.0
+    assert 0 <= backoff_s(3, None, random.Random(0)) <= 0.4

@@ -53,6 +53,8 @@ def _register_loadtest(serve_sub) -> None:
     b.add_argument("--photos", type=int, default=40, help="kiosk photos drawn from held-out (test-split) products")
     b.add_argument("--typed-share", type=float, default=0.1,
                    help="share of JSON requests with typed text (English and Chinese with --distinct-queries)")
+    b.add_argument("--max-retries", type=int, default=3,
+                   help="retries of a request after a disconnect, 429 or 503 (backoff; 0: none)")
     b.add_argument("--distinct-queries", action="store_true",
                    help="never repeat a typed query (with --set response_cache_size=0: every request a miss)")
     b.add_argument("--warmup", type=float, default=90.0,
@@ -196,7 +198,8 @@ def _loadtest(args) -> int:
                               concurrency=args.concurrency, seconds=args.seconds, rps=args.rps,
                               rps_seconds=args.rps_seconds, photo_share=args.photo_share,
                               warmup_s=args.warmup, typed_share=args.typed_share,
-                              distinct_queries=args.distinct_queries, log=lambda m: print(m, file=sys.stderr))
+                              distinct_queries=args.distinct_queries, max_retries=args.max_retries,
+                              log=lambda m: print(m, file=sys.stderr))
         versions = _versions(url, key)
     finally:
         if server is not None:
@@ -206,6 +209,7 @@ def _loadtest(args) -> int:
         "concurrency": args.concurrency, "phase_seconds": args.seconds, "rps": args.rps,
         "rps_seconds": args.rps_seconds, "photo_share": args.photo_share, "n_photos": len(photos),
         "warmup_s": args.warmup, "typed_share": args.typed_share, "distinct_queries": args.distinct_queries,
+        "max_retries": args.max_retries,
         "overrides": list(args.overrides),
         "versions": versions, "wall_s": round(time.time() - t0, 1),
         "note": "load generator and server share this machine's CPUs",

@@ -32,6 +32,20 @@ _THINGS_ZH = ("衬衫", "连衣裙", "牛仔裤", "库尔塔", "高跟鞋", "运
 _COLOURS_ZH = ("黑色", "白色", "藏青色", "红色", "灰色", "蓝色", "粉色", "绿色", "米色", "棕色")
 
 
+RETRY_STATUSES = (429, 503)  # overload answers: the request was not served, try again later
+
+
+def backoff_s(attempt: int, retry_after: str | None, rng: random.Random) -> float:
+    """Wait before retry ``attempt`` (0-based): the server's Retry-After when it gives one (capped
+    at 2 s), else 50 ms x 2^attempt with full jitter, so that retrying clients do not arrive together."""
+    if retry_after:
+        try:
+            return min(2.0, max(0.0, float(retry_after)))
+        except ValueError:
+            pass
+    return rng.uniform(0, 0.05 * 2 ** attempt)
+
+
 def typed_queries(seed: int = 0) -> list[str]:
     """Distinct shopper queries in English and Chinese (colour, item, for whom, a negation), in
     a seeded random order: a load test that never repeats a query never hits the response cache."""
@@ -55,6 +69,7 @@ class PhaseResult:
     errors: Counter = field(default_factory=Counter)  # transport errors by type
     seconds: float = 0.0
     late_sends: int = 0  # open loop: sends that left later than 50 ms after their slot
+    retries: int = 0  # attempts repeated after a disconnect, 429 or 503
     client_cpu_s: float = 0.0  # this process's CPU time during the phase (the generator's cost)
     photo_batches: list[float] = field(default_factory=list)  # photos per tagger pass, as answered
     # photo answers' server-side timings (ms): the models' pass, the wait for it, the recommend
@@ -72,7 +87,7 @@ class PhaseResult:
             "seconds": round(self.seconds, 2), "throughput_rps": round(n / self.seconds, 2) if self.seconds else 0,
             "p50_ms": pct(50), "p90_ms": pct(90), "p99_ms": pct(99),
             "max_ms": round(float(lat.max()), 2) if len(lat) else None,
-            "late_sends": self.late_sends,
+            "late_sends": self.late_sends, "retries": self.retries,
             "client_cpu_cores": round(self.client_cpu_s / self.seconds, 3) if self.seconds else None,
             **({"photo_batch_mean": round(float(np.mean(self.photo_batches)), 2)} if self.photo_batches else {}),
             **({"photo_server_ms_mean": {k: round(float(np.mean(v)), 2) for k, v in sorted(self.photo_timings.items())}}
@@ -94,7 +109,7 @@ class LoadGenerator:
 
     def __init__(self, base_url: str, api_key: str, scenes: list[str], photos: list[bytes],
                  user_ids: list[str] | None = None, seed: int = 0, timeout_s: float = 10.0,
-                 typed_share: float = 0.1, distinct_queries: bool = False):
+                 typed_share: float = 0.1, distinct_queries: bool = False, max_retries: int = 3):
         if not base_url.startswith(("http://127.0.0.1", "http://localhost", "http://[::1]")):
             raise ValueError(f"load is sent to loopback only, got {base_url!r}")
         self.base_url = base_url.rstrip("/")
@@ -105,6 +120,7 @@ class LoadGenerator:
         if not 0 <= typed_share <= 1:
             raise ValueError(f"typed_share must be in [0, 1], got {typed_share}")
         self.typed_share = typed_share
+        self.max_retries = max_retries
         self._distinct = iter(typed_queries(seed)) if distinct_queries else None
 
     def _json_body(self) -> dict[str, Any]:
@@ -124,28 +140,48 @@ class LoadGenerator:
     def _exhausted() -> str:
         raise RuntimeError("the distinct typed queries ran out: shorten the phases or lower typed_share")
 
-    async def _one(self, client, kind: str, res: PhaseResult) -> None:
-        t0 = time.perf_counter()
-        try:
-            if kind == "json":
-                send = client.post("/v1/recommend", data=json.dumps(self._json_body()),
-                                   headers={"Content-Type": "application/json"})
-            else:
-                import aiohttp
+    def _send(self, client, kind: str, body: dict[str, Any] | None, photo: bytes | None, scene: str):
+        if kind == "json":
+            return client.post("/v1/recommend", data=json.dumps(body), headers={"Content-Type": "application/json"})
+        import aiohttp
 
-                form = aiohttp.FormData()
-                form.add_field("image", self.rng.choice(self.photos), filename="photo.jpg",
-                               content_type="image/jpeg")
-                form.add_field("scene", self.rng.choice(self.scenes))
-                form.add_field("k", "3")
-                send = client.post("/v1/recommend/photo", data=form)
-            async with send as r:
-                body = await r.read()
+        form = aiohttp.FormData()  # a form is consumed by one send: built anew for each attempt
+        form.add_field("image", photo, filename="photo.jpg", content_type="image/jpeg")
+        form.add_field("scene", scene)
+        form.add_field("k", "3")
+        return client.post("/v1/recommend/photo", data=form)
+
+    async def _one(self, client, kind: str, res: PhaseResult) -> None:
+        """One request as a client that retries would send it: a recommend call has no side effect
+        the shopper sees, so a disconnect, 429 or 503 is retried (``max_retries`` times, backoff
+        with jitter, honouring Retry-After up to 2 s); the latency counts from the first try."""
+        t0 = time.perf_counter()
+        body = self._json_body() if kind == "json" else None
+        photo = self.rng.choice(self.photos) if kind != "json" else None
+        scene = self.rng.choice(self.scenes)
+        try:
+            for attempt in range(self.max_retries + 1):
+                last = attempt == self.max_retries
+                try:
+                    async with self._send(client, kind, body, photo, scene) as r:
+                        resp_body = await r.read()
+                        retry_after = r.headers.get("Retry-After")
+                except Exception:  # noqa: BLE001 - a disconnect: retried, then measured
+                    if last:
+                        raise
+                    res.retries += 1
+                    await asyncio.sleep(backoff_s(attempt, None, self.rng))
+                    continue
+                if r.status in RETRY_STATUSES and not last:
+                    res.retries += 1
+                    await asyncio.sleep(backoff_s(attempt, retry_after, self.rng))
+                    continue
+                break
             res.statuses[r.status] += 1
             if 200 <= r.status < 300:
                 res.latencies_ms.append((time.perf_counter() - t0) * 1000)
                 if kind == "photo":  # few and slow: reading the answer's timings costs nothing here
-                    timings = json.loads(body).get("timings", {})
+                    timings = json.loads(resp_body).get("timings", {})
                     if timings.get("photo_batch") is not None:
                         res.photo_batches.append(timings["photo_batch"])
                     for k in PHOTO_TIMINGS:
@@ -197,10 +233,10 @@ def run_loadtest(base_url: str, api_key: str, *, scenes: list[str], photos: list
                  user_ids: list[str] | None = None, concurrency: int = 8, seconds: float = 30.0,
                  rps: float = 20.0, rps_seconds: float = 300.0, photo_share: float = 0.1,
                  warmup_s: float = 40.0, typed_share: float = 0.1, distinct_queries: bool = False,
-                 log=print) -> dict[str, Any]:
+                 max_retries: int = 3, log=print) -> dict[str, Any]:
     """Run every phase and return the metrics (see module docstring)."""
     gen = LoadGenerator(base_url, api_key, scenes, photos, user_ids, typed_share=typed_share,
-                        distinct_queries=distinct_queries)
+                        distinct_queries=distinct_queries, max_retries=max_retries)
 
     async def main() -> dict[str, Any]:
         phases: dict[str, Any] = {}
