@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import Any, Literal
 
-from pydantic import AwareDatetime, Field, ValidationInfo, field_validator
+from pydantic import AwareDatetime, Field, ValidationInfo, field_validator, model_validator
 
 from mmrec.config import StrictModel
 
@@ -251,3 +251,23 @@ class UserDeleted(StrictModel):
     profiles: int
     events: int
     impressions: int
+
+
+# -- live inventory (POST /v1/admin/catalog; mmrec.recommend.inventory) --
+
+class CatalogUpdate(StrictModel):
+    """A stock and/or price change of one catalog item (a field left out stays as it is)."""
+
+    item_id: str = Field(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_.:\-]+$")
+    in_stock: bool | None = None
+    price: float | None = Field(None, ge=0, allow_inf_nan=False)
+
+    @model_validator(mode="after")
+    def _something(self) -> "CatalogUpdate":
+        if self.in_stock is None and self.price is None:
+            raise ValueError(f"update of {self.item_id!r} changes nothing: give in_stock and/or price")
+        return self
+
+
+class CatalogUpdates(StrictModel):
+    updates: list[CatalogUpdate] = Field(min_length=1, max_length=1000)

@@ -157,7 +157,7 @@ def look_alikes():
 
     from mmrec.catalog.ingest import items_table
     from mmrec.outfit.scenes import SceneBook
-    from mmrec.recall.build import _meta_row
+    from mmrec.recall.build import meta_row
     from mmrec.recall.config import IndexConfig, RecallConfig
     from mmrec.recall.index import VectorIndex
     from mmrec.recall.service import Recall
@@ -179,7 +179,7 @@ def look_alikes():
             vecs.append(-0.5 * bag - 0.2 * top + other)
     items.attach_vectors(list(items.ids), np.stack(vecs), "test")
     # the look-alikes are searched in recall's index, as in production (no second search)
-    index = VectorIndex.build(np.stack(vecs), list(items.ids), [_meta_row(r) for r in items.rows],
+    index = VectorIndex.build(np.stack(vecs), list(items.ids), [meta_row(r) for r in items.rows],
                               IndexConfig(), kind="flat")
     recall = Recall.from_parts(index, items_table(item_rows(ALL + extra)), encoder=None, cfg=RecallConfig())
     rec = Recommender(items, SceneBook.load(), recall=recall, config=RecommenderConfig(photo_similar_k=1))

@@ -27,7 +27,7 @@ from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Literal
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 Synchronous = Literal["NORMAL", "FULL"]
 
 # One migration per schema version, applied in order inside one transaction each; the file
@@ -66,6 +66,19 @@ MIGRATIONS: dict[int, list[str]] = {
            )""",
     ],
 }
+
+# 2: live inventory — stock and price changes acknowledged by POST /v1/admin/catalog, read by
+# every replica (mmrec.feedback.stock) and re-applied after a reload; the catalog artifact keeps
+# the ingested truth, this table the changes since.
+MIGRATIONS[2] = [
+    """CREATE TABLE stock_updates (
+         seq INTEGER PRIMARY KEY AUTOINCREMENT,
+         received_us INTEGER NOT NULL,
+         item_id TEXT NOT NULL,
+         in_stock INTEGER,                -- 1 / 0, NULL: unchanged
+         price REAL                       -- NULL: unchanged
+       )""",
+]
 
 IMPRESSION_COLUMNS = ("request_id", "ts_us", "user_id", "channel", "scene", "query", "items",
                       "versions", "variant")
@@ -167,6 +180,31 @@ class FeedbackStore:
                 f"SELECT request_id FROM impressions WHERE request_id IN ({', '.join('?' * len(ids))})",
                 ids).fetchall()
         return {r[0] for r in rows}
+
+    # -- live inventory --------------------------------------------------------------------
+    def add_stock_updates(self, rows: list[tuple[str, bool | None, float | None]]) -> int:
+        """Store (item_id, in_stock, price) changes in one transaction; the last sequence number."""
+        with self._lock:
+            cur = self._con.cursor()
+            cur.execute("BEGIN IMMEDIATE")
+            try:
+                t = now_us()
+                for item_id, in_stock, price in rows:
+                    cur.execute("INSERT INTO stock_updates (received_us, item_id, in_stock, price) "
+                                "VALUES (?, ?, ?, ?)", (t, item_id, None if in_stock is None else int(in_stock), price))
+                seq = cur.execute("SELECT MAX(seq) FROM stock_updates").fetchone()[0] or 0
+                cur.execute("COMMIT")
+            except BaseException:
+                cur.execute("ROLLBACK")
+                raise
+        return int(seq)
+
+    def stock_updates_since(self, seq: int) -> list[tuple[int, str, bool | None, float | None]]:
+        """(seq, item_id, in_stock, price) of every change after ``seq``, oldest first."""
+        with self._lock:
+            rows = self._con.execute("SELECT seq, item_id, in_stock, price FROM stock_updates WHERE seq > ? "
+                                     "ORDER BY seq", (seq,)).fetchall()
+        return [(s, i, None if st is None else bool(st), p) for s, i, st, p in rows]
 
     # -- profiles --------------------------------------------------------------------------
     def put_profile(self, user_id: str, profile: dict) -> bool:

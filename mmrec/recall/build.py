@@ -40,7 +40,8 @@ def _items_version_of(vec_art: Artifact, items_ref: str | None) -> str:
     return v
 
 
-def _meta_row(row: dict[str, Any] | None) -> dict[str, Any]:
+def meta_row(row: dict[str, Any] | None) -> dict[str, Any]:
+    """An item's filter metadata as the index stores it (stock, price, slot, gender, ...)."""
     # an item missing from the items table keeps no metadata: it fails every value filter
     return {f: (row or {}).get(f) for f in META_FIELDS} | {"in_stock": bool((row or {}).get("in_stock", False))}
 
@@ -53,7 +54,7 @@ def build_index(store: ArtifactStore, cfg: IndexConfig, *, vectors_ref: str | No
     meta = _items_rows(store, items_version)
     ids = table.column("item_id").to_pylist()
     t0 = time.perf_counter()
-    index = VectorIndex.build(vectors, ids, [_meta_row(meta.get(i)) for i in ids], cfg,
+    index = VectorIndex.build(vectors, ids, [meta_row(meta.get(i)) for i in ids], cfg,
                               encoder_id=vec_art.manifest.get("encoder_id"),
                               tags=table.column("image_sha256").to_pylist())
     build_s = time.perf_counter() - t0
@@ -115,10 +116,10 @@ def update_index(store: ArtifactStore, cfg: IndexConfig, *, vectors_ref: str | N
     if up_pos:
         up_ids = [ids[p] for p in up_pos]
         stats["added"], stats["updated"] = index.upsert(
-            up_ids, vectors[up_pos], [_meta_row(meta.get(i)) for i in up_ids], [shas[p] for p in up_pos])
+            up_ids, vectors[up_pos], [meta_row(meta.get(i)) for i in up_ids], [shas[p] for p in up_pos])
     current = index.metadata_of(meta_ids)
-    changed = [(i, _meta_row(meta.get(i))) for i, cur in zip(meta_ids, current)
-               if cur != _meta_row(meta.get(i))]
+    changed = [(i, meta_row(meta.get(i))) for i, cur in zip(meta_ids, current)
+               if cur != meta_row(meta.get(i))]
     if changed:
         stats["metadata"] = index.set_metadata([i for i, _ in changed], [r for _, r in changed])
     art = publish(store, index, cfg, vectors_version=vec_art.version, items_version=items_version,

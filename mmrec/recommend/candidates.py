@@ -97,6 +97,11 @@ class CandidateSource:
         self._negated = LRU(256)
         self.has_prices = bool((~np.isnan(items.price)).any())
 
+    def forget(self) -> None:
+        """Drop every cached candidate list (after a stock or price change: they were chosen
+        under the old values); the next requests recall afresh."""
+        self._cache = LRU(self.cfg.recall_cache_size)
+
     # ------------------------------------------------------------------ masks
     def allowed_mask(self, scene: Scene, slot: str) -> np.ndarray:
         """Items that may fill ``slot`` in ``scene`` on catalog truth (cached per scene/slot)."""

@@ -48,7 +48,12 @@ if TYPE_CHECKING:
     from mmrec.artifacts import ArtifactStore
 
 SIMULATED_USERS_NOTE = "shopper profiles and histories are simulated for this catalog"
-_GENERATIONS = itertools.count(1)  # a process-unique number per Recommender (cache keys)
+_GENERATIONS = itertools.count(1)  # a process-unique number per Recommender state (cache keys)
+
+
+def next_generation() -> int:
+    """A new cache generation: a new recommender, or new stock/prices in a running one."""
+    return next(_GENERATIONS)
 _GENDERS = ("men", "women", "boys", "girls")
 
 
@@ -78,7 +83,7 @@ class Recommender:
                  versions: dict[str, str] | None = None, notes: list[str] | None = None,
                  users_simulated: bool = False):
         self.cfg = config or RecommenderConfig()
-        self.generation = next(_GENERATIONS)
+        self.generation = next_generation()
         self.tax = taxonomy or items.taxonomy or default_taxonomy()
         self.items = items
         self.scenes = scenes

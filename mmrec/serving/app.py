@@ -24,10 +24,11 @@ from fastapi.staticfiles import StaticFiles
 from pydantic import ValidationError
 from starlette.concurrency import run_in_threadpool
 
-from mmrec.api_models import (ErrorOut, ItemOut, RecommendRequest, RecommendResponse, RequestFilters,
-                              SceneOut, ScenesResponse, TagResponse)
+from mmrec.api_models import (CatalogUpdates, ErrorOut, ItemOut, RecommendRequest, RecommendResponse,
+                              RequestFilters, SceneOut, ScenesResponse, TagResponse)
 from mmrec.errors import ArtifactError, InputError
 from mmrec.feedback.impressions import impression_parts
+from mmrec.feedback.stock import StockSync
 from mmrec.images import ImageError, load_image
 from mmrec.lru import LRU
 from mmrec.outfit.photo import ComponentMissing, PhotoAnalysis
@@ -146,10 +147,14 @@ def create_app(recommender: Any, settings: ServeSettings | None = None, *,
         if feedback is not None and parts is not None:
             feedback.logger.log(request_id, req.user_id, req.channel, parts)
 
+    stock = StockSync(feedback.store) if feedback is not None else None
+
     def current():
         rec = holder.current
         if rec is None:
             raise Overloaded(503, "the recommender is still loading", settings.retry_after_s)
+        if stock is not None:  # acknowledged stock/price changes, at most one look per second
+            stock.sync(rec)
         return rec
 
     # ------------------------------------------------------------------ errors
@@ -344,6 +349,25 @@ def create_app(recommender: Any, settings: ServeSettings | None = None, *,
         out.pop("recommender", None)
         return {**out, "versions": holder.status()["versions"],
                 "seconds": round(time.perf_counter() - t0, 3)}
+
+    @app.post("/v1/admin/catalog", tags=["admin"],
+              responses={401: {"model": ErrorOut}, 422: {"model": ErrorOut}, 503: {"model": ErrorOut}})
+    async def catalog_update(body: CatalogUpdates, _: Admin) -> dict[str, Any]:
+        """Stock and price changes, live: stored durably, applied here at once and by every other
+        replica within about a second; requests that start after this answer on this replica
+        never serve an item it took out of stock."""
+        if stock is None:
+            raise HTTPException(503, "live inventory needs the feedback store (feedback.enabled in serve.yaml)")
+        rec = current()
+        unknown = [u.item_id for u in body.updates if u.item_id not in rec.items.index]
+        if unknown:
+            raise HTTPException(422, f"unknown item_id {unknown[:20]} (not in items/{rec.items.version}); "
+                                     "nothing was stored")
+        rows = [(u.item_id, u.in_stock, u.price) for u in body.updates]
+        seq = await run_in_threadpool(stock.store.add_stock_updates, rows)
+        changed = await run_in_threadpool(stock.sync, rec, now=True)
+        return {"accepted": len(rows), "seq": seq, "changed": changed,
+                "other_replicas_within_s": stock.interval_s}
 
     # ------------------------------------------------------------------ feedback
     add_feedback_routes(app, feedback, Keyed, lambda: current().items.index, metrics)
