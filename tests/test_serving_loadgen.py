@@ -73,7 +73,8 @@ def test_the_load_generator_retries_overload_and_disconnects_like_a_client_shoul
 
     from aiohttp import web
 
-    from mmrec.serving.loadgen import LoadGenerator, PhaseResult, backoff_s
+    from mmrec.serving.loadgen import LoadGenerator, PhaseResult
+    from mmrec.serving.retry import backoff_s
 
     calls = []
 

@@ -18,7 +18,7 @@ from typing import Any
 
 import httpx
 
-from mmrec.serving.loadgen import RETRY_STATUSES, backoff_s
+from mmrec.serving.retry import RETRY_STATUSES, backoff_s
 
 
 class MmrecClient:

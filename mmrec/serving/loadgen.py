@@ -23,6 +23,8 @@ from typing import Any
 
 import numpy as np
 
+from mmrec.serving.retry import RETRY_STATUSES, backoff_s
+
 _COLOURS = ("black", "white", "navy blue", "red", "grey", "blue", "pink", "green", "beige", "brown")
 # server-side timings a photo answer carries (ms), averaged per phase by the load test
 PHOTO_TIMINGS = ("photo_models_ms", "photo_wait_ms", "total_ms")
@@ -30,20 +32,6 @@ _THINGS = ("shirt", "dress", "jeans", "kurta", "heels", "sneakers", "jacket", "t
 # Chinese shop words for the same things and colours (the typed-query mix is bilingual)
 _THINGS_ZH = ("衬衫", "连衣裙", "牛仔裤", "库尔塔", "高跟鞋", "运动鞋", "夹克", "上衣", "长裤", "手表")
 _COLOURS_ZH = ("黑色", "白色", "藏青色", "红色", "灰色", "蓝色", "粉色", "绿色", "米色", "棕色")
-
-
-RETRY_STATUSES = (429, 503)  # overload answers: the request was not served, try again later
-
-
-def backoff_s(attempt: int, retry_after: str | None, rng: random.Random) -> float:
-    """Wait before retry ``attempt`` (0-based): the server's Retry-After when it gives one (capped
-    at 2 s), else 50 ms x 2^attempt with full jitter, so that retrying clients do not arrive together."""
-    if retry_after:
-        try:
-            return min(2.0, max(0.0, float(retry_after)))
-        except ValueError:
-            pass
-    return rng.uniform(0, 0.05 * 2 ** attempt)
 
 
 def typed_queries(seed: int = 0) -> list[str]:
