@@ -148,3 +148,13 @@ def test_a_requested_jacket_opens_the_office_s_outerwear_template(rec, text):
         assert rec.scenes.get("office").outfit_violations([rec.item(i.item_id) for i in o.items]) == []
     plain = rec.recommend(RecommendRequest(scene="office", k=2, filters={"genders": ["men"]}))
     assert all(i.slot != "outerwear" for i in _items(plain))
+
+
+@pytest.mark.parametrize("text", ["no heels, not black", "不要黑色，不要衬衫", "no floral"])
+def test_the_negation_mask_agrees_with_the_row_reading(rec, text):
+    import numpy as np
+
+    q, _ = rec.queries.read(text, rec.scenes.get("casual weekend"))
+    assert q.excluded
+    rows = np.array([not q.excludes(r) for r in rec.items.rows])
+    assert (rec.candidates.negated_mask(q) == rows).all()
