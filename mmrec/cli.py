@@ -19,7 +19,7 @@ from mmrec import __version__
 from mmrec.errors import InputError
 
 # Groups registered in this order; each module defines register(subparsers).
-COMMAND_MODULES = ("catalog", "config", "demo", "embed", "index", "outfit", "serve", "sft", "tag", "bench", "rank", "feedback")
+COMMAND_MODULES = ("catalog", "config", "demo", "embed", "index", "outfit", "serve", "sft", "tag", "bench", "rank", "feedback", "ab")
 
 
 # Top-level modules of the optional extras (pyproject.toml): a command run without its extra

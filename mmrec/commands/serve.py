@@ -97,14 +97,14 @@ def _start(args, settings):
 
         limit_threads()
         from mmrec.config import load_config
-        from mmrec.recommend import Recommender
+        from mmrec.ab.router import load_recommender
         from mmrec.serving.app import create_app
         from mmrec.serving.holder import RecommenderHolder
 
         # --config/--set configure the `serve` stage; the recommender uses its profile config
         cfg = load_config("recommend", profile=args.profile, config_dir=args.config_dir)
-        holder = RecommenderHolder(lambda: Recommender.from_store(
-            store, config=cfg, profile=args.profile, photo_tagger=settings.photo_tagger,
+        holder = RecommenderHolder(lambda: load_recommender(
+            store, settings.ab, config=cfg, profile=args.profile, photo_tagger=settings.photo_tagger,
             photo_mirror=settings.photo_mirror_view), store,
                                    settings.reload_poll_s, freeze_heap=True)
         holder.load()

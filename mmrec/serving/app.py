@@ -143,9 +143,9 @@ def create_app(recommender: Any, settings: ServeSettings | None = None, *,
         app.router.on_shutdown.append(feedback.logger.flush)
     app.state.feedback = feedback
 
-    def log_impression(request_id: str, req: RecommendRequest, parts) -> None:
+    def log_impression(request_id: str, req: RecommendRequest, parts, variant: str | None) -> None:
         if feedback is not None and parts is not None:
-            feedback.logger.log(request_id, req.user_id, req.channel, parts)
+            feedback.logger.log(request_id, req.user_id, req.channel, parts, variant)
 
     stock = StockSync(feedback.store) if feedback is not None else None
 
@@ -241,16 +241,17 @@ def create_app(recommender: Any, settings: ServeSettings | None = None, *,
             async with gate:
                 resp = await run_in_threadpool(rec.recommend, body)
             parts = impression_parts(resp) if feedback is not None else None
+            variant = resp.versions.get("variant")  # an A/B experiment's arm (mmrec.ab), else None
             if settings.response_cache_size:
-                cache.put(key, (*_cacheable(resp), parts))
+                cache.put(key, (*_cacheable(resp), parts, variant))
             metrics.outfits.inc(len(resp.outfits))
-            log_impression(resp.request_id, body, parts)
+            log_impression(resp.request_id, body, parts, variant)
             return Response(resp.model_dump_json(), media_type="application/json")
         metrics.cache.labels("hit").inc()
-        n_outfits, body_bytes, parts = hit
+        n_outfits, body_bytes, parts, variant = hit
         metrics.outfits.inc(n_outfits)
         rid = uuid.uuid4().hex
-        log_impression(rid, body, parts)
+        log_impression(rid, body, parts, variant)
         return Response(body_bytes.replace(_RID_MARK, rid.encode(), 1), media_type="application/json")
 
     @app.post("/v1/recommend/photo", response_model=RecommendResponse, tags=["recommend"],
@@ -286,7 +287,7 @@ def create_app(recommender: Any, settings: ServeSettings | None = None, *,
             resp = await run_in_threadpool(rec.recommend, req, photo=analysis)
         metrics.outfits.inc(len(resp.outfits))
         if feedback is not None:
-            log_impression(resp.request_id, req, impression_parts(resp))
+            log_impression(resp.request_id, req, impression_parts(resp), resp.versions.get("variant"))
         return Response(resp.model_dump_json(), media_type="application/json")
 
     @app.post("/v1/tag", response_model=TagResponse, tags=["recommend"],

@@ -20,11 +20,12 @@ import yaml
 from ray import serve
 from ray.serve.handle import DeploymentHandle
 
+from mmrec.ab.router import load_recommender
 from mmrec.artifacts import ArtifactStore
 from mmrec.config import load_config
 from mmrec.errors import ConfigError
 from mmrec.outfit.photo import PhotoAnalysis, PhotoModels
-from mmrec.recommend import Recommender, RecommenderConfig
+from mmrec.recommend import RecommenderConfig
 from mmrec.serving.app import LocalPhotoBackend, create_app
 from mmrec.serving.batching import BatchedPhotos
 from mmrec.serving.holder import RecommenderHolder
@@ -91,10 +92,10 @@ class Ingress:
         cfg = RecommenderConfig.model_validate(recommend_config or {})
         local_photo = photo is None
         self.holder = RecommenderHolder(
-            lambda: Recommender.from_store(store, config=cfg, with_photo_models=local_photo,
-                                           profile=self.settings.profile,
-                                           photo_tagger=self.settings.photo_tagger,
-                                           photo_mirror=self.settings.photo_mirror_view),
+            lambda: load_recommender(store, self.settings.ab, config=cfg, with_photo_models=local_photo,
+                                     profile=self.settings.profile,
+                                     photo_tagger=self.settings.photo_tagger,
+                                     photo_mirror=self.settings.photo_mirror_view),
             store, self.settings.reload_poll_s, freeze_heap=True)
         self.holder.load()
         self.holder.start()

@@ -16,6 +16,7 @@ from typing import Literal
 from pydantic import Field, field_validator, model_validator
 
 from mmrec import kinds
+from mmrec.ab.config import ABConfig
 from mmrec.config import StrictModel, shipped_dir
 from mmrec.images import ImageLimits
 from mmrec.rank.config import PseudonymConfig
@@ -125,6 +126,9 @@ class ServeSettings(StrictModel):
     profile: Literal["tiny", "mini", "standard"] = "mini"
     artifacts: str = "artifacts"
     feedback: FeedbackSettings = Field(default_factory=FeedbackSettings)
+    # an A/B experiment (mmrec.ab): users split over variants (ranker versions, compose
+    # weights); null: one recommender, responses and impressions carry no variant
+    ab: ABConfig | None = None
 
     @model_validator(mode="after")
     def _unique_names(self) -> "ServeSettings":
