@@ -10,6 +10,8 @@ from pathlib import Path
 from mmrec.commands import add_config_args, stage_config
 
 DATASETS = ("rtr", "hm", "myntra-sim")
+# `logs`: the served answers and the shoppers' events (mmrec.rank.logs_train); train only
+TRAIN_DATASETS = (*DATASETS, "logs")
 
 
 def register(sub) -> None:
@@ -32,9 +34,20 @@ def register(sub) -> None:
     sim.set_defaults(handler=_simulate)
 
     tr = s.add_parser("train", help="train lambdarank + binary propensity models")
-    tr.add_argument("--dataset", choices=DATASETS, required=True,
-                    help="myntra-sim writes kind 'ranker' (served); rtr/hm write ranker_rtr/ranker_hm")
+    tr.add_argument("--dataset", choices=TRAIN_DATASETS, required=True,
+                    help="myntra-sim and logs write kind 'ranker' (served); rtr/hm write "
+                         "ranker_rtr/ranker_hm")
     tr.add_argument("--interactions", default=None, help="interactions version (default: CURRENT)")
+    lg = tr.add_argument_group("--dataset logs (retraining from the feedback store)")
+    lg.add_argument("--store", type=Path, default=None,
+                    help="feedback store file (default: <artifacts>/feedback/feedback.sqlite); "
+                         "its profiles are used with --export too")
+    lg.add_argument("--export", type=Path, default=None,
+                    help="read impressions and events from this `mmrec feedback export` folder")
+    lg.add_argument("--attribution-window-hours", type=float, default=24.0,
+                    help="an event counts for an answer up to this long after it (default 24)")
+    lg.add_argument("--eval-days", type=int, default=1,
+                    help="the last N days of logs are the evaluation; earlier days train (default 1)")
     add_config_args(tr)
     tr.set_defaults(handler=_train)
 
@@ -95,9 +108,32 @@ def _train(args) -> int:
     from mmrec.rank.train import train
 
     t0 = time.perf_counter()
+    if args.dataset == "logs":
+        return _train_logs(args)
     art = train(args.dataset, ArtifactStore(args.artifacts), _cfg(args), interactions=args.interactions)
     print(f"{art.kind}/{art.version} written in {time.perf_counter() - t0:.1f}s; top features: "
           f"{art.metrics['top_features']}", file=sys.stderr)
+    print(art.version)
+    return 0
+
+
+def _train_logs(args) -> int:
+    from mmrec import kinds
+    from mmrec.artifacts import ArtifactStore
+    from mmrec.rank.logs_train import train_logs
+
+    t0 = time.perf_counter()
+    store_path = args.store
+    if store_path is None:
+        default = Path(args.artifacts) / kinds.FEEDBACK / "feedback.sqlite"
+        store_path = default if (args.export is None or default.is_file()) else None
+    art = train_logs(ArtifactStore(args.artifacts), _cfg(args), store_path=store_path,
+                     export_dir=args.export, window_hours=args.attribution_window_hours,
+                     eval_days=args.eval_days)
+    ev = art.metrics["eval_later_days"]
+    print(f"{art.kind}/{art.version} (provenance: logs) written in {time.perf_counter() - t0:.1f}s; "
+          f"evaluation days {ev['days']}: {json.dumps({k: ev[k] for k in ('ndcg@10', 'click_auc_at_logged_positions')})}",
+          file=sys.stderr)
     print(art.version)
     return 0
 

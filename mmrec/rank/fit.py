@@ -19,7 +19,9 @@ from mmrec.rank import metrics as M
 from mmrec.rank.config import RankConfig
 
 # the ranker kind each dataset's training writes
-KINDS = {"rtr": kinds.RANKER_RTR, "hm": kinds.RANKER_HM, "myntra-sim": kinds.RANKER}
+# (``logs``, served answers joined with shoppers' events, replaces the served ranker too)
+KINDS = {"rtr": kinds.RANKER_RTR, "hm": kinds.RANKER_HM, "myntra-sim": kinds.RANKER,
+         "logs": kinds.RANKER}
 SCHEMA_VERSION = 1
 
 
@@ -61,7 +63,7 @@ def choose_serve_model(cfg: RankConfig, info: dict) -> str:
 def write_ranker(store: ArtifactStore, dataset: str, cfg: RankConfig, art_in: Artifact,
                  bundle: lgbm.Bundle, info: dict, sizes: dict, seconds: float,
                  extra_files: dict[str, bytes] | None = None,
-                 extra_inputs: list[Artifact] = ()) -> Artifact:
+                 extra_inputs: list[Artifact] = (), extra_paths: list = ()) -> Artifact:
     """Save ``bundle`` with its importance report as a new version of the dataset's ranker kind."""
     with store.write(KINDS[dataset], config=cfg.model_dump(mode="json"),
                      schema_version=SCHEMA_VERSION) as w:
@@ -73,6 +75,8 @@ def write_ranker(store: ArtifactStore, dataset: str, cfg: RankConfig, art_in: Ar
         w.add_artifact_input(art_in)
         for a in extra_inputs:
             w.add_artifact_input(a)
+        for path in extra_paths:  # inputs that are not artifacts (a log store, an export)
+            w.add_input(path)
         w.metrics = {"models": info, **sizes, "train_seconds": round(seconds, 1),
                      "top_features": {k: [r["feature"] for r in v[:8]] for k, v in imp.items()}}
         w.extra["dataset"] = dataset

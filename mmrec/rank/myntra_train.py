@@ -96,7 +96,18 @@ def load_sim(store: ArtifactStore, cfg: RankConfig, version: str | None = None,
     return art, tables, table, items_ref
 
 
-def decode(tables, items: Y.ItemTable) -> SimData:
+def decode(tables, items: Y.ItemTable, *, period_us: int = Y.US_PER_WEEK,
+           click_ts_column: str | None = None) -> SimData:
+    """Arrays of the impressions of ``tables`` (``interactions`` with impression/click/purchase
+    rows sharing request_id, and ``profiles`` of every user they mention).
+
+    Args:
+        period_us: length of a statistics snapshot period (weeks for the simulated months,
+            days for a few days of served logs: `mmrec.rank.logs_train`).
+        click_ts_column: an impression-row column holding the time of its first click; user
+            histories then count a click from that time on, not from its impression's (served
+            logs: a click can come minutes after the answer, after the user's next request).
+    """
     inter = tables.interactions
     imp = inter.filter(pc.equal(inter["event"], "impression"))
     key = lambda t: pc.binary_join_element_wise(t["request_id"], t["item_id"], "|")  # noqa: E731
@@ -120,7 +131,7 @@ def decode(tables, items: Y.ItemTable) -> SimData:
         raise InputError("simulated logs mention users without a profile")
     req_ts = ts[first]
     t_min = int(req_ts.min())
-    req_week = ((req_ts - t_min) // Y.US_PER_WEEK).astype(np.int64)
+    req_week = ((req_ts - t_min) // period_us).astype(np.int64)
     n_weeks = int(req_week.max()) + 1
 
     # per-request user state from clicks strictly before the request
@@ -130,6 +141,8 @@ def decode(tables, items: Y.ItemTable) -> SimData:
     cl = np.nonzero(clicked)[0]
     ev_user = req_user[req[cl]]
     ev_ts = ts[cl]
+    if click_ts_column is not None:
+        ev_ts = _np(pc.cast(imp[click_ts_column], pa.int64()).fill_null(0)).astype(np.int64)[cl]
     counts = {}
     for f in Y.AFFINITY_FIELDS:
         codes = np.where(item_row[cl] >= 0, items.codes[f][np.maximum(item_row[cl], 0)], -1)
@@ -217,12 +230,14 @@ def label_of(d: SimData, cfg: RankConfig) -> np.ndarray:
     return (d.bought if cfg.myntra.label == "purchase" else d.clicked).astype(np.int8)
 
 
-def train_myntra(store: ArtifactStore, cfg: RankConfig, *, interactions: str | None = None,
-                 log: Callable = _log):
-    t0 = time.perf_counter()
-    art_in, tables, items, items_ref = load_sim(store, cfg, interactions)
-    d = decode(tables, items)
-    rl = roles(d, cfg)
+def fit_roles(d: SimData, rl: dict[str, np.ndarray], cfg: RankConfig, name: str,
+              log: Callable = _log, t0: float | None = None):
+    """Fit the lambdarank + binary pair on the train / val requests of ``rl``.
+
+    Returns ``(boosters, calibrators, info, training FeatureSet, training rows)``; the served
+    ranker's trainers (simulated logs, served logs) share it.
+    """
+    t0 = time.perf_counter() if t0 is None else t0
     y = label_of(d, cfg)
     tr = rows_of(d, rl["train"], drop_held_out_items=True)
     # lambdarank learns nothing from lists without a positive: keep them for binary only
@@ -233,13 +248,21 @@ def train_myntra(store: ArtifactStore, cfg: RankConfig, *, interactions: str | N
     ftr = features_for(d, tr_rank, serve_position=False)
     # validation rows keep their logged positions: their labels were generated under them
     fva = features_for(d, va, serve_position=False)
-    log(f"myntra-sim (SIMULATED logs): {len(rl['train'])} training requests ({len(tr_rank)} rows "
+    log(f"{name}: {len(rl['train'])} training requests ({len(tr_rank)} rows "
         f"in lists with a {cfg.myntra.label}), {len(rl['val'])} validation requests "
         f"({time.perf_counter() - t0:.1f}s)")
-    boosters, cals, info = {}, {}, {}
     b, c, i = fit_pair(ftr, y[tr_rank], _sizes(d.req[tr_rank]), fva, y[va], _sizes(d.req[va]), cfg,
                        log, lgbm_cfg=cfg.myntra.lgbm.apply(cfg.lgbm))
-    boosters.update(b), cals.update(c), info.update(i)
+    return b, c, i, ftr, int(len(tr_rank))
+
+
+def train_myntra(store: ArtifactStore, cfg: RankConfig, *, interactions: str | None = None,
+                 log: Callable = _log):
+    t0 = time.perf_counter()
+    art_in, tables, items, items_ref = load_sim(store, cfg, interactions)
+    d = decode(tables, items)
+    rl = roles(d, cfg)
+    boosters, cals, info, ftr, n_rows = fit_roles(d, rl, cfg, "myntra-sim (SIMULATED logs)", log, t0)
     bundle = lgbm.Bundle(boosters, cals, ftr.names, ftr.categorical, {
         "dataset": "myntra-sim", "simulated": True, "label": cfg.myntra.label,
         "serve_model": choose_serve_model(cfg, info), "item_vocabs": items.vocabs,
@@ -255,7 +278,7 @@ def train_myntra(store: ArtifactStore, cfg: RankConfig, *, interactions: str | N
     final.save(buf, items.item_ids)
     weekly = io.BytesIO()
     d.stats.save(weekly, items.item_ids)
-    sizes = {"train_requests": int(len(rl["train"])), "train_rows": int(len(tr_rank)),
+    sizes = {"train_requests": int(len(rl["train"])), "train_rows": n_rows,
              "val_requests": int(len(rl["val"])), "simulated": True}
     items_art = store.load(kinds.ITEMS, items_ref["version"]) if items_ref else None
     return write_ranker(store, "myntra-sim", cfg, art_in, bundle, info, sizes, time.perf_counter() - t0,
