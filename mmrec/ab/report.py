@@ -196,22 +196,21 @@ def report(impressions, events, *, experiment: str | None = None, since: dt.date
 
 
 def table(rep: dict[str, Any]) -> str:
-    """The report as a fixed-width text table (rates in %, intervals in brackets)."""
-    head = (f"experiment {rep['experiment']} (control: {rep['control']}); unit: one answered recommend; "
-            f"attribution window {rep['attribution_window_hours']:g} h; "
-            f"{rep['excluded_anonymous']} anonymous answers left out")
-    cols = [("variant", 12), ("users", 7), ("answers", 8)] + [(m, 38) for m in METRICS]
-    lines = [head, "  ".join(f"{c:<{w}}" for c, w in cols)]
-    for v, row in rep["variants"].items():
-        cells = [f"{v:<12}", f"{row['users']:<7}", f"{row['answers']:<8}"]
-        for m in METRICS:
+    """The report as a fixed-width text table: one line per metric and variant, rates in %."""
+    lines = [f"experiment {rep['experiment']} (control: {rep['control']}); unit: one answered recommend; "
+             f"attribution window {rep['attribution_window_hours']:g} h; "
+             f"{rep['excluded_anonymous']} anonymous answers left out",
+             f"{'metric':<17}{'variant':<14}{'users':>7}{'answers':>9}{'rate':>9}  {'95% CI':<17}"
+             f"{'vs control':>11}  95% CI"]
+    for m in METRICS:
+        for v, row in rep["variants"].items():
             r = row[m]
-            s = f"{100 * r['rate']:.2f}% [{100 * r['ci95'][0]:.2f}, {100 * r['ci95'][1]:.2f}]"
+            line = (f"{m:<17}{v:<14}{row['users']:>7}{row['answers']:>9}{100 * r['rate']:>8.2f}%  "
+                    f"{'[%.2f, %.2f]' % (100 * r['ci95'][0], 100 * r['ci95'][1]):<17}")
             d = r.get("diff_vs_control")
             if d:
-                s += f" {100 * d['diff']:+.2f}pp [{100 * d['ci95'][0]:+.2f}, {100 * d['ci95'][1]:+.2f}]"
-                s += "*" if d["excludes_0"] else ""
-            cells.append(f"{s:<38}")
-        lines.append("  ".join(cells))
-    lines.append(f"intervals: {rep['interval']}; * difference's interval excludes 0")
+                line += (f"{100 * d['diff']:>+8.2f} pp  [{100 * d['ci95'][0]:+.2f}, {100 * d['ci95'][1]:+.2f}]"
+                         + (" *" if d["excludes_0"] else ""))
+            lines.append(line.rstrip())
+    lines.append(f"intervals: {rep['interval']}; * the difference's interval excludes 0")
     return "\n".join(lines)
