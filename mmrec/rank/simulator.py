@@ -126,11 +126,44 @@ def _season_of(day: _dt.date) -> str:
     return ("winter", "spring", "summer", "fall")[(day.month % 12) // 3]
 
 
-def simulate(items: pa.Table, pool: ProfilePool, cfg: SimConfig, colour_family=None
-             ) -> tuple[SourceTables, pa.Table]:
-    """Simulate users and logs; returns the tables and the hidden utility (oracle) table."""
+@dataclass
+class Population:
+    """The simulated shoppers and what they (secretly) think of each item: the hidden part of
+    the simulation that `simulate` logs from and `mmrec.rank.api_shoppers` replays through the
+    HTTP API. ``rng`` continues the seeded stream after the draw."""
+
+    rng: np.random.Generator
+    item_ids: np.ndarray
+    gender: np.ndarray
+    category: list
+    usage: list
+    season: list
+    usages: list
+    cat_i: np.ndarray
+    fam_i: np.ndarray
+    use_i: np.ndarray
+    n_items: int
+    quality: np.ndarray
+    formality: np.ndarray
+    U: int
+    is_woman: np.ndarray
+    ugender: np.ndarray
+    age: np.ndarray
+    body: np.ndarray
+    size: np.ndarray
+    height: np.ndarray
+    weight: np.ndarray
+    preferred: list
+    pref_mat: np.ndarray
+    pools: dict
+    cat_pref: np.ndarray
+    fam_pref: np.ndarray
+
+
+def draw_population(items: pa.Table, pool: ProfilePool, cfg: SimConfig, colour_family=None
+                    ) -> Population:
+    """Users (profiles and hidden tastes) and the items' hidden quality, from ``cfg.seed``."""
     rng = np.random.default_rng(cfg.seed)
-    w = cfg.utility
     item_ids = np.array(items["item_id"].to_pylist(), dtype=object)
     gender = np.array(items["gender"].to_pylist(), dtype=object)
     category = items["category"].to_pylist()
@@ -178,6 +211,39 @@ def simulate(items: pa.Table, pool: ProfilePool, cfg: SimConfig, colour_family=N
         for u in np.nonzero(ugender == g)[0]:
             cat_pref[u] = _prefs(rng, cb, cfg.taste_concentration)
             fam_pref[u] = _prefs(rng, fb, cfg.taste_concentration)
+
+    return Population(rng=rng, item_ids=item_ids, gender=gender, category=category, usage=usage, season=season, usages=usages, cat_i=cat_i, fam_i=fam_i, use_i=use_i, n_items=n_items, quality=quality, formality=formality, U=U, is_woman=is_woman, ugender=ugender, age=age, body=body, size=size, height=height, weight=weight, preferred=preferred, pref_mat=pref_mat, pools=pools, cat_pref=cat_pref, fam_pref=fam_pref)
+
+
+
+def utility(pop: Population, w, uu: np.ndarray, it: np.ndarray, occ: np.ndarray,
+            ctx_season: np.ndarray) -> np.ndarray:
+    """Hidden utility of items ``it`` for users ``uu`` in occasion codes ``occ`` (into
+    ``pop.usages``) and context seasons ``ctx_season`` (names); see the module docstring."""
+    g_item = pop.gender[it]
+    woman = pop.is_woman[uu]
+    compat = (g_item == "unisex") | ((g_item == "women") & woman) | ((g_item == "men") & ~woman)
+    cat_i, fam_i, use_i = pop.cat_i, pop.fam_i, pop.use_i
+    return (w.category * np.where(cat_i[it] >= 0, pop.cat_pref[uu, np.maximum(cat_i[it], 0)], 0.0)
+            + w.colour * np.where(fam_i[it] >= 0, pop.fam_pref[uu, np.maximum(fam_i[it], 0)], 0.0)
+            + w.occasion_match * (use_i[it] == occ)
+            + w.preferred_occasion * pop.pref_mat[uu, use_i[it]]
+            + w.season_match * (np.array(pop.season, dtype=object)[it] == ctx_season)
+            + w.quality * pop.quality[it]
+            + w.age_formality * (pop.age[uu] - 35.0) / 12.0 * pop.formality[it]
+            + w.gender_mismatch * ~compat).astype(np.float32)
+
+
+
+def simulate(items: pa.Table, pool: ProfilePool, cfg: SimConfig, colour_family=None
+             ) -> tuple[SourceTables, pa.Table]:
+    """Simulate users and logs; returns the tables and the hidden utility (oracle) table."""
+    pop = draw_population(items, pool, cfg, colour_family)
+    (rng, item_ids, usages, use_i, n_items, quality, U, ugender,
+     age, body, size, height, weight, preferred, pref_mat, pools) = (
+        pop.rng, pop.item_ids, pop.usages, pop.use_i, pop.n_items, pop.quality, pop.U, pop.ugender,
+        pop.age, pop.body, pop.size, pop.height, pop.weight, pop.preferred, pop.pref_mat, pop.pools)
+    w = cfg.utility
 
     # -- requests ------------------------------------------------------------------------
     n_sess = 1 + rng.poisson(max(cfg.sessions_per_user - 1, 0), U)
@@ -233,17 +299,7 @@ def simulate(items: pa.Table, pool: ProfilePool, cfg: SimConfig, colour_family=N
     uu = np.repeat(req_user, K)
     it = cand.ravel()
     ctx_season = np.repeat(req_season, K)
-    g_item = gender[it]
-    woman = is_woman[uu]
-    compat = (g_item == "unisex") | ((g_item == "women") & woman) | ((g_item == "men") & ~woman)
-    util = (w.category * np.where(cat_i[it] >= 0, cat_pref[uu, np.maximum(cat_i[it], 0)], 0.0)
-            + w.colour * np.where(fam_i[it] >= 0, fam_pref[uu, np.maximum(fam_i[it], 0)], 0.0)
-            + w.occasion_match * (use_i[it] == np.repeat(req_occ, K))
-            + w.preferred_occasion * pref_mat[uu, use_i[it]]
-            + w.season_match * (np.array(season, dtype=object)[it] == ctx_season)
-            + w.quality * quality[it]
-            + w.age_formality * (age[uu] - 35.0) / 12.0 * formality[it]
-            + w.gender_mismatch * ~compat).astype(np.float32)
+    util = utility(pop, w, uu, it, np.repeat(req_occ, K), ctx_season)
     pos = np.tile(np.arange(K), R)
     examined = rng.random(R * K) < (1.0 + pos) ** -cfg.position_eta
     p_click = 1.0 / (1.0 + np.exp(-(util - w.click_bias)))
