@@ -122,6 +122,22 @@ def test_query_constraints_each_kind_breaks_on_its_own():
     priced = [dict(r, price=900.0) for r in OUTFIT]
     assert constraint_failures(priced, {"price_max": 2000}, TAX) == []
     assert constraint_failures(priced, {"price_max": 500}, TAX)
+    # a catalog without any price: the ceiling is judged apart (query.price_unverifiable),
+    # never silently passed as met nor counted against the outfit
+    assert constraint_failures(OUTFIT, {"price_max": 2000}, TAX, prices_known=False) == []
+    assert constraint_failures(OUTFIT, {"price_max": 2000, "categories": ["dresses"]}, TAX,
+                               prices_known=False)
+
+
+def test_a_ceiling_on_a_catalog_without_prices_is_reported_apart():
+    truth = _truth()
+    assert not truth.has_prices
+    case = Case(case_id="q/1", scene="office", persona=ANONYMOUS, segment=ANONYMOUS, mode="query", k=3,
+                text="shirt under 2000", constraints={"price_max": 2000.0})
+    told = {"outfits": [], "notes": ["the catalog has no prices: your ceiling of 2000 could not be applied"]}
+    obs = score_case(case, told, truth)["obs"]
+    assert obs["query.price_unverifiable"] == [1.0] and obs["query.price_disclosed"] == [1.0]
+    assert score_case(case, {"outfits": [], "notes": []}, truth)["obs"]["query.price_disclosed"] == [0.0]
 
 
 def _truth(withheld=frozenset()):

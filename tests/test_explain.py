@@ -149,9 +149,13 @@ def test_model_facts_cite_their_confidence(explainer):
     c = ExplainContext(scene=BOOK.get("office"))
     from mmrec.outfit.explain import ExplainConfig
 
-    e = Explainer(TAX, BOOK, ExplainConfig(max_sentences=12, max_words=300)).explain(items, ["m1"], c)
+    cfg = ExplainConfig(max_sentences=12, max_words=300, model_confidence={"pattern": 0.8, "material": 0.8})
+    e = Explainer(TAX, BOOK, cfg).explain(items, ["m1"], c)
     assert "looks checked to our tagger (87%)" in e.text
-    assert "linen" not in e.text  # below min_model_confidence: not cited
+    assert "linen" not in e.text  # below its field's model_confidence: not cited
+    # by default a field the tagger is not sure enough of on val (pattern) is never cited
+    assert "checked" not in Explainer(TAX, BOOK, ExplainConfig(max_sentences=12, max_words=300)).explain(
+        items, ["m1"], c).text
     assert e.precision == 1.0
     assert explainer.verifier.verify(e.text.replace("87%", "97%"), e.facts)
 
@@ -192,3 +196,20 @@ def test_taste_from_history(items):
     hist = [{"item_id": "t1"}, {"item_id": "b1"}, {"item_id": "s1"}, {"item_id": "unknown"}]
     taste = taste_from_history(items, hist)
     assert taste["colour"] == ["black"] and taste["category"] == []
+
+
+def test_rules_and_harmony_are_not_claimed_on_unsure_tagger_readings():
+    """A new arrival's usage read at 70% may be wrong: "no sportswear at the office" could then
+    be false, so it is not said (it is said when the catalog states the usage)."""
+    from mmrec.outfit.explain import ExplainConfig
+
+    spec = [("m1", "men", "shirts", "white", "formal", "fall", None, 10.0),
+            ("m2", "men", "trousers", "black", "formal", "fall", None, 10.0)]
+    roomy = Explainer(TAX, BOOK, ExplainConfig(max_sentences=12, max_words=300))
+    c = ExplainContext(scene=BOOK.get("office"))
+    sure = item_table(spec)
+    assert "no sportswear at the office" in roomy.explain(sure, ["m1", "m2"], c).text
+    unsure = item_table(spec)
+    unsure.rows[1]["attributes"]["usage"] = {"value": "formal", "source": "model", "confidence": 0.7}
+    e = roomy.explain(unsure, ["m1", "m2"], c)
+    assert "no sportswear at the office" not in e.text and e.precision == 1.0

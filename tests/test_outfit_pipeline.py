@@ -121,8 +121,9 @@ def test_model_predictions_fill_gaps_and_are_cited_with_confidence(tmp_path):
     from mmrec.recommend import RecommenderConfig
 
     # room for every claim: the tagger's detail is the least telling and the default budget of
-    # three sentences leaves it out
-    roomy = RecommenderConfig(explain=ExplainConfig(max_sentences=12, max_words=300))
+    # three sentences leaves it out; material is cited from 0.9 here (not a default field)
+    roomy = RecommenderConfig(explain=ExplainConfig(max_sentences=12, max_words=300,
+                                                    model_confidence={"material": 0.9}))
     rec = Recommender.from_store(st, config=roomy)
     assert rec.items.row("b1")["attributes"]["material"] == {"value": "wool", "source": "model", "confidence": 0.91}
     assert rec.items.row("t1")["attributes"]["pattern"]["source"] == "title"

@@ -103,7 +103,7 @@ def test_two_genders_state_no_single_gender(parse):
         ("长袖修身牛仔衬衫", {"sleeve": {"long sleeve"}, "fit": {"slim"}, "material": {"denim"},
                          "category": {"shirts"}}),
         ("金色手拿包", {"colour": {"gold"}, "category": {"clutches"}}),
-        ("小白鞋", {"category": {"casual shoes"}}),
+        ("小白鞋", {"category": {"casual shoes"}, "colour": {"white"}}),  # "little white shoes"
     ],
 )
 def test_categories_colours_patterns_and_materials(parse, text, wanted):
@@ -277,7 +277,30 @@ def test_language_is_reported(parse):
 def test_to_dict_is_json_and_lists_terms_and_unknown_terms(parse):
     d = json.loads(json.dumps(parse("红色 dress, no heels, under 2000 zzz").to_dict(), ensure_ascii=False))
     assert {"terms", "unknown_terms"} <= set(d) and d["unknown_terms"] == ["zzz"]
-    assert {"text": "heels", "field": "category", "value": "heels", "negated": True} in d["terms"]
+    assert {"text": "heels", "field": "category", "value": "heels", "negated": True,
+            "context": False} in d["terms"]
+
+
+@pytest.mark.parametrize("text, wanted, context", [
+    ("black belt for formal trousers, men's", {"belts"}, {"trousers"}),
+    ("配西裤的棕色皮带，男款", {"belts"}, {"trousers"}),  # 配 ... 的: the head noun comes after
+    ("waistcoat to wear over a kurta for diwali", {"waistcoat"}, {"kurtas"}),
+    ("shoes to go with a red dress", {"casual shoes"}, {"dresses"}),
+    ("dress and sandals for a summer date", {"dresses", "sandals"}, set()),  # a list: both wanted
+    ("kurta for office", {"kurtas"}, set()),
+    ("for the office, a navy blazer", {"blazers"}, set()),  # no wanted item before "for"
+])
+def test_what_the_wanted_item_goes_with_is_context_not_a_request(parse, text, wanted, context):
+    q = parse(text)
+    assert set(q.wanted.get("category", ())) == wanted
+    assert set(q.context.get("category", ())) == context
+
+
+def test_context_colours_stay_with_their_noun(parse):
+    q = parse("shoes to go with a red dress")
+    assert "colour" not in q.wanted and q.context["colour"] == ("red",)
+    assert parse("配西裤的棕色皮带").wanted["colour"] == ("brown",)
+    assert parse("dress for a summer date").wanted["season"] == ("summer",)  # the outing, not a garment
 
 
 def test_the_parser_imports_no_torch_and_leaves_jiebas_global_tokenizer_alone():

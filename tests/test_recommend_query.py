@@ -158,3 +158,21 @@ def test_the_negation_mask_agrees_with_the_row_reading(rec, text):
     assert q.excluded
     rows = np.array([not q.excludes(r) for r in rec.items.rows])
     assert (rec.candidates.negated_mask(q) == rows).all()
+
+
+@pytest.mark.parametrize("text", ["something pink", "想要粉色的"])
+def test_a_colour_named_without_a_garment_is_in_every_outfit(rec, text):
+    resp = rec.recommend(RecommendRequest(scene="office", query_text=text, k=1, filters={"genders": ["men"]}))
+    assert resp.outfits
+    pink = [i for i in resp.outfits[0].items if rec.tax.colour_family(i.colour) == "pink"]
+    assert [i.item_id for i in pink] == ["t2"]  # the only pink office item: the shirt
+    assert "matches your search" in resp.outfits[0].explanation.text
+
+
+def test_what_the_item_goes_with_is_not_claimed_to_match(rec):
+    resp = rec.recommend(RecommendRequest(scene="office", query_text="black belt for formal trousers", k=1,
+                                          filters={"genders": ["men"]}))
+    o = resp.outfits[0]
+    assert resp.query["wanted"]["category"] == ["belts"] and resp.query["context"]["category"] == ["trousers"]
+    assert any(i.category == "belts" for i in o.items)
+    assert "Black belt matches your search" in o.explanation.text  # the trousers are not named

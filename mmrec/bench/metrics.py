@@ -100,7 +100,13 @@ METRICS: dict[str, MetricDef] = {
                               "the photo's true slot (and colour family where stated)"),
     "query.constraints": MetricDef("Query constraints met", "higher", "rate", "relevance",
                                    "outfits meeting everything a hand-written query states "
-                                   "(gender, categories, colour family, negations, price)"),
+                                   "(gender, categories, colour family, negations, price where "
+                                   "the catalog has prices)"),
+    "query.price_unverifiable": MetricDef("Query price ceiling unverifiable", "lower", "rate", "relevance",
+                                          "hand-written queries with a price ceiling on a catalog that "
+                                          "states no price (not counted in query constraints)"),
+    "query.price_disclosed": MetricDef("Unverifiable ceiling disclosed", "higher", "rate", "relevance",
+                                       "of those, answers whose notes say the ceiling could not be applied"),
     "photo.self_in_outfit": MetricDef("Photographed product in outfit", "lower", "rate", "relevance",
                                       "outfits holding the re-shot product itself (excluded from the "
                                       "request, so any is a leak)"),

@@ -78,8 +78,8 @@ def load_queries(path: str | Path, taxonomy: Taxonomy, scene_names: Sequence[str
     return qf
 
 
-def constraint_failures(rows: Sequence[Row], expect: Mapping[str, Any], taxonomy: Taxonomy
-                        ) -> list[str]:
+def constraint_failures(rows: Sequence[Row], expect: Mapping[str, Any], taxonomy: Taxonomy,
+                        *, prices_known: bool = True) -> list[str]:
     """Why an outfit (catalog truth rows) breaks what the query states; empty: it holds.
 
     - every stated category appears (the first with the stated colour family, if any; with no
@@ -87,7 +87,8 @@ def constraint_failures(rows: Sequence[Row], expect: Mapping[str, Any], taxonomy
     - with a stated gender, no item of the other gender (unisex is fine);
     - no item of a negated category or colour family;
     - with a price ceiling, every item is priced at or below it (an unknown price cannot be
-      shown to fit).
+      shown to fit). With ``prices_known`` False (the catalog states no price at all) the
+      ceiling is not judged here; the caller reports it apart.
     """
     out: list[str] = []
     cats = list(expect.get("categories") or [])
@@ -106,7 +107,7 @@ def constraint_failures(rows: Sequence[Row], expect: Mapping[str, Any], taxonomy
         if why:
             out.append(f"{r.get('item_id')} {why}")
     cap = expect.get("price_max")
-    if cap is not None:
+    if cap is not None and prices_known:
         for r in rows:
             p = r.get("price")
             if p is None or (isinstance(p, float) and math.isnan(p)):

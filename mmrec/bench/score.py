@@ -8,6 +8,7 @@ per-metric observations that `mmrec.bench.metrics` aggregates.
 from __future__ import annotations
 
 import hashlib
+import math
 from dataclasses import dataclass, field
 from typing import Any, Mapping, Sequence
 
@@ -36,6 +37,14 @@ class Truth:
     withheld: frozenset[str] = frozenset()  # items served as new arrivals (photo + title only)
     _vocab: dict[str, list[str]] = field(default_factory=dict)
     _claims: ClaimJudge | None = None
+    _has_prices: bool | None = None
+
+    @property
+    def has_prices(self) -> bool:
+        """Whether the catalog states any price (a ceiling can be judged only then)."""
+        if self._has_prices is None:
+            self._has_prices = any(_priced(r.get("price")) for r in self.rows.values())
+        return self._has_prices
 
     @property
     def claim_judge(self) -> ClaimJudge:
@@ -51,6 +60,10 @@ class Truth:
                 words += [*r.values, r.reason, *J.scan_mentions(r.reason, self.taxonomy)]
             self._vocab[scene.name] = words
         return self._vocab[scene.name]
+
+
+def _priced(p: Any) -> bool:
+    return p is not None and not (isinstance(p, float) and math.isnan(p))
 
 
 def rules_held(scene: Any, outfit: Sequence[tuple[str, Mapping[str, Any]]]) -> list[str]:
@@ -178,6 +191,11 @@ def score_case(case: Case, response: Mapping[str, Any], truth: Truth, *,
     qterms = query_terms(case, truth)
     hist = _history_counts(persona, truth)
     reading = _photo_reading(case, response, ptruth, truth, obs) if ptruth is not None else None
+    if case.mode == "query" and case.constraints.get("price_max") is not None:
+        _obs(obs, "query.price_unverifiable", not truth.has_prices)
+        if not truth.has_prices:
+            _obs(obs, "query.price_disclosed", any("could not be applied" in str(n)
+                                                   for n in response.get("notes") or []))
     for o in outfits:
         fails: list[J.Failure] = []
         pairs: list[tuple[str, Mapping[str, Any]]] = []
@@ -230,7 +248,9 @@ def score_case(case: Case, response: Mapping[str, Any], truth: Truth, *,
                 fails.append(J.Failure("self_retrieved", case.photo_item, "the photographed product "
                                        "itself is in the outfit (it was excluded from the request)"))
         if case.mode == "query":
-            broken = constraint_failures(rows, case.constraints, tax)
+            # a ceiling on a catalog without prices cannot be met or missed: it is judged apart
+            # (query.price_unverifiable, and whether the shopper was told: query.price_disclosed)
+            broken = constraint_failures(rows, case.constraints, tax, prices_known=truth.has_prices)
             _obs(obs, "query.constraints", not broken)
             fails += [J.Failure("constraint", None, f"{case.text!r}: {b}") for b in broken]
         if reading is not None and not reading["abstained"] and ptruth.get("slot"):

@@ -41,7 +41,13 @@ class ExplainConfig(StrictModel):
     max_sentences: int = Field(3, ge=1, le=12, description="sentences per explanation, the outfit's included")
     max_words: int = Field(60, ge=10, le=300, description="English words per explanation (the outfit "
                                                             "sentence is always said)")
-    min_model_confidence: float = 0.6  # model facts below this are not cited
+    # The tagger's readings of a new arrival are cited (and rules or colour harmony claimed on
+    # them) only from these confidences; a field not listed is never cited from the tagger.
+    # Chosen on the val split: per field, the lowest threshold whose cited readings are >= 95%
+    # right (lab/explain/fact_confidence.py; docs/tagger.md "Citing the tagger").
+    model_confidence: dict[str, float] = Field(
+        default_factory=lambda: {"category": 0.8, "colour": 0.9, "season": 0.85},
+        description="per field, the tagger confidence from which its readings are cited")
 
 
 def _in(lang: str, claims: list[Claim], english: str) -> str:
@@ -83,12 +89,18 @@ class Explainer:
         return bounded_memo(self._fact_cache, (id(items), items.version, item_id, fld),
                             lambda: self._new_item_fact(items, item_id, fld))
 
+    def citable(self, items: ItemTable, item_id: str, fld: str) -> bool:
+        """Whether ``fld`` of an item is known well enough to state: from the catalog or the
+        title, or read by the tagger at least as surely as `ExplainConfig.model_confidence`."""
+        return self._item_fact(items, item_id, fld) is not None
+
     def _new_item_fact(self, items: ItemTable, item_id: str, fld: str) -> Fact | None:
         a = items.attribute_fact(item_id, fld)
         if a is None:
             return None
         conf = a.get("confidence")
-        if a["source"] == "model" and (conf is None or conf < self.cfg.min_model_confidence):
+        floor = self.cfg.model_confidence.get(fld)
+        if a["source"] == "model" and (conf is None or floor is None or conf < floor):
             return None
         return Fact(item_id=item_id, field=fld, value=a["value"], source=a["source"],
                     confidence=None if conf is None else round(float(conf), 2))
@@ -163,7 +175,8 @@ class Explainer:
                              f"Your profile lists {occ[0]} occasions.",
                              f"您的资料中有{zh_value(self.tax, 'usage', occ[0])}场合。"))
         # the scene's rules every item satisfies on catalog truth, then colour harmony
-        rules = self.verifier.rules_held(items, item_ids, sc)
+        rules = self.verifier.rules_held(items, item_ids, sc,
+                                         known=lambda iid, fld: self.citable(items, iid, fld))
         if rules:
             out.append(Claim("rules", [Fact(field="scene_rule", value=r, source=f"scene:{sc.name}") for r in rules],
                              f"Meets the {sc.label} rules: " + ", ".join(f'"{r}"' for r in rules) + ".",

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import functools
 import re
+from typing import Callable
 
 from mmrec.lru import bounded_memo
 from mmrec.outfit.facts import ATTRIBUTE_FIELDS, ExplainContext, Fact
@@ -72,14 +73,20 @@ class Verifier:
         self._rule_cache: dict[tuple, frozenset[str]] = {}
         self._mention_cache: dict[str, tuple[tuple[str, set[tuple[str, str]]], ...]] = {}
 
-    def rules_held(self, items: ItemTable, item_ids: list[str], sc: Scene) -> list[str]:
-        """Reasons of the scene rules that every item they apply to satisfies (catalog truth)."""
+    def rules_held(self, items: ItemTable, item_ids: list[str], sc: Scene,
+                   known: Callable[[str, str], bool] | None = None) -> list[str]:
+        """Reasons of the scene rules that every item they apply to satisfies (catalog truth).
+
+        With ``known(item_id, field)``, a rule is also left out when an item it applies to has
+        its field unknown or only guessed (a new arrival's unsure tagger reading): the rule may
+        hold, but it cannot be said to."""
         held: list[str] = []
         rows = [items.row(i) for i in item_ids]
         satisfied = [self._satisfied(items, sc, row) for row in rows]
         for r in [*sc.must, *sc.must_not]:
-            applicable = [ok for row, ok in zip(rows, satisfied) if r.applies_to(row["slot"])]
-            if applicable and all(r.reason in ok for ok in applicable) and r.reason not in held:
+            applicable = [(row, ok) for row, ok in zip(rows, satisfied) if r.applies_to(row["slot"])]
+            if (applicable and all(r.reason in ok for _, ok in applicable) and r.reason not in held
+                    and (known is None or all(known(row["item_id"], r.field) for row, _ in applicable))):
                 held.append(r.reason)
         return held
 

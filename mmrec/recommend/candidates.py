@@ -34,6 +34,10 @@ if TYPE_CHECKING:
 _STOP_PREWARM = threading.Event()
 _PREWARM_THREADS: list[threading.Thread] = []
 _GENDER_CODES = {"men": 1, "women": 2, "boys": 3, "girls": 4}  # ItemTable.gender; 0: unisex/unknown
+# A query naming only a colour (or pattern, material) asks for it on the outfit's most visible
+# garment: the first of these slots the scene has, with such an item available.
+_COLOUR_SLOTS = ("top", "one-piece", "bottom", "outerwear", "shoes", "bag", "accessory")
+_ITEM_FIELDS = ("colour", "pattern", "material")
 
 
 @atexit.register
@@ -141,6 +145,46 @@ class CandidateSource:
             self._negated.put(key, m)
         return m
 
+    def wanted_mask(self, attrs: dict[str, str]) -> np.ndarray:
+        """Items with every value of ``attrs`` (colours by family): the vectorised
+        `TypedQuery.matches`, over the whole catalog (cached per set of values)."""
+        key = ("wanted", tuple(sorted(attrs.items())))
+        m = self._negated.get(key)
+        if m is None:
+            m = np.ones(len(self.items), dtype=bool)
+            other = {}
+            for f, v in attrs.items():
+                if f == "category":
+                    m &= self.items.category == (self.items.categories.index(v) if v in self.items.categories else -1)
+                elif f == "colour":
+                    fam = self.items.taxonomy.colour_family(v)
+                    m &= self.items.colour_family == (COLOUR_FAMILIES.index(fam) + 1 if fam else -1)
+                else:
+                    other[f] = v
+            if other:
+                rows = self.items.rows
+                for p in np.flatnonzero(m):
+                    m[p] = all(rows[p].get(f) == v for f, v in other.items())
+            self._negated.put(key, m)
+        return m
+
+    def place_request(self, ctx: RequestContext) -> None:
+        """A query that names values but no garment ("something pink", "粉色的"): the first
+        slot of the scene (in `_COLOUR_SLOTS` order) with items of those values that pass the
+        hard rules becomes the requested slot, so every outfit has one."""
+        query = ctx.query
+        if query.slot is not None or query.parsed is None or query.parsed.wanted.get("category"):
+            return
+        attrs = {f: vals[0] for f, vals in query.parsed.wanted.items() if f in _ITEM_FIELDS and vals}
+        if not attrs:
+            return
+        wanted = self.wanted_mask(attrs)
+        slots = ctx.scene.template_slots()
+        for slot in sorted(slots, key=lambda s: _COLOUR_SLOTS.index(s) if s in _COLOUR_SLOTS else 99):
+            if (wanted & self.hard_mask(ctx.scene, slot, ctx.request, ctx.genders, query)).any():
+                query.slot, query.attrs = slot, dict(attrs)
+                return
+
     def hard_mask(self, scene: Scene, slot: str, request: RecommendRequest,
                   genders: list[str] | None, query: TypedQuery | None = None) -> np.ndarray:
         """The request's hard rules for one slot: scene, stock, gender, price (the filters' and
@@ -185,13 +229,18 @@ class CandidateSource:
                 out.pools[slot] = self._catalog_pool(scene, slot, query, mask, k, out.routes)
             else:
                 got = self._slot_candidates(ctx, slot, k, mask)
-                if query.slot == slot and len(query.attrs) > 1:
+                if query.slot == slot and query.binding_attrs:
                     exact = [j for j, i in enumerate(got.ids) if query.matches(self.items.row(i))]
                     if exact:
                         got = got.subset(exact)
+                    elif (mask & self.wanted_mask(query.binding_attrs)).any():
+                        # recall's top candidates miss what was named, the catalog has it: the
+                        # named items themselves, best scene fit first (a constraint binds)
+                        out.pools[slot] = self._catalog_pool(scene, slot, query, mask, k, out.routes)
+                        continue
                     else:
-                        notes.append(f"no {' '.join(query.attrs.values())} fits {scene.label} and the "
-                                     "filters; showing the closest")
+                        notes.append(f"no {' '.join(query.binding_attrs.values())} fits {scene.label} "
+                                     "and the filters; showing the closest")
                 # shared, read-only per-item dicts (the cached entry's); never mutated downstream
                 out.routes.update(got.routes)
                 out.info.update(got.info)
@@ -212,7 +261,7 @@ class CandidateSource:
         """Without a recall index: the items passing the rules, best scene fit first (and, for
         the slot the shopper typed about, the items matching what the text names, if any)."""
         if query.slot == slot:
-            exact = mask & np.array([query.matches(r) for r in self.items.rows], dtype=bool)
+            exact = mask & self.wanted_mask(query.binding_attrs)
             mask = exact if exact.any() else mask
         elif slot in query.slot_categories:  # another requested item: its category, if any passes
             exact = mask & (self.items.category == self.items.categories.index(query.slot_categories[slot]))
@@ -234,7 +283,8 @@ class CandidateSource:
         """
         scene, query, f = ctx.scene, ctx.query, ctx.request.filters
         if query.slot == slot:  # the slot the shopper typed about: the text's candidates
-            text, categories, attributes = query.search_text, [query.attrs["category"]], query.attrs
+            cat = query.attrs.get("category")  # None: a colour asked for on this slot
+            text, categories, attributes = query.search_text, [cat] if cat else None, query.attrs
         elif slot in query.slot_categories:  # another requested item: its category
             cat = query.slot_categories[slot]
             text, categories, attributes = cat, [cat], {"category": cat}

@@ -23,6 +23,7 @@ from mmrec.taxonomy import Taxonomy
 
 # Fields a typed query narrows the requested item by (recall's attribute route reads them too).
 QUERY_FIELDS = ("category", "colour", "pattern", "material", "fit", "sleeve", "neckline", "usage")
+_OUTING_FIELDS = ("usage", "season")
 
 
 @dataclass
@@ -45,6 +46,17 @@ class TypedQuery:
         return bool(self.excluded) or self.price_max is not None
 
     @property
+    def names_colour(self) -> bool:
+        return bool(self.parsed is not None and self.parsed.wanted.get("colour"))
+
+    @property
+    def binding_attrs(self) -> dict[str, str]:
+        """The requested item's values that bind (usage and season name the outing, which the
+        scene already binds: "silver heels for a party" wants silver heels, not heels the
+        catalog files under party wear)."""
+        return {f: v for f, v in self.attrs.items() if f not in _OUTING_FIELDS}
+
+    @property
     def search_text(self) -> str | None:
         """Text for recall's text routes: the shopper's own words in English, else the canonical
         (English) names of what was understood, since the encoder and BM25 read English."""
@@ -56,7 +68,7 @@ class TypedQuery:
     def matches(self, row: Mapping[str, Any]) -> bool:
         """Whether a catalog row has every value the query names for the requested item
         (colours by family)."""
-        for f, v in self.attrs.items():
+        for f, v in self.binding_attrs.items():
             if f == "colour" and self.taxonomy is not None:
                 if self.taxonomy.colour_family(row.get("colour")) != self.taxonomy.colour_family(v):
                     return False

@@ -27,6 +27,18 @@ POSITIVE_ZH = ("但", "但是", "要", "想要", "只要", "而是", "换成", "
 # Words that keep a negation open across a list ("no heels or prints", "不要高跟鞋和黑色").
 CONJUNCTIONS = ("and", "or", "nor", "和", "或", "或者", "及", "以及", "还有", "也不", "、", "/")
 
+# Words after which the items named are what the wanted item goes WITH, not what is wanted:
+# "black belt for formal trousers", "waistcoat to wear over a kurta", "配西裤的棕色皮带". English
+# cues count only after a wanted category ("kurta for office" keeps nothing to pair with);
+# Chinese 配 opens the context before the head noun, and 的 closes it.
+CONTEXT_EN = ("for", "over", "to go with", "go with", "goes with", "to match", "matching",
+              "to pair with", "pair with", "to wear with", "wear with", "to wear over", "wear over",
+              "to wear under", "wear under")
+CONTEXT_ZH = ("配", "搭", "搭配", "配上", "配合", "搭着", "配着")
+# Chinese words that say more than their taxonomy term: 小白鞋 ("little white shoes") is white
+# casual shoes, not any casual shoes.
+IMPLIED_ZH = {"小白鞋": (("colour", "white"),)}
+
 # Who the outfit is for, said without the words "men"/"women" (those are taxonomy gender terms).
 GENDER_CUES = {
     "women": (
@@ -69,8 +81,8 @@ price priced prices cost costs budget rs inr rupees yuan rmb dollars
 """.split())
 STOP_ZH = frozenset("""
 我 我的 想 想要 要 的 了 一件 一条 一双 一个 一套 一顶 一只 一副 一款 件 条 双 个 套 顶 只 副 款
-给 买 穿 找 来 有 吗 呢 吧 啊 呀 哦 请 帮 帮我 推荐 一下 一些 些 点 一点 可以 适合 用 的话 那种 这种
-在 去 参加 时候 时 衣服 穿搭 搭配 配 好看 漂亮 合适 求 能 能不能 想买 需要 最好 什么 哪些 任何 太
+给 买 穿 戴 找 来 有 吗 呢 吧 啊 呀 哦 请 帮 帮我 推荐 一下 一些 些 点 一点 可以 适合 用 的话 那种 这种
+在 去 参加 时候 时 衣服 穿搭 好看 漂亮 合适 求 能 能不能 想买 需要 最好 什么 哪些 任何 太
 很 比较 一起 也 都 就 还 再 上 里 这 那 些许 么 哈 可 显 显得 款式 风格 样式 类型
 价格 价位 价钱 预算 元 块 块钱
 """.split())

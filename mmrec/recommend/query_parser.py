@@ -14,6 +14,8 @@ How a query is read:
    (白衬衫) is read as its terms when they cover it entirely (白 + 衬衫), else reported unknown.
 4. Negation cues ("no", "without", "不要", "别要") exclude the terms that follow, across lists
    ("no heels or prints"), until punctuation, a positive word ("but", "要") or an unknown word.
+5. Context cues ("for", "to go with" after a wanted item; 配 ... 的) mark what the wanted item
+   goes with: "black belt for formal trousers" wants a belt, not trousers (``context``).
 
 Pure Python (no torch); the segmenter and OpenCC load on first use.
 """
@@ -29,26 +31,23 @@ from typing import Any
 from mmrec.errors import InputError
 from mmrec.outfit.scenes import SceneBook
 from mmrec.recommend import query_lexicon as lex
-from mmrec.recommend.zh_text import CN_NUMERAL, Segmenter, cn_number, has_cjk, to_simplified
+from mmrec.recommend.query_price import price_spans
+from mmrec.recommend.zh_text import Segmenter, has_cjk, to_simplified
 from mmrec.taxonomy import Taxonomy, normalize
 
 # Taxonomy fields a shopper can name, in the order a word that names several is read (a
 # category wins: "polo" is a polo shirt before a polo collar). Slot last: "footwear", "配饰".
 PARSE_FIELDS = ("category", "colour", "pattern", "material", "fit", "sleeve", "neckline",
                 "usage", "season", "gender", "slot")  # fmt: skip
+# Fields that describe a garment (a context cue makes them describe what the wanted item goes
+# with); occasion and season words describe the outing ("for a summer date") and stay wanted.
+_GARMENT_FIELDS = frozenset(("category", "colour", "pattern", "material", "fit", "sleeve", "neckline", "slot"))
 MAX_QUERY_CHARS = 1000  # the API caps query_text at 200; this bounds the parser for any caller
 # Length words that are also dress synonyms or plural forms ("mini", "short" -> shorts): before
 # another category they describe it ("short dress", "maxi skirt") and are not a second category.
 _LENGTH_WORDS = frozenset(("short", "mini", "midi", "maxi"))
-_NEG, _POS, _CONJ = ("_cue", "neg"), ("_cue", "pos"), ("_cue", "conj")
+_NEG, _POS, _CONJ, _CTX = ("_cue", "neg"), ("_cue", "pos"), ("_cue", "conj"), ("_cue", "context")
 
-_NUM = rf"(?:\d+(?:,\d{{3}})*(?:\.\d+)?\s*(?:k|千|w|万)?|{CN_NUMERAL})"
-_PRICE_PATTERNS = [re.compile(p) for p in (
-    rf"(?<![a-z])(?:{lex.CEILING_EN})\s*{lex.CURRENCY_BEFORE}\s*(?P<num>{_NUM})\s*{lex.CURRENCY_AFTER}",
-    rf"(?:{lex.CEILING_ZH_BEFORE})\s*{lex.CURRENCY_BEFORE}\s*(?P<num>{_NUM})\s*{lex.CURRENCY_AFTER}"
-    rf"\s*(?:{lex.CEILING_ZH_AFTER})?",
-    rf"{lex.CURRENCY_BEFORE}\s*(?P<num>{_NUM})\s*{lex.CURRENCY_AFTER}\s*(?:{lex.CEILING_ZH_AFTER})",
-)]  # fmt: skip
 _CJK_CHARS = "\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff"
 _TOKEN = re.compile(rf"(?P<run>[a-z0-9{_CJK_CHARS}]+)|(?P<sep>[,;.!?，。；！？:：()（）\[\]【】\n\x00]+)"
                     r"|(?P<conj>[、/])|(?P<other>\S)")
@@ -67,9 +66,11 @@ class QueryTerm:
     field: str
     value: str | float
     negated: bool = False
+    context: bool = False  # what the wanted item goes with ("for formal trousers"), not wanted
 
     def to_dict(self) -> dict[str, Any]:
-        return {"text": self.text, "field": self.field, "value": self.value, "negated": self.negated}
+        return {"text": self.text, "field": self.field, "value": self.value, "negated": self.negated,
+                "context": self.context}
 
 
 @dataclass(frozen=True)
@@ -81,6 +82,7 @@ class ParsedQuery:
     gender: str | None = None  # the one gender stated; None when none or several
     wanted: dict[str, tuple[str, ...]] = field(default_factory=dict)
     excluded: dict[str, tuple[str, ...]] = field(default_factory=dict)
+    context: dict[str, tuple[str, ...]] = field(default_factory=dict)  # what it goes with
     price_max: float | None = None
     scenes: tuple[str, ...] = ()  # scenes the occasion words imply, in the order stated
     terms: tuple[QueryTerm, ...] = ()
@@ -97,6 +99,7 @@ class ParsedQuery:
             "lang": self.lang, "gender": self.gender, "price_max": self.price_max,
             "scene": self.scene, "wanted": {k: list(v) for k, v in self.wanted.items()},
             "excluded": {k: list(v) for k, v in self.excluded.items()},
+            "context": {k: list(v) for k, v in self.context.items()},
             "terms": [t.to_dict() for t in self.terms], "unknown_terms": list(self.unknown_terms),
         }  # fmt: skip
 
@@ -151,6 +154,10 @@ class QueryParser:
         for cues, reading in ((lex.NEGATION_ZH, _NEG), (lex.POSITIVE_ZH, _POS)):
             for cue in cues:
                 zh.setdefault(cue, set()).add(reading)
+        for cue in lex.CONTEXT_EN:
+            en.setdefault(normalize(cue), set()).add(_CTX)
+        for cue in lex.CONTEXT_ZH:
+            zh.setdefault(cue, set()).add(_CTX)
         for cue in lex.CONJUNCTIONS:
             (zh if has_cjk(cue) else en).setdefault(cue, set()).add(_CONJ)
         self._en = {k: frozenset(v) for k, v in en.items()}
@@ -184,7 +191,7 @@ class QueryParser:
     def _spans(self, text: str) -> list[_Span]:
         spans: list[_Span] = []
         pos = 0
-        for start, end, value in _price_spans(text):
+        for start, end, value in price_spans(text):
             spans += self._word_spans(text[pos:start])
             spans.append(_Span(text[start:end].strip(), "price", price=value))
             pos = end
@@ -278,13 +285,14 @@ class QueryParser:
         neg = False  # inside a negation
         neg_head = False  # the negation has already excluded a category (the phrase's noun)
         conj = False  # a conjunction since the last negated term
+        ctx = False  # inside what the wanted item goes with ("for formal trousers", 配西裤的)
         for k, sp in enumerate(spans):
             if sp.kind == "sep":
-                neg = False
+                neg = ctx = False
                 continue
             if sp.kind == "price":
                 terms.append(QueryTerm(sp.text, "price_max", sp.price))
-                neg = False
+                neg = ctx = False
                 continue
             if sp.kind == "stop":
                 continue  # filler keeps a negation open: "not in black", "不要太花"
@@ -293,11 +301,15 @@ class QueryParser:
                 neg = False
                 continue
             readings = sp.readings
+            if _CTX in readings and not neg and (has_cjk(sp.text) or any(
+                    t.field == "category" and not (t.negated or t.context) for t in terms)):
+                ctx = True
+                continue
             if _NEG in readings:
-                neg, neg_head, conj = True, False, False
+                neg, neg_head, conj, ctx = True, False, False, False
                 continue
             if _POS in readings:
-                neg = False
+                neg = ctx = False
                 continue
             if _CONJ in readings:
                 conj = True
@@ -314,9 +326,9 @@ class QueryParser:
             genders = [v for f, v in readings if f == "gender"]
             if genders and not attrs:
                 attrs = [("gender", v) for v in sorted(set(genders))]
-            for f, v in attrs:
+            for f, v in [*attrs, *lex.IMPLIED_ZH.get(sp.text, ())]:
                 negated = neg and f != "gender"
-                terms.append(QueryTerm(sp.text, f, v, negated))
+                terms.append(QueryTerm(sp.text, f, v, negated, context=ctx and f in _GARMENT_FIELDS))
             for name in sorted({v for f, v in readings if f == "scene"}):
                 terms.append(QueryTerm(sp.text, "scene", name, neg))
             if any(f == "gender" for f, _ in attrs):
@@ -348,34 +360,10 @@ def _run(tokens: list[tuple[str, str]], i: int, kind: str, limit: int) -> list[t
     return out
 
 
-def _price_spans(text: str) -> list[tuple[int, int, float]]:
-    """Non-overlapping (start, end, ceiling) of the price phrases in ``text``, in order."""
-    found: list[tuple[int, int, float]] = []
-    for pattern in _PRICE_PATTERNS:
-        for m in pattern.finditer(text):
-            if any(m.start() < e and s < m.end() for s, e, _ in found):
-                continue
-            value = _amount(m.group("num"))
-            if value is not None and value > 0:
-                found.append((m.start(), m.end(), value))
-    return sorted(found)
-
-
-def _amount(raw: str) -> float | None:
-    raw = raw.replace(",", "").replace(" ", "")
-    if re.fullmatch(CN_NUMERAL, raw):
-        n = cn_number(raw)
-        return None if n is None else float(n)
-    m = re.fullmatch(r"(\d+(?:\.\d+)?)(k|千|w|万)?", raw)
-    if m is None:
-        return None
-    scale = {"k": 1000, "千": 1000, "w": 10_000, "万": 10_000}.get(m.group(2) or "", 1)
-    return float(m.group(1)) * scale
-
-
 def _collect(text: str, terms: list[QueryTerm], unknown: list[str]) -> ParsedQuery:
     wanted: dict[str, list[str]] = {}
     excluded: dict[str, list[str]] = {}
+    context: dict[str, list[str]] = {}
     genders: list[str] = []
     scenes: list[str] = []
     prices: list[float] = []
@@ -389,7 +377,7 @@ def _collect(text: str, terms: list[QueryTerm], unknown: list[str]) -> ParsedQue
             if t.value not in genders:
                 genders.append(str(t.value))
         else:
-            bucket = excluded if t.negated else wanted
+            bucket = context if t.context else excluded if t.negated else wanted
             values = bucket.setdefault(t.field, [])
             if t.value not in values:
                 values.append(str(t.value))
@@ -402,6 +390,7 @@ def _collect(text: str, terms: list[QueryTerm], unknown: list[str]) -> ParsedQue
         text=text, lang=lang, gender=genders[0] if len(genders) == 1 else None,
         wanted={k: tuple(v) for k, v in wanted.items()},
         excluded={k: tuple(v) for k, v in excluded.items()},
+        context={k: tuple(v) for k, v in context.items()},
         price_max=min(prices) if prices else None, scenes=tuple(scenes), terms=tuple(terms),
         unknown_terms=unknown_out,
     )  # fmt: skip

@@ -175,6 +175,7 @@ class Recommender:
         ctx.query, query_notes = self.queries.read(request.query_text, ctx.scene)
         ctx.scene = ctx.scene.with_request(ctx.query.slot)  # e.g. an outerwear template for a blazer
         self._read_shopper(ctx, request.user_id)
+        self.candidates.place_request(ctx)  # "something pink": on which garment
         ctx.notes += query_notes
 
         attempt = self._attempt(ctx, photo, "rule")

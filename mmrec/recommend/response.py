@@ -33,12 +33,20 @@ class ResponseShaper:
         if ctx.request.explain:
             photo = attempt.photo
             routes = attempt.candidates.routes
+            known = self._known
             ectx = ExplainContext(
                 scene=ctx.scene, taste=ctx.taste, profile_occasions=ctx.occasions,
                 routes={i: routes.get(i, {}) for i in ids}, query_text=ctx.request.query_text,
-                query_matches={i for i in ids if ctx.query.named_item(self.items.row(i))},
-                photo_similar=(set(photo.similar) | set(attempt.anchor_pool)) if photo else set(),
-                harmony=harmony_of((self.items.row(i).get("colour") for i in ids), self.tax))
+                # named = of the kind the search names, on values known well enough to say so
+                query_matches={i for i in ids if ctx.query.named_item(self.items.row(i))
+                               and known(i, "category") and (not ctx.query.names_colour or known(i, "colour"))},
+                # look-alikes of the photo in the slot it was read as: a neighbour of another
+                # slot is never "similar to your photo"
+                photo_similar={i for i in (set(photo.similar) | set(attempt.anchor_pool))
+                               if photo.slot is None or self.items.row(i).get("slot") == photo.slot}
+                if photo else set(),
+                harmony=harmony_of((self.items.row(i).get("colour") for i in ids), self.tax)
+                if all(known(i, "colour") for i in ids) else None)
             e = self.explainer.explain(self.items, ids, ectx, lang=ctx.request.lang or "en")
             expl = ExplanationOut(text=e.text, facts=[FactOut(**f.__dict__) for f in e.facts],
                                   statements=e.statements, supported=e.supported, fallback=e.fallback,
@@ -47,6 +55,9 @@ class ResponseShaper:
             items=[self.item(i, s, p) for i, s, p in zip(ids, o.slots, o.propensity)],
             score=round(o.score, 6), compatibility=round(o.compat, 6), template=o.template,
             explanation=expl)
+
+    def _known(self, item_id: str, fld: str) -> bool:
+        return self.explainer.citable(self.items, item_id, fld)
 
     def item(self, item_id: str, slot: str, score: float) -> OutfitItemOut:
         r = self.items.row(item_id)
