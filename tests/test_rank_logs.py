@@ -187,3 +187,50 @@ def test_too_small_logs_say_what_was_found_and_what_is_needed(tmp_path, capsys):
     code = main(["--artifacts", str(art), "--profile", "tiny", "--quiet", "rank", "train",
                  "--dataset", "logs", "--export", str(tmp_path / "nothing")])
     assert code == 2 and "no export folder" in capsys.readouterr().err
+
+
+# -- simulated shoppers through the HTTP API -----------------------------------------------------
+
+def test_shoppers_via_api_produce_joinable_logs_on_the_simulated_day(tmp_path, monkeypatch):
+    from fastapi.testclient import TestClient
+
+    from mmrec.catalog.ingest import load_items
+    from mmrec.feedback.attribution import read_store
+    from mmrec.outfit.scenes import SceneBook
+    from mmrec.rank.api_shoppers import check_loopback, run_day
+    from mmrec.rank.config import SimConfig
+    from mmrec.rank.simulator import draw_population
+    from mmrec.recommend import Recommender
+    from mmrec.serving.app import create_app
+    from mmrec.serving.client import MmrecClient
+    from mmrec.serving.settings import FeedbackSettings, ServeSettings
+    from mmrec.taxonomy import default_taxonomy
+    from outfit_fixtures import write_items as write_outfit_items
+    from rank_fixtures import profile_pool
+
+    monkeypatch.setenv("MMREC_PSEUDONYM_KEY", "ab" * 32)
+    st = ArtifactStore(tmp_path / "art")
+    write_outfit_items(st, images_dir=tmp_path / "images")
+    pop = draw_population(load_items(st), profile_pool(), SimConfig(n_users=12),
+                          default_taxonomy().colour_family)
+    book = SceneBook.load()
+    scenes = {n: list(book.get(n).usages) for n in book.names()}
+    settings = ServeSettings(response_cache_size=0, feedback=FeedbackSettings(
+        enabled=True, path=str(tmp_path / "fb.sqlite"))).with_key("k1")
+    first = dt.datetime.now(dt.timezone.utc).date() - dt.timedelta(days=2)
+    with TestClient(create_app(Recommender.from_store(st), settings)) as http:
+        client = MmrecClient("http://testserver", "k1", http=http)
+        out = run_day(client, pop, SimConfig(), scenes, day=1, users=12, requests=30, first_day=first)
+        assert http.app.state.feedback.logger.flush(timeout=10)
+    assert out["requests_sent"] == 30 and out["total"]["answers"] == 30
+    assert out["total"]["seen"] > 0 and out["total"]["click"] > 0
+    imp, ev = read_store(tmp_path / "fb.sqlite")
+    j = join(imp, ev)
+    s = summary(j)
+    # every answer was seen on the simulated day (client clock), not on the server's today
+    assert s["requests"] == 30 and s["days"] == [first.isoformat()]
+    assert s["clicked"] == out["total"]["click"] and s["purchased"] == out["total"]["purchase"]
+    with pytest.raises(InputError, match="loopback only"):
+        check_loopback("http://example.com:8000")
+    with pytest.raises(InputError, match="not in the past"):
+        run_day(client, pop, SimConfig(), scenes, day=4, users=1, requests=1, first_day=first)

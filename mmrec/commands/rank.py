@@ -28,8 +28,19 @@ def register(sub) -> None:
     add_config_args(ing)
     ing.set_defaults(handler=_ingest)
 
-    sim = s.add_parser("simulate", help="SIMULATED users and logs over the items artifact")
+    sim = s.add_parser("simulate", help="SIMULATED users and logs over the items artifact; "
+                                        "with --via-api, the same shoppers as clients of a server")
     sim.add_argument("--items", default=None, help="items version (default: CURRENT)")
+    api = sim.add_argument_group("--via-api: one simulated day of traffic through the HTTP API")
+    api.add_argument("--via-api", metavar="URL", default=None,
+                     help="a running server on this machine, e.g. http://127.0.0.1:8000")
+    api.add_argument("--day", type=int, default=1, help="simulated day (1 = two days ago)")
+    api.add_argument("--users", type=int, default=200, help="the first N simulated shoppers")
+    api.add_argument("--requests", type=int, default=1000, help="recommend calls this day")
+    api.add_argument("--k", type=int, default=3, help="outfits per answer")
+    api.add_argument("--seed", type=int, default=0)
+    api.add_argument("--max-seconds", type=float, default=600.0, help="stop sending after this")
+    api.add_argument("--api-key", default=None, help="default: $MMREC_API_KEY")
     add_config_args(sim)
     sim.set_defaults(handler=_simulate)
 
@@ -93,6 +104,9 @@ def _simulate(args) -> int:
     from mmrec.artifacts import ArtifactStore
     from mmrec.rank.simulator import run_simulation
 
+    if args.via_api is not None:
+        return _simulate_via_api(args)
+
     t0 = time.perf_counter()
     art = run_simulation(ArtifactStore(args.artifacts), _cfg(args), items_version=args.items)
     n = art.manifest.get("notes", {})
@@ -100,6 +114,29 @@ def _simulate(args) -> int:
           f"requests, {n.get('clicks')} clicks, {n.get('purchases')} purchases, CTR {n.get('ctr')} "
           f"({time.perf_counter() - t0:.1f}s)", file=sys.stderr)
     print(art.version)
+    return 0
+
+
+def _simulate_via_api(args) -> int:
+    import os
+
+    from mmrec.artifacts import ArtifactStore
+    from mmrec.errors import InputError
+    from mmrec.outfit.scenes import SceneBook
+    from mmrec.rank import api_shoppers as S
+    from mmrec.serving.client import MmrecClient
+
+    S.check_loopback(args.via_api)
+    key = args.api_key or os.environ.get("MMREC_API_KEY")
+    if not key:
+        raise InputError("--via-api needs --api-key or $MMREC_API_KEY")
+    pop, sim_cfg = S.population_for_server(ArtifactStore(args.artifacts), _cfg(args))
+    book = SceneBook.load()
+    scenes = {n: list(book.get(n).usages) for n in book.names()}
+    with MmrecClient(args.via_api, key, seed=args.seed) as client:
+        out = S.run_day(client, pop, sim_cfg, scenes, day=args.day, users=args.users,
+                        requests=args.requests, k=args.k, seed=args.seed, max_seconds=args.max_seconds)
+    print(json.dumps(out, indent=1))
     return 0
 
 

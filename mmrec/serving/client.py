@@ -27,17 +27,19 @@ class MmrecClient:
         api_key: sent as X-API-Key.
         max_retries: retries after a disconnect, 429 or 503 (0: none).
         timeout_s: per attempt.
+        http: an httpx client to send through instead (tests pass FastAPI's in-process
+            TestClient); the key is added to its headers.
     """
 
     def __init__(self, base_url: str, api_key: str, *, max_retries: int = 3, timeout_s: float = 10.0,
-                 seed: int | None = None):
+                 seed: int | None = None, http: httpx.Client | None = None):
         if max_retries < 0:
             raise ValueError(f"max_retries must be >= 0, got {max_retries}")
         self.max_retries = max_retries
         self.retries = 0  # attempts repeated so far (for the caller's metrics)
         self._rng = random.Random(seed)
-        self._http = httpx.Client(base_url=base_url.rstrip("/"), headers={"X-API-Key": api_key},
-                                  timeout=timeout_s)
+        self._http = http or httpx.Client(base_url=base_url.rstrip("/"), timeout=timeout_s)
+        self._http.headers["X-API-Key"] = api_key
 
     def __enter__(self) -> "MmrecClient":
         return self
@@ -56,11 +58,15 @@ class MmrecClient:
         """POST /v1/events (202 or 207 with a result per event); safe to retry: ids dedupe."""
         return self._post("/v1/events", {"events": events})
 
-    def _post(self, path: str, body: dict[str, Any]) -> dict[str, Any]:
+    def put_user(self, user_id: str, profile: dict[str, Any]) -> dict[str, Any]:
+        """PUT /v1/users/{user_id}: store (replace) a profile; a replace is safe to retry."""
+        return self._post(f"/v1/users/{user_id}", profile, method="PUT")
+
+    def _post(self, path: str, body: dict[str, Any], method: str = "POST") -> dict[str, Any]:
         for attempt in range(self.max_retries + 1):
             last = attempt == self.max_retries
             try:
-                r = self._http.post(path, json=body)
+                r = self._http.request(method, path, json=body)
             except httpx.TransportError:
                 if last:
                     raise
