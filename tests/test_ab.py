@@ -272,6 +272,34 @@ def test_report_errors_are_exit_2_with_the_reason(tmp_path, capsys):
     assert "several experiments ['one', 'two']" in capsys.readouterr().err
 
 
+def test_a_schema_1_store_keeps_its_variants_when_upgraded_and_reports(tmp_path):
+    # the variant column is in schema 1 (no migration needed for it); a store written before
+    # schema 2 opens, migrates forward and still reports every planted answer
+    from mmrec.feedback.store import MIGRATIONS, SCHEMA_VERSION
+
+    plant(tmp_path / "new.sqlite", {"control": 0.1, "treat": 0.3}, users=20, answers=2)
+    path = tmp_path / "old.sqlite"
+    con = sqlite3.connect(path)  # a schema-1 file holding the same rows
+    for stmt in MIGRATIONS[1]:
+        con.execute(stmt)
+    con.execute("PRAGMA user_version=1")
+    con.execute(f"ATTACH '{tmp_path / 'new.sqlite'}' AS new")
+    con.execute("INSERT INTO impressions SELECT * FROM new.impressions")
+    con.execute("INSERT INTO events SELECT * FROM new.events")
+    con.commit()
+    con.close()
+    FeedbackStore(path).close()  # opening migrates forward
+    con = sqlite3.connect(path)
+    assert con.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION
+    assert con.execute("SELECT COUNT(*), COUNT(variant) FROM impressions").fetchone() == (80, 80)
+    con.close()
+    import mmrec.feedback.attribution as attr
+
+    rep = report(*attr.read_store(path), resamples=100)
+    assert {v: r["answers"] for v, r in rep["variants"].items()} == {"control": 40, "treat": 40}
+    assert rep["variants"]["treat"]["ctr"]["rate"] == pytest.approx(0.3, abs=0.03)  # events kept too
+
+
 def test_wilson_matches_the_textbook_values():
     lo, hi = wilson(10, 100)
     assert (round(lo, 4), round(hi, 4)) == (0.0552, 0.1744)
