@@ -132,8 +132,8 @@ def evaluate(store: ArtifactStore, cfg: SftConfig, *, vlm: str | None = None, pr
             # the base this tagger was trained from, as recorded in its manifest
             base_art = store.load(kinds.VLM_BASE, vlm_base_version(vlm_art) or mcfg.base_version)
             bmodel, bproc = load_model(mcfg, base_art.path / "model")
-        else:
-            bmodel, bproc = load_model(mcfg)
+        else:  # the checkpoint the adapter was trained on, as its manifest names it
+            bmodel, bproc = load_model(mcfg, vlm_art.manifest.get("base") or None)
         bmodel.eval()
         models["base"] = _vlm_reports(predictor(bmodel, bproc), test, truth, fields, tax, cache, rows)
         del bmodel

@@ -4,6 +4,12 @@ The merged model needs no peft at inference and loads with plain ``from_pretrain
 export checks its own work: the merged and adapter models' logits are compared on a probe batch
 (the inference prompt with fixed random images) and the largest difference is recorded in the
 artifact's metrics; above ``tolerance`` the export fails and nothing is written.
+
+Merging and the comparison run in float32 whatever ``model.dtype`` says: in bfloat16 (what
+``dtype: auto`` gives a standard model on a GPU machine) rounding alone moves the logits by
+~1e-2, so the check could not tell a wrong merge from a right one and every export failed. The
+merged weights are then saved in the dtype the model is served in: ``model.dtype`` when set,
+else the dtype of the base checkpoint (bfloat16 for the Qwen2.5-VL hub checkpoints).
 """
 
 from __future__ import annotations
@@ -52,10 +58,12 @@ def export_merged(store: ArtifactStore, *, vlm: str | None = None,
     """Merge the adapter of ``vlm`` (default CURRENT) into a new ``vlm`` version (format merged)."""
     import copy
 
+    import torch
+
     art = store.resolve(vlm, kinds.VLM)
     if art.manifest.get("format") == "merged":
         raise MmrecError(f"vlm/{art.version} is already a merged model")
-    adapter_model, processor = load_vlm(art, device=device)
+    adapter_model, processor = load_vlm(art, device=device, dtype="float32")
     prompts, fields, _ = vlm_spec(art)
     image_size = vlm_input(art)
     batch = probe_batch(processor, prompts, fields, image_size)
@@ -65,8 +73,22 @@ def export_merged(store: ArtifactStore, *, vlm: str | None = None,
     if diff > tolerance:
         raise ExportMismatch(f"merged model differs from the adapter model by {diff:.2e} in logits "
                              f"(tolerance {tolerance:.0e}); nothing was written")
+    dtype = saved_dtype(art)
+    merged = merged.to(getattr(torch, dtype))
     return write_merged(store, merged, processor, [art], extra={"merged_from": art.version},
-                        metrics={**art.metrics, "merged_from": art.version, "max_abs_logit_diff": diff})
+                        metrics={**art.metrics, "merged_from": art.version, "max_abs_logit_diff": diff,
+                                 "dtype": dtype})
+
+
+def saved_dtype(art: Artifact) -> str:
+    """The dtype a merged model of adapter ``art`` is saved in: the artifact's ``model.dtype``,
+    or for ``auto`` the dtype its base checkpoint was saved in."""
+    from mmrec.attributes.config import ModelConfig
+    from mmrec.attributes.model import checkpoint_dtype
+    from mmrec.attributes.tagger import vlm_base_path
+
+    configured = ModelConfig.model_validate(art.config["model"]).dtype
+    return configured if configured != "auto" else checkpoint_dtype(vlm_base_path(art))
 
 
 def write_merged(store: ArtifactStore, model, processor, sources: list[Artifact], *, extra: dict[str, Any],

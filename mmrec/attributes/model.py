@@ -133,6 +133,17 @@ def _model_class(model_type: str, source: Any):
     return classes[model_type]
 
 
+def checkpoint_dtype(name_or_path: str | Path) -> str:
+    """The dtype a checkpoint's weights were saved in (its config's ``dtype``), e.g. ``bfloat16``
+    for the Qwen2.5-VL hub checkpoints; ``float32`` when the config does not say."""
+    from transformers import AutoConfig
+
+    dtype = getattr(AutoConfig.from_pretrained(str(name_or_path)), "dtype", None)
+    if dtype is None:
+        return "float32"
+    return dtype if isinstance(dtype, str) else str(dtype).removeprefix("torch.")
+
+
 def set_pixel_budget(processor, min_pixels: int, max_pixels: int) -> None:
     """Every image is resized to between ``min_pixels`` and ``max_pixels`` (multiples of 28 px)."""
     from transformers.image_utils import SizeDict

@@ -19,18 +19,28 @@ from mmrec.attributes.prompts import PromptSet
 from mmrec.errors import ArtifactError, ConfigError, InputError
 
 
-def load_vlm(art: Artifact, *, device: str = "cpu", merge: bool = False):
+def vlm_base_path(art: Artifact) -> Path | str:
+    """Where an adapter's base model is: the artifact's own ``base`` folder (mini) or the
+    pretrained checkpoint it was trained on (standard: a local directory or a hub name)."""
+    base = art.manifest.get("base")
+    if base is None:
+        raise ArtifactError(f"vlm/{art.version} records no base model (format {art.manifest.get('format')!r})")
+    return art.path / "base" if base == "base" else base
+
+
+def load_vlm(art: Artifact, *, device: str = "cpu", merge: bool = False, dtype: str | None = None):
     """Model + processor of a ``vlm`` artifact (adapter on its base, or a merged model).
 
     ``merge`` folds an adapter into the base weights in memory (inference only: same outputs,
     tested by `mmrec sft export`, without the LoRA branches' extra matmuls on every layer).
+    ``dtype`` overrides the artifact's ``model.dtype`` (e.g. float32 to merge exactly).
     """
     from mmrec.attributes.model import load_pretrained
 
     cfg = ModelConfig.model_validate(art.config["model"])
     lo, hi = cfg.pixel_budget()
     fmt = art.manifest.get("format")
-    kw = dict(min_pixels=lo, max_pixels=hi, dtype=cfg.dtype, attn_implementation=cfg.attn_implementation,
+    kw = dict(min_pixels=lo, max_pixels=hi, dtype=dtype or cfg.dtype, attn_implementation=cfg.attn_implementation,
               device=device)
     if fmt == "merged":
         return load_pretrained(art.path / "merged", **kw)
@@ -38,9 +48,7 @@ def load_vlm(art: Artifact, *, device: str = "cpu", merge: bool = False):
         raise ArtifactError(f"vlm/{art.version}: unknown format {fmt!r} (expected 'adapter' or 'merged')")
     from peft import PeftModel
 
-    base = art.manifest.get("base")
-    base_path = art.path / "base" if base == "base" else base
-    model, processor = load_pretrained(base_path, **kw)
+    model, processor = load_pretrained(vlm_base_path(art), **kw)
     if (art.path / "processor").is_dir():  # standard: the processor saved at training time
         from transformers import AutoProcessor
 

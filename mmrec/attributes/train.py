@@ -247,6 +247,14 @@ def apply_lora(model, cfg: SftConfig, *, init_weights: bool = True):
     return peft_model
 
 
+def base_reference(name_or_path: str) -> str:
+    """How an adapter artifact names its pretrained base: a local directory as an absolute path
+    (a relative one would resolve against whatever directory the tagger is later loaded from),
+    a hub name as it is."""
+    path = Path(name_or_path).expanduser()
+    return str(path.resolve()) if path.is_dir() else name_or_path
+
+
 def load_base(store: ArtifactStore, cfg: SftConfig, *, device: str = "cpu"):
     """The model LoRA starts from: the mini ``vlm_base`` artifact or a pretrained checkpoint."""
     from mmrec.attributes.model import load_model
@@ -346,7 +354,7 @@ def train_lora(store: ArtifactStore, cfg: SftConfig, *, progress: bool = False, 
         (w.path / "prompts.json").write_text(parts.prompts.model_dump_json(indent=1))
         shutil.copy(log_path, w.path / LOG_FILE)
         w.add_artifact_input(parts.art)
-        w.extra.update({"format": "adapter", "base": "base" if mini else cfg.model.name_or_path,
+        w.extra.update({"format": "adapter", "base": "base" if mini else base_reference(cfg.model.name_or_path),
                         "image_size": size, "profile": profile})
         w.metrics = {"steps": trainer.state.global_step, "train_loss": round(result.training_loss, 4),
                      "train_seconds": round(train_s, 1), "train_cpu_seconds": round(train_cpu, 1),
