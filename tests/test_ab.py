@@ -20,7 +20,7 @@ from mmrec.errors import ConfigError
 from mmrec.feedback.store import IMPRESSION_COLUMNS, FeedbackStore, connect
 from mmrec.serving.app import create_app
 from mmrec.serving.settings import FeedbackSettings, ServeSettings
-from outfit_fixtures import write_items
+from outfit_fixtures import jpeg_bytes, write_items
 
 KEY = "ab-key-1"
 AB = {"experiment": "ranker-v2", "variants": [{"name": "control", "weight": 1},
@@ -85,6 +85,14 @@ def test_no_ab_section_serves_as_before():
 
 
 # ------------------------------------------------------------------ routing and the log
+class Photos:
+    async def analyze(self, image):
+        from mmrec.outfit.photo import PhotoAnalysis
+
+        return PhotoAnalysis(attributes={"category": {"value": "shirts", "confidence": 0.9}},
+                             versions={"tagger": "fixed"})
+
+
 class StubRanker:
     """Scores items by a hash of their id: a ranker that orders differently from recall."""
 
@@ -154,7 +162,7 @@ def test_load_recommender_builds_variants_from_the_store(tmp_path):
 def test_variant_in_every_response_and_in_the_impression_log(routed, tmp_path):
     settings = ServeSettings(response_cache_size=16, feedback=FeedbackSettings(
         enabled=True, path=str(tmp_path / "fb.sqlite"))).with_key(KEY)
-    app = create_app(routed, settings)
+    app = create_app(routed, settings, photo=Photos())
     sent = []
     with TestClient(app) as client:
         client.headers.update({"X-API-Key": KEY})
@@ -166,6 +174,11 @@ def test_variant_in_every_response_and_in_the_impression_log(routed, tmp_path):
             v = r.json()["versions"]
             assert v["variant"] == routed.ab.assign(user) and v["experiment"] == "ranker-v2"
             sent.append((r.json()["request_id"], v["variant"]))
+        p = client.post("/v1/recommend/photo", files={"image": ("p.jpg", jpeg_bytes(), "image/jpeg")},
+                        data={"scene": "office", "k": "1", "user_id": "carol"})
+        assert p.status_code == 200, p.text
+        assert p.json()["versions"]["variant"] == routed.ab.assign("carol")
+        sent.append((p.json()["request_id"], p.json()["versions"]["variant"]))
         assert app.state.feedback.logger.flush(5)
         logged = {row[0]: row for chunk in app.state.feedback.store.rows("impressions") for row in chunk}
     assert {"treat", "control"} == {v for _, v in sent}
