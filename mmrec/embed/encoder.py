@@ -128,8 +128,11 @@ class Encoder:
         self.std = tuple(float(x) for x in pp.get("std", open_clip.OPENAI_DATASET_STD))
         self._transform = None
         if preprocess == "open_clip":
-            self._transform = open_clip.image_transform_v2(
-                open_clip.PreprocessCfg(**pp), is_train=False)
+            # open_clip exports these from open_clip.transform only (not the package top level)
+            from open_clip.transform import PreprocessCfg, image_transform_v2, merge_preprocess_dict
+
+            self._transform = image_transform_v2(PreprocessCfg(**merge_preprocess_dict(PreprocessCfg(), pp)),
+                                                 is_train=False)
         elif preprocess != "letterbox":
             raise InputError(f"preprocess must be 'letterbox' or 'open_clip', got {preprocess!r}")
 
