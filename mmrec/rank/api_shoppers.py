@@ -168,12 +168,14 @@ def population_for_server(store, rank_cfg, pool=None):
 
     from mmrec import kinds
     from mmrec.catalog.ingest import load_items
-    from mmrec.rank.config import RankConfig
+    from mmrec.rank.config import SimConfig
     from mmrec.rank.simulator import ProfilePool, draw_population
     from mmrec.taxonomy import default_taxonomy
 
     art = store.load(kinds.INTERACTIONS_SIM)
-    cfg = RankConfig.model_validate(art.config) if art.config else rank_cfg
+    cfg = rank_cfg
+    if art.config.get("sim"):  # only the simulation's own section: other sections may be older
+        cfg = rank_cfg.model_copy(update={"sim": SimConfig.model_validate(art.config["sim"])})
     ref = next((i for i in art.manifest["inputs"] if i.get("kind") == kinds.ITEMS), None)
     items = load_items(store, ref["version"] if ref else None)
     if pool is None:
