@@ -49,14 +49,12 @@ QWEN_VL_TEMPLATE = (
 def qwen2_tokenizer(texts: Iterable[str], vocab_size: int = 420):
     """A transformers ``Qwen2Tokenizer`` (Qwen's regex pre-tokeniser, NFC, byte-level BPE) over a
     vocabulary of ``vocab_size`` BPE tokens learned from ``texts``, plus Qwen-VL's special tokens."""
-    from tokenizers import AddedToken, trainers
+    from tokenizers import AddedToken, pre_tokenizers, trainers
     from transformers import Qwen2Tokenizer
 
     # the class's own pipeline (normaliser, pre-tokeniser) trains the merges, so they are the
     # merges that pipeline would learn on a real corpus
     tok = Qwen2Tokenizer()._tokenizer
-    from tokenizers import pre_tokenizers
-
     tok.train_from_iterator(list(texts), trainers.BpeTrainer(
         vocab_size=vocab_size, min_frequency=2, show_progress=False, special_tokens=[],
         initial_alphabet=pre_tokenizers.ByteLevel.alphabet()))

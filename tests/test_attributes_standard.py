@@ -153,7 +153,7 @@ def test_qwen2_5_vl_train_eval_export_tag(checkpoints, tmp_path, capsys):
 
     store, base, sets, adapter, merged = _cli_run(tmp_path, checkpoints["qwen2_5_vl"])
     art = store.load("vlm", adapter)
-    assert art.manifest["format"] == "adapter" and art.manifest["base"] == str(checkpoints["qwen2_5_vl"])
+    assert art.manifest["format"] == "adapter" and art.manifest["base"] == str(checkpoints["qwen2_5_vl"].resolve())
     assert art.metrics["steps"] == 16 and (art.path / "processor").is_dir()
     log = [json.loads(x) for x in art.file("train_log.jsonl").read_text().splitlines()]
     losses = [r["loss"] for r in log if "loss" in r]
@@ -201,7 +201,7 @@ def test_qwen2_vl_bf16_relative_path(checkpoints, tmp_path, capsys, monkeypatch)
     monkeypatch.chdir(tmp_path)
     store, base, sets, adapter, merged = _cli_run(tmp_path, Path("ckpt"), "model.dtype=bfloat16")
     art = store.load("vlm", adapter)
-    assert art.manifest["base"] == str(tmp_path / "ckpt")
+    assert art.manifest["base"] == str((tmp_path / "ckpt").resolve())
     m = store.load("vlm", merged)
     assert m.metrics["max_abs_logit_diff"] <= 1e-4 and m.metrics["dtype"] == "bfloat16"
     with safe_open(str(m.path / "merged" / "model.safetensors"), "pt") as f:
