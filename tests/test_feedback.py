@@ -191,6 +191,19 @@ def test_impression_logged_for_json_and_photo_recommend(client):
     assert res["status"] == "accepted" and "warning" not in res
 
 
+def test_impression_log_switched_off_logs_nothing_and_events_still_work(rec, tmp_path):
+    app = create_app(rec, make_settings(tmp_path / "off.sqlite", log_impressions=False), photo=Photos())
+    with TestClient(app, raise_server_exceptions=False) as c:
+        c.headers.update({"X-API-Key": KEY})
+        for _ in range(2):  # a miss, then a cached answer
+            assert c.post("/v1/recommend", json={"scene": "office", "k": 1}).status_code == 200
+        p = c.post("/v1/recommend/photo", files={"image": ("p.jpg", jpeg_bytes(), "image/jpeg")},
+                   data={"scene": "office", "k": "1"})
+        assert p.status_code == 200, p.text
+        assert _impressions(c) == {}
+        assert post(c, [ev(1)], 202).json()["accepted"] == 1
+
+
 def test_logger_never_blocks_and_counts_drops(tmp_path):
     gate = threading.Event()
 

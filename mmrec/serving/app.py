@@ -142,9 +142,10 @@ def create_app(recommender: Any, settings: ServeSettings | None = None, *,
         # connections close with the process; a shutdown must not lose queued impressions
         app.router.on_shutdown.append(feedback.logger.flush)
     app.state.feedback = feedback
+    log_on = feedback is not None and feedback.settings.log_impressions
 
     def log_impression(request_id: str, req: RecommendRequest, parts, variant: str | None) -> None:
-        if feedback is not None and parts is not None:
+        if log_on and parts is not None:
             feedback.logger.log(request_id, req.user_id, req.channel, parts, variant)
 
     stock = StockSync(feedback.store) if feedback is not None else None
@@ -240,7 +241,7 @@ def create_app(recommender: Any, settings: ServeSettings | None = None, *,
             metrics.cache.labels("miss").inc()
             async with gate:
                 resp = await run_in_threadpool(rec.recommend, body)
-            parts = impression_parts(resp) if feedback is not None else None
+            parts = impression_parts(resp) if log_on else None
             variant = resp.versions.get("variant")  # an A/B experiment's arm (mmrec.ab), else None
             if settings.response_cache_size:
                 cache.put(key, (*_cacheable(resp), parts, variant))
@@ -286,7 +287,7 @@ def create_app(recommender: Any, settings: ServeSettings | None = None, *,
         async with gate:
             resp = await run_in_threadpool(rec.recommend, req, photo=analysis)
         metrics.outfits.inc(len(resp.outfits))
-        if feedback is not None:
+        if log_on:
             log_impression(resp.request_id, req, impression_parts(resp), resp.versions.get("variant"))
         return Response(resp.model_dump_json(), media_type="application/json")
 

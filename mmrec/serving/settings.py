@@ -70,6 +70,9 @@ class FeedbackSettings(StrictModel):
     retention_days: int = Field(365, ge=1, le=3650)  # `mmrec feedback prune` deletes older rows
     queue_size: int = Field(10_000, ge=1, le=1_000_000)  # impressions waiting; full -> dropped, counted
     write_batch: int = Field(500, ge=1, le=100_000)  # impressions per transaction at most
+    # false: answers are not logged (events and profiles still work); the switch exists to
+    # measure the log's cost on recommend latency (docs/serving.md "Impression log overhead")
+    log_impressions: bool = True
     pseudonym: PseudonymConfig = Field(default_factory=PseudonymConfig)
 
     @field_validator("path")
