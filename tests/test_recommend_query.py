@@ -176,3 +176,30 @@ def test_what_the_item_goes_with_is_not_claimed_to_match(rec):
     assert resp.query["wanted"]["category"] == ["belts"] and resp.query["context"]["category"] == ["trousers"]
     assert any(i.category == "belts" for i in o.items)
     assert "Black belt matches your search" in o.explanation.text  # the trousers are not named
+
+
+def test_an_unsure_tagger_colour_neither_meets_nor_escapes_a_constraint():
+    """New arrivals read as pink or blue at 50% may be any colour: neither is offered as the
+    pink shirt asked for, nor as a shirt that is surely not white."""
+    from mmrec.catalog.ingest import items_table
+    from mmrec.outfit.items import ItemTable
+    from outfit_fixtures import ALL, item_rows
+
+    rows = item_rows(ALL + [("n1", "men", "shirts", "pink", "formal", "summer", None, 30.0),
+                            ("n2", "men", "shirts", "blue", "formal", "summer", None, 30.0)])
+    for r in rows[-2:]:
+        r["attributes"]["colour"] = {"value": r["colour"], "source": "model", "confidence": 0.5}
+    rec = Recommender(ItemTable(items_table(rows), "test"), SceneBook.load())
+    men = {"genders": ["men"]}
+    asked = rec.recommend(RecommendRequest(scene="office", query_text="pink shirt", k=3, filters=men))
+    assert {i.item_id for i in _items(asked) if i.slot == "top"} == {"t2"}
+    negated = rec.recommend(RecommendRequest(scene="office", query_text="no white", k=3, filters=men))
+    tops = {i.item_id for i in _items(negated) if i.slot == "top"}
+    assert tops and not tops & {"t1", "n1", "n2"}  # t1 is white; n1 and n2 might be
+
+
+@pytest.mark.parametrize("text", ["grey skirt", "灰色半身裙"])
+def test_a_garment_made_for_one_gender_dresses_the_whole_outfit_for_it(rec, text):
+    resp = _ask(rec, "office", text)
+    assert resp.outfits
+    assert all(i.gender in ("women", "unisex") for i in _items(resp))

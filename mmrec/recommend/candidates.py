@@ -38,6 +38,9 @@ _GENDER_CODES = {"men": 1, "women": 2, "boys": 3, "girls": 4}  # ItemTable.gende
 # garment: the first of these slots the scene has, with such an item available.
 _COLOUR_SLOTS = ("top", "one-piece", "bottom", "outerwear", "shoes", "bag", "accessory")
 _ITEM_FIELDS = ("colour", "pattern", "material")
+# Fields every catalog row states: a new arrival's unsure reading of them does not satisfy a
+# constraint (finer fields are often unstated even in the catalog; those bind on the value).
+_KNOWN_FIELDS = ("category", "colour")
 
 
 @atexit.register
@@ -99,14 +102,32 @@ class CandidateSource:
         self._allowed: dict[tuple[str, str], np.ndarray] = {}
         self._genders_ok: dict[tuple[str, ...], np.ndarray] = {}
         self._negated = LRU(256)
+        self._known: dict[str, np.ndarray] = {}
         self.has_prices = bool((~np.isnan(items.price)).any())
 
     def forget(self) -> None:
         """Drop every cached candidate list (after a stock or price change: they were chosen
         under the old values); the next requests recall afresh."""
         self._cache = LRU(self.cfg.recall_cache_size)
+        self._negated = LRU(256)  # masks read the rows' values: recomputed after a change
+        self._known.clear()
 
     # ------------------------------------------------------------------ masks
+    def known_mask(self, fld: str) -> np.ndarray:
+        """Items whose ``fld`` is stated (catalog, title) or read by the tagger at least as
+        surely as explanations cite it (`ExplainConfig.model_confidence`): a constraint is met,
+        or a negation shown to hold, only on such values."""
+        m = self._known.get(fld)
+        if m is None:
+            floor = self.cfg.explain.model_confidence.get(fld)
+            m = np.zeros(len(self.items), dtype=bool)
+            for p, item_id in enumerate(self.items.ids):
+                a = self.items.attribute_fact(item_id, fld)
+                m[p] = a is not None and (a["source"] != "model" or (
+                    floor is not None and a.get("confidence") is not None and a["confidence"] >= floor))
+            self._known[fld] = m
+        return m
+
     def allowed_mask(self, scene: Scene, slot: str) -> np.ndarray:
         """Items that may fill ``slot`` in ``scene`` on catalog truth (cached per scene/slot)."""
         key = (scene.name, slot)
@@ -128,7 +149,8 @@ class CandidateSource:
 
     def negated_mask(self, query: TypedQuery) -> np.ndarray:
         """Items the shopper's negations leave (cached per set of negated values): the vectorised
-        form of `TypedQuery.excludes` (a Python pass over a 12k catalog costs ~27 ms; this ~0.1 ms);
+        form of `TypedQuery.excludes`, less the items whose negated category or colour is only an
+        unsure tagger reading (a Python pass over a 12k catalog costs ~27 ms; this ~0.1 ms);
         tests/test_recommend_query.py checks that the two agree."""
         key = ("negated", tuple(sorted(query.excluded.items())))
         m = self._negated.get(key)
@@ -139,6 +161,9 @@ class CandidateSource:
             fams = [COLOUR_FAMILIES.index(f) + 1 for f in {tax.colour_family(c) for c in
                                                           query.excluded.get("colour", ())} if f]
             m = ~np.isin(self.items.category, cats) & ~np.isin(self.items.colour_family, fams)
+            for f in ("category", "colour"):  # an unsure reading cannot be shown not to be it
+                if query.excluded.get(f):
+                    m &= self.known_mask(f)
             other = {f: set(v) for f, v in query.excluded.items() if f not in ("category", "colour")}
             if other:
                 m &= np.array([not any(r.get(f) in v for f, v in other.items()) for r in self.items.rows])
@@ -154,6 +179,8 @@ class CandidateSource:
             m = np.ones(len(self.items), dtype=bool)
             other = {}
             for f, v in attrs.items():
+                if f in _KNOWN_FIELDS:
+                    m &= self.known_mask(f)
                 if f == "category":
                     m &= self.items.category == (self.items.categories.index(v) if v in self.items.categories else -1)
                 elif f == "colour":
@@ -221,7 +248,8 @@ class CandidateSource:
             # a typed ceiling on a catalog without prices would empty every outfit; the shopper
             # is told it could not be applied (an app's price filter still binds)
             notes.append(f"the catalog has no prices: your ceiling of {query.price_max:g} could not be applied")
-        for slot in scene.template_slots():
+        slots = scene.template_slots()
+        for slot in sorted(slots, key=lambda s: s != query.slot):  # the requested item first
             mask = self.hard_mask(scene, slot, request, ctx.genders, query)
             if anchor is not None and slot == anchor.slot and anchor_pool:
                 out.pools[slot] = self._anchor_pool(slot, anchor_pool, mask, out.routes)
@@ -229,23 +257,35 @@ class CandidateSource:
                 out.pools[slot] = self._catalog_pool(scene, slot, query, mask, k, out.routes)
             else:
                 got = self._slot_candidates(ctx, slot, k, mask)
-                if query.slot == slot and query.binding_attrs:
-                    exact = [j for j, i in enumerate(got.ids) if query.matches(self.items.row(i))]
+                wanted = self.wanted_mask(query.binding_attrs) if query.slot == slot and query.binding_attrs else None
+                if wanted is not None:
+                    exact = [j for j, i in enumerate(got.ids) if wanted[self.items.index[i]]]
                     if exact:
                         got = got.subset(exact)
-                    elif (mask & self.wanted_mask(query.binding_attrs)).any():
-                        # recall's top candidates miss what was named, the catalog has it: the
-                        # named items themselves, best scene fit first (a constraint binds)
-                        out.pools[slot] = self._catalog_pool(scene, slot, query, mask, k, out.routes)
-                        continue
-                    else:
+                    elif not (mask & wanted).any():
                         notes.append(f"no {' '.join(query.binding_attrs.values())} fits {scene.label} "
                                      "and the filters; showing the closest")
-                # shared, read-only per-item dicts (the cached entry's); never mutated downstream
-                out.routes.update(got.routes)
-                out.info.update(got.info)
-                out.pools[slot] = SlotPool(slot, got.positions, got.propensity)
+                if not got.ids or (wanted is not None and not wanted[got.positions].any()
+                                   and (mask & wanted).any()):
+                    # recall's candidates all fail the hard rules (a negated word drew them) or
+                    # miss what was named while the catalog has it: the catalog filter answers
+                    out.pools[slot] = self._catalog_pool(scene, slot, query, mask, k, out.routes)
+                else:
+                    # shared, read-only per-item dicts (the cached entry's); never mutated downstream
+                    out.routes.update(got.routes)
+                    out.info.update(got.info)
+                    out.pools[slot] = SlotPool(slot, got.positions, got.propensity)
+            if slot == query.slot and ctx.genders is None:
+                self._gender_from_request(ctx, out.pools[slot], notes)
         return out
+
+    def _gender_from_request(self, ctx: RequestContext, pool: SlotPool, notes: list[str]) -> None:
+        """A requested item that exists for one gender only (a skirt, here) makes the outfit
+        that gender's: the other slots are filled for the same wearer."""
+        codes = set(np.unique(self.items.gender[pool.positions]).tolist()) - {0}
+        for gender, group in (("men", {1, 3}), ("women", {2, 4})):  # boys' and girls' sizes too
+            if codes and codes <= group:
+                ctx.genders = [gender, "unisex"]
 
     def _anchor_pool(self, slot: str, anchor_pool: list[str], mask: np.ndarray,
                      routes: dict[str, dict[str, int]]) -> SlotPool:
@@ -260,7 +300,7 @@ class CandidateSource:
                       routes: dict[str, dict[str, int]]) -> SlotPool:
         """Without a recall index: the items passing the rules, best scene fit first (and, for
         the slot the shopper typed about, the items matching what the text names, if any)."""
-        if query.slot == slot:
+        if query.slot == slot and query.binding_attrs:
             exact = mask & self.wanted_mask(query.binding_attrs)
             mask = exact if exact.any() else mask
         elif slot in query.slot_categories:  # another requested item: its category, if any passes

@@ -59,9 +59,10 @@ class TypedQuery:
     @property
     def search_text(self) -> str | None:
         """Text for recall's text routes: the shopper's own words in English, else the canonical
-        (English) names of what was understood, since the encoder and BM25 read English."""
-        if self.parsed is None or self.parsed.lang in (None, "en"):
-            return self.text
+        (English) names of what was wanted, since the encoder and BM25 read English and a
+        negated word would draw what it negates ("no heels")."""
+        if self.parsed is None or (self.parsed.lang in (None, "en") and not self.parsed.excluded):
+            return self.text  # (a negated word would draw what it negates: "no heels")
         words = [v for f in QUERY_FIELDS for v in self.parsed.wanted.get(f, ())]
         return " ".join(words) or None
 
