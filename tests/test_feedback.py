@@ -350,3 +350,17 @@ def test_loadtest_command_is_bounded_and_counts_every_acknowledged_event(tmp_pat
     assert m["batches"] <= 20 and m["statuses"] == {"202": m["batches"]}
     assert m["acknowledged_events"] == m["stored_events"] == 5 * m["batches"] > 0
     assert list((tmp_path / "a" / "feedback_loadtest").glob("*/metrics.json"))
+
+
+def test_loadtest_against_a_served_api_counts_every_acknowledged_event(tmp_path, capsys):
+    """--serve uvicorn: `mmrec serve --no-ray` in its own process over the artifacts' catalog."""
+    from mmrec.artifacts import ArtifactStore
+
+    store = ArtifactStore(tmp_path / "a")
+    write_items(store)
+    args = ["--artifacts", str(store.root), "feedback", "loadtest", "--serve", "uvicorn", "--seconds", "1",
+            "--batch", "5", "--concurrency", "2", "--max-batches", "20"]
+    assert main(args) == 0
+    m = json.loads(capsys.readouterr().out)
+    assert m["server"].startswith("mmrec serve (uvicorn") and m["statuses"] == {"202": m["batches"]}
+    assert m["acknowledged_events"] == m["stored_events"] == 5 * m["batches"] > 0

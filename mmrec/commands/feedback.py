@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import os
 import sys
 import tempfile
 from pathlib import Path
@@ -50,6 +51,10 @@ def register(sub) -> None:
     lt.add_argument("--synchronous", choices=("FULL", "NORMAL"), default="FULL",
                     help="durability of the events connection (default FULL, as served)")
     lt.add_argument("--max-batches", type=int, default=100_000, help="bound on requests sent")
+    lt.add_argument("--serve", choices=("inprocess", "uvicorn", "ray"), default="inprocess",
+                    help="the server: the events API alone with uvicorn in this process (default), or "
+                         "`mmrec serve` in its own process over the artifacts' catalog (--no-ray / local Ray)")
+    lt.add_argument("--serve-config", type=Path, default=None, help="Ray Serve config for --serve ray")
     lt.set_defaults(handler=_loadtest)
 
 
@@ -110,17 +115,54 @@ def _loadtest(args) -> int:
         from mmrec.cli import ArgumentError
 
         raise ArgumentError("--batch must be 1..10000, --seconds > 0, --concurrency 1..64")
+    load_before = os.getloadavg()[0]  # the machine may be shared: say how busy it was
     with tempfile.TemporaryDirectory(prefix="mmrec-events-load-") as tmp:
-        m = run_events_load(Path(tmp) / "load.sqlite", seconds=args.seconds, batch=args.batch,
-                            concurrency=args.concurrency, synchronous=args.synchronous,
-                            max_batches=args.max_batches)
+        if args.serve == "inprocess":
+            m = run_events_load(Path(tmp) / "load.sqlite", seconds=args.seconds, batch=args.batch,
+                                concurrency=args.concurrency, synchronous=args.synchronous,
+                                max_batches=args.max_batches)
+        else:
+            m = _served_load(args, Path(tmp) / "load.sqlite")
     m["date"] = dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")
     m["note"] = "loopback; client process and server share this machine's CPUs"
+    m["cpu_count"], m["loadavg_1m_before"] = os.cpu_count(), round(load_before, 2)
     store = ArtifactStore(args.artifacts)
     with store.write(kinds.FEEDBACK_LOADTEST, config={k: m[k] for k in (
             "batch", "concurrency", "synchronous")}) as w:
         (w.path / "metrics.json").write_text(json.dumps(m, indent=1), encoding="utf-8")
-        w.metrics = {k: m[k] for k in ("events_per_s", "batch_ms_p50", "batch_ms_p99")}
+        w.metrics = {k: m[k] for k in ("server", "events_per_s", "batch_ms_p50", "batch_ms_p99")}
     print(json.dumps(m, indent=1))
     print(f"wrote {store.root}/{kinds.FEEDBACK_LOADTEST}/{w.version}/metrics.json", file=sys.stderr)
     return 0
+
+
+def _served_load(args, db: Path) -> dict:
+    """`mmrec serve` (uvicorn or local Ray) in its own process, its events going to ``db``; load it."""
+    from mmrec.artifacts import ArtifactStore
+    from mmrec.catalog.ingest import load_items
+    from mmrec.feedback.store import FeedbackStore
+    from mmrec.serving.events_load import load_events
+    from mmrec.serving.local import free_port, start_subprocess
+    from mmrec.serving.settings import new_key
+
+    items = load_items(ArtifactStore(args.artifacts), columns=["item_id"]).column("item_id").to_pylist()
+    key, port = new_key(), free_port()
+    cmd = [sys.executable, "-m", "mmrec.cli", "--artifacts", str(args.artifacts), "--profile", args.profile,
+           "--quiet", "serve", "--port", str(port), "--set", "feedback.enabled=true",
+           "--set", f"feedback.path={db}", "--set", f"feedback.events_synchronous={args.synchronous}",
+           "--set", f"feedback.max_batch={max(args.batch, 500)}"]
+    cmd += ["--no-ray"] if args.serve == "uvicorn" else []
+    cmd += ["--serve-config", str(args.serve_config)] if args.serve_config else []
+    kind = "uvicorn" if args.serve == "uvicorn" else "ray"
+    print(f"starting `mmrec serve` ({kind}) ...", file=sys.stderr)
+    server = start_subprocess(cmd, f"http://127.0.0.1:{port}", key, kind)
+    print(f"ready in {server.startup_s:.1f}s; posting batches of {args.batch} for {args.seconds:g}s ...",
+          file=sys.stderr)
+    try:
+        m = load_events(server.url, key, items, seconds=args.seconds, batch=args.batch,
+                        concurrency=args.concurrency, max_batches=args.max_batches)
+    finally:
+        server.stop()
+    return {**m, "server": f"mmrec serve ({'local Ray Serve' if kind == 'ray' else 'uvicorn, --no-ray'})",
+            "serve_config": str(args.serve_config) if args.serve_config else None,
+            "synchronous": args.synchronous, "stored_events": FeedbackStore(db).count("events")}

@@ -1,11 +1,13 @@
 """Loopback measurement of `POST /v1/events` ingest (`mmrec feedback loadtest`): a measurement,
 not a test.
 
-The API runs with uvicorn in this process over a catalog of item ids only (the events route
-needs nothing else); the load comes from a spawned client process (threads, one keep-alive
-connection each), so that the client's JSON work does not compete for the server's GIL. Every
-batch holds ``batch`` new events (unique event ids), so each one is a durable write. After the
-run the store is counted: every 202 event must be there exactly once.
+Two servers: `run_events_load` serves the API with uvicorn in this process over a catalog of
+item ids only (the events route needs nothing else); `load_events` loads any running service on
+loopback (`mmrec feedback loadtest --serve ray` starts `mmrec serve` on local Ray for it). The
+load comes from a spawned client process (threads, one keep-alive connection each), so that the
+client's JSON work does not compete with the server for a GIL. Every batch holds ``batch`` new
+events (unique event ids), so each one is a durable write. After the run the store is counted:
+every 202 event must be there exactly once.
 """
 
 from __future__ import annotations
@@ -27,9 +29,11 @@ def _client(url: str, key: str, items: list[str], seconds: float, batch: int, co
     """Post batches from ``concurrency`` threads until ``seconds`` or ``max_batches``; send results."""
     host, port = url.removeprefix("http://").split(":")
     lat: list[float] = []
+    done: list[tuple[float, int]] = []  # (seconds since start, status) of each answered batch
     statuses: dict[int, int] = {}
     lock = threading.Lock()
-    deadline = time.perf_counter() + seconds
+    start = time.perf_counter()
+    deadline = start + seconds
     sent = [0]
 
     def worker(w: int) -> None:
@@ -49,9 +53,10 @@ def _client(url: str, key: str, items: list[str], seconds: float, batch: int, co
             con.request("POST", "/v1/events", body, {"Content-Type": "application/json", "X-API-Key": key})
             resp = con.getresponse()
             resp.read()
-            dt_ms = (time.perf_counter() - t0) * 1000
+            t1 = time.perf_counter()
             with lock:
-                lat.append(dt_ms)
+                lat.append((t1 - t0) * 1000)
+                done.append((t1 - start, resp.status))
                 statuses[resp.status] = statuses.get(resp.status, 0) + 1
         con.close()
 
@@ -61,7 +66,7 @@ def _client(url: str, key: str, items: list[str], seconds: float, batch: int, co
         t.start()
     for t in threads:
         t.join()
-    out.put({"latencies_ms": lat, "statuses": statuses, "wall_s": time.perf_counter() - t0})
+    out.put({"latencies_ms": lat, "done": done, "statuses": statuses, "wall_s": time.perf_counter() - t0})
 
 
 def _pct(xs: list[float], q: float) -> float:
@@ -69,10 +74,44 @@ def _pct(xs: list[float], q: float) -> float:
     return round(xs[min(len(xs) - 1, int(q * len(xs)))], 2) if xs else float("nan")
 
 
+def load_events(url: str, key: str, items: list[str], *, seconds: float = 20, batch: int = 50,
+                concurrency: int = 4, max_batches: int = 100_000, window_s: float = 5.0) -> dict[str, Any]:
+    """Post new-event batches to a running service on loopback from a spawned client process.
+
+    Returns the numbers as a dict; ``events_per_s_min_window`` is the lowest rate of any full
+    ``window_s`` window (whether the rate was sustained, not only its mean).
+    """
+    if not url.startswith(("http://127.0.0.1:", "http://localhost:")):
+        raise ValueError(f"load is sent to loopback only, got {url!r}")
+    ctx = mp.get_context("spawn")
+    q = ctx.Queue()
+    proc = ctx.Process(target=_client, args=(url, key, items, seconds, batch, concurrency, max_batches, q))
+    proc.start()
+    try:
+        res = q.get(timeout=seconds + 120)
+    finally:
+        proc.join(30)
+    lat, st = res["latencies_ms"], res["statuses"]
+    ok = st.get(202, 0)
+    per_window: dict[int, int] = {}
+    for t, status in res["done"]:
+        if status == 202:
+            per_window[int(t // window_s)] = per_window.get(int(t // window_s), 0) + batch
+    full = [per_window.get(w, 0) / window_s for w in range(int(res["wall_s"] // window_s))]
+    return {
+        "seconds": round(res["wall_s"], 2), "batch": batch, "concurrency": concurrency,
+        "batches": len(lat), "statuses": {str(k): v for k, v in st.items()},
+        "events_per_s": round(ok * batch / res["wall_s"], 1),
+        "events_per_s_min_window": round(min(full), 1) if full else None, "window_s": window_s,
+        "batch_ms_p50": _pct(lat, 0.50), "batch_ms_p99": _pct(lat, 0.99), "batch_ms_max": _pct(lat, 1.0),
+        "acknowledged_events": ok * batch,
+    }
+
+
 def run_events_load(store_path: Path, *, seconds: float = 20, batch: int = 50, concurrency: int = 4,
                     synchronous: str = "FULL", items: list[str] | None = None,
                     max_batches: int = 100_000) -> dict[str, Any]:
-    """Serve the events API on 127.0.0.1 and load it; the numbers as a dict.
+    """Serve the events API with uvicorn in this process on 127.0.0.1 and load it (`load_events`).
 
     Args:
         store_path: a fresh SQLite file for this run (the caller's temporary folder).
@@ -101,23 +140,10 @@ def run_events_load(store_path: Path, *, seconds: float = 20, batch: int = 50, c
     app = create_app(catalog, ServeSettings(feedback=fs).with_key(key), feedback=fb)
     server = start_uvicorn(app, "127.0.0.1")
     try:
-        ctx = mp.get_context("spawn")
-        q = ctx.Queue()
-        proc = ctx.Process(target=_client, args=(server.url, key, items, seconds, batch, concurrency,
-                                                 max_batches, q))
-        proc.start()
-        res = q.get(timeout=seconds + 120)
-        proc.join(30)
+        m = load_events(server.url, key, items, seconds=seconds, batch=batch, concurrency=concurrency,
+                        max_batches=max_batches)
     finally:
         server.stop()
         fb.close()
-    lat, st = res["latencies_ms"], res["statuses"]
-    ok = st.get(202, 0)
-    stored = FeedbackStore(store_path).count("events")
-    return {
-        "seconds": round(res["wall_s"], 2), "batch": batch, "concurrency": concurrency,
-        "synchronous": synchronous, "batches": len(lat), "statuses": {str(k): v for k, v in st.items()},
-        "events_per_s": round(ok * batch / res["wall_s"], 1),
-        "batch_ms_p50": _pct(lat, 0.50), "batch_ms_p99": _pct(lat, 0.99), "batch_ms_max": _pct(lat, 1.0),
-        "acknowledged_events": ok * batch, "stored_events": stored,
-    }
+    return {**m, "server": "uvicorn in-process", "synchronous": synchronous,
+            "stored_events": FeedbackStore(store_path).count("events")}

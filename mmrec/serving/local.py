@@ -25,6 +25,7 @@ class LocalServer:
     kind: str  # "ray" | "uvicorn"
     _stop: Callable[[], None] = field(repr=False)
     startup_s: float = 0.0
+    pid: int | None = None  # the serving process, when it is not this one (start_subprocess)
 
     def stop(self) -> None:
         self._stop()
@@ -160,7 +161,7 @@ def start_subprocess(cmd: list[str], url: str, api_key: str, kind: str,
                 raise
     # drain stderr in the background so that a chatty server never blocks on a full pipe
     threading.Thread(target=lambda: [None for _ in proc.stderr], daemon=True).start()
-    return LocalServer(url, kind, stop, time.perf_counter() - t0)
+    return LocalServer(url, kind, stop, time.perf_counter() - t0, pid=proc.pid)
 
 
 def _shutdown_ray() -> None:
