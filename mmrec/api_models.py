@@ -269,5 +269,55 @@ class CatalogUpdate(StrictModel):
         return self
 
 
+_ID_PATTERN = r"^[A-Za-z0-9_.:\-]+$"
+
+
+class CatalogItemIn(StrictModel):
+    """A new or replaced catalog item (the items contract's describing fields; values are
+    checked against the taxonomy like an ingest's, with the same synonyms)."""
+
+    item_id: str = Field(min_length=1, max_length=64, pattern=_ID_PATTERN)
+    title: str = Field(min_length=1, max_length=300)
+    category: str = Field(min_length=1, max_length=64, description="a taxonomy category or synonym")
+    brand: str | None = Field(None, max_length=100)
+    gender: str | None = Field(None, max_length=32)
+    colour: str | None = Field(None, max_length=64)
+    pattern: str | None = Field(None, max_length=64)
+    material: str | None = Field(None, max_length=64)
+    fit: str | None = Field(None, max_length=64)
+    sleeve: str | None = Field(None, max_length=64)
+    neckline: str | None = Field(None, max_length=64)
+    season: str | None = Field(None, max_length=64)
+    usage: str | None = Field(None, max_length=64)
+    year: int | None = Field(None, ge=1900, le=2100)
+    price: float | None = Field(None, ge=0, allow_inf_nan=False)
+    in_stock: bool = True
+    image_uri: str | None = Field(None, max_length=1024,
+                                  description="a file on the server's disk (admin only); decoded and "
+                                              "embedded with the loaded encoder when there is one")
+
+
+class CatalogResult(StrictModel):
+    index: int
+    item_id: str | None = None
+    op: Literal["upsert", "delete"]
+    status: Literal["accepted", "error"]
+    error: str | None = Field(None, description="names the field and what is valid")
+    warning: str | None = None
+
+
 class CatalogUpdates(StrictModel):
-    updates: list[CatalogUpdate] = Field(min_length=1, max_length=1000)
+    """Live catalog changes. ``updates`` (stock, price) are all-or-nothing (an unknown id refuses
+    the request); each upsert and delete is judged on its own (207 with a result each)."""
+
+    updates: list[CatalogUpdate] = Field(default_factory=list, max_length=1000)
+    upserts: list[dict[str, Any]] = Field(
+        default_factory=list, max_length=1000, description="CatalogItemIn objects",
+        json_schema_extra=lambda s: s.update(items=CatalogItemIn.model_json_schema()))
+    deletes: list[str] = Field(default_factory=list, max_length=1000)
+
+    @model_validator(mode="after")
+    def _something(self) -> "CatalogUpdates":
+        if not (self.updates or self.upserts or self.deletes):
+            raise ValueError("give at least 1 change in updates, upserts or deletes")
+        return self

@@ -83,6 +83,11 @@ class VariantRecommender:
             raise AttributeError(name)
         return getattr(self.control, name)
 
+    def with_base(self, base: Recommender) -> "VariantRecommender":
+        """The same experiment over another control (live catalog changes,
+        `mmrec.recommend.catalog_live`): every variant keeps its ranker."""
+        return VariantRecommender(base, self.ab, {n: v.ranker for n, v in self.variants.items()})
+
     def route(self, user_id: str | None) -> Recommender:
         return self.variants[self.ab.assign(user_id)]
 

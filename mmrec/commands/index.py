@@ -1,4 +1,4 @@
-"""`mmrec index build | add | remove | latency`: the FAISS index over catalog vectors."""
+"""`mmrec index build | add | remove | compact | latency`: the FAISS index over catalog vectors."""
 
 from __future__ import annotations
 
@@ -38,6 +38,14 @@ def register(sub) -> None:
     r.add_argument("--vectors", default=None, help="with --missing: vectors version (default: CURRENT)")
     add_config_args(r)
     r.set_defaults(handler=_remove)
+
+    c = s.add_parser("compact", help="fold the live catalog changes (POST /v1/admin/catalog) into a new "
+                                     "index version: deleted items' vectors dropped, new ones added, "
+                                     "no tombstones left")
+    c.add_argument("--feedback-db", type=Path, required=True,
+                   help="the serving feedback store (serve.yaml feedback.path) holding the changes")
+    add_config_args(c)
+    c.set_defaults(handler=_compact)
 
     lat = s.add_parser("latency", help="ANN latency and recall on synthetic clustered vectors, filters "
                                        "on (writes index_latency/<version>/metrics.json)")
@@ -99,6 +107,27 @@ def _remove(args) -> int:
                                    missing=args.missing, vectors_ref=args.vectors)
     print(f"removed {stats['removed']} (not indexed: {stats['unknown']}); wrote {art.path}",
           file=sys.stderr)
+    print(art.version)
+    return 0
+
+
+def _compact(args) -> int:
+    from mmrec.artifacts import ArtifactStore
+    from mmrec.errors import InputError
+    from mmrec.feedback.store import FeedbackStore
+    from mmrec.recall.compact import compact_index
+
+    if not args.feedback_db.is_file():
+        raise InputError(f"--feedback-db {args.feedback_db}: no such file (the server's feedback.path)")
+    fb = FeedbackStore(args.feedback_db)
+    try:
+        changes = fb.catalog_changes_since(0)
+    finally:
+        fb.close()
+    cfg = stage_config(args, "index")
+    art, stats = compact_index(ArtifactStore(args.artifacts), cfg, [c[1:] for c in changes],
+                               through_seq=changes[-1][0] if changes else None)
+    print(f"compacted: {json.dumps(stats)}; wrote {art.path}", file=sys.stderr)
     print(art.version)
     return 0
 

@@ -27,7 +27,7 @@ from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Literal
 
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 Synchronous = Literal["NORMAL", "FULL"]
 
 # One migration per schema version, applied in order inside one transaction each; the file
@@ -79,6 +79,16 @@ MIGRATIONS[2] = [
          price REAL                       -- NULL: unchanged
        )""",
 ]
+
+# 3: live catalog — the same log also takes new or replaced items (op 'upsert', the row and
+# its vector as JSON in ``body``) and deletions (op 'delete'), so one sequence orders every change
+# (a stock change after an upsert applies to the upserted row). Rows written under schema 2 are
+# stock/price changes and read as op 'stock'.
+MIGRATIONS[3] = [
+    "ALTER TABLE stock_updates ADD COLUMN op TEXT NOT NULL DEFAULT 'stock'",  # stock | upsert | delete
+    "ALTER TABLE stock_updates ADD COLUMN body TEXT",                        # upsert: JSON row + vector
+]
+CATALOG_OPS = ("stock", "upsert", "delete")
 
 IMPRESSION_COLUMNS = ("request_id", "ts_us", "user_id", "channel", "scene", "query", "items",
                       "versions", "variant")
@@ -184,14 +194,25 @@ class FeedbackStore:
     # -- live inventory --------------------------------------------------------------------
     def add_stock_updates(self, rows: list[tuple[str, bool | None, float | None]]) -> int:
         """Store (item_id, in_stock, price) changes in one transaction; the last sequence number."""
+        return self.add_catalog_changes([("stock", i, st, p, None) for i, st, p in rows])
+
+    def add_catalog_changes(self, rows: list[tuple[str, str, bool | None, float | None, dict | None]]) -> int:
+        """Store (op, item_id, in_stock, price, body) changes in one transaction, in order;
+        returns the last sequence number. ``op`` is one of CATALOG_OPS; ``body`` (upserts) is
+        stored as JSON."""
+        for op, *_ in rows:
+            if op not in CATALOG_OPS:
+                raise ValueError(f"catalog change op must be one of {CATALOG_OPS}, got {op!r}")
         with self._lock:
             cur = self._con.cursor()
             cur.execute("BEGIN IMMEDIATE")
             try:
                 t = now_us()
-                for item_id, in_stock, price in rows:
-                    cur.execute("INSERT INTO stock_updates (received_us, item_id, in_stock, price) "
-                                "VALUES (?, ?, ?, ?)", (t, item_id, None if in_stock is None else int(in_stock), price))
+                for op, item_id, in_stock, price, body in rows:
+                    cur.execute("INSERT INTO stock_updates (received_us, item_id, in_stock, price, op, body) "
+                                "VALUES (?, ?, ?, ?, ?, ?)",
+                                (t, item_id, None if in_stock is None else int(in_stock), price, op,
+                                 None if body is None else json.dumps(body, separators=(",", ":"))))
                 seq = cur.execute("SELECT MAX(seq) FROM stock_updates").fetchone()[0] or 0
                 cur.execute("COMMIT")
             except BaseException:
@@ -199,12 +220,18 @@ class FeedbackStore:
                 raise
         return int(seq)
 
-    def stock_updates_since(self, seq: int) -> list[tuple[int, str, bool | None, float | None]]:
-        """(seq, item_id, in_stock, price) of every change after ``seq``, oldest first."""
+    def catalog_changes_since(self, seq: int, limit: int | None = None
+                              ) -> list[tuple[int, str, str, bool | None, float | None, dict | None]]:
+        """(seq, op, item_id, in_stock, price, body) of every change after ``seq``, oldest first."""
+        sql = "SELECT seq, op, item_id, in_stock, price, body FROM stock_updates WHERE seq > ? ORDER BY seq"
         with self._lock:
-            rows = self._con.execute("SELECT seq, item_id, in_stock, price FROM stock_updates WHERE seq > ? "
-                                     "ORDER BY seq", (seq,)).fetchall()
-        return [(s, i, None if st is None else bool(st), p) for s, i, st, p in rows]
+            rows = self._con.execute(sql + (f" LIMIT {int(limit)}" if limit else ""), (seq,)).fetchall()
+        return [(s, op, i, None if st is None else bool(st), p, None if b is None else json.loads(b))
+                for s, op, i, st, p, b in rows]
+
+    def stock_updates_since(self, seq: int) -> list[tuple[int, str, bool | None, float | None]]:
+        """(seq, item_id, in_stock, price) of every stock/price change after ``seq``, oldest first."""
+        return [(s, i, st, p) for s, op, i, st, p, _ in self.catalog_changes_since(seq) if op == "stock"]
 
     # -- profiles --------------------------------------------------------------------------
     def put_profile(self, user_id: str, profile: dict) -> bool:

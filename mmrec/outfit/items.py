@@ -31,12 +31,25 @@ class ItemTable:
     """
 
     def __init__(self, table: pa.Table, version: str, taxonomy: Taxonomy | None = None):
-        self.taxonomy = tax = taxonomy or default_taxonomy()
-        self.version = version
         rows = table.to_pylist()
         for r in rows:
             r["attributes"] = dict(r.get("attributes") or [])
             r.pop("updated_at", None)  # not needed downstream; keeps rows JSON-friendly
+        self._code_rows(rows, version, taxonomy)
+
+    @classmethod
+    def from_rows(cls, rows: list[dict[str, Any]], version: str,
+                  taxonomy: Taxonomy | None = None) -> "ItemTable":
+        """A table over rows already in this class's form (``attributes`` a dict, no
+        ``updated_at``), e.g. another table's rows with live catalog changes applied; the row
+        dicts are used as given, not copied."""
+        out = cls.__new__(cls)
+        out._code_rows(rows, version, taxonomy)
+        return out
+
+    def _code_rows(self, rows: list[dict[str, Any]], version: str, taxonomy: Taxonomy | None) -> None:
+        self.taxonomy = tax = taxonomy or default_taxonomy()
+        self.version = version
         self.rows: list[dict[str, Any]] = rows
         self.ids: list[str] = [r["item_id"] for r in rows]
         self.index: dict[str, int] = {i: n for n, i in enumerate(self.ids)}

@@ -63,6 +63,7 @@ class VectorIndex:
         self.label_of = {iid: i for i, iid in enumerate(item_ids) if alive[i]}
         self._gpu_index = None
         self._generation = 0  # bumped on every change: invalidates cached selections
+        self._tombstones = 0  # labels marked dead by `tombstone` while faiss still holds them
         self._sel_cache: OrderedDict[tuple, tuple] = OrderedDict()
         self._lock = threading.Lock()  # searches may run in threads; the cache is shared
         self._lists: tuple[int, np.ndarray] | None = None  # (generation, list of each label)
@@ -141,6 +142,17 @@ class VectorIndex:
         self._after_change()
         return len(labels)
 
+    def tombstone(self, item_ids: Sequence[str]) -> int:
+        """Mark items dead without touching the faiss structure, which may be searched by other
+        threads meanwhile (faiss adds and removals are not safe beside searches; flipping flags
+        is); `compact` drops them. Returns how many were alive."""
+        labels = [self.label_of.pop(i) for i in dict.fromkeys(item_ids) if i in self.label_of]
+        if labels:
+            self.alive[np.asarray(labels, dtype=np.int64)] = False
+            self._tombstones += len(labels)
+            self._changed()
+        return len(labels)
+
     def set_metadata(self, item_ids: Sequence[str], rows: Sequence[dict[str, Any]]) -> int:
         """Change filter metadata (stock, price, ...) without touching vectors; returns rows changed."""
         pairs = [(self.label_of[i], r) for i, r in zip(item_ids, rows) if i in self.label_of]
@@ -187,6 +199,7 @@ class VectorIndex:
         self.alive = np.ones(len(live), bool)
         self.meta = self.meta.take(live)
         self.label_of = {iid: i for i, iid in enumerate(self.item_ids)}
+        self._tombstones = 0
         self._changed()
 
     # -- vectors --------------------------------------------------------------------------
@@ -289,7 +302,7 @@ class VectorIndex:
         if k <= 0 or self.n_alive == 0:
             return [[] for _ in range(len(q))]
         unfiltered = (filters is None or (filters.key() == _NO_FILTER_KEY and not filters.exclude_ids)) \
-            and not (self.kind in TOMBSTONE_KINDS and self.n_dead)
+            and not (self.kind in TOMBSTONE_KINDS and self.n_dead) and not self._tombstones
         if unfiltered:
             D, I = self._search_plain(q, k)
             return self._pairs(D, I)

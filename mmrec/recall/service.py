@@ -42,6 +42,8 @@ class _Snapshot:
     bm25: BM25Route
     popularity: PopularityRoute | None
     versions: dict[str, str]
+    # vectors of items added or re-embedded live (`with_catalog`), searched beside ``index``
+    fresh: VectorIndex | None = None
 
 
 class Recall:
@@ -122,6 +124,11 @@ class Recall:
     def index(self) -> VectorIndex:
         return self._snap.index
 
+    @property
+    def fresh(self) -> VectorIndex | None:
+        """The vectors of items added or re-embedded live (`with_catalog`), if any."""
+        return self._snap.fresh
+
     def route_results(self, query: RecallQuery, *, routes: set[str] | None = None,
                       snapshot: _Snapshot | None = None) -> list[RouteResult]:
         """Every applicable route's ranked list for ``query`` (``routes`` limits which run)."""
@@ -140,7 +147,7 @@ class Recall:
 
         if text and want("text_image") and self.encoder is not None:
             vec = self._text_vector(text)
-            out.append(VectorRoute("text_image", snap.index).search(vec, query.filters, cfg.text_image.depth))
+            out.append(_vector_search(snap, "text_image", vec, query.filters, cfg.text_image.depth))
         if (query.image is not None or query.image_vector is not None) and want("photo_image"):
             if query.image_vector is not None:
                 vec = normalise(query.image_vector, snap.index.dim)
@@ -148,7 +155,7 @@ class Recall:
                 raise InputError("a photo query needs an encoder; load Recall with one")
             else:
                 vec = self.encoder.encode_images([query.image])[0]
-            out.append(VectorRoute("photo_image", snap.index).search(vec, query.filters, cfg.photo_image.depth))
+            out.append(_vector_search(snap, "photo_image", vec, query.filters, cfg.photo_image.depth))
         if (text or query.attributes) and want("attribute"):
             values, info = snap.attribute.query_values(text or None, query.attributes)
             if values:
@@ -159,6 +166,37 @@ class Recall:
             out.append(snap.bm25.search(text, rows_allowed(), cfg.bm25.depth))
         if snap.popularity is not None and want("popularity"):
             out.append(snap.popularity.search(query.segment, rows_allowed(), cfg.popularity.depth))
+        return out
+
+    def with_catalog(self, items: pa.Table, fresh: VectorIndex | None) -> "Recall":
+        """A Recall over the same index and encoder whose lexical, attribute and popularity routes
+        search ``items`` (live catalog changes: new rows in, deleted rows out), and whose vector
+        routes also search ``fresh`` (the vectors of items added or re-embedded live).
+
+        The main index is shared, not copied: deleted and re-embedded items must already be
+        tombstoned in it (`VectorIndex.tombstone`). Popularity keeps each item's score; a new
+        item has none."""
+        old = self._snap
+        extra = list(fresh.label_of) if fresh is not None else []
+        snap = _snapshot(old.index, items, self.cfg, None, old.versions, old.attribute.taxonomy, extra)
+        if old.popularity is not None:
+            pos = np.array([old.popularity.catalog.pos_of.get(i, -1) for i in snap.catalog.item_ids])
+
+            def take(scores: np.ndarray) -> np.ndarray:
+                return np.where(pos >= 0, scores[np.maximum(pos, 0)], 0.0)
+
+            pop = PopularityRoute(snap.catalog, take(old.popularity.global_scores),
+                                  {k: take(v) for k, v in old.popularity.segment_scores.items()},
+                                  old.popularity.source)
+            attribute = AttributeRoute(snap.catalog, snap.attribute.taxonomy, self.cfg.attribute,
+                                       tie_break=pop.prior())
+            snap = _Snapshot(snap.index, snap.catalog, attribute, snap.bm25, pop, snap.versions)
+        snap = _Snapshot(snap.index, snap.catalog, snap.attribute, snap.bm25, snap.popularity,
+                         snap.versions, fresh)
+        out = Recall(snap, self.encoder, self.cfg, self.index_cfg)
+        out._text_vectors = self._text_vectors  # same encoder: same text vectors
+        if hasattr(self, "_store"):
+            out._store = self._store
         return out
 
     def _text_vector(self, text: str) -> np.ndarray:
@@ -180,17 +218,28 @@ class Recall:
 
 # -- loading helpers ------------------------------------------------------------------------
 
+def _vector_search(snap: _Snapshot, name: str, vec: np.ndarray, filters, depth: int) -> RouteResult:
+    """The main index's hits, merged by score with the live-added vectors' (if any)."""
+    main = VectorRoute(name, snap.index).search(vec, filters, depth)
+    if snap.fresh is None or not len(snap.fresh):
+        return main
+    extra = VectorRoute(name, snap.fresh).search(vec, filters, depth)
+    pairs = sorted([*zip(main.scores, main.item_ids), *zip(extra.scores, extra.item_ids)], reverse=True)[:depth]
+    return RouteResult(name, [i for _, i in pairs], [sc for sc, _ in pairs])
+
+
 def _snapshot(index: VectorIndex, items: pa.Table, cfg: RecallConfig,
               popularity: tuple[pa.Table, pa.Table | None, str] | None, versions: dict[str, str],
-              taxonomy=None) -> _Snapshot:
-    """Assemble the routes over the items the index holds."""
+              taxonomy=None, extra_ids: list[str] = ()) -> _Snapshot:
+    """Assemble the routes over the items the index holds (and ``extra_ids``: live-added)."""
     import pyarrow.compute as pc
 
     from mmrec.taxonomy import default_taxonomy
 
     # The index defines what is recallable: an item removed from it (or without a vector) is
     # not brought back by the lexical, attribute or popularity routes either.
-    items = items.filter(pc.is_in(items.column("item_id"), pa.array(list(index.label_of), pa.string())))
+    items = items.filter(pc.is_in(items.column("item_id"),
+                                  pa.array([*index.label_of, *extra_ids], pa.string())))
     catalog = RecallCatalog(items, index.cfg.filter_cache)
     pop = None
     if popularity is not None:

@@ -36,11 +36,11 @@ def apply_stock(rec: "Recommender", updates: Iterable[StockUpdate]) -> int:
         changed[item_id] = row
     if not changed:
         return 0
-    index = getattr(rec.recall, "index", None)
-    if index is not None:
-        from mmrec.recall.build import meta_row
+    for index in (getattr(rec.recall, "index", None), getattr(rec.recall, "fresh", None)):
+        if index is not None:  # the main index and the live-added vectors, where the item is
+            from mmrec.recall.build import meta_row
 
-        index.set_metadata(list(changed), [meta_row(r) for r in changed.values()])
+            index.set_metadata(list(changed), [meta_row(r) for r in changed.values()])
     # candidates chosen under the old stock must not be served again
     rec.candidates.forget()
     rec.generation = next_generation()

@@ -24,7 +24,7 @@ from fastapi.staticfiles import StaticFiles
 from pydantic import ValidationError
 from starlette.concurrency import run_in_threadpool
 
-from mmrec.api_models import (CatalogUpdates, ErrorOut, ItemOut, RecommendRequest, RecommendResponse,
+from mmrec.api_models import (ErrorOut, ItemOut, RecommendRequest, RecommendResponse,
                               RequestFilters, SceneOut, ScenesResponse, TagResponse)
 from mmrec.errors import ArtifactError, InputError
 from mmrec.feedback.impressions import impression_parts
@@ -33,6 +33,7 @@ from mmrec.images import ImageError, load_image
 from mmrec.lru import LRU
 from mmrec.outfit.photo import ComponentMissing, PhotoAnalysis
 from mmrec.serving.batching import BatchedPhotos
+from mmrec.serving.catalog_api import add_catalog_routes
 from mmrec.serving.feedback_api import Feedback, add_feedback_routes
 from mmrec.serving.guards import BodyLimitMiddleware, Gate, Overloaded, RequestIdMiddleware
 from mmrec.serving.holder import RecommenderHolder
@@ -154,8 +155,9 @@ def create_app(recommender: Any, settings: ServeSettings | None = None, *,
         rec = holder.current
         if rec is None:
             raise Overloaded(503, "the recommender is still loading", settings.retry_after_s)
-        if stock is not None:  # acknowledged stock/price changes, at most one look per second
-            stock.sync(rec)
+        if stock is not None:  # acknowledged catalog changes, at most one look per second
+            stock.sync(holder)
+            rec = holder.current  # upserts and deletes swap in a derived recommender
         return rec
 
     # ------------------------------------------------------------------ errors
@@ -352,24 +354,7 @@ def create_app(recommender: Any, settings: ServeSettings | None = None, *,
         return {**out, "versions": holder.status()["versions"],
                 "seconds": round(time.perf_counter() - t0, 3)}
 
-    @app.post("/v1/admin/catalog", tags=["admin"],
-              responses={401: {"model": ErrorOut}, 422: {"model": ErrorOut}, 503: {"model": ErrorOut}})
-    async def catalog_update(body: CatalogUpdates, _: Admin) -> dict[str, Any]:
-        """Stock and price changes, live: stored durably, applied here at once and by every other
-        replica within about a second; requests that start after this answer on this replica
-        never serve an item it took out of stock."""
-        if stock is None:
-            raise HTTPException(503, "live inventory needs the feedback store (feedback.enabled in serve.yaml)")
-        rec = current()
-        unknown = [u.item_id for u in body.updates if u.item_id not in rec.items.index]
-        if unknown:
-            raise HTTPException(422, f"unknown item_id {unknown[:20]} (not in items/{rec.items.version}); "
-                                     "nothing was stored")
-        rows = [(u.item_id, u.in_stock, u.price) for u in body.updates]
-        seq = await run_in_threadpool(stock.store.add_stock_updates, rows)
-        changed = await run_in_threadpool(stock.sync, rec, now=True)
-        return {"accepted": len(rows), "seq": seq, "changed": changed,
-                "other_replicas_within_s": stock.interval_s}
+    add_catalog_routes(app, stock, holder, current, Admin)
 
     # ------------------------------------------------------------------ feedback
     add_feedback_routes(app, feedback, Keyed, lambda: current().items.index, metrics)

@@ -43,6 +43,7 @@ class RecommenderHolder:
         self._store = store
         self._poll_s = poll_s
         self._lock = threading.Lock()
+        self._swap_lock = threading.Lock()  # guards _current against a swap racing a reload
         self._current = initial
         self._pointers = self._read_pointers() if initial is not None else None
         self.last_error: str | None = None
@@ -63,6 +64,15 @@ class RecommenderHolder:
     @property
     def ready(self) -> bool:
         return self._current is not None
+
+    def swap(self, old: Any, new: Any) -> bool:
+        """Serve ``new`` (``old`` with live catalog changes applied) unless a reload replaced
+        ``old`` meanwhile (the reloaded one applies the stored changes itself); True if swapped."""
+        with self._swap_lock:
+            if self._current is not old:
+                return False
+            self._current = new
+            return True
 
     def _read_pointers(self) -> dict[str, str | None] | None:
         if self._store is None:
@@ -91,7 +101,8 @@ class RecommenderHolder:
                 if self._current is None:
                     raise
                 return {"reloaded": False, "reason": self.last_error, "recommender": self._current}
-            self._current, self._pointers = fresh, pointers
+            with self._swap_lock:
+                self._current, self._pointers = fresh, pointers
             self.last_error, self.loaded_at = None, time.time()
             if self._freeze_heap:
                 _settle_heap()
