@@ -95,9 +95,18 @@ class PhotoOut(StrictModel):
     """What the kiosk photo was read as, and the catalog items most like it."""
 
     attributes: dict[str, dict[str, Any]] = Field(default_factory=dict)
-    slot: str | None = None
-    slot_source: Literal["tagger", "neighbours", "none"] = "none"
+    slot: str | None = Field(None, description="the slot the outfits are built around (None: not placed)")
+    slot_source: Literal["tagger", "neighbours", "shopper", "none"] = "none"
     similar: list[str] = Field(default_factory=list)
+    slot_confidence: float | None = Field(
+        None, description="calibrated probability that the read slot is right (None: no calibrator, "
+                          "or the shopper named the slot)")
+    slot_guess: str | None = Field(None, description="when abstained: the slot the reading leaned to")
+    abstained: bool = Field(False, description="the photo could not be read reliably: no outfits are "
+                                               "built around a guess; ask the shopper (slot_choices)")
+    abstain_reason: str | None = None
+    slot_choices: list[str] = Field(default_factory=list, description="when abstained: slots to offer "
+                                    "the shopper; re-send the photo with one as the `slot` hint")
 
 
 class RecommendResponse(StrictModel):

@@ -38,6 +38,7 @@ RANK_LATENCY = "rank_latency"        # mmrec.rank.latency (`mmrec rank latency`)
 
 # -- outfits, benchmark, serving ---------------------------------------------------------------
 OUTFIT_PRIORS = "outfit_priors"      # mmrec.outfit.priors: Polyvore co-occurrence priors
+SLOT_CALIBRATION = "slot_calibration"  # mmrec.bench.slot_calibration: photo slot confidence
 BENCH_EVAL = "bench_eval"            # mmrec.bench.runner: a published benchmark run
 SERVE_LOADTEST = "serve_loadtest"    # `mmrec serve loadtest`
 # Not a versioned artifact: the live feedback store (one SQLite file, mmrec.feedback) lives in

@@ -95,6 +95,38 @@ def histogram(title: str, series: dict[str, Sequence[float]], *, bins: int = 24,
     return "".join(out)
 
 
+def reliability(title: str, bins: Sequence[dict], *, size: int = 260) -> str:
+    """Reliability diagram: per confidence bin, accuracy (bar) against the diagonal of perfect
+    calibration, with each bin's mean confidence (dot) and count; ``bins`` as
+    `mmrec.bench.metrics.calibration` gives them ({bin: [lo, hi], confidence, accuracy, count})."""
+    left, top, pad = 34, 24, 22
+    pw = ph = size - left - 10
+    h = top + ph + pad + 14
+    x = lambda v: left + pw * max(0.0, min(1.0, v))  # noqa: E731 -- two tiny axis maps
+    y = lambda v: top + ph - ph * max(0.0, min(1.0, v))  # noqa: E731
+    out = [f'<svg class="chart" role="img" aria-label="{_e(title)}" width="{size}" height="{h}" '
+           f'viewBox="0 0 {size} {h}" xmlns="http://www.w3.org/2000/svg">',
+           f'<text x="0" y="14" class="ct">{_e(title)}</text>',
+           f'<rect x="{left}" y="{top}" width="{pw}" height="{ph}" fill="#f7f8fa" stroke="#ccc"/>',
+           f'<line x1="{x(0)}" y1="{y(0)}" x2="{x(1)}" y2="{y(1)}" stroke="#888" stroke-dasharray="4 3"/>']
+    for v in (0.0, 0.5, 1.0):
+        out.append(f'<text x="{x(v):.0f}" y="{top + ph + 13}" text-anchor="middle" class="cl">{v:.1f}</text>')
+        out.append(f'<text x="{left - 4}" y="{y(v) + 4:.0f}" text-anchor="end" class="cl">{v:.1f}</text>')
+    out.append(f'<text x="{left + pw / 2:.0f}" y="{top + ph + pad + 10}" text-anchor="middle" '
+               f'class="cl">confidence (bars: accuracy)</text>')
+    for b in bins:
+        lo, hi = b["bin"]
+        acc, conf, n = b["accuracy"], b["confidence"], b["count"]
+        out.append(f'<rect x="{x(lo) + 1:.1f}" y="{y(acc):.1f}" width="{x(hi) - x(lo) - 2:.1f}" '
+                   f'height="{y(0) - y(acc):.1f}" fill="{PALETTE[0]}" opacity="0.75">'
+                   f'<title>{lo:.1f}–{hi:.1f}: accuracy {acc:.2f}, mean confidence {conf:.2f}, n={n}</title></rect>')
+        out.append(f'<circle cx="{x(conf):.1f}" cy="{y(conf):.1f}" r="3" fill="{PALETTE[1]}"/>')
+        out.append(f'<text x="{(x(lo) + x(hi)) / 2:.1f}" y="{min(y(acc) - 3, y(0) - 3):.1f}" '
+                   f'text-anchor="middle" class="cl">{n}</text>')
+    out.append("</svg>")
+    return "".join(out)
+
+
 def heat(value: float | None, better: str = "higher") -> str:
     """Background colour of a table cell for a 0..1 value (green good, red bad)."""
     if value is None:

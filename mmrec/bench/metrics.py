@@ -141,6 +141,8 @@ PHOTO_READING = {
     "anchor_slot": ("outfit around true slot", "higher", "outfits holding an item of the photo's true slot"),
     "similar_slot@10": ("look-alikes of true slot P@10", "higher",
                         "top-10 look-alikes (the product itself left out) of the photo's true slot"),
+    "slot_ece": ("slot confidence ECE", "lower", "expected calibration error (10 bins) of the slot "
+                 "confidence over labelled photos with a read slot, abstained ones included", "score"),
 }
 PHOTO_MODE_LABELS = {"photo": "Re-shot catalog photo", "real_photo": "Real phone photo",
                      "other_retailer": "Other retailer's packshot"}
@@ -157,8 +159,8 @@ def metric_def(name: str) -> MetricDef:
         return METRICS[name]
     mode, _, judge = name.partition(".")
     if mode in PHOTO_MODE_LABELS and judge in PHOTO_READING:
-        label, better, help_ = PHOTO_READING[judge]
-        return MetricDef(f"{PHOTO_MODE_LABELS[mode]}: {label}", better, "rate",
+        label, better, help_, *unit = PHOTO_READING[judge]
+        return MetricDef(f"{PHOTO_MODE_LABELS[mode]}: {label}", better, unit[0] if unit else "rate",
                          "real-scene" if mode != "photo" else "recall", help_)
     if name.startswith("tag."):
         field = name[4:]
@@ -224,10 +226,13 @@ def confusion(records: Sequence[Mapping[str, Any]], top: int = 12) -> dict[str, 
 def calibration(readings: Sequence[Mapping[str, Any]], bins: int = 10) -> dict[str, Any] | None:
     """Expected calibration error of the slot reading's confidence, with its reliability table.
 
-    Over readings that carry a confidence and a verdict (labelled, not abstained).
+    Over labelled readings that carry a confidence and read a slot, abstained or not: the
+    confidence is judged on the slot the reading leaned to (a run before abstention existed
+    has no ``guess_correct``: its non-abstained verdicts are used).
     """
-    pts = [(float(r["confidence"]), bool(r["correct"])) for r in readings
-           if r.get("confidence") is not None and r.get("correct") is not None]
+    pts = [(float(r["confidence"]), bool(r["guess_correct"] if "guess_correct" in r else r["correct"]))
+           for r in readings if r.get("confidence") is not None
+           and (r["guess_correct"] if "guess_correct" in r else r.get("correct")) is not None]
     if not pts:
         return None
     table = []
@@ -242,8 +247,9 @@ def calibration(readings: Sequence[Mapping[str, Any]], bins: int = 10) -> dict[s
         ece += len(sel) / len(pts) * abs(conf - acc)
         table.append({"bin": [lo, hi], "confidence": conf, "accuracy": acc, "count": len(sel)})
     return {"ece": ece, "count": len(pts), "bins": table,
-            "note": "confidence = the photo reading's slot confidence (the tagger's category "
-                    "confidence when no slot confidence is given)"}
+            "note": "confidence = the photo reading's calibrated slot confidence (the tagger's "
+                    "category confidence when the system gives none), judged on the slot read, "
+                    "abstained readings included"}
 
 
 def pair_parity(records: Sequence[Mapping[str, Any]], metric: str) -> dict[str, Any] | None:

@@ -252,7 +252,14 @@ def build_metrics(records: Sequence[dict[str, Any]], meta: dict[str, Any], p: Pr
     recommended = [it["item_id"] for r in records for o in r["outfits"] for it in o["items"]]
     catalog = {i: r["slot"] for i, r in p.truth.rows.items()
                if r.get("in_stock") and r.get("slot") != "other"}
-    used = {m for r in records for m in (r.get("obs") or {})}
+    calibration = {m: M.calibration([r["photo_reading"] for r in records
+                                     if r["mode"] == m and r.get("photo_reading")])
+                   for m in sorted({r["mode"] for r in records if r.get("photo_reading")})}
+    totals = M.aggregate(records)
+    for mode, cal in calibration.items():  # a statistic of the whole set, not a mean of cases
+        if cal:
+            totals[f"{mode}.slot_ece"] = {"value": cal["ece"], "count": cal["count"], "cases": cal["count"]}
+    used = {m for r in records for m in (r.get("obs") or {})} | set(totals)
     defs = {}
     for m in sorted(used):
         d = M.metric_def(m)
@@ -268,7 +275,7 @@ def build_metrics(records: Sequence[dict[str, Any]], meta: dict[str, Any], p: Pr
                       "heldout": len(x.heldout), "history": len(x.history), "note": x.note}
                      for x in p.personas],
         "definitions": defs,
-        "totals": M.aggregate(records),
+        "totals": dict(sorted(totals.items())),
         "by_scene": M.group_by(records, lambda r: r["scene"]),
         "by_segment": M.group_by(records, lambda r: r["segment"]),
         "by_persona": M.group_by(records, lambda r: r["persona"]),
@@ -276,9 +283,7 @@ def build_metrics(records: Sequence[dict[str, Any]], meta: dict[str, Any], p: Pr
         "latency_ms": M.latency_by_mode(records),
         "coverage": coverage(recommended, catalog),
         "confusion": M.confusion(records),
-        "calibration": {m: M.calibration([r["photo_reading"] for r in records
-                                          if r["mode"] == m and r.get("photo_reading")])
-                        for m in sorted({r["mode"] for r in records if r.get("photo_reading")})},
+        "calibration": calibration,
         "by_lang": M.group_by([r for r in records if r.get("lang")], lambda r: r["lang"]),
         "query_parity": M.pair_parity(records, "query.constraints"),
         "errors": [{"case_id": r["case_id"], "error": r["error"]}

@@ -134,8 +134,10 @@ def _photo_reading(case: Case, response: Mapping[str, Any], ptruth: Mapping[str,
     conf = photo.get("slot_confidence")
     if conf is None:
         conf = (attrs.get("category") or {}).get("confidence")
+    guess = photo.get("slot_guess") or slot  # what an abstained reading leaned to
     out = {"slot": slot, "category": cat, "abstained": abstained, "confidence": conf,
-           "truth_slot": ptruth.get("slot"), "probe": bool(ptruth.get("probe")), "correct": None}
+           "truth_slot": ptruth.get("slot"), "probe": bool(ptruth.get("probe")), "correct": None,
+           "guess": guess, "guess_correct": guess == ptruth["slot"] if guess and ptruth.get("slot") else None}
     if ptruth.get("probe"):
         _obs(obs, f"{m}.probe_abstain", abstained)
         return out

@@ -60,6 +60,21 @@ def register(sub) -> None:
     cmp_.add_argument("--json", type=Path, default=None, help="also write the comparison here")
     cmp_.set_defaults(handler=_compare)
 
+    cal = s.add_parser("calibrate-slot", help="fit the photo slot confidence on the real-photo val "
+                       "senders, choose the abstention threshold, write a slot_calibration artifact")
+    cal.add_argument("--data", type=Path, default=Path("../shared/data"),
+                     help="real data root holding real_photos/")
+    cal.add_argument("--table", type=Path, default=Path("benchmark/suites/photos/real_photos.yaml"),
+                     help="label table + photographer split")
+    cal.add_argument("--target-accuracy", type=float, default=0.92,
+                     help="slot accuracy the photos kept must reach on val")
+    cal.add_argument("--test", action="store_true",
+                     help="also read the test senders and report the fitted calibrator on them "
+                          "(never used for fitting; do it once per calibrator)")
+    cal.add_argument("--json", type=Path, default=None, help="also write the measurements here")
+    add_config_args(cal)
+    cal.set_defaults(handler=_calibrate_slot)
+
 
 def _run(args: argparse.Namespace) -> int:
     from mmrec.artifacts import ArtifactStore
@@ -170,3 +185,39 @@ def _compare(args: argparse.Namespace) -> int:
         atomic_write_text(args.json, json.dumps(result, indent=2))
     return 0 if result["passed"] else GATE_FAILED
 
+
+
+def _calibrate_slot(args: argparse.Namespace) -> int:
+    from mmrec.artifacts import ArtifactStore, atomic_write_text
+    from mmrec.bench import slot_calibration as SC
+    from mmrec.bench.photo_sources import load_real_photo_table, real_photos
+    from mmrec.recommend import Recommender
+    from mmrec.recommend.loading import photo_model_versions
+
+    store = ArtifactStore(args.artifacts)
+    cfg = stage_config(args, "recommend").model_copy(update={"prewarm_recall": False})
+    rec = Recommender.from_store(store, config=cfg)
+    table = load_real_photo_table(args.table, rec.tax)
+    root = args.data / "real_photos"
+    t0 = time.perf_counter()
+    val = SC.read_photos(rec, real_photos(root, table, "val"))
+    models = photo_model_versions(store)
+    cal = SC.fit(val, target_accuracy=args.target_accuracy, models=models,
+                 fitted_on={"source": "real_photos", "table": str(args.table), "split": "val",
+                            "photos": len(val), "senders": len({r.sender for r in val})})
+    out = {"calibrator": cal.model_dump(), "val": SC.evaluate(cal, val),
+           "val_cross_validated": SC.cross_validated(val, cal.fitted_on.get("c", 1.0))}
+    if args.test:
+        out["test"] = SC.evaluate(cal, SC.read_photos(rec, real_photos(root, table, "test")))
+    flat = {f"{split}.{k}": v for split in ("val", "test") if split in out
+            for k, v in out[split].items() if k != "bins"}
+    cv = out["val_cross_validated"] or {}
+    flat.update({f"val_cv.{k}": v for k, v in cv.items()})
+    out["version"] = SC.save(store, cal, flat)
+    if args.json:
+        atomic_write_text(args.json, json.dumps(out, indent=2, sort_keys=True))
+    for k, v in flat.items():
+        print(f"  {k:34} {v:.4f}" if isinstance(v, float) else f"  {k:34} {v}")
+    print(f"slot_calibration/{out['version']}: threshold {cal.threshold:.4f} "
+          f"({time.perf_counter() - t0:.0f}s)", file=sys.stderr)
+    return 0

@@ -17,6 +17,9 @@ class RecommenderConfig(StrictModel):
     candidates_per_slot: int = Field(60, ge=1, le=2000)
     photo_similar_k: int = Field(12, ge=1, le=200)
     photo_min_confidence: float = Field(0.5, ge=0, le=1)  # tagged values used below this are ignored
+    # a photo whose calibrated slot confidence is below this abstains (None: the threshold the
+    # slot_calibration artifact was fitted with); without a calibrator photos never abstain
+    photo_abstain_below: float | None = Field(None, ge=0, le=1)
     history_limit: int = Field(50, ge=0, le=1000)
     recall_cache_size: int = Field(8192, ge=0, le=1_000_000)
     prewarm_recall: bool = True  # at load: anonymous candidates of every scene/slot/gender

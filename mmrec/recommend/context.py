@@ -19,6 +19,7 @@ from mmrec.recommend.query import TypedQuery
 if TYPE_CHECKING:
     from mmrec.outfit.compose import Outfit, SlotPool
     from mmrec.rank.users import UserProfile
+    from mmrec.recommend.slot_confidence import SlotHint
 
 
 @dataclass
@@ -34,6 +35,7 @@ class RequestContext:
     query: TypedQuery = field(default_factory=TypedQuery)
     notes: list[str] = field(default_factory=list)
     timings: dict[str, float] = field(default_factory=dict)
+    photo_hint: "SlotHint | None" = None  # the shopper said what the photographed item is
 
     @property
     def segment(self) -> str | None:

@@ -18,6 +18,7 @@ from mmrec.outfit.photo import PhotoModels
 from mmrec.outfit.priors import CooccurrencePriors
 from mmrec.outfit.scenes import SceneBook
 from mmrec.recommend.config import RecommenderConfig
+from mmrec.recommend.slot_confidence import SlotCalibrator
 from mmrec.taxonomy import default_taxonomy
 
 if TYPE_CHECKING:
@@ -42,12 +43,13 @@ class LoadedParts:
     priors: CooccurrencePriors | None = None
     notes: list[str] = field(default_factory=list)
     versions: dict[str, str] = field(default_factory=dict)
+    slot_calibrator: SlotCalibrator | None = None
 
     def kwargs(self) -> dict[str, Any]:
         return {"recall": self.recall, "ranker": self.ranker, "users": self.users,
                 "photo": self.photo, "priors": self.priors, "config": self.config,
                 "taxonomy": self.items.taxonomy, "notes": self.notes, "versions": self.versions,
-                "users_simulated": self.users is not None}
+                "users_simulated": self.users is not None, "slot_calibrator": self.slot_calibrator}
 
 
 def load_parts(store: ArtifactStore, *, config: RecommenderConfig | None = None,
@@ -108,6 +110,10 @@ def load_parts(store: ArtifactStore, *, config: RecommenderConfig | None = None,
         notes += photo_notes
     else:  # photo responses carry the versions the photo deployment used
         versions = {"tagger": "photo deployment", "encoder": "photo deployment"}
+    calibrator, cal_notes = SlotCalibrator.load(store, photo_model_versions(store, photo_tagger))
+    notes += cal_notes
+    if calibrator is not None:
+        versions[kinds.SLOT_CALIBRATION] = store.current_version(kinds.SLOT_CALIBRATION) or "?"
     ranker = None
     if store.current_version(kinds.RANKER):
         from mmrec.rank.ranker import Ranker
@@ -121,7 +127,14 @@ def load_parts(store: ArtifactStore, *, config: RecommenderConfig | None = None,
     if users is not None and getattr(users, "version", None):
         versions["users"] = f"{users.version} (simulated)"
     return LoadedParts(items, scenes, cfg, recall=recall, ranker=ranker, users=users, photo=photo,
-                       priors=priors, notes=notes, versions=versions)
+                       priors=priors, notes=notes, versions=versions, slot_calibrator=calibrator)
+
+
+def photo_model_versions(store: ArtifactStore, with_tagger: bool = True) -> dict[str, str | None]:
+    """The CURRENT versions a photo reading depends on (what a slot calibrator is fitted on)."""
+    return {kinds.VLM: store.current_version(kinds.VLM) if with_tagger else None,
+            kinds.ENCODER: store.current_version(kinds.ENCODER),
+            kinds.INDEX: store.current_version(kinds.INDEX)}
 
 
 def _load_users(store: ArtifactStore, notes: list[str]) -> "UserStore | None":

@@ -3,6 +3,10 @@
 Look-alikes come from recall's own index (the image route, with the same hard filters as any
 search); without an index, from the tagged category and colour over the catalog. The slot is
 the tagger's reading when confident, else the majority slot of the nearest look-alikes.
+With a slot calibrator (`mmrec.recommend.slot_confidence`) the reading carries the
+probability that its slot is right; below the calibrator's threshold the photo is not
+placed at all (the answer abstains and asks the shopper what the item is). A shopper's hint
+(slot, optionally category) replaces the reading and is never declined.
 """
 
 from __future__ import annotations
@@ -20,6 +24,8 @@ from mmrec.outfit.items import ItemTable
 from mmrec.outfit.photo import PhotoAnalysis
 from mmrec.outfit.scenes import Scene, genders_compatible
 from mmrec.recommend.components import CandidateRecall
+from mmrec.recommend.slot_confidence import (CHOOSABLE_SLOTS, NEIGHBOURS, SlotCalibrator,
+                                             SlotEvidence, SlotHint, evidence_of)
 from mmrec.taxonomy import Taxonomy
 
 # Where the slot of a photo comes from in one attempt: the rule (tagger, else neighbours), the
@@ -46,15 +52,23 @@ class PhotoAnchoring:
         recall: the index the look-alikes are searched in (None: attribute match only).
         similar_k: look-alikes per photo (the anchor slot's pool size).
         min_confidence: tagged values below this are not used.
+        calibrator: maps a reading's evidence to its slot confidence (None: uncalibrated, never
+            abstains).
+        abstain_below: slot confidence under which the reading abstains (None: the
+            calibrator's own threshold, chosen on validation photos).
     """
 
     def __init__(self, items: ItemTable, taxonomy: Taxonomy, recall: CandidateRecall | None,
-                 similar_k: int, min_confidence: float):
+                 similar_k: int, min_confidence: float, calibrator: SlotCalibrator | None = None,
+                 abstain_below: float | None = None):
         self.items = items
         self.tax = taxonomy
         self.recall = recall
         self.k = similar_k
         self.min_confidence = min_confidence
+        self.calibrator = calibrator
+        self.abstain_below = abstain_below if abstain_below is not None else (
+            calibrator.threshold if calibrator is not None else None)
 
     def _confident(self, photo: PhotoAnalysis, fields: tuple[str, ...] | None = None) -> dict[str, str]:
         return {f: v["value"] for f, v in photo.attributes.items()
@@ -83,6 +97,8 @@ class PhotoAnchoring:
         attrs = self._confident(photo, ("category", "colour", "pattern", "usage"))
         if not tags and photo.vector is not None:
             attrs = {}  # a second opinion on the tagger's reading must not repeat it
+        if slot and attrs.get("category") and self.tax.slot_of(attrs["category"]) != slot:
+            del attrs["category"]  # the shopper named another slot than the tagger read
         if self.recall is not None:
             from mmrec.recall.types import Filters, RecallQuery
 
@@ -112,20 +128,45 @@ class PhotoAnchoring:
             ids = self.similar(photo, slot, genders, k, exclude=[]) if slot else ids
         return slot, how, ids
 
+    def evidence(self, photo: PhotoAnalysis, slot: str | None, exclude: list[str]) -> SlotEvidence:
+        """What backs reading ``photo`` as ``slot``: the tagger, and the slots of its nearest
+        look-alikes on the image alone (any gender: an item's slot does not depend on whom
+        the outfit is for)."""
+        near = self.similar(photo, None, None, NEIGHBOURS, exclude, tags=False)
+        return evidence_of(slot, photo.attributes, [self.items.row(i)["slot"] for i in near], self.tax)
+
+    def slot_confidence(self, photo: PhotoAnalysis, slot: str | None, exclude: list[str]) -> float | None:
+        """Calibrated probability that ``slot`` is the photo's slot (None: no calibrator)."""
+        if self.calibrator is None:
+            return None
+        return round(self.calibrator.confidence(self.evidence(photo, slot, exclude)), 4)
+
     def anchor(self, photo: PhotoAnalysis, scene: Scene, genders: list[str] | None,
-               exclude: list[str], slot_from: SlotFrom = "rule") -> PhotoAnchor:
+               exclude: list[str], slot_from: SlotFrom = "rule", hint: SlotHint | None = None
+               ) -> PhotoAnchor:
         """The photo as an outfit anchor: its slot, its look-alikes (any category), and the
         look-alikes the scene allows in that slot (the slot's candidates).
 
         ``slot_from``: "rule" (the tagged category's slot, else the majority of the
         look-alikes'), "neighbours" (skip the tagger's reading) or "colours" (no slot: the
-        outfits are matched to the photo's colours; the caller says why)."""
+        outfits are matched to the photo's colours; the caller says why). ``hint``: the
+        shopper said what the item is (slot_from is then ignored). A reading whose slot
+        confidence is under the threshold abstains: no anchor slot, no look-alikes."""
         k, notes = self.k, []
-        slot, how = self.tagged_slot(photo) if slot_from == "rule" else (None, "none")
+        if hint is not None:
+            slot, how = hint.slot, "shopper"
+        else:
+            slot, how = self.tagged_slot(photo) if slot_from == "rule" else (None, "none")
+        cats = [hint.category] if hint is not None and hint.category else None
         # one wide search serves the slot vote, the look-alikes and (usually) the slot's pool
-        wide = self.similar(photo, slot, genders, 4 * k, exclude, tags=slot_from != "neighbours")
+        wide = self.similar(photo, slot, genders, 4 * k, exclude, cats,
+                            tags=slot_from != "neighbours" or hint is not None)
         if slot is None and wide and slot_from != "colours":
             slot, how = self.majority_slot(wide), "neighbours"
+        conf = None if hint is not None or slot_from == "colours" else \
+            self.slot_confidence(photo, slot, exclude)
+        if conf is not None and self.abstain_below is not None and conf < self.abstain_below:
+            return self._abstain(photo, slot, conf)
         ids = [i for i in wide if slot is None or self.items.row(i)["slot"] == slot][:k]
         pool: list[str] = []
         if slot is None:
@@ -138,11 +179,17 @@ class PhotoAnchoring:
             allowed = set(scene.slot_categories(slot))
             pool = [i for i in wide if self.items.row(i)["category"] in allowed
                     and self.items.row(i)["slot"] == slot][:k]
+            if cats:
+                allowed &= set(cats)
             if len(pool) < k // 2:  # few allowed look-alikes among the wide ones: ask for them
                 pool = self.similar(photo, slot, genders, k, exclude, categories=sorted(allowed))
             if not pool:
                 notes.append(f"nothing like the photo is allowed as a {slot} for {scene.label}")
         attrs = self._confident(photo)
+        if hint is not None and (hint.category or self.tax.slot_of(attrs.get("category")) != slot):
+            attrs.pop("category", None)  # the shopper's word over the tagger's
+            if hint.category:
+                attrs["category"] = hint.category
         read_as = attrs.get("gender")
         asked = [g for g in genders or () if g != "unisex"]  # unisex items go with anyone
         if read_as and asked and not any(genders_compatible([read_as, g]) for g in asked):
@@ -154,5 +201,17 @@ class PhotoAnchoring:
         vec = np.asarray(photo.vector, dtype=np.float32) if photo.vector is not None else None
         feats = Features.of_attributes(attrs, self.items, self.tax, vec)
         out = PhotoOut(attributes={f: dict(v) for f, v in photo.attributes.items()}, slot=slot,
-                       slot_source=how if slot else "none", similar=ids)
+                       slot_source=how if slot else "none", similar=ids, slot_confidence=conf)
         return PhotoAnchor(Anchor(feats, slot, attrs), out, pool, notes)
+
+    def _abstain(self, photo: PhotoAnalysis, guess: str | None, conf: float) -> PhotoAnchor:
+        """No anchor: the reading is too unsure to build outfits around (the caller asks)."""
+        why = (f"slot confidence {conf:.2f} is below {self.abstain_below:.2f}" if guess else
+               "no slot could be read")
+        out = PhotoOut(attributes={f: dict(v) for f, v in photo.attributes.items()}, slot=None,
+                       slot_source="none", slot_guess=guess, slot_confidence=conf, abstained=True,
+                       abstain_reason=why, slot_choices=list(CHOOSABLE_SLOTS))
+        note = (f"the photo could not be read ({why}); say what the item is to get outfits "
+                f"around it: {', '.join(CHOOSABLE_SLOTS)}")
+        return PhotoAnchor(Anchor(Features.of_attributes({}, self.items, self.tax, None), None, {}),
+                           out, [], [note])

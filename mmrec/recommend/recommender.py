@@ -42,6 +42,7 @@ from mmrec.recommend.loading import load_parts
 from mmrec.recommend.photo_anchor import PhotoAnchoring, SlotFrom
 from mmrec.recommend.query import QueryReader
 from mmrec.recommend.response import ResponseShaper
+from mmrec.recommend.slot_confidence import SlotCalibrator, SlotHint
 from mmrec.taxonomy import Taxonomy, default_taxonomy
 
 if TYPE_CHECKING:
@@ -74,6 +75,8 @@ class Recommender:
         notes: what loading found missing, said in every response.
         users_simulated: the user store holds simulated shoppers (said in every personalised
             response; a profile with ``simulated=True`` is flagged either way).
+        slot_calibrator: a photo reading's slot confidence; below its threshold the photo
+            answer abstains (None: uncalibrated readings, never declined).
     """
 
     def __init__(self, items: ItemTable, scenes: SceneBook, *, recall: CandidateRecall | None = None,
@@ -81,7 +84,7 @@ class Recommender:
                  photo: PhotoModels | None = None, priors: CooccurrencePriors | None = None,
                  config: RecommenderConfig | None = None, taxonomy: Taxonomy | None = None,
                  versions: dict[str, str] | None = None, notes: list[str] | None = None,
-                 users_simulated: bool = False):
+                 users_simulated: bool = False, slot_calibrator: SlotCalibrator | None = None):
         self.cfg = config or RecommenderConfig()
         self.generation = next_generation()
         self.tax = taxonomy or items.taxonomy or default_taxonomy()
@@ -98,7 +101,8 @@ class Recommender:
         self.explainer = Explainer(self.tax, scenes, self.cfg.explain)
         self.candidates = CandidateSource(items, scenes, self.composer, recall, self.cfg)
         self.photos = PhotoAnchoring(items, self.tax, recall, self.cfg.photo_similar_k,
-                                     self.cfg.photo_min_confidence)
+                                     self.cfg.photo_min_confidence, slot_calibrator,
+                                     self.cfg.photo_abstain_below)
         self.queries = QueryReader(self.tax, scenes)
         self.shaper = ResponseShaper(items, self.explainer, self.tax)
         self.load_notes = list(notes or [])
@@ -160,12 +164,13 @@ class Recommender:
         return self.photos.similar_to_photo(photo, k, genders)
 
     def recommend(self, request: RecommendRequest, *, photo: PhotoAnalysis | None = None,
-                  image: Any | None = None) -> RecommendResponse:
+                  image: Any | None = None, slot_hint: SlotHint | None = None) -> RecommendResponse:
         """Outfits for ``request``; with ``photo`` (already analysed) or ``image`` (PIL, analysed
-        here) the look is built around the photo."""
+        here) the look is built around the photo -- in the shopper's ``slot_hint`` if given, else
+        in the slot read from it, or none at all when that reading is too unsure (abstained)."""
         t_start = time.perf_counter()
         ctx = RequestContext(request=request, scene=self.scenes.get(request.scene),
-                             notes=list(self.load_notes))
+                             notes=list(self.load_notes), photo_hint=slot_hint)
         if image is not None and photo is None:
             t = time.perf_counter()
             photo = self.analyze_photo(image)
@@ -182,7 +187,8 @@ class Recommender:
         if not attempt.outfits and attempt.photo is not None and attempt.photo.slot is not None:
             attempt = self._second_opinion(ctx, photo, attempt)
         ctx.notes.extend(attempt.notes)
-        if len(attempt.outfits) < request.k:
+        abstained = attempt.photo is not None and attempt.photo.abstained
+        if len(attempt.outfits) < request.k and not abstained:
             pools = attempt.candidates.pools
             empty = [s for s in ctx.scene.template_slots() if not len(pools.get(s, ()))]
             ctx.notes.append(f"{len(attempt.outfits)} of {request.k} outfits: the catalog has too few "
@@ -231,9 +237,12 @@ class Recommender:
         anchor, photo_out, anchor_pool = None, None, []
         if photo is not None:
             placed = self.photos.anchor(photo, ctx.scene, ctx.genders,
-                                        list(ctx.request.filters.exclude_item_ids), slot_from)
+                                        list(ctx.request.filters.exclude_item_ids), slot_from, ctx.photo_hint)
             anchor, photo_out, anchor_pool = placed.anchor, placed.out, placed.pool
             notes += placed.notes
+            if photo_out.abstained:  # nothing is composed around a guess: the shopper is asked
+                ctx.add_ms("recall_ms", t)
+                return Attempt([], Candidates(), photo_out, [], notes)
         cands = self.candidates.pools(ctx, anchor, anchor_pool)
         notes += cands.notes
         ctx.add_ms("recall_ms", t)

@@ -32,6 +32,7 @@ from mmrec.feedback.stock import StockSync
 from mmrec.images import ImageError, load_image
 from mmrec.lru import LRU
 from mmrec.outfit.photo import ComponentMissing, PhotoAnalysis
+from mmrec.recommend.slot_confidence import parse_slot_hint
 from mmrec.serving.batching import BatchedPhotos
 from mmrec.serving.catalog_api import add_catalog_routes
 from mmrec.serving.feedback_api import Feedback, add_feedback_routes
@@ -271,6 +272,9 @@ def create_app(recommender: Any, settings: ServeSettings | None = None, *,
         filters: Annotated[str | None, Form(max_length=8000, description="RequestFilters as JSON")] = None,
         lang: Annotated[str | None, Form(pattern="^(en|zh)$", description="explanations' language "
                                          "(default: the Accept-Language header's, else en)")] = None,
+        slot: Annotated[str | None, Form(max_length=20, description="what the item is, as the shopper "
+                                         "says (top, bottom, ...): the photo anchors there")] = None,
+        category: Annotated[str | None, Form(max_length=40, description="its catalog category")] = None,
         accept_language: Annotated[str | None, Header(max_length=500)] = None,
     ) -> Response:
         rec = current()
@@ -279,15 +283,19 @@ def create_app(recommender: Any, settings: ServeSettings | None = None, *,
                                    explain=explain, channel="kiosk", lang=lang or accepted_lang(accept_language),
                                    filters=RequestFilters.model_validate_json(filters) if filters
                                    else RequestFilters())
+            hint = parse_slot_hint(slot, category, rec.tax)  # InputError -> 422 naming the choices
         except ValidationError as e:
             raise RequestValidationError(e.errors(include_input=False)) from None
+        except InputError as e:
+            raise RequestValidationError([{"loc": ("body", "slot/category"), "msg": str(e),
+                                           "type": "value_error"}]) from None
         async with gate:
             img = await _decode(image)
         # not under the gate: the photo models may run elsewhere (a Ray deployment that tags
         # concurrent photos as one batch); holding a slot meanwhile would cap the batch
         analysis = await photo.analyze(img)
         async with gate:
-            resp = await run_in_threadpool(rec.recommend, req, photo=analysis)
+            resp = await run_in_threadpool(rec.recommend, req, photo=analysis, slot_hint=hint)
         metrics.outfits.inc(len(resp.outfits))
         if log_on:
             log_impression(resp.request_id, req, impression_parts(resp), resp.versions.get("variant"))

@@ -1,0 +1,206 @@
+"""Fit the photo slot calibrator on labelled real photos and choose the abstention threshold.
+
+The recipe reads the real-photo *val* photographers only (``benchmark/suites/photos/
+real_photos.yaml``): the benchmark judges *test*, and the models train on the remaining
+senders. For every labelled photo the served `Recommender` reads the slot exactly as a kiosk
+request would (`PhotoAnchoring.anchor`, uncalibrated), and records the evidence
+(`mmrec.recommend.slot_confidence.SlotEvidence`) and whether the slot is right. A logistic
+model maps evidence to P(right); the threshold is the lowest confidence at which the photos
+kept are right at least ``target_accuracy`` of the time on val (1.0 -- abstain on everything
+-- when no threshold reaches it: the honest answer for models that cannot read such photos).
+
+`evaluate` applies a fitted calibrator to another split (the test photos, once) and reports
+ECE, the reliability bins, abstention and accuracy on the photos kept.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Sequence
+
+import numpy as np
+
+from mmrec import kinds
+from mmrec.bench.photo_sources import PhotoTruth
+from mmrec.recommend.slot_confidence import (CALIBRATION_FILE, FEATURES, SlotCalibrator, SlotEvidence,
+                                             expected_calibration_error)
+
+MIN_KEPT = 5  # a threshold must keep at least this many val photos to claim an accuracy
+
+
+@dataclass
+class Reading:
+    """One labelled photo as the system read it."""
+
+    photo_id: str
+    sender: str | None
+    truth: str
+    slot: str | None
+    evidence: SlotEvidence
+
+    @property
+    def correct(self) -> bool:
+        return self.slot is not None and self.slot == self.truth
+
+
+def read_photos(rec: Any, photos: Sequence[PhotoTruth], batch: int = 16) -> list[Reading]:
+    """Read every labelled photo (probes have no slot truth and are skipped) as a kiosk
+    request would, without calibration, and collect its evidence."""
+    from mmrec.images import load_image
+
+    labelled = [p for p in photos if p.slot and not p.probe]
+    scene = next(iter(rec.scenes.scenes.values()))  # the slot reading does not depend on the scene
+    saved, rec.photos.calibrator, rec.photos.abstain_below = \
+        (rec.photos.calibrator, rec.photos.abstain_below), None, None
+    out: list[Reading] = []
+    try:
+        for at in range(0, len(labelled), batch):
+            chunk = labelled[at:at + batch]
+            analyses = rec.photo.analyze_many([load_image(Path(p.uri).read_bytes()) for p in chunk])
+            for p, a in zip(chunk, analyses):
+                slot = rec.photos.anchor(a, scene, None, []).out.slot
+                out.append(Reading(p.photo_id, p.sender, str(p.slot), slot, rec.photos.evidence(a, slot, [])))
+    finally:
+        rec.photos.calibrator, rec.photos.abstain_below = saved
+    return out
+
+
+def _xy(readings: Sequence[Reading]) -> tuple[np.ndarray, np.ndarray]:
+    read = [r for r in readings if r.slot is not None]
+    x = np.array([r.evidence.features() for r in read], dtype=np.float64).reshape(-1, len(FEATURES))
+    return x, np.array([r.correct for r in read], dtype=int)
+
+
+def choose_threshold(conf: Sequence[float], correct: Sequence[bool], target: float) -> float:
+    """Lowest confidence t such that the readings with confidence >= t are right at least
+    ``target`` of the time (and at least `MIN_KEPT` are kept); 1.0 when none is."""
+    pairs = sorted(zip(conf, correct), key=lambda p: -p[0])
+    best, right = 1.0, 0
+    for n, (c, ok) in enumerate(pairs, start=1):
+        right += ok
+        tie = n < len(pairs) and pairs[n][0] == c  # a threshold keeps every tie with it
+        if not tie and n >= MIN_KEPT and right / n >= target:
+            best = c
+    return float(best)
+
+
+def fit(readings: Sequence[Reading], *, target_accuracy: float = 0.92, c: float | None = None,
+        models: dict[str, str | None] | None = None, fitted_on: dict[str, Any] | None = None
+        ) -> SlotCalibrator:
+    """A logistic calibrator over the readings' evidence, with its threshold for ``target_accuracy``.
+
+    Args:
+        c: inverse L2 strength (None: the `C_GRID` value with the best log-loss over folds of
+            photographers, `choose_c`).
+    """
+    from sklearn.linear_model import LogisticRegression
+
+    if c is None:
+        c, scores = choose_c(readings)
+        fitted_on = {**(fitted_on or {}), "c": c, "cv_log_loss": scores}
+    x, y = _xy(readings)
+    if len(set(y.tolist())) < 2:
+        raise ValueError(f"{len(y)} readings, all {'right' if y.all() else 'wrong'}: a calibrator "
+                         "needs both right and wrong readings")
+    lr = LogisticRegression(C=c, max_iter=1000).fit(x, y)
+    cal = SlotCalibrator(coef=[float(v) for v in lr.coef_[0]], intercept=float(lr.intercept_[0]),
+                         threshold=1.0, target_accuracy=target_accuracy, models=dict(models or {}),
+                         fitted_on=dict(fitted_on or {}))
+    conf = [cal.confidence(r.evidence) for r in readings if r.slot is not None]
+    cal.threshold = choose_threshold(conf, y.astype(bool).tolist(), target_accuracy)
+    return cal
+
+
+def evaluate(cal: SlotCalibrator, readings: Sequence[Reading], bins: int = 10,
+             threshold: float | None = None) -> dict[str, Any]:
+    """ECE, reliability bins, abstention and accuracy on what is kept, over labelled readings
+    (a photo with no slot read at all counts as abstained)."""
+    t = cal.threshold if threshold is None else threshold
+    conf = [cal.confidence(r.evidence) for r in readings]
+    ok = [r.correct for r in readings]
+    kept = [o for c, o, r in zip(conf, ok, readings) if r.slot is not None and c >= t]
+    table = []
+    for b in range(bins):
+        sel = [(c, o) for c, o in zip(conf, ok) if b / bins <= c < (b + 1) / bins or (b == bins - 1 and c >= 1)]
+        if sel:
+            table.append({"bin": [b / bins, (b + 1) / bins], "count": len(sel),
+                          "confidence": float(np.mean([c for c, _ in sel])),
+                          "accuracy": float(np.mean([o for _, o in sel]))})
+    return {"photos": len(readings), "threshold": t, "ece": expected_calibration_error(conf, ok, bins),
+            "auroc": auroc(conf, ok), "brier": float(np.mean([(c - o) ** 2 for c, o in zip(conf, ok)]))
+            if conf else None,
+            "accuracy_uncalibrated_all": float(np.mean(ok)) if ok else None,
+            "abstain": 1 - len(kept) / len(readings) if readings else None,
+            "kept": len(kept), "accuracy_kept": float(np.mean(kept)) if kept else None,
+            "mean_confidence": float(np.mean(conf)) if conf else None, "bins": table}
+
+
+C_GRID = (0.1, 0.3, 1.0, 3.0, 10.0)
+
+
+def held_out_confidences(readings: Sequence[Reading], c: float, folds: int = 5
+                         ) -> tuple[list[float], list[bool]] | None:
+    """Confidences of calibrators fitted on the other photographers (folds by sender), for
+    the readings that read a slot; None when there are too few senders or one-class folds."""
+    senders = sorted({r.sender for r in readings}, key=str)
+    if len(senders) < folds:
+        return None
+    conf: list[float] = []
+    ok: list[bool] = []
+    for f in range(folds):
+        held = set(senders[f::folds])
+        try:
+            cal = fit([r for r in readings if r.sender not in held], c=c)
+        except ValueError:
+            return None
+        test = [r for r in readings if r.sender in held and r.slot is not None]
+        conf += [cal.confidence(r.evidence) for r in test]
+        ok += [r.correct for r in test]
+    return conf, ok
+
+
+def choose_c(readings: Sequence[Reading]) -> tuple[float, dict[str, float]]:
+    """The `C_GRID` value with the lowest held-out log-loss (a proper score: ECE alone rewards a
+    constant base-rate guess); 1.0 when the readings are too few to cross-validate."""
+    scores = {}
+    for c in C_GRID:
+        got = held_out_confidences(readings, c)
+        if got is None:
+            return 1.0, {}
+        p = np.clip(np.array(got[0]), 1e-6, 1 - 1e-6)
+        y = np.array(got[1], dtype=float)
+        scores[str(c)] = float(-np.mean(y * np.log(p) + (1 - y) * np.log(1 - p)))
+    best = min(scores, key=scores.__getitem__)
+    return float(best), scores
+
+
+def cross_validated(readings: Sequence[Reading], c: float) -> dict[str, Any] | None:
+    """ECE and AUROC of held-out confidences on val: how far a calibrator's numbers on the
+    photos it was fitted on flatter it."""
+    got = held_out_confidences(readings, c)
+    if got is None:
+        return None
+    return {"ece": expected_calibration_error(*got), "auroc": auroc(*got), "photos": len(got[0])}
+
+
+def auroc(conf: Sequence[float], correct: Sequence[bool]) -> float | None:
+    """How well the confidence ranks right readings above wrong ones (0.5: not at all)."""
+    pos = [c for c, o in zip(conf, correct) if o]
+    neg = [c for c, o in zip(conf, correct) if not o]
+    if not pos or not neg:
+        return None
+    wins = sum((p > n) + 0.5 * (p == n) for p in pos for n in neg)
+    return wins / (len(pos) * len(neg))
+
+
+def save(store: Any, cal: SlotCalibrator, metrics: dict[str, Any]) -> str:
+    """Write the ``slot_calibration`` artifact (made CURRENT); returns its version."""
+    with store.write(kinds.SLOT_CALIBRATION, config={"target_accuracy": cal.target_accuracy,
+                                                     "fitted_on": cal.fitted_on}) as w:
+        (w.path / CALIBRATION_FILE).write_text(cal.model_dump_json(indent=2), encoding="utf-8")
+        for kind, version in cal.models.items():
+            if version:
+                w.add_input(store.kind_dir(kind) / version, kind=kind, version=version)
+        w.metrics = metrics
+    return w.version
