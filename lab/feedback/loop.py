@@ -92,7 +92,12 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--work", type=Path, default=None, help="scratch folder (default: a new one in /tmp)")
     ap.add_argument("--users", type=int, default=300)
     ap.add_argument("--requests", type=int, default=800, help="recommend calls per day")
+    ap.add_argument("--ab-requests", type=int, default=None,
+                    help="recommend calls on the A/B day (default: --requests)")
+    ap.add_argument("--seed", type=int, default=0, help="the simulated shoppers' seed")
     ap.add_argument("--max-seconds", type=float, default=480)
+    ap.add_argument("--train-set", action="append", default=[], metavar="KEY=VALUE",
+                    help="rank config override for the retrain (e.g. logs.warm_start=false)")
     args = ap.parse_args(argv)
     work = args.work or Path(f"/tmp/mmrec-loop-{dt.datetime.now():%Y%m%d-%H%M%S}")
     root = work / "artifacts"
@@ -101,29 +106,37 @@ def main(argv: list[str] | None = None) -> int:
     env = {**os.environ, "MMREC_API_KEY": key, "MMREC_PSEUDONYM_KEY": os.environ.get(
         "MMREC_PSEUDONYM_KEY", secrets.token_hex(32))}
     base = [*MMREC, "--artifacts", str(root)]
-    sim = ["rank", "simulate", "--users", str(args.users), "--requests", str(args.requests),
-           "--max-seconds", str(args.max_seconds)]
-    result: dict = {"work": str(work), "users": args.users, "requests_per_day": args.requests}
+    sim = ["rank", "simulate", "--users", str(args.users), "--max-seconds", str(args.max_seconds),
+           "--seed", str(args.seed)]
+    ab_requests = args.ab_requests or args.requests
+    result: dict = {"work": str(work), "users": args.users, "requests_per_day": args.requests,
+                    "ab_requests": ab_requests, "seed": args.seed, "train_set": args.train_set,
+                    "command": "lab/feedback/loop.py " + " ".join(argv if argv is not None else sys.argv[1:])}
     t0 = time.monotonic()
 
     old = (root / "ranker" / "CURRENT").read_text().strip()
     srv = Server(root, env, None, work / "serve-days-1-2.log")
     try:
         for day in (1, 2):
-            out = run(base + sim + ["--via-api", srv.url, "--day", str(day)], env)
+            out = run(base + sim + ["--requests", str(args.requests), "--via-api", srv.url,
+                                    "--day", str(day)], env)
             result[f"day{day}"] = json.loads(out)
     finally:
         srv.stop()
-    new = run(base + ["rank", "train", "--dataset", "logs", "--eval-days", "1"], env).strip()
+    sets = [x for kv in args.train_set for x in ("--set", kv)]
+    new = run(base + ["rank", "train", "--dataset", "logs", "--eval-days", "1", *sets], env).strip()
     manifest = json.loads((root / "ranker" / new / "manifest.json").read_text())
-    result["retrain"] = {"old": old, "new": new, **manifest["metrics"]["eval_later_days"]}
+    result["retrain"] = {"old": old, "new": new, **manifest["metrics"]["eval_later_days"],
+                         "served_as": manifest["metrics"].get("served_as"),
+                         "models": manifest["metrics"]["models"]}
 
     ab = work / "ab.yaml"
     ab.write_text(json.dumps({"ab": {"experiment": "ranker-logs", "variants": [
         {"name": "control", "ranker": old}, {"name": "logs", "ranker": new}]}}))
     srv = Server(root, env, ab, work / "serve-day-3.log")
     try:
-        result["day3"] = json.loads(run(base + sim + ["--via-api", srv.url, "--day", "3"], env))
+        result["day3"] = json.loads(run(base + sim + ["--requests", str(ab_requests), "--via-api", srv.url,
+                                                      "--day", "3"], env))
     finally:
         srv.stop()
     today = dt.datetime.now(dt.timezone.utc).date().isoformat()

@@ -1,20 +1,25 @@
-"""The A/B report: per variant, how often an answer led to a click, an add-to-cart, a purchase.
+"""The A/B report: per variant, how often its answers and the items they showed were engaged.
 
-Unit and rates. The unit shown is one answered recommend (an impression row, one
-``request_id``): a variant's click rate is the share of its answers with at least one
-attributed click on an item they showed, and likewise add-to-cart and purchase rate. Per
-answer, not per item shown, because the variant decides the whole answer (which outfits, in
-which order), and a shopper clicking two items of one answer is one success, not two.
-Events are attributed to answers by `mmrec.feedback.attribution.join` (request_id, else the
-same user and item within the window).
+Units and rates, two of each kind (every metric names its unit in the report):
+- per answer (one answered recommend, one ``request_id``): ``ctr`` is the share of a
+  variant's answers with at least one attributed click on an item they showed, likewise
+  ``add_to_cart_rate`` and ``purchase_rate``. The variant decides the whole answer, so this is
+  the shopper-facing unit; but an answer shows a dozen items, and when nearly every answer
+  gets some click (the simulated shoppers: 99%) it cannot tell two variants apart.
+- per shown item (one (request_id, item_id) row of the answer): ``item_ctr`` is clicked shown
+  items over shown items, ``item_add_to_cart_rate`` likewise; it counts how many of the items
+  a variant chose were wanted, so it separates variants whose answers all get some click.
+Events are attributed by `mmrec.feedback.attribution.join` (request_id, else the same user
+and item within the window).
 
 Intervals (95%):
-- each variant's rate: Wilson score interval over its answers. It treats answers as
-  independent, which answers of one user are not; it describes the variant's rate, and is
-  narrower than a user-level interval when users answer repeatedly.
+- each variant's rate: Wilson score interval over its answers (shown items). It treats those
+  as independent, which answers of one user (items of one answer) are not; it describes the
+  variant's rate, and is narrower than a user-level interval.
 - a variant's difference to control: a user-clustered bootstrap (users resampled with
   replacement within each variant, the rate recomputed as successes over answers, 2,000
-  resamples, percentile interval). Users, not answers, are what bucketing randomised: a heavy
+  resamples, percentile interval; for the item rates, clicked items over shown items of the
+  resampled users). Users, not answers, are what bucketing randomised: a heavy
   user's answers rise and fall together, and a two-proportion interval over answers would
   count them as independent evidence and come out too narrow.
 
@@ -36,6 +41,8 @@ from mmrec.errors import InputError
 
 Z95 = 1.959963984540054
 METRICS = {"ctr": "clicked", "add_to_cart_rate": "added", "purchase_rate": "purchased"}
+ITEM_METRICS = {"item_ctr": "clicked", "item_add_to_cart_rate": "added"}
+UNITS = {**dict.fromkeys(METRICS, "answer"), **dict.fromkeys(ITEM_METRICS, "shown item")}
 
 
 def wilson(k: int, n: int, z: float = Z95) -> tuple[float, float]:
@@ -80,10 +87,10 @@ def _rates(u: Users, metric: str, m: int, rng: np.random.Generator) -> np.ndarra
     return u.successes[metric][idx].sum(axis=1) / np.maximum(n, 1)
 
 
-def _per_user(answers: dict[str, dict[str, int]]) -> Users:
+def _per_user(answers: dict[str, dict[str, int]], trials: str = "answers", metrics=METRICS) -> Users:
     users = sorted(answers)
-    return Users(np.array([answers[u]["answers"] for u in users], dtype=np.int64),
-                 {m: np.array([answers[u][m] for u in users], dtype=np.int64) for m in METRICS})
+    return Users(np.array([answers[u][trials] for u in users], dtype=np.int64),
+                 {m: np.array([answers[u][m] for u in users], dtype=np.int64) for m in metrics})
 
 
 def load(*, store: Path | None = None, export: Path | None = None) -> tuple[Any, Any]:
@@ -152,16 +159,20 @@ def report(impressions, events, *, experiment: str | None = None, since: dt.date
         a = answers.get(rid)
         if a is None:
             a = answers[rid] = {"user": cols["user_id"][i], "variant": cols["variant"][i],
-                                **dict.fromkeys(METRICS, 0)}
+                                "shown": 0, **dict.fromkeys(METRICS, 0), **dict.fromkeys(ITEM_METRICS, 0)}
+        a["shown"] += 1
         for m, col in METRICS.items():
             a[m] |= int(bool(cols[col][i]))
+        for m, col in ITEM_METRICS.items():
+            a[m] += int(bool(cols[col][i]))
     for a in answers.values():
         if a["user"] is None:
             anonymous += 1
             continue
-        u = per.setdefault(a["variant"], {}).setdefault(a["user"], {"answers": 0, **dict.fromkeys(METRICS, 0)})
+        u = per.setdefault(a["variant"], {}).setdefault(
+            a["user"], {"answers": 0, "shown": 0, **dict.fromkeys(METRICS, 0), **dict.fromkeys(ITEM_METRICS, 0)})
         u["answers"] += 1
-        for m in METRICS:
+        for m in ("shown", *METRICS, *ITEM_METRICS):
             u[m] += a[m]
     if not per:
         raise InputError(f"experiment {experiment!r}: every answer is anonymous ({anonymous}); "
@@ -171,8 +182,12 @@ def report(impressions, events, *, experiment: str | None = None, since: dt.date
     if control not in per:
         raise InputError(f"--control {control!r} is not a variant with answers; have {names}")
     users = {v: _per_user(per[v]) for v in names}
+    items = {v: _per_user(per[v], "shown", ITEM_METRICS) for v in names}
     out: dict[str, Any] = {
         "experiment": experiment, "control": control, "unit": "answered recommend (request_id)",
+        "units": {m: ("answered recommend (request_id): an answer with at least one" if u == "answer"
+                      else "shown item (request_id, item_id): clicked or added shown items over shown items")
+                  for m, u in UNITS.items()},
         "since": since.isoformat() if since else None, "until": until.isoformat() if until else None,
         "attribution_window_hours": window.total_seconds() / 3600,
         "excluded_anonymous": anonymous, "interval": "95%: Wilson per variant; difference to control: "
@@ -180,32 +195,41 @@ def report(impressions, events, *, experiment: str | None = None, since: dt.date
     for v in names:
         u = users[v]
         n = int(u.answers.sum())
-        row: dict[str, Any] = {"answers": n, "users": len(u.answers)}
-        for m in METRICS:
-            k = int(u.successes[m].sum())
-            lo, hi = wilson(k, n)
-            row[m] = {"successes": k, "rate": k / n if n else 0.0, "ci95": [lo, hi]}
-            if v != control:
-                c = users[control]
-                base = int(c.successes[m].sum()) / max(int(c.answers.sum()), 1)
-                dlo, dhi = bootstrap_diff(users[control], u, m, resamples=resamples, seed=seed)
-                row[m]["diff_vs_control"] = {"diff": row[m]["rate"] - base, "ci95": [dlo, dhi],
-                                             "excludes_0": dlo > 0 or dhi < 0}
+        row: dict[str, Any] = {"answers": n, "users": len(u.answers), "shown_items": int(items[v].answers.sum())}
+        for group, ms in ((users, METRICS), (items, ITEM_METRICS)):
+            g = group[v]
+            trials = int(g.answers.sum())
+            for m in ms:
+                k = int(g.successes[m].sum())
+                lo, hi = wilson(k, trials)
+                row[m] = {"unit": UNITS[m], "trials": trials, "successes": k,
+                          "rate": k / trials if trials else 0.0, "ci95": [lo, hi]}
+                if v != control:
+                    c = group[control]
+                    base = int(c.successes[m].sum()) / max(int(c.answers.sum()), 1)
+                    dlo, dhi = bootstrap_diff(c, g, m, resamples=resamples, seed=seed)
+                    row[m]["diff_vs_control"] = {"diff": row[m]["rate"] - base, "ci95": [dlo, dhi],
+                                                 "excludes_0": dlo > 0 or dhi < 0}
         out["variants"][v] = row
     return out
 
 
 def table(rep: dict[str, Any]) -> str:
     """The report as a fixed-width text table: one line per metric and variant, rates in %."""
-    lines = [f"experiment {rep['experiment']} (control: {rep['control']}); unit: one answered recommend; "
+    lines = [f"experiment {rep['experiment']} (control: {rep['control']}); "
              f"attribution window {rep['attribution_window_hours']:g} h; "
              f"{rep['excluded_anonymous']} anonymous answers left out",
-             f"{'metric':<17}{'variant':<14}{'users':>7}{'answers':>9}{'rate':>9}  {'95% CI':<17}"
+             "units: ctr, add_to_cart_rate, purchase_rate per answer (n = answers; an answer with at "
+             "least one); item_* per shown item (n = shown items)",
+             f"{'metric':<22}{'variant':<14}{'users':>7}{'n':>9}{'rate':>9}  {'95% CI':<17}"
              f"{'vs control':>11}  95% CI"]
-    for m in METRICS:
+    for m in (*METRICS, *ITEM_METRICS):
         for v, row in rep["variants"].items():
-            r = row[m]
-            line = (f"{m:<17}{v:<14}{row['users']:>7}{row['answers']:>9}{100 * r['rate']:>8.2f}%  "
+            r = row.get(m)
+            if r is None:  # a report written before the item rates
+                continue
+            n = row["answers"] if UNITS[m] == "answer" else row["shown_items"]
+            line = (f"{m:<22}{v:<14}{row['users']:>7}{n:>9}{100 * r['rate']:>8.2f}%  "
                     f"{'[%.2f, %.2f]' % (100 * r['ci95'][0], 100 * r['ci95'][1]):<17}")
             d = r.get("diff_vs_control")
             if d:

@@ -154,6 +154,29 @@ class MyntraConfig(StrictModel):
                     "NDCG against lr 0.1 (~120 trees) and scores ~2.5x faster")
 
 
+class LogsConfig(StrictModel):
+    """Training from served logs (`rank train --dataset logs`): how each answer is featurised.
+
+    The defaults make training see what serving saw: measured on the simulated loop
+    (docs/ranker.md, "Training from your logs"), the first version's own history rebuild and
+    empty item statistics lost the day-3 A/B to the ranker it was meant to replace.
+    """
+
+    user_state: Literal["served", "logs"] = Field(
+        "served", description="served: the shopper's state from the user store the server "
+        "answered with (the version logged with each answer; what Ranker.score saw); logs: "
+        "rebuilt from the logged profiles and clicks before the answer (right only once serving "
+        "reads the same)")
+    warm_start: bool = Field(
+        True, description="start from the ranker that answered the logs (the version logged "
+        "with the answers): its item statistics are the base the logged ones add to, and its "
+        "trees the model the new trees continue; false: statistics and trees from the logs alone")
+    negatives: Literal["seen", "shown"] = Field(
+        "seen", description="seen: rows are the shown items the app reported seen "
+        "(impression_seen), when the logs hold any; shown: every shown item, its outfit rank "
+        "standing in for whether it was looked at")
+
+
 class LatencyConfig(StrictModel):
     """`mmrec rank latency`: one request of ``candidates`` items, timed ``requests`` times."""
 
@@ -178,6 +201,7 @@ class RankConfig(StrictModel):
     hm: HmConfig = Field(default_factory=HmConfig)
     sim: SimConfig = Field(default_factory=SimConfig)
     myntra: MyntraConfig = Field(default_factory=MyntraConfig)
+    logs: LogsConfig = Field(default_factory=LogsConfig)
     latency: LatencyConfig = Field(default_factory=LatencyConfig)
     shared_data: str = Field("../shared/data", description="folder holding rtr/ and hm_sample/")
 

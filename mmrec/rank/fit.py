@@ -30,23 +30,29 @@ def _log(msg: str) -> None:
 
 
 def fit_pair(ftr, ytr, sizes_tr, fva, yva, sizes_va, cfg: RankConfig, log: Callable = _log,
-             lgbm_cfg=None) -> tuple[dict, dict, dict]:
-    """Lambdarank + binary propensity with early stopping and calibration on the val slice."""
+             lgbm_cfg=None, init: dict | None = None) -> tuple[dict, dict, dict]:
+    """Lambdarank + binary propensity with early stopping and calibration on the val slice.
+
+    ``init``: objective -> booster to continue (warm start); its trees stay in the new model.
+    """
     out, cals, info = {}, {}, {}
     for objective in ("lambdarank", "binary"):
         t0 = time.perf_counter()
         res = lgbm.train_model(objective, ftr, ytr, fva, yva, lgbm_cfg or cfg.lgbm, sizes=sizes_tr,
-                               val_sizes=sizes_va)
+                               val_sizes=sizes_va, init_model=(init or {}).get(objective))
         raw = lgbm.predict(res.booster, fva.X)
         # lambdarank scores are only comparable within a list; Platt keeps that order intact
         method = "platt" if objective == "lambdarank" else cfg.calibration
         cals[objective] = lgbm.fit_calibrator(method, raw, yva)
         out[objective] = res.booster
         nd = M.summarise(M.ndcg_at_k(raw, yva, M.offsets_from_sizes(sizes_va), 10))
+        base = (init or {}).get(objective)
         info[objective] = {"best_iteration": res.best_iteration, "val_ndcg@10": round(nd, 5),
                            "val_metric": round(res.best_score, 5),
                            "val_metric_name": "ndcg@10" if objective == "lambdarank" else "logloss",
                            "seconds": round(time.perf_counter() - t0, 1)}
+        if base is not None:
+            info[objective]["warm_start_trees"] = base.num_trees()
         log(f"  {objective}: {res.best_iteration} trees, val "
             f"{info[objective]['val_metric_name']} {res.best_score:.4f} "
             f"({info[objective]['seconds']}s)")

@@ -49,8 +49,13 @@ class TrainResult:
 
 def train_model(objective: str, train: FeatureSet, y: np.ndarray, val: FeatureSet,
                 yv: np.ndarray, cfg: LgbmConfig, *, sizes: np.ndarray | None = None,
-                val_sizes: np.ndarray | None = None, log_every: int = 0) -> TrainResult:
-    """Fit ``lambdarank`` (needs group sizes) or ``binary`` with early stopping on ``val``."""
+                val_sizes: np.ndarray | None = None, log_every: int = 0,
+                init_model: Any | None = None) -> TrainResult:
+    """Fit ``lambdarank`` (needs group sizes) or ``binary`` with early stopping on ``val``.
+
+    ``init_model``: a booster over the same features whose trees the new ones continue
+    (warm start); ``best_iteration`` then counts its trees too.
+    """
     import lightgbm as lgb
 
     if objective == "lambdarank" and (sizes is None or val_sizes is None):
@@ -65,12 +70,14 @@ def train_model(objective: str, train: FeatureSet, y: np.ndarray, val: FeatureSe
     if log_every:
         callbacks.append(lgb.log_evaluation(log_every))
     booster = lgb.train(lgb_params(cfg, objective), dtrain, num_boost_round=cfg.n_estimators,
-                        valid_sets=[dval], valid_names=["val"], callbacks=callbacks)
+                        valid_sets=[dval], valid_names=["val"], callbacks=callbacks,
+                        init_model=init_model)
     hist = next(iter(record["val"].values())) if record.get("val") else []
     best = booster.best_iteration or booster.current_iteration()
     # keep only the trees up to the best iteration: smaller model, faster scoring
     booster = lgb.Booster(model_str=booster.model_to_string(num_iteration=best))
-    return TrainResult(booster, int(best), float(hist[best - 1]) if hist else float("nan"),
+    new = best - (init_model.current_iteration() if init_model is not None else 0)  # history: new trees only
+    return TrainResult(booster, int(best), float(hist[new - 1]) if hist and new >= 1 else float("nan"),
                        [float(h) for h in hist])
 
 

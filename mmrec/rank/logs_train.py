@@ -40,9 +40,11 @@ from mmrec.rank import metrics as M
 from mmrec.rank import myntra as Y
 from mmrec.rank.config import RankConfig
 from mmrec.rank.fit import choose_serve_model, write_ranker
+from mmrec.rank import logs_served as S
 from mmrec.rank.interactions import INTERACTIONS_SCHEMA, PROFILES_SCHEMA, SourceTables, segment_of
 from mmrec.rank.myntra_train import (STATS_FILE, decode, features_for, fit_roles, label_of,
                                      rows_of)
+from mmrec.rank.ranker import profile_states
 
 # what a fit and an evaluation need at the least; below it the logs are refused, with counts
 MIN_TRAIN_LISTS = 20      # answers with a positive label before the evaluation days
@@ -162,15 +164,21 @@ def day_roles(req_ts: np.ndarray, positive: np.ndarray, eval_days: int, val_shar
 
 
 def evaluate(d, rows: np.ndarray, y: np.ndarray, bundle: lgbm.Bundle, served: np.ndarray,
-             seed: int = 0) -> dict:
+             seed: int = 0, base: lgbm.Bundle | None = None) -> dict:
     """Click AUC (at the logged positions) and NDCG@10 over each answer's shown items (lists
-    with a positive), for the new models and the baselines, on the evaluation days."""
+    with a positive), for the new models and the baselines, on the evaluation days.
+
+    ``served`` is the item score logged with the answer (the composer's: propensity times scene
+    fit); ``base`` (the warm start's ranker) is also scored on the same features as
+    ``base_ranker``, the like-for-like comparison."""
     serve = features_for(d, rows, serve_position=True)
     logged = features_for(d, rows, serve_position=False)
     r = d.req[rows]
     scores = {k: lgbm.predict(bundle.boosters[k], serve.X) for k in ("lambdarank", "binary")}
     scores.update({"served_ranker": served, "logged_order": -d.position[rows].astype(np.float64),
                    "random": np.random.default_rng(seed).random(len(rows))})
+    if base is not None:
+        scores["base_ranker"] = lgbm.predict(base.boosters[base.meta.get("serve_model") or "lambdarank"], serve.X)
     has = (np.bincount(r, weights=y[rows], minlength=len(d.request_ids)) > 0)[r]
     _, sizes = np.unique(r[has], return_counts=True)
     off = M.offsets_from_sizes(sizes)
@@ -178,6 +186,9 @@ def evaluate(d, rows: np.ndarray, y: np.ndarray, bundle: lgbm.Bundle, served: np
     auc = {k: round(M.auc(lgbm.predict(bundle.boosters[k], logged.X), y[rows]), 5)
            for k in ("lambdarank", "binary")}
     auc["served_ranker"] = round(M.auc(served, y[rows]), 5)
+    if base is not None:
+        auc["base_ranker"] = round(M.auc(lgbm.predict(base.boosters[base.meta.get("serve_model") or "lambdarank"],
+                                                      logged.X), y[rows]), 5)
     return {"answers": int(len(np.unique(r))), "answers_with_positive": int(len(sizes)),
             "rows": int(len(rows)), "positives": int(y[rows].sum()),
             "click_auc_at_logged_positions": auc, "ndcg@10": ndcg}
@@ -204,41 +215,73 @@ def train_logs(store: ArtifactStore, cfg: RankConfig, *, store_path: Path | None
               "labels": labels or "no labels"}
     log(f"logs: {counts['impressions']} shown items in {counts['requests']} answers, "
         f"{ev.num_rows} events ({labels}) over days {summ['days']}")
+    lc = cfg.logs
+    versions = S.answer_versions(imp)
+    base = S.base_ranker(store, versions, set(joined["request_id"].to_pylist()), log) if lc.warm_start else None
+    base_bundle = lgbm.Bundle.load(base) if base is not None else None
+    if base_bundle is not None and base_bundle.feature_names != Y.FEATURES:
+        raise InputError(f"warm start: ranker/{base.version} has other features than this version "
+                         "of mmrec computes; train without it: --set logs.warm_start=false")
     items_art = store.load(kinds.ITEMS)
+    # a continued model keeps its base's codes: its trees split on them
     items = Y.ItemTable.build(load_items(store, items_art.version), default_taxonomy().colour_family,
-                              brands=cfg.myntra.brands)
+                              brands=cfg.myntra.brands,
+                              vocabs=base_bundle.meta["item_vocabs"] if base_bundle else None)
     book = SceneBook.load()
     usage = {n: book.get(n).usages[0] for n in book.names()}
     if joined.num_rows == 0:
         day_roles(np.zeros(0, np.int64), np.zeros(0, bool), eval_days, cfg.myntra.val_share, counts)
-    d = decode(to_tables(joined, profiles, usage), items, period_us=Y.US_PER_DAY,
-               click_ts_column="click_ts")
+    tables = to_tables(joined, profiles, usage)
+    d = decode(tables, items, period_us=Y.US_PER_DAY, click_ts_column="click_ts")
+    served_info = None
+    if lc.user_state == "served":
+        pids = tables.profiles["user_id"].to_pylist()
+        users = [None if pids[u].startswith("anon:") else pids[u] for u in d.req_user]
+        profs, served_info = S.served_users(store, cfg, d.request_ids, users, versions, log)
+        d.users = profile_states(items, profs, d.req_ts)
+    if base is not None or lc.user_state == "served":
+        d.stats = S.recompute_stats(d, items, Y.ItemStats.load_for(base.file(STATS_FILE), items)
+                                    if base is not None else None)
     y = label_of(d, cfg)
+    keep = S.seen_rows(joined, d) if lc.negatives == "seen" else None
+    if keep is not None:
+        keep |= d.clicked | d.bought  # an app that reported the click saw the item
+        log(f"negatives: the {int(keep.sum())} of {len(keep)} shown items reported seen (or clicked)")
     positive = np.bincount(d.req, weights=y, minlength=len(d.request_ids)) > 0
     rl = day_roles(d.req_ts, positive, eval_days, cfg.myntra.val_share, counts)
-    boosters, cals, info, ftr, n_rows = fit_roles(d, rl, cfg, "logs", log, t0)
+    boosters, cals, info, ftr, n_rows = fit_roles(d, rl, cfg, "logs", log, t0, keep=keep,
+                                                  init=base_bundle.boosters if base_bundle else None)
     bundle = lgbm.Bundle(boosters, cals, ftr.names, ftr.categorical, {
         "dataset": "logs", "provenance": "logs", "simulated": False, "label": cfg.myntra.label,
         "serve_model": choose_serve_model(cfg, info), "item_vocabs": items.vocabs,
         "log_end_us": d.log_end_us, "n_candidates_logged": float(d.n_candidates.mean()),
         "attribution_window_hours": window_hours,
-        "negative_sampling": "none: negatives are the shown items that were not "
-                            f"{cfg.myntra.label}ed within the attribution window",
+        "warm_start": base.version if base is not None else None,
+        "user_state": lc.user_state, "negatives": "seen" if keep is not None else "shown",
+        "negative_sampling": f"none: negatives are the {'seen' if keep is not None else 'shown'} "
+                            f"items that were not {cfg.myntra.label}ed within the attribution window",
     })
     te = rows_of(d, rl["test"], drop_held_out_items=False)
+    if keep is not None:
+        te = te[keep[te]]
     served = _served_scores(joined, d, te)
-    ev_out = evaluate(d, te, y, bundle, served)
+    ev_out = evaluate(d, te, y, bundle, served, base=base_bundle)
     ev_out["days"] = [str(x) for x in rl["test_days"]]
+    ev_out["rows_are"] = "seen (or clicked) shown items" if keep is not None else "shown items"
     log(f"  evaluation days {ev_out['days']}: NDCG@10 " + ", ".join(
         f"{k} {v:.4f}" for k, v in ev_out["ndcg@10"].items()))
     buf = io.BytesIO()
     d.stats.last().save(buf, items.item_ids)
     sizes = {"train_requests": int(len(rl["train"])), "train_rows": n_rows,
              "val_requests": int(len(rl["val"])), "provenance": "logs",
-             "logs": {**summ, "events": ev.num_rows}, "eval_later_days": ev_out}
+             "logs": {**summ, "events": ev.num_rows}, "eval_later_days": ev_out,
+             "served_as": {"warm_start": base.version if base is not None else None,
+                           "user_state": lc.user_state, "users": served_info,
+                           "negatives": bundle.meta["negatives"]}}
     source = Path(export_dir) if export_dir is not None else Path(store_path)
     return write_ranker(store, "logs", cfg, items_art, bundle, info, sizes, time.perf_counter() - t0,
-                        extra_files={STATS_FILE: buf.getvalue()}, extra_paths=[source])
+                        extra_files={STATS_FILE: buf.getvalue()}, extra_paths=[source],
+                        extra_inputs=[base] if base is not None else [])
 
 
 def _served_scores(joined: pa.Table, d, rows: np.ndarray) -> np.ndarray:

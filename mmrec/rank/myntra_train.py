@@ -231,8 +231,12 @@ def label_of(d: SimData, cfg: RankConfig) -> np.ndarray:
 
 
 def fit_roles(d: SimData, rl: dict[str, np.ndarray], cfg: RankConfig, name: str,
-              log: Callable = _log, t0: float | None = None):
+              log: Callable = _log, t0: float | None = None, *, keep: np.ndarray | None = None,
+              init: dict | None = None):
     """Fit the lambdarank + binary pair on the train / val requests of ``rl``.
+
+    ``keep``: impression rows that may train or validate (None: all); ``init``: boosters to
+    continue (`fit_pair`).
 
     Returns ``(boosters, calibrators, info, training FeatureSet, training rows)``; the served
     ranker's trainers (simulated logs, served logs) share it.
@@ -240,10 +244,14 @@ def fit_roles(d: SimData, rl: dict[str, np.ndarray], cfg: RankConfig, name: str,
     t0 = time.perf_counter() if t0 is None else t0
     y = label_of(d, cfg)
     tr = rows_of(d, rl["train"], drop_held_out_items=True)
+    if keep is not None:
+        tr = tr[keep[tr]]
     # lambdarank learns nothing from lists without a positive: keep them for binary only
     has_pos = np.bincount(d.req[tr], weights=y[tr], minlength=len(d.request_ids)) > 0
     tr_rank = tr[has_pos[d.req[tr]]]
     va = rows_of(d, rl["val"], drop_held_out_items=True)
+    if keep is not None:
+        va = va[keep[va]]
     va = va[(np.bincount(d.req[va], weights=y[va], minlength=len(d.request_ids)) > 0)[d.req[va]]]
     ftr = features_for(d, tr_rank, serve_position=False)
     # validation rows keep their logged positions: their labels were generated under them
@@ -252,7 +260,7 @@ def fit_roles(d: SimData, rl: dict[str, np.ndarray], cfg: RankConfig, name: str,
         f"in lists with a {cfg.myntra.label}), {len(rl['val'])} validation requests "
         f"({time.perf_counter() - t0:.1f}s)")
     b, c, i = fit_pair(ftr, y[tr_rank], _sizes(d.req[tr_rank]), fva, y[va], _sizes(d.req[va]), cfg,
-                       log, lgbm_cfg=cfg.myntra.lgbm.apply(cfg.lgbm))
+                       log, lgbm_cfg=cfg.myntra.lgbm.apply(cfg.lgbm), init=init)
     return b, c, i, ftr, int(len(tr_rank))
 
 

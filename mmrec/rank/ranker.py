@@ -11,6 +11,7 @@ engages with the item when shown first, in this context.
 from __future__ import annotations
 
 import datetime as _dt
+import time as _time
 from typing import Any, Literal
 
 import numpy as np
@@ -54,10 +55,10 @@ class Ranker:
         self.simulated = bool(bundle.meta.get("simulated"))
         self._tax = taxonomy
         self._log_end_us = int(bundle.meta.get("log_end_us", 0))
-        self._usage_index = {v: i for i, v in enumerate(items.vocabs["usage"])}
+        # a ranker trained on served logs lives in real time: recency is measured to now, as
+        # its training measured it to each answer's time (a simulated one: to its log's end)
+        self._wall_clock = bundle.meta.get("provenance") == "logs"
         self.cache = Y.ServingCache.build(items, stats)
-        for f in Y.AFFINITY_FIELDS:
-            setattr(self, f"_idx_{f}", {v: i for i, v in enumerate(items.vocabs[f])})
 
     @classmethod
     def load(cls, store: ArtifactStore, version: str | None = None, *,
@@ -106,32 +107,7 @@ class Ranker:
 
     # -- request -> arrays ---------------------------------------------------------------
     def _user_state(self, user: UserProfile | None, now_us: int) -> Y.UserState:
-        n_use = len(self.items.vocabs["usage"])
-        counts = {f: np.zeros((1, len(self.items.vocabs[f])), np.float32) for f in Y.AFFINITY_FIELDS}
-        pref = np.zeros((1, n_use), bool)
-        if user is None:  # anonymous: profile-free cold start, segment unknown
-            return Y.UserState(np.array([np.nan], np.float32), np.array([-1], np.int32), pref,
-                               counts, np.zeros(1, np.float32), np.zeros(1, np.float32),
-                               np.array([np.nan], np.float32))
-        for f in Y.AFFINITY_FIELDS:
-            index = getattr(self, f"_idx_{f}")
-            for value, c in (user.history_counts.get(f) or {}).items():
-                j = index.get(value)
-                if j is not None:
-                    counts[f][0, j] = c
-        for o in user.preferred_occasions:
-            j = self._usage_index.get(o)
-            if j is not None:
-                pref[0, j] = True
-        days = np.nan
-        if user.last_event_at is not None:
-            last = int(user.last_event_at.timestamp() * 1e6)
-            days = max(now_us - last, 0) / Y.US_PER_DAY
-        return Y.UserState(
-            np.array([np.nan if user.age is None else user.age], np.float32),
-            np.array([Y.GENDERS.index(user.gender) if user.gender in Y.GENDERS else -1], np.int32),
-            pref, counts, np.array([user.n_clicks], np.float32),
-            np.array([user.n_sessions], np.float32), np.array([days], np.float32))
+        return profile_states(self.items, [user], np.array([now_us], np.int64))
 
     def _context(self, ctx: RankContext) -> Y.Context:
         occ = None
@@ -168,7 +144,12 @@ class Ranker:
             raise InputError(f"item_ids must be a list of at most {MAX_CANDIDATES} ids")
         n = len(item_ids)
         now = context.now
-        now_us = int(now.timestamp() * 1e6) if now is not None else self._log_end_us
+        if now is not None:
+            now_us = int(now.timestamp() * 1e6)
+        elif self._wall_clock:
+            now_us = int(_time.time() * 1e6)
+        else:
+            now_us = self._log_end_us
         rows = self.items.rows_of(item_ids)
         rr, routes = self._recall_arrays(list(item_ids), recall)
         zeros = np.zeros(n, np.int64)
@@ -192,3 +173,45 @@ class Ranker:
     def describe(self) -> dict[str, Any]:
         return {"version": self.version, "model": self.model, "simulated": self.simulated,
                 "features": len(self.bundle.feature_names), "items": len(self.items.item_ids)}
+
+
+def profile_states(items: Y.ItemTable, users: list[UserProfile | None], now_us: np.ndarray) -> Y.UserState:
+    """The ranker's user arrays for ``users`` (None: anonymous), recency measured to ``now_us``.
+
+    What `Ranker.score` computes for its one shopper, and what training from served logs
+    computes for every logged answer (`mmrec.rank.logs_served`): one function, so that the two
+    cannot drift apart.
+    """
+    n = len(users)
+    index = getattr(items, "_value_index", None)
+    if index is None:  # built once per items table: serving calls this on every request
+        index = {f: {v: i for i, v in enumerate(items.vocabs[f])} for f in (*Y.AFFINITY_FIELDS, "usage")}
+        items._value_index = index
+    usage_index = index["usage"]
+    counts = {f: np.zeros((n, len(items.vocabs[f])), np.float32) for f in Y.AFFINITY_FIELDS}
+    pref = np.zeros((n, len(usage_index)), bool)
+    age = np.full(n, np.nan, np.float32)
+    gender = np.full(n, -1, np.int32)
+    clicks = np.zeros(n, np.float32)
+    sessions = np.zeros(n, np.float32)
+    days = np.full(n, np.nan, np.float32)
+    for r, user in enumerate(users):
+        if user is None:  # anonymous: profile-free cold start, segment unknown
+            continue
+        for f in Y.AFFINITY_FIELDS:
+            for value, c in (user.history_counts.get(f) or {}).items():
+                j = index[f].get(value)
+                if j is not None:
+                    counts[f][r, j] = c
+        for o in user.preferred_occasions:
+            j = usage_index.get(o)
+            if j is not None:
+                pref[r, j] = True
+        if user.age is not None:
+            age[r] = user.age
+        gender[r] = Y.GENDERS.index(user.gender) if user.gender in Y.GENDERS else -1
+        clicks[r], sessions[r] = user.n_clicks, user.n_sessions
+        if user.last_event_at is not None:
+            last = int(user.last_event_at.timestamp() * 1e6)
+            days[r] = max(int(now_us[r]) - last, 0) / Y.US_PER_DAY
+    return Y.UserState(age, gender, pref, counts, clicks, sessions, days)
