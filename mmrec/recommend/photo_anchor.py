@@ -99,6 +99,8 @@ class PhotoAnchoring:
             attrs = {}  # a second opinion on the tagger's reading must not repeat it
         if slot and attrs.get("category") and self.tax.slot_of(attrs["category"]) != slot:
             del attrs["category"]  # the shopper named another slot than the tagger read
+        if categories and len(categories) == 1 and tags and attrs.get("category") not in categories:
+            attrs["category"] = categories[0]  # a tagged category outside the filter finds nothing
         if self.recall is not None:
             from mmrec.recall.types import Filters, RecallQuery
 
