@@ -75,7 +75,7 @@ STATUS = "document.getElementById('status').textContent"
 
 
 @pytest.fixture(scope="module")
-def server(tmp_path_factory):
+def kiosk_rec(tmp_path_factory):
     import numpy as np
 
     from mmrec.artifacts import ArtifactStore
@@ -84,9 +84,6 @@ def server(tmp_path_factory):
     from mmrec.images import load_image
     from mmrec.outfit.photo import PhotoModels
     from mmrec.recommend import Recommender
-    from mmrec.serving.app import create_app
-    from mmrec.serving.local import start_uvicorn
-    from mmrec.serving.settings import ServeSettings
 
     root = tmp_path_factory.mktemp("kiosk")
     st = ArtifactStore(root / "artifacts")
@@ -98,7 +95,16 @@ def server(tmp_path_factory):
     rec.items.attach_vectors(rec.items.ids, np.asarray(vecs), encoder.encoder_id)
     rec.photo = PhotoModels(tagger=None, encoder=encoder)
     rec.versions.update(rec.photo.versions)
-    srv = start_uvicorn(create_app(rec, ServeSettings().with_key(KEY)))
+    return rec
+
+
+@pytest.fixture(scope="module")
+def server(kiosk_rec):
+    from mmrec.serving.app import create_app
+    from mmrec.serving.local import start_uvicorn
+    from mmrec.serving.settings import ServeSettings
+
+    srv = start_uvicorn(create_app(kiosk_rec, ServeSettings().with_key(KEY)))
     yield srv
     srv.stop()
 
@@ -198,3 +204,53 @@ def test_kiosk_switches_to_chinese_and_explains_in_chinese(server, browser):
     assert texts and all(t.startswith("办公室造型：") for t in texts)
     browser.js(switch.format("en"))
     browser.wait_for(f"{STATUS}.endsWith(' outfits')")
+
+
+def test_kiosk_asks_what_the_item_is_when_the_photo_cannot_be_read(server, browser, kiosk_rec, tmp_path):
+    """A reading under the calibrated threshold: no outfits, the question with a button per slot
+    (in the chosen language); a choice re-sends the photo with the slot hint."""
+    from PIL import Image
+
+    from mmrec.recommend.slot_confidence import CHOOSABLE_SLOTS, FEATURES, SlotCalibrator
+
+    photo = tmp_path / "unclear.jpg"
+    Image.new("RGB", (300, 400), PHOTO_COLOURS["black"]).save(photo, "JPEG")
+    photos = kiosk_rec.photos
+    photos.calibrator = SlotCalibrator(coef=[0.0] * len(FEATURES), intercept=-4.0, threshold=0.5)
+    photos.abstain_below = 0.5
+    switch = "(l => {{ l.value = '{}'; l.dispatchEvent(new Event('change')); }})(document.getElementById('lang'))"
+    try:
+        browser.call("Page.navigate", url="about:blank")
+        browser.call("Page.navigate", url=f"{server.url}/kiosk/#key={KEY}")
+        browser.wait_for("document.querySelectorAll('#scene option').length >= 11")
+        browser.js("document.getElementById('scene').value = 'casual_weekend'")
+        doc = browser.call("DOM.getDocument")
+        node = browser.call("DOM.querySelector", nodeId=doc["root"]["nodeId"], selector="#photo")
+        browser.call("DOM.setFileInputFiles", files=[str(photo)], nodeId=node["nodeId"])
+        browser.wait_for("document.getElementById('preview').style.display === 'block'")
+        browser.js("document.getElementById('go').click()")
+        browser.wait_for("!!document.getElementById('ask')")
+        assert browser.js("document.querySelector('#ask p').textContent") == \
+            "We could not read this item — what is it?"
+        slots = browser.js("[...document.querySelectorAll('#ask button')].map(b => b.dataset.slot)")
+        assert slots == list(CHOOSABLE_SLOTS)
+        assert browser.js(STATUS) == "We could not read the item in your photo."
+        assert browser.js("document.querySelectorAll('.outfit').length") == 0
+        # the language switch asks again, in Chinese
+        browser.js(switch.format("zh"))
+        browser.wait_for("(document.querySelector('#ask p') || {}).textContent === '我们没能识别这件单品——它是什么？'")
+        assert browser.js("document.querySelector('#ask button[data-slot=bottom]').textContent") == "下装（裤子、裙子…）"
+        browser.js(switch.format("en"))
+        browser.wait_for("(document.querySelector('#ask p') || {}).textContent === 'We could not read this item — what is it?'")
+        browser.js("document.querySelector('#ask button[data-slot=bottom]').click()")
+        n = browser.wait_for("document.querySelectorAll('.outfit').length")
+        assert n >= 1 and not browser.js("!!document.getElementById('ask')")
+        info = browser.js("document.getElementById('photo-info').textContent")
+        assert "built around a Bottom (trousers, skirt…), as you said" in info
+        per_outfit = browser.js("[...document.querySelectorAll('.outfit')].map(o => "
+                                "[...o.querySelectorAll('.slot')].map(s => s.textContent))")
+        assert all("bottom" in slots for slots in per_outfit), per_outfit
+        texts = browser.js("[...document.querySelectorAll('.explanation')].map(e => e.textContent)")
+        assert texts and all(t.startswith("Casual weekend look:") for t in texts)
+    finally:
+        photos.calibrator = photos.abstain_below = None
