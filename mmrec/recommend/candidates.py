@@ -377,8 +377,10 @@ class CandidateSource:
         ``background`` -- so that no scene-only request pays for recall."""
         for scene in self.scenes.scenes.values():
             self.composer.scene_fit(scene)
-            for slot in scene.template_slots():
+            for slot in scene.with_request_slots():
                 self.allowed_mask(scene, slot)
+        for fld in _KNOWN_FIELDS:  # a Python pass over the catalog each: not in a request
+            self.known_mask(fld)
         if self.recall is None or not self.cfg.prewarm_recall:
             return
         self._prewarm([(None, g) for g in (None, ["men", "unisex"], ["women", "unisex"])])
