@@ -218,3 +218,23 @@ def test_compact_drops_tombstoned_vectors_and_keeps_the_new_ones(stack, tmp_path
         outfits = _served(c)
         assert outfits and all("n1" in o and not o & set(DROP_SHOES) for o in outfits)
     store.set_current(kinds.INDEX, before)  # leave the module's store as the other tests expect
+
+
+def test_the_stockout_measurement_counts_answers_after_the_ack():
+    from mmrec.serving.stockout_load import Answer, Change, Run, summarise
+
+    run = Run(changes=[Change("x", "stock", sent=10.0, acked=10.1, status=200, appearances_before=3)])
+    run.answers = [
+        Answer(0, 9.0, 9.5, frozenset({"x"})),    # before the ack: not counted
+        Answer(0, 10.0, 10.3, frozenset({"x"})),  # in flight at the ack: counted, not a broken promise
+        Answer(1, 10.5, 10.6, frozenset({"x"})),  # the other replica had not looked yet
+        Answer(1, 16.0, 16.2, frozenset({"x"})),  # past the 5 s window
+        Answer(0, 10.2, 10.4, frozenset({"y"})),
+    ]
+    out = summarise(run)
+    c = out["changes"][0]
+    assert c["answers_holding_it_after_ack"] == 3 and c["answers_after_ack"] == 4
+    assert c["last_seen_after_ack_s"] == pytest.approx(6.1) and c["answers_after_window"] == 1
+    assert c["sent_after_ack_same_replica"] == 0 and c["sent_after_ack_other_replicas"] == 2
+    assert c["other_replicas_last_send_after_ack_s"] == pytest.approx(5.9)
+    assert out["answers_after_window_total"] == 1 and out["sent_after_ack_same_replica_total"] == 0

@@ -35,6 +35,52 @@ def register(sub) -> None:
     p.set_defaults(handler=_serve)
     s = p.add_subparsers(dest="serve_command", metavar="SUBCOMMAND")
     _register_loadtest(s)
+    _register_stockout(s)
+
+
+def _register_stockout(serve_sub) -> None:
+    t = serve_sub.add_parser("stockout-test", help="how long an acknowledged stock-out or deletion stays "
+                                                   "visible under load (replicas sharing one feedback store)")
+    t.add_argument("--replicas", type=int, default=2, help="`mmrec serve --no-ray` processes")
+    t.add_argument("--concurrency", type=int, default=4, help="recommend requests in flight")
+    t.add_argument("--seconds", type=float, default=60.0, help="measured seconds (after the warm-up)")
+    t.add_argument("--warmup", type=float, default=15.0, help="seconds of load before the first change")
+    t.add_argument("--every", type=float, default=6.0, help="seconds between changes")
+    t.add_argument("--deletes-every", type=int, default=3, help="every n-th change is a deletion (0: none)")
+    t.add_argument("--typed-share", type=float, default=0.2,
+                   help="share of requests with a typed query never asked before (no cache hit)")
+    t.add_argument("--out", type=Path, required=True, help="metrics.json to write")
+    t.add_argument("--source", type=Path, default=Path("../shared/data"))
+    add_config_args(t)
+    t.set_defaults(handler=_stockout)
+
+
+def _stockout(args) -> int:
+    import tempfile
+
+    from mmrec.artifacts import ArtifactStore
+    from mmrec.serving.stockout_load import run_stockout_test
+
+    _require_items(ArtifactStore(args.artifacts))
+    with tempfile.TemporaryDirectory(prefix="mmrec-stockout-") as tmp:
+        t0 = time.time()
+        out = run_stockout_test(Path(args.artifacts).resolve(), args.profile, replicas=args.replicas,
+                                concurrency=args.concurrency, seconds=args.seconds, warmup_s=args.warmup,
+                                every_s=args.every, deletes_every=args.deletes_every,
+                                typed_share=args.typed_share,
+                                db=Path(tmp) / "feedback.sqlite",
+                                source=args.source if args.source.exists() else None,
+                                overrides=list(args.overrides), log=lambda m: print(m, file=sys.stderr))
+    out = {"command": "mmrec " + " ".join(sys.argv[1:]), "started": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(t0)),
+           "note": "servers and load generator share this machine's CPUs", **out}
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(json.dumps(out, indent=1), encoding="utf-8")
+    keys = ("answers", "max_last_seen_after_ack_s", "answers_after_window_total",
+            "sent_after_ack_same_replica_total", "max_other_replicas_last_send_after_ack_s", "max_ack_s",
+            "recommend_p50_ms", "recommend_p99_ms", "errors")
+    print(json.dumps({k: out[k] for k in keys}, indent=1))
+    print(f"wrote {args.out}", file=sys.stderr)
+    return 0
 
 
 def _register_loadtest(serve_sub) -> None:

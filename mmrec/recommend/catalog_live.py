@@ -61,6 +61,9 @@ def apply_changes(rec: Any, changes: Iterable[Change], *, seq: int | None = None
     changes = list(changes)
     if all(op == "stock" for op, *_ in changes):
         return rec, apply_stock(rec, [(i, st, p) for _, i, st, p, _ in changes])
+    # deleted items leave the running recommender's in-stock answers at once (in place, fast),
+    # before the derived one (which takes a second or so to build) replaces it
+    apply_stock(rec, [(i, False, None) for op, i, *_ in changes if op == "delete"])
     control = getattr(rec, "control", None)  # an A/B router: derive its control, re-split
     base = control if control is not None else rec
     derived, n = derive(base, changes, seq=seq)
