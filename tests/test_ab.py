@@ -313,6 +313,45 @@ def test_a_schema_1_store_keeps_its_variants_when_upgraded_and_reports(tmp_path)
     assert rep["variants"]["treat"]["ctr"]["rate"] == pytest.approx(0.3, abs=0.03)  # events kept too
 
 
+def test_item_click_rate_separates_variants_whose_answers_all_get_a_click(tmp_path, capsys):
+    # every answer of both variants gets at least one click (per-answer CTR 100% each), but
+    # treat's answers hold 6 clicked items of 10 and control's 3: only the item rate sees it
+    path = tmp_path / "fb.sqlite"
+    con = connect(path)
+    store = FeedbackStore(path)
+    rows, events, n = [], [], 0
+    for variant, k in (("control", 3), ("treat", 6)):
+        for u in range(39):
+            for a in range(3):
+                rid = f"{variant}-{u}-{a}"
+                ts = int((T0 + dt.timedelta(minutes=n)).timestamp() * 1e6)
+                shown = [[i // 4, i % 4, f"i{i}", "top", 0.5] for i in range(10)]
+                rows.append((rid, ts, f"u_{variant}{u}", "app", "office", None, json.dumps(shown),
+                             json.dumps({"experiment": "e", "variant": variant}), variant))
+                for i in range(k + (u % 3) - 1):  # users differ a little around k
+                    events.append((f"{rid}-{i}", ts + 60_000_000, ts + 61_000_000, f"u_{variant}{u}",
+                                   rid, f"i{i}", "click", None))
+                n += 1
+    con.execute("BEGIN")
+    con.executemany(f"INSERT INTO impressions VALUES ({','.join('?' * len(IMPRESSION_COLUMNS))})", rows)
+    con.execute("COMMIT")
+    con.close()
+    store.add_events(events)
+    store.close()
+    out = tmp_path / "r.json"
+    assert main(["ab", "report", "--store", str(path), "--out", str(out), "--resamples", "300"]) == 0
+    printed = capsys.readouterr().out
+    rep = json.loads(out.read_text())
+    c, t = rep["variants"]["control"], rep["variants"]["treat"]
+    assert c["ctr"]["rate"] == t["ctr"]["rate"] == 1.0 and not t["ctr"]["diff_vs_control"]["excludes_0"]
+    assert (c["shown_items"], c["item_ctr"]["unit"], c["ctr"]["unit"]) == (1170, "shown item", "answer")
+    assert c["item_ctr"]["rate"] == pytest.approx(0.3) and t["item_ctr"]["rate"] == pytest.approx(0.6)
+    d = t["item_ctr"]["diff_vs_control"]
+    assert d["excludes_0"] and 0.25 < d["ci95"][0] < 0.3 < d["diff"] + 1e-9 < d["ci95"][1] < 0.35
+    assert re.search(r"^item_ctr +treat +39 +1170 +60\.00% .* \+30\.00 pp .* \*$", printed, re.M), printed
+    assert "per shown item" in printed
+
+
 def test_wilson_matches_the_textbook_values():
     lo, hi = wilson(10, 100)
     assert (round(lo, 4), round(hi, 4)) == (0.0552, 0.1744)

@@ -9,7 +9,7 @@ version with the profile the server's `UserStore` gives that shopper (raw id fou
 pseudonymising the store's ids with the key) and the answer's time as ``now``. Per feature:
 the share of rows whose two values differ (NaN == NaN), and the two means. Recall features
 are not compared (the impression log does not keep recall ranks; training sees NaN).
-Prints JSON; nothing is written.
+Prints JSON; writes only the days-1-2 export it reads, under --work.
 """
 
 from __future__ import annotations
@@ -29,55 +29,51 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--ranker", default=None, help="ranker version to serve (default: CURRENT)")
     ap.add_argument("--day", type=int, default=2, help="which logged day's answers (1-based)")
     ap.add_argument("--max-rows", type=int, default=3000)
-    ap.add_argument("--training-user-state", choices=("logs", "served"), default=None,
-                    help="featurise the training side with this user state (default: the "
-                         "trainer's own default)")
+    ap.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                    help="rank config override for the training side (e.g. logs.user_state=logs)")
     args = ap.parse_args(argv)
 
+    import pyarrow as pa
     import pyarrow.compute as pc
 
-    from mmrec import kinds
     from mmrec.artifacts import ArtifactStore
-    from mmrec.catalog.ingest import load_items
+    from mmrec.config import load_config
     from mmrec.feedback import attribution as A
     from mmrec.feedback.events import pseudonymiser
     from mmrec.outfit.scenes import SceneBook
     from mmrec.rank import logs_train as L
-    from mmrec.rank import myntra as Y
-    from mmrec.rank.config import RankConfig
-    from mmrec.rank.myntra_train import decode, features_for
+    from mmrec.rank.myntra_train import features_for
     from mmrec.rank.ranker import RankContext, Ranker
     from mmrec.rank.users import UserStore
-    from mmrec.taxonomy import default_taxonomy
 
     root = args.work / "artifacts"
     store = ArtifactStore(root)
     db = root / "feedback" / "feedback.sqlite"
+    # days 1-2 only (no A/B variant): what the loop's retrain read
     imp, ev = A.read_store(db)
-    imp = imp.filter(pc.is_null(imp["variant"]))  # days 1-2: served by one ranker, no A/B
-    joined = A.join(imp, ev)
-    profiles = L.read_profiles(db)
-    cfg = RankConfig()
-    items = Y.ItemTable.build(load_items(store, store.load(kinds.ITEMS).version),
-                              default_taxonomy().colour_family, brands=cfg.myntra.brands)
+    imp = imp.filter(pc.is_null(imp["variant"]))
+    ev = ev.filter(pc.is_in(ev["request_id"], value_set=pa.array(sorted(set(imp["request_id"].to_pylist())))))
+    export = args.work / "export-days-1-2"
+    if not export.exists():
+        import pyarrow.parquet as pq
+
+        for name, t in (("impressions", imp), ("events", ev)):
+            (export / name / "date=all").mkdir(parents=True)
+            pq.write_table(t, export / name / "date=all" / "part-0.parquet")
+    cfg = load_config("rank", overrides=args.set)
+    lg = L.featurise_logs(store, cfg, store_path=db, export_dir=export, log=lambda m: None)
+    d, items, joined = lg.d, lg.items, lg.joined
     book = SceneBook.load()
     usage = {n: book.get(n).usages[0] for n in book.names()}
     users = UserStore.load(store)
     pseudo = pseudonymiser(cfg.pseudonym)
     raw_of = {pseudo(u): u for u in users.ids()}
-    kw = {}
-    if args.training_user_state:
-        kw["user_state"] = args.training_user_state
-        kw["served_users"] = L.served_user_source(store, cfg) if args.training_user_state == "served" else None
-    tables = L.to_tables(joined, profiles, usage)
-    d = decode(tables, items, period_us=Y.US_PER_DAY, click_ts_column="click_ts")
-    if kw.get("user_state") == "served":
-        L.replace_user_state(d, kw["served_users"], items)
     days = sorted(set(L._days(d.req_ts).tolist()))
     day = days[args.day - 1]
     reqs = np.nonzero(L._days(d.req_ts) == day)[0]
     rows = np.nonzero(np.isin(d.req, reqs))[0][: args.max_rows]
     train = features_for(d, rows, serve_position=True)
+    user_of = dict(zip(joined["request_id"].to_pylist(), joined["user_id"].to_pylist()))
 
     ranker = Ranker.load(store, args.ranker)
     serve = np.empty_like(train.X)
@@ -86,7 +82,7 @@ def main(argv: list[str] | None = None) -> int:
     for q in np.unique(d.req[rows]):
         at = np.nonzero(d.req[rows] == q)[0]
         uid = d.request_ids[q]
-        pid = tables.interactions.filter(pc.equal(tables.interactions["request_id"], uid))["user_id"][0].as_py()
+        pid = user_of[uid]
         prof = users.get(raw_of[pid]) if pid in raw_of else None
         known += prof is not None
         now = dt.datetime.fromtimestamp(d.req_ts[q] / 1e6, dt.timezone.utc)

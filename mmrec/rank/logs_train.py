@@ -25,6 +25,7 @@ import io
 import json
 import sys
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
@@ -194,19 +195,33 @@ def evaluate(d, rows: np.ndarray, y: np.ndarray, bundle: lgbm.Bundle, served: np
             "click_auc_at_logged_positions": auc, "ndcg@10": ndcg}
 
 
-def train_logs(store: ArtifactStore, cfg: RankConfig, *, store_path: Path | None = None,
-               export_dir: Path | None = None, window_hours: float = 24.0, eval_days: int = 1,
-               log: Callable = _log) -> Artifact:
-    """Join, featurise, fit, evaluate on the later days, write a served ``ranker``."""
+@dataclass
+class Logged:
+    """Served logs joined and featurised as serving saw them (`featurise_logs`)."""
+
+    joined: pa.Table
+    events: int
+    summary: dict
+    counts: dict
+    d: object                       # myntra_train.SimData, one request per logged answer
+    items_art: Artifact
+    items: Y.ItemTable
+    base: Artifact | None           # the warm start's ranker
+    base_bundle: lgbm.Bundle | None
+    keep: np.ndarray | None         # rows that train (seen or clicked); None: every shown item
+    served_info: dict | None
+
+
+def featurise_logs(store: ArtifactStore, cfg: RankConfig, *, store_path: Path | None = None,
+                   export_dir: Path | None = None, window_hours: float = 24.0,
+                   log: Callable = _log) -> Logged:
+    """Join the logs and build every answer's arrays as `RankConfig.logs` says (`logs_served`)."""
     from mmrec.catalog.ingest import load_items
     from mmrec.outfit.scenes import SceneBook
     from mmrec.taxonomy import default_taxonomy
 
-    if eval_days < 1:
-        raise InputError(f"--eval-days must be at least 1, got {eval_days}")
     if window_hours <= 0:
         raise InputError(f"--attribution-window-hours must be positive, got {window_hours}")
-    t0 = time.perf_counter()
     imp, ev, profiles = load_logs(store_path, export_dir)
     joined = A.join(imp, ev, window=dt.timedelta(hours=window_hours))
     summ = A.summary(joined)
@@ -230,7 +245,7 @@ def train_logs(store: ArtifactStore, cfg: RankConfig, *, store_path: Path | None
     book = SceneBook.load()
     usage = {n: book.get(n).usages[0] for n in book.names()}
     if joined.num_rows == 0:
-        day_roles(np.zeros(0, np.int64), np.zeros(0, bool), eval_days, cfg.myntra.val_share, counts)
+        return Logged(joined, ev.num_rows, summ, counts, None, items_art, items, base, base_bundle, None, None)
     tables = to_tables(joined, profiles, usage)
     d = decode(tables, items, period_us=Y.US_PER_DAY, click_ts_column="click_ts")
     served_info = None
@@ -242,11 +257,28 @@ def train_logs(store: ArtifactStore, cfg: RankConfig, *, store_path: Path | None
     if base is not None or lc.user_state == "served":
         d.stats = S.recompute_stats(d, items, Y.ItemStats.load_for(base.file(STATS_FILE), items)
                                     if base is not None else None)
-    y = label_of(d, cfg)
     keep = S.seen_rows(joined, d) if lc.negatives == "seen" else None
     if keep is not None:
         keep |= d.clicked | d.bought  # an app that reported the click saw the item
         log(f"negatives: the {int(keep.sum())} of {len(keep)} shown items reported seen (or clicked)")
+    return Logged(joined, ev.num_rows, summ, counts, d, items_art, items, base, base_bundle, keep,
+                  served_info)
+
+
+def train_logs(store: ArtifactStore, cfg: RankConfig, *, store_path: Path | None = None,
+               export_dir: Path | None = None, window_hours: float = 24.0, eval_days: int = 1,
+               log: Callable = _log) -> Artifact:
+    """Join, featurise, fit, evaluate on the later days, write a served ``ranker``."""
+    if eval_days < 1:
+        raise InputError(f"--eval-days must be at least 1, got {eval_days}")
+    t0 = time.perf_counter()
+    lg = featurise_logs(store, cfg, store_path=store_path, export_dir=export_dir,
+                        window_hours=window_hours, log=log)
+    counts, d, keep, base, base_bundle = lg.counts, lg.d, lg.keep, lg.base, lg.base_bundle
+    joined, summ, items, items_art, lc = lg.joined, lg.summary, lg.items, lg.items_art, cfg.logs
+    if d is None:
+        day_roles(np.zeros(0, np.int64), np.zeros(0, bool), eval_days, cfg.myntra.val_share, counts)
+    y = label_of(d, cfg)
     positive = np.bincount(d.req, weights=y, minlength=len(d.request_ids)) > 0
     rl = day_roles(d.req_ts, positive, eval_days, cfg.myntra.val_share, counts)
     boosters, cals, info, ftr, n_rows = fit_roles(d, rl, cfg, "logs", log, t0, keep=keep,
@@ -274,9 +306,9 @@ def train_logs(store: ArtifactStore, cfg: RankConfig, *, store_path: Path | None
     d.stats.last().save(buf, items.item_ids)
     sizes = {"train_requests": int(len(rl["train"])), "train_rows": n_rows,
              "val_requests": int(len(rl["val"])), "provenance": "logs",
-             "logs": {**summ, "events": ev.num_rows}, "eval_later_days": ev_out,
+             "logs": {**summ, "events": lg.events}, "eval_later_days": ev_out,
              "served_as": {"warm_start": base.version if base is not None else None,
-                           "user_state": lc.user_state, "users": served_info,
+                           "user_state": lc.user_state, "users": lg.served_info,
                            "negatives": bundle.meta["negatives"]}}
     source = Path(export_dir) if export_dir is not None else Path(store_path)
     return write_ranker(store, "logs", cfg, items_art, bundle, info, sizes, time.perf_counter() - t0,
