@@ -80,8 +80,10 @@ def cpu_per_impression(artifacts: Path, tmp: Path, n: int = 5000) -> dict:
     return {"impressions": n, "outfits_per_answer": len(resp.outfits),
             "impression_parts_us": round(t_parts / n * 1e6, 1), "log_call_us": round(t_log / n * 1e6, 1),
             "writer_cpu_us": round(t_write / n * 1e6, 1),
-            "note": "parts are built once per distinct answer (cached beside a cached answer); log() and "
-                    "the writer run for every answer; writer CPU measured while the queue drained"}
+            "note": "parts: CPU per distinct answer (kept beside a cached answer); log_call: wall time of "
+                    "the log() loop per call, the writer thread running beside it (so part of its work "
+                    "falls here); writer_cpu: this process's CPU per impression while the rest of the "
+                    "queue drained. log_call + writer_cpu bounds what every answer costs the replica"}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -99,7 +101,7 @@ def main(argv: list[str] | None = None) -> int:
         with tempfile.TemporaryDirectory(prefix="mmrec-impression-cost-") as tmp:
             micro = cpu_per_impression(a.artifacts, Path(tmp))
         out = json.loads(a.out.read_text()) if a.out.is_file() else {}
-        out["cpu_per_impression"] = {**micro, "command": "python -m lab.serving.impression_cost --micro-only "
+        out["cpu_per_impression"] = {**micro, "command": "python -m lab.serving.impression_cost "
                                      + " ".join(argv or sys.argv[1:])}
         a.out.write_text(json.dumps(out, indent=1), encoding="utf-8")
         print(json.dumps(micro, indent=1))
@@ -124,6 +126,8 @@ def main(argv: list[str] | None = None) -> int:
            "command": "python -m lab.serving.impression_cost " + " ".join(argv or sys.argv[1:]),
            "median_of_runs": summary, "runs": runs}
     a.out.parent.mkdir(parents=True, exist_ok=True)
+    if a.out.is_file():  # keep a --micro-only measurement written there before
+        out = {**json.loads(a.out.read_text()), **out}
     a.out.write_text(json.dumps(out, indent=1), encoding="utf-8")
     print(json.dumps(summary, indent=1))
     return 0
