@@ -181,3 +181,17 @@ def test_logs_ranker_measures_recency_to_now(served, key):
     assert days[art.version] == pytest.approx(2.0, abs=0.01)
     # the simulated ranker keeps its world's now, the end of its simulated log (in the past)
     assert days[base.version] == 0.0
+
+
+def test_refit_ships_a_model_of_every_day_and_keeps_the_evaluated_fit_on_record(served, key):
+    from mmrec.rank import lgbm
+    from mmrec.rank.logs_train import train_logs
+
+    store, cfg, *_, export = served
+    cfg = cfg.model_copy(update={"logs": cfg.logs.model_copy(update={"refit_all_days": True})})
+    art = train_logs(store, cfg, export_dir=export, eval_days=1, log=lambda m: None)
+    m = art.metrics
+    # 180 answers: the evaluated fit trained on days 1-2 (less its validation), the shipped one on all
+    assert m["evaluated_fit"]["train_requests"] + m["evaluated_fit"]["val_requests"] == 120
+    assert m["train_requests"] + m["val_requests"] == 180 and m["eval_later_days"]["days"] == ["2024-06-05"]
+    assert lgbm.Bundle.load(art).meta["fit"].startswith("refit on every logged day")

@@ -175,6 +175,9 @@ class LogsConfig(StrictModel):
         "seen", description="seen: rows are the shown items the app reported seen "
         "(impression_seen), when the logs hold any; shown: every shown item, its outfit rank "
         "standing in for whether it was looked at")
+    refit_all_days: bool = Field(
+        False, description="after the evaluation on the last --eval-days days (of a fit that never "
+        "saw them), ship a model refitted on every day, the last share of answers validating")
 
 
 class LatencyConfig(StrictModel):

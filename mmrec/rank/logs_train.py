@@ -281,18 +281,23 @@ def train_logs(store: ArtifactStore, cfg: RankConfig, *, store_path: Path | None
     y = label_of(d, cfg)
     positive = np.bincount(d.req, weights=y, minlength=len(d.request_ids)) > 0
     rl = day_roles(d.req_ts, positive, eval_days, cfg.myntra.val_share, counts)
-    boosters, cals, info, ftr, n_rows = fit_roles(d, rl, cfg, "logs", log, t0, keep=keep,
-                                                  init=base_bundle.boosters if base_bundle else None)
-    bundle = lgbm.Bundle(boosters, cals, ftr.names, ftr.categorical, {
-        "dataset": "logs", "provenance": "logs", "simulated": False, "label": cfg.myntra.label,
-        "serve_model": choose_serve_model(cfg, info), "item_vocabs": items.vocabs,
-        "log_end_us": d.log_end_us, "n_candidates_logged": float(d.n_candidates.mean()),
-        "attribution_window_hours": window_hours,
-        "warm_start": base.version if base is not None else None,
-        "user_state": lc.user_state, "negatives": "seen" if keep is not None else "shown",
-        "negative_sampling": f"none: negatives are the {'seen' if keep is not None else 'shown'} "
-                            f"items that were not {cfg.myntra.label}ed within the attribution window",
-    })
+    init = base_bundle.boosters if base_bundle else None
+    negatives = "seen" if keep is not None else "shown"
+
+    def fit(roles: dict, name: str):
+        boosters, cals, info, ftr, n_rows = fit_roles(d, roles, cfg, name, log, t0, keep=keep, init=init)
+        return lgbm.Bundle(boosters, cals, ftr.names, ftr.categorical, {
+            "dataset": "logs", "provenance": "logs", "simulated": False, "label": cfg.myntra.label,
+            "serve_model": choose_serve_model(cfg, info), "item_vocabs": items.vocabs,
+            "log_end_us": d.log_end_us, "n_candidates_logged": float(d.n_candidates.mean()),
+            "attribution_window_hours": window_hours,
+            "warm_start": base.version if base is not None else None,
+            "user_state": lc.user_state, "negatives": negatives,
+            "negative_sampling": f"none: negatives are the {negatives} items that were not "
+                                f"{cfg.myntra.label}ed within the attribution window",
+        }), info, n_rows
+
+    bundle, info, n_rows = fit(rl, "logs")
     te = rows_of(d, rl["test"], drop_held_out_items=False)
     if keep is not None:
         te = te[keep[te]]
@@ -300,16 +305,29 @@ def train_logs(store: ArtifactStore, cfg: RankConfig, *, store_path: Path | None
     ev_out = evaluate(d, te, y, bundle, served, base=base_bundle)
     ev_out["days"] = [str(x) for x in rl["test_days"]]
     ev_out["rows_are"] = "seen (or clicked) shown items" if keep is not None else "shown items"
+    ev_out["of"] = "the fit on the days before the evaluation days"
     log(f"  evaluation days {ev_out['days']}: NDCG@10 " + ", ".join(
         f"{k} {v:.4f}" for k, v in ev_out["ndcg@10"].items()))
-    buf = io.BytesIO()
-    d.stats.last().save(buf, items.item_ids)
     sizes = {"train_requests": int(len(rl["train"])), "train_rows": n_rows,
              "val_requests": int(len(rl["val"])), "provenance": "logs",
              "logs": {**summ, "events": lg.events}, "eval_later_days": ev_out,
              "served_as": {"warm_start": base.version if base is not None else None,
                            "user_state": lc.user_state, "users": lg.served_info,
-                           "negatives": bundle.meta["negatives"]}}
+                           "negatives": negatives}}
+    if lc.refit_all_days:
+        # the evaluated fit never saw the last days; the shipped one does (the freshest traffic)
+        order = np.argsort(d.req_ts, kind="stable")
+        n_val = max(1, int(round(len(order) * cfg.myntra.val_share)))
+        roles = {"train": np.sort(order[:-n_val]), "val": np.sort(order[-n_val:])}
+        bundle, refit_info, n_rows = fit(roles, "logs, refit on every day")
+        bundle.meta["fit"] = "refit on every logged day after the evaluation"
+        sizes.update(evaluated_fit={"models": info, **{k: sizes[k] for k in ("train_requests", "train_rows",
+                                                                            "val_requests")}},
+                     train_requests=int(len(roles["train"])), train_rows=n_rows,
+                     val_requests=int(len(roles["val"])))
+        info = refit_info
+    buf = io.BytesIO()
+    d.stats.last().save(buf, items.item_ids)
     source = Path(export_dir) if export_dir is not None else Path(store_path)
     return write_ranker(store, "logs", cfg, items_art, bundle, info, sizes, time.perf_counter() - t0,
                         extra_files={STATS_FILE: buf.getvalue()}, extra_paths=[source],
