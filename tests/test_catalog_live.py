@@ -238,3 +238,24 @@ def test_the_stockout_measurement_counts_answers_after_the_ack():
     assert c["sent_after_ack_same_replica"] == 0 and c["sent_after_ack_other_replicas"] == 2
     assert c["other_replicas_last_send_after_ack_s"] == pytest.approx(5.9)
     assert out["answers_after_window_total"] == 1 and out["sent_after_ack_same_replica_total"] == 0
+
+
+def test_an_ab_experiment_keeps_its_variants_over_the_changed_catalog(tmp_path):
+    """Under an A/B split the control is derived and split again: every variant serves the new
+    item, none the deleted ones, and each keeps its own settings."""
+    from mmrec.ab.config import ABConfig
+    from mmrec.ab.router import VariantRecommender
+
+    ab = ABConfig.model_validate({"experiment": "e1", "variants": [
+        {"name": "control"}, {"name": "treat", "compose": {"w_compat": 1.5}}]})
+    rec = VariantRecommender(_rec(tmp_path), ab)
+    with _client(rec, tmp_path / "fb.sqlite") as c:
+        assert c.post("/v1/admin/catalog", json={"upserts": [NEW_SHOES], "deletes": DROP_SHOES}).status_code == 200
+        live = c.app.state.holder.current
+        assert isinstance(live, VariantRecommender) and live is not rec and live.ab is ab
+        assert live.variants["treat"].cfg.compose.w_compat == 1.5
+        for user in ("u1", "u2", "u3", "u4", None):
+            r = c.post("/v1/recommend", json={**OFFICE, **({"user_id": user} if user else {})})
+            outfits = [{i["item_id"] for i in o["items"]} for o in r.json()["outfits"]]
+            assert outfits and all("n1" in o and not o & set(DROP_SHOES) for o in outfits)
+            assert r.json()["versions"]["catalog_seq"] == "3"
