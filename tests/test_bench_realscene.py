@@ -86,6 +86,12 @@ def test_true_statements_pass_and_planted_false_ones_are_caught():
         assert verdicts(text, ctx) == [(kind, False)], text
     # a statement no judge reads is unchecked, never counted as true
     assert verdicts("Perfect for a sunny day.") == [("unchecked", None)]
+    # the title's plural says the detail ("Stripes": stripe, a synonym of striped), as the
+    # taxonomy reads it; a plural of another word does not
+    stripes = [dict(ROWS["1"], title="Probase Men Stripes White Shirts"), ROWS["2"], ROWS["3"]]
+    assert verdicts("The shirt is striped (from the title).", ctx, stripes) == [("title", True)]
+    checks = [dict(ROWS["1"], title="Probase Men Stripes White Shirts"), ROWS["2"], ROWS["3"]]
+    assert verdicts("The shirt is checked (from the title).", ctx, checks) == [("title", False)]
 
 
 def test_matches_your_search_needs_items_that_match_the_query_terms():
