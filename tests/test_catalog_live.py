@@ -259,3 +259,26 @@ def test_an_ab_experiment_keeps_its_variants_over_the_changed_catalog(tmp_path):
             outfits = [{i["item_id"] for i in o["items"]} for o in r.json()["outfits"]]
             assert outfits and all("n1" in o and not o & set(DROP_SHOES) for o in outfits)
             assert r.json()["versions"]["catalog_seq"] == "3"
+
+
+def test_compaction_folds_changes_as_the_server_applies_them():
+    from mmrec.recall.compact import fold
+
+    tags = {"a": "sha-a", "b": "sha-b", "c": "sha-c"}.get
+
+    def up(i, sha, vec=None, enc="e1", **kw):
+        return ("upsert", i, None, None, {"row": {"item_id": i, "image_sha256": sha, **kw},
+                                          "vector": vec, "encoder_id": enc if vec else None})
+
+    drop, add, stock = fold([
+        up("a", "sha-a", price=5.0),          # same photo, no vector: the indexed one stays
+        up("b", "sha-b2"),                    # a new photo, no vector: the old vector goes
+        up("n", None, [1.0, 0.0]),            # a new item with a vector
+        up("m", None, [0.0, 1.0], enc="e0"),  # another encoder's vector: not added
+        ("stock", "n", False, 9.0, None),
+        ("delete", "c", None, None, None),
+        up("x", None, [1.0, 0.0]), ("delete", "x", None, None, None),  # added, then deleted
+    ], "e1", tags)
+    assert drop == {"b", "c", "n", "x"}  # "n": a label-free no-op; "a" and "m" keep what they have
+    assert set(add) == {"n"} and add["n"][1]["in_stock"] is False and add["n"][1]["price"] == 9.0
+    assert stock == {"n": {"in_stock": False, "price": 9.0}}

@@ -17,7 +17,7 @@ Run it from cron or after a bulk change; how often is a trade between the side i
 from __future__ import annotations
 
 import time
-from typing import Any, Iterable
+from typing import Any, Callable, Iterable
 
 import numpy as np
 
@@ -28,10 +28,13 @@ from mmrec.recall.config import IndexConfig
 Change = tuple[str, str, "bool | None", "float | None", "dict | None"]  # (op, item_id, in_stock, price, body)
 
 
-def fold(changes: Iterable[Change], encoder_id: str | None
+def fold(changes: Iterable[Change], encoder_id: str | None, tag_of: Callable[[str], str | None]
          ) -> tuple[set[str], dict[str, tuple[list[float], dict[str, Any]]], dict[str, dict[str, Any]]]:
     """(ids to drop from the index, id -> (vector, row) to add, id -> stock/price now) after
-    ``changes`` in order; vectors of another encoder are not added (their space differs)."""
+    ``changes`` in order; vectors of another encoder are not added (their space differs).
+
+    An upsert without a vector keeps the indexed vector when the photo is the same one
+    (``tag_of``: the image sha256 the indexed vector was made from), as the server does."""
     drop: set[str] = set()
     add: dict[str, tuple[list[float], dict[str, Any]]] = {}
     stock: dict[str, dict[str, Any]] = {}
@@ -40,11 +43,17 @@ def fold(changes: Iterable[Change], encoder_id: str | None
             drop.add(item_id)
             add.pop(item_id, None)
         elif op == "upsert":
-            vec = body.get("vector")
-            drop.add(item_id)  # the old vector (if any) no longer describes the item...
-            add.pop(item_id, None)
+            vec, row = body.get("vector"), dict(body["row"])
             if vec is not None and body.get("encoder_id") == encoder_id:
-                add[item_id] = (vec, dict(body["row"]))  # ...this one does
+                drop.add(item_id)  # the old vector (if any) no longer describes the item
+                add[item_id] = (vec, row)
+            elif item_id in add:
+                if add[item_id][1].get("image_sha256") == row.get("image_sha256"):
+                    add[item_id] = (add[item_id][0], row)
+                else:
+                    del add[item_id]
+            elif tag_of(item_id) != row.get("image_sha256"):
+                drop.add(item_id)  # a new photo and no vector of it: the old vector is wrong
         elif op == "stock":
             s = stock.setdefault(item_id, {})
             if in_stock is not None:
@@ -62,7 +71,7 @@ def compact_index(store: ArtifactStore, cfg: IndexConfig, changes: Iterable[Chan
     """Publish the CURRENT index with ``changes`` folded in and no tombstones; returns stats."""
     t0 = time.perf_counter()
     art, index = load_index(store, cfg)
-    drop, add, stock = fold(changes, index.encoder_id)
+    drop, add, stock = fold(changes, index.encoder_id, index.tag_of)
     keep_upserts = [i for i in drop if i in add and i in index]  # unchanged vectors stay as they are
     same = {i for i in keep_upserts
             if np.allclose(index.vector_of(i), np.asarray(add[i][0], np.float32), atol=1e-6)}
