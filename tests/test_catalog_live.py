@@ -213,10 +213,13 @@ def test_compact_drops_tombstoned_vectors_and_keeps_the_new_ones(stack, tmp_path
     _, index = load_index(store, load_config("index", profile="tiny"))
     assert "s1" not in index.item_ids and "s3" not in index.item_ids and index.n_dead == 0
     assert np.allclose(index.vector_of("n1"), n1_vec, atol=1e-6)
-    # a server on the compacted index replays the same changes on top: same answers
+    # a server on the compacted index replays the same changes on top: same answers, and the
+    # side index of live vectors is empty again (n1's vector is the main index's now)
     with _client(_recall_rec(store), db) as c:
         outfits = _served(c)
         assert outfits and all("n1" in o and not o & set(DROP_SHOES) for o in outfits)
+        live = c.app.state.holder.current
+        assert live.recall.fresh is None and "n1" in live.recall.index and "s1" not in live.items.index
     store.set_current(kinds.INDEX, before)  # leave the module's store as the other tests expect
 
 

@@ -80,7 +80,7 @@ def derive(rec: "Recommender", changes: list[Change], *, seq: int | None = None
     rows: dict[str, dict[str, Any]] = {r["item_id"]: r for r in rec.items.rows}
     index = getattr(rec.recall, "index", None)
     enc_id = getattr(index, "encoder_id", None)
-    dead: list[str] = []  # ids whose vector in the main index no longer describes them
+    dead: set[str] = set()  # ids whose vector in the main index no longer describes them
     touched: set[str] = set()
     for op, item_id, in_stock, price, body in changes:
         if op == "stock":
@@ -96,7 +96,7 @@ def derive(rec: "Recommender", changes: list[Change], *, seq: int | None = None
             if rows.pop(item_id, None) is not None:
                 deleted.add(item_id)
                 fresh.pop(item_id, None)
-                dead.append(item_id)
+                dead.add(item_id)
                 touched.add(item_id)
         elif op == "upsert":
             row = item_row(body["row"])
@@ -106,11 +106,15 @@ def derive(rec: "Recommender", changes: list[Change], *, seq: int | None = None
             touched.add(item_id)
             vec = body.get("vector")
             if vec is not None and enc_id is not None and body.get("encoder_id") == enc_id:
-                fresh[item_id] = (vec, row.get("image_sha256"))
-                dead.append(item_id)
+                if item_id in index and np.allclose(index.vector_of(item_id), vec, atol=1e-6):
+                    fresh.pop(item_id, None)  # `mmrec index compact` put this vector in the index
+                    dead.discard(item_id)
+                else:
+                    fresh[item_id] = (vec, row.get("image_sha256"))
+                    dead.add(item_id)
             elif old is not None and old.get("image_sha256") != row.get("image_sha256"):
                 fresh.pop(item_id, None)  # a new photo and no vector for it: the old one is wrong
-                dead.append(item_id)
+                dead.add(item_id)
         else:
             raise ValueError(f"unknown catalog change op {op!r}")
     items = ItemTable.from_rows(list(rows.values()), rec.items.version, rec.items.taxonomy)
