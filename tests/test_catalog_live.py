@@ -285,3 +285,17 @@ def test_compaction_folds_changes_as_the_server_applies_them():
     assert drop == {"b", "c", "n", "x"}  # "n": a label-free no-op; "a" and "m" keep what they have
     assert set(add) == {"n"} and add["n"][1]["in_stock"] is False and add["n"][1]["price"] == 9.0
     assert stock == {"n": {"in_stock": False, "price": 9.0}}
+
+
+def test_an_upsert_of_a_known_item_replaces_it_in_place(tmp_path):
+    with _client(_rec(tmp_path), tmp_path / "fb.sqlite") as c:
+        # b2 (casual blue jeans) re-listed as black formal trousers: office outfits may take it now
+        r = c.post("/v1/admin/catalog", json={"upserts": [{
+            "item_id": "b2", "title": "Men Black Slim Formal Trousers", "category": "trousers",
+            "gender": "men", "colour": "black", "usage": "formal", "price": 42.0}], "deletes": ["b1"]})
+        assert r.status_code == 200, r.text
+        item = c.get("/v1/items/b2").json()
+        assert (item["category"], item["colour"], item["price"]) == ("trousers", "black", 42.0)
+        outfits = _served(c)
+        assert outfits and all("b2" in o and "b1" not in o for o in outfits)
+        assert c.app.state.holder.current.items.ids.count("b2") == 1  # replaced, not added twice
