@@ -163,7 +163,7 @@ def _calibration(m: Mapping[str, Any]) -> str:
         rows = "".join(f"<tr><td>{b['bin'][0]:.1f}–{b['bin'][1]:.1f}</td><td class='num'>"
                        f"{b['confidence']:.2f}</td><td class='num'>{b['accuracy']:.2f}</td>"
                        f"<td class='num'>{b['count']}</td></tr>" for b in cal["bins"])
-        plot = charts.reliability(f"{mode}: accuracy per confidence bin", cal["bins"])
+        plot = charts.reliability(f"{mode}: reliability", cal["bins"])
         out.append(f"<h3>Reliability of the photo slot reading: {_e(mode)} (ECE {cal['ece']:.3f}, "
                    f"n={cal['count']})</h3><div class='charts'>{plot}</div><table><tr><th>confidence bin"
                    f"</th><th>mean confidence</th><th>accuracy</th><th>count</th></tr>{rows}</table>"

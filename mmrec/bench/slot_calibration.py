@@ -133,7 +133,19 @@ def evaluate(cal: SlotCalibrator, readings: Sequence[Reading], bins: int = 10,
             "accuracy_uncalibrated_all": float(np.mean(ok)) if ok else None,
             "abstain": 1 - len(kept) / len(readings) if readings else None,
             "kept": len(kept), "accuracy_kept": float(np.mean(kept)) if kept else None,
-            "mean_confidence": float(np.mean(conf)) if conf else None, "bins": table}
+            "mean_confidence": float(np.mean(conf)) if conf else None, "bins": table,
+            "coverage": coverage(conf, ok, [r.slot is not None for r in readings])}
+
+
+def coverage(conf: Sequence[float], correct: Sequence[bool], read: Sequence[bool],
+             thresholds: Sequence[float] = (0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9)) -> list[dict[str, Any]]:
+    """What other thresholds would keep: share of photos answered and their slot accuracy."""
+    out = []
+    for t in thresholds:
+        kept = [o for c, o, r in zip(conf, correct, read) if r and c >= t]
+        out.append({"threshold": t, "kept": len(kept), "answered": len(kept) / len(conf) if conf else None,
+                    "accuracy": float(np.mean(kept)) if kept else None})
+    return out
 
 
 C_GRID = (0.1, 0.3, 1.0, 3.0, 10.0)

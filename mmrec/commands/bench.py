@@ -210,7 +210,7 @@ def _calibrate_slot(args: argparse.Namespace) -> int:
     if args.test:
         out["test"] = SC.evaluate(cal, SC.read_photos(rec, real_photos(root, table, "test")))
     flat = {f"{split}.{k}": v for split in ("val", "test") if split in out
-            for k, v in out[split].items() if k != "bins"}
+            for k, v in out[split].items() if k not in ("bins", "coverage")}
     cv = out["val_cross_validated"] or {}
     flat.update({f"val_cv.{k}": v for k, v in cv.items()})
     out["version"] = SC.save(store, cal, flat)
