@@ -40,6 +40,89 @@ class AugmentConfig(StrictModel):
     flip: bool = Field(True, description="random horizontal flip")
 
 
+def _ordered_range(v: tuple[float, float], name: str) -> tuple[float, float]:
+    if v[0] > v[1]:
+        raise ValueError(f"{name} must be [low, high] with low <= high, got {list(v)}")
+    return v
+
+
+class KioskAugmentConfig(StrictModel):
+    """Kiosk conditions made from packshots: the product cut from its white ground (a threshold
+    mask) and pasted onto a real-looking background, off-centre or partly out of frame, turned
+    and tilted, under other light, blurred, JPEG-compressed, in any aspect ratio, then
+    letterboxed like any photo the encoder reads. Light changes are bounded so that a product
+    keeps its colour family: the captions still state the catalog's colour."""
+
+    p: float = Field(0.0, ge=0, le=1, description="share of packshots given kiosk conditions (0 = off)")
+    backgrounds: Literal["real_photos", "synthetic"] = Field("real_photos", description=(
+        "real_photos: border crops of the train senders' photos (floors, beds, doors; needs "
+        "train.real_photos.source); synthetic: smooth random colour fields with noise"))
+    white_threshold: int = Field(235, ge=128, le=254, description=(
+        "a pixel whose every channel is at or above this is the packshot's white ground"))
+    scale: tuple[float, float] = Field((0.55, 1.25), description=(
+        "product's longer side / canvas's shorter side; above 1 it is partly out of frame"))
+    max_offset: float = Field(0.3, ge=0, le=0.5, description="centre shift, fraction of the canvas")
+    rotate_deg: float = Field(15.0, ge=0, le=90)
+    perspective: float = Field(0.08, ge=0, le=0.3, description="corner jitter, fraction of the side")
+    aspect: tuple[float, float] = Field((0.6, 1.7), description="canvas width / height range")
+    brightness: tuple[float, float] = Field((0.7, 1.2))
+    white_balance: float = Field(0.06, ge=0, le=0.2, description=(
+        "per-channel gain jitter (mean gain kept at 1); small so that hue families hold"))
+    blur_p: float = Field(0.3, ge=0, le=1)
+    blur_radius: tuple[float, float] = Field((0.3, 1.0))
+    jpeg_p: float = Field(0.5, ge=0, le=1)
+    jpeg_quality: tuple[int, int] = Field((30, 90))
+
+    @model_validator(mode="after")
+    def _ranges(self) -> "KioskAugmentConfig":
+        for name in ("scale", "aspect", "brightness", "blur_radius", "jpeg_quality"):
+            lo, hi = _ordered_range(getattr(self, name), name)
+            if lo <= 0:
+                raise ValueError(f"{name} must be positive, got {[lo, hi]}")
+        if not 1 <= self.jpeg_quality[0] <= self.jpeg_quality[1] <= 95:
+            raise ValueError(f"jpeg_quality must lie in 1..95, got {list(self.jpeg_quality)}")
+        return self
+
+
+# Fields a real-photo caption may name: only what its coarse label states.
+PHOTO_TEMPLATE_FIELDS = ("label", "slot", "category")
+
+
+class PhotoTemplate(StrictModel):
+    """A caption of a real photo from its label: {label} (the label's own words), {slot} (the
+    slot the reviewed table maps it to), {category} (only for labels that name one category)."""
+
+    text: str
+    weight: float = Field(1.0, gt=0)
+
+    @field_validator("text")
+    @classmethod
+    def _fields_known(cls, v: str) -> str:
+        import string
+
+        names = [f for _, f, _, _ in string.Formatter().parse(v) if f is not None]
+        bad = sorted(set(names) - set(PHOTO_TEMPLATE_FIELDS))
+        if not names or bad:
+            raise ValueError(f"photo template {v!r} must name only {list(PHOTO_TEMPLATE_FIELDS)} "
+                             f"(a real photo's label states no colour, gender or occasion)")
+        return v
+
+
+class RealPhotoPairsConfig(StrictModel):
+    """Real phone photos of the train photographers as extra image <-> text pairs (partial
+    labels: a caption names only what the label states; "Not sure/Other/Skip" never train;
+    the benchmark's val and test photographers never enter training)."""
+
+    share: float = Field(0.0, ge=0, lt=1, description="share of each batch that is real photos (0 = off)")
+    source: str | None = Field(None, description="the real_photos folder (images.csv + images/)")
+    table: str = Field("benchmark/suites/photos/real_photos.yaml", description=(
+        "reviewed label -> slot/categories table with the photographer split"))
+    templates: list[PhotoTemplate] = Field(default_factory=lambda: [
+        PhotoTemplate(text="{category}", weight=2.0), PhotoTemplate(text="{slot}"),
+        PhotoTemplate(text="{label}")])
+    background_size: int = Field(48, ge=16, le=256, description="side of the cached border crops")
+
+
 class TextTemplate(StrictModel):
     """A caption pattern like '{colour} {category} for {gender}'; used when all its fields exist."""
 
@@ -89,6 +172,8 @@ class TrainConfig(StrictModel):
     seed: int = 0
     augment: AugmentConfig = Field(default_factory=AugmentConfig)
     templates: list[TextTemplate] = Field(default_factory=_default_templates)
+    kiosk: KioskAugmentConfig = Field(default_factory=KioskAugmentConfig)
+    real_photos: RealPhotoPairsConfig = Field(default_factory=RealPhotoPairsConfig)
     include_val: bool = Field(False, description=(
         "also train on the val split (the test split is never trained on, whatever this says)"))
     eval_every: int = Field(5, ge=0, description="epochs between val retrieval checks (0 = only at the end)")
@@ -102,6 +187,16 @@ class TrainConfig(StrictModel):
         if not all(0 <= b < 1 for b in v):
             raise ValueError(f"betas must be in [0, 1), got {v}")
         return v
+
+    @model_validator(mode="after")
+    def _photo_source(self) -> "TrainConfig":
+        needs = [k for k, on in (("train.real_photos.share", self.real_photos.share > 0),
+                                 ("train.kiosk.backgrounds=real_photos",
+                                  self.kiosk.p > 0 and self.kiosk.backgrounds == "real_photos")) if on]
+        if needs and not self.real_photos.source:
+            raise ValueError(f"{' and '.join(needs)} need train.real_photos.source (the real_photos "
+                             "folder, e.g. ../shared/data/real_photos)")
+        return self
 
     @field_validator("templates")
     @classmethod

@@ -10,6 +10,12 @@ The loss is CLIP's symmetric cross-entropy with one change: identical captions i
 shared between them, instead of being pushed apart as false negatives.
 
 Held-out products (`mmrec.splits.is_held_out`) are removed before anything else happens.
+
+Mixed-domain training (off unless configured): `train.real_photos.share` of each batch are real
+phone photos of the train photographers with label-only captions (`mmrec.embed.photo_pairs`),
+and `train.kiosk.p` of the packshots are given kiosk conditions (`mmrec.embed.kiosk`). A
+caption both domains share ("shirts", "bottom") makes a photo and a packshot positives of
+each other through the multi-positive loss.
 """
 
 from __future__ import annotations
@@ -20,7 +26,7 @@ import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable
+from typing import TYPE_CHECKING, Any, Callable
 
 import numpy as np
 import pyarrow as pa
@@ -34,6 +40,9 @@ from mmrec.embed.encoder import Encoder
 from mmrec.embed.metrics import known_item_metrics, set_metrics, top_k_indices
 from mmrec.errors import InputError
 from mmrec.splits import split_of
+
+if TYPE_CHECKING:  # imported where used: the real-photo pairs read the benchmark's split table
+    from mmrec.embed.photo_pairs import PhotoPairs
 
 LOG_FILE = "train_log.jsonl"
 
@@ -172,6 +181,7 @@ def train_encoder(store: ArtifactStore, cfg: EmbedConfig, *, items_version: str 
     if tc.epochs > 0:
         items = items.filter(pc.is_valid(items.column("image_uri")))
         cache_dir = Path(tc.cache_dir) if tc.cache_dir else store.root / ".cache" / "embed"
+        photos, backgrounds = _photo_inputs(cfg, encoder.image_size, cache_dir, rng)
         pix = cached_pixels(items.select(["item_id", "image_uri", "image_sha256"]),
                             encoder.image_size, cache_dir, workers=cfg.catalog.decode_workers,
                             progress=progress)
@@ -189,7 +199,11 @@ def train_encoder(store: ArtifactStore, cfg: EmbedConfig, *, items_version: str 
             raise InputError(f"only {len(train_idx)} trainable items with images in "
                              f"items/{items_art.version}; need at least 2 (test split excluded)")
         rows = items.select([c for c in items.column_names if c != "attributes"]).to_pylist()
-        _train_loop(encoder, cfg, pix.pixels, rows, train_idx, val_idx, state, rng, progress, log)
+        _train_loop(encoder, cfg, pix.pixels, rows, train_idx, val_idx, state, rng, progress, log,
+                    photos=photos, backgrounds=backgrounds)
+        if photos is not None:
+            metrics.update({"real_photo_pairs": len(photos.photo_ids),
+                            "real_photo_senders": len(set(photos.senders))})
         metrics.update({
             "train_items": len(train_idx), "val_items": len(val_idx),
             "held_out_excluded": int(sum(split_of(r["item_id"]) == "test" for r in rows)),
@@ -212,16 +226,43 @@ def train_encoder(store: ArtifactStore, cfg: EmbedConfig, *, items_version: str 
     return store.load(kinds.ENCODER, w.version)
 
 
+def _photo_inputs(cfg: EmbedConfig, image_size: int, cache_dir: Path, rng: np.random.Generator
+                  ) -> tuple["PhotoPairs | None", np.ndarray | None]:
+    """Real-photo pairs (when a share of the batch is theirs) and the kiosk backgrounds."""
+    tc = cfg.train
+    need_photos = tc.real_photos.share > 0 or (tc.kiosk.p > 0 and tc.kiosk.backgrounds == "real_photos")
+    photos = None
+    if need_photos:
+        from mmrec.embed.photo_pairs import load_photo_pairs
+        from mmrec.taxonomy import default_taxonomy
+
+        photos = load_photo_pairs(tc.real_photos, default_taxonomy(), image_size, cache_dir, tc.seed)
+    if tc.kiosk.p <= 0:
+        return (photos if tc.real_photos.share > 0 else None), None
+    if tc.kiosk.backgrounds == "real_photos":
+        return (photos if tc.real_photos.share > 0 else None), photos.backgrounds
+    from mmrec.embed.kiosk import synthetic_backgrounds
+
+    return photos, synthetic_backgrounds(256, tc.real_photos.background_size, rng)
+
+
 def _train_loop(encoder: Encoder, cfg: EmbedConfig, pixels: np.ndarray, rows: list[dict[str, Any]],
                 train_idx: list[int], val_idx: list[int], state: TrainState,
-                rng: np.random.Generator, progress: bool, log: Callable[[str], None]) -> None:
+                rng: np.random.Generator, progress: bool, log: Callable[[str], None], *,
+                photos: "PhotoPairs | None" = None, backgrounds: np.ndarray | None = None) -> None:
     import torch
 
     tc = cfg.train
     model = encoder.model
     captions = CaptionSampler(rows, tc.templates)
     opt = torch.optim.AdamW(param_groups(model, tc.weight_decay), lr=tc.lr, betas=tc.betas, eps=1e-6)
-    bs = min(tc.batch_size, len(train_idx))
+    n_photo, photo_captions = 0, None
+    if photos is not None:
+        from mmrec.embed.photo_pairs import PhotoCaptions
+
+        n_photo = min(len(photos.photo_ids), round(tc.batch_size * tc.real_photos.share))
+        photo_captions = PhotoCaptions(photos.fields, tc.real_photos.templates)
+    bs = min(tc.batch_size - n_photo, len(train_idx))  # catalog images per step
     steps_per_epoch = max(1, len(train_idx) // bs)  # drop the ragged tail: a tiny batch is a noisy step
     total_steps = steps_per_epoch * tc.epochs
     budget_s = tc.time_budget_min * 60 if tc.time_budget_min else None
@@ -249,8 +290,17 @@ def _train_loop(encoder: Encoder, cfg: EmbedConfig, pixels: np.ndarray, rows: li
             for g in opt.param_groups:
                 g["lr"] = lr
             idx = np.sort(perm[b * bs:(b + 1) * bs])  # sorted: faster reads from the memmap
-            batch = augment(np.asarray(pixels[idx]), tc.augment.pad, tc.augment.flip, rng)
+            batch = np.asarray(pixels[idx])
+            if backgrounds is not None:
+                from mmrec.embed.kiosk import kiosk_batch
+
+                batch = kiosk_batch(batch, backgrounds, tc.kiosk, rng)
             texts = captions.sample(idx, rng)
+            if n_photo:
+                pidx = np.sort(rng.choice(len(photos.photo_ids), size=n_photo, replace=False))
+                batch = np.concatenate([batch, photos.pixels[pidx]])
+                texts += photo_captions.sample(pidx, rng)
+            batch = augment(batch, tc.augment.pad, tc.augment.flip, rng)
             caption_ids = torch.tensor(_ids_of(texts))
             img = model.encode_image(encoder.pixels_to_tensor(batch), normalize=True)
             txt = model.encode_text(encoder.tokenizer(texts), normalize=True)
@@ -263,7 +313,7 @@ def _train_loop(encoder: Encoder, cfg: EmbedConfig, pixels: np.ndarray, rows: li
             with torch.no_grad():  # CLIP's clamp: a temperature above 100 destabilises training
                 model.logit_scale.clamp_(0, math.log(100))
             state.step += 1
-            state.images_seen += len(idx)
+            state.images_seen += len(batch)
             if bar is not None:
                 bar.update(1)
                 bar.set_postfix(loss=f"{loss.item():.3f}", lr=f"{lr:.2e}")

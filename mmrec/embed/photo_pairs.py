@@ -1,0 +1,142 @@
+"""Real phone photos as encoder training pairs (`train.real_photos` in configs/embed.yaml).
+
+The real_photos source labels one field, a coarse garment class. A photo's caption therefore
+names only what its label states: the label's own words ("pants"), the slot the reviewed table
+maps the label to ("bottom"), and a taxonomy category only where the label names exactly one
+("Shirt" -> "shirts"; "Pants" may be trousers or jeans, so it gets no category caption). No
+colour, gender or occasion is ever guessed. Labels where the labeller could not tell ("Not
+sure", "Other", "Skip") never train.
+
+Only the TRAIN photographers of the benchmark's split table are read (`RealPhotoTable.split_of`
+== "train"): the val photographers choose recipes and the test photographers are the
+benchmark, so neither may be seen in training. The same photos also give the kiosk
+augmentation its backgrounds: a crop of one corner of each photo, where the floor, bed or door
+usually is (the garment tends to be in the middle).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import secrets
+import string
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+
+from mmrec.bench.photo_sources import PhotoTruth, load_real_photo_table, real_photos
+from mmrec.embed.config import PhotoTemplate, RealPhotoPairsConfig
+from mmrec.errors import InputError
+from mmrec.images import ImageError, load_image, resize_letterbox
+from mmrec.taxonomy import Taxonomy
+
+CORNER = 0.45  # side of the background crop, as a fraction of the photo's side
+
+
+@dataclass
+class PhotoPairs:
+    """Train-sender photos: letterboxed pixels, their label-only caption fields, border crops."""
+
+    photo_ids: list[str]
+    senders: list[str]
+    fields: list[dict[str, str]]      # per photo: label, slot and (when the label names one) category
+    pixels: np.ndarray                # uint8 [n, S, S, 3], letterboxed on white like any photo
+    backgrounds: np.ndarray           # uint8 [n, B, B, 3] corner crops
+
+
+def caption_fields(photo: PhotoTruth) -> dict[str, str]:
+    """What a photo's label states, as caption fields (never colour, gender or occasion)."""
+    if photo.probe or not photo.slot:
+        raise ValueError(f"photo {photo.photo_id}: label {photo.label!r} is a probe; it has no caption")
+    out = {"label": " ".join(photo.label.lower().split()), "slot": photo.slot}
+    if len(photo.categories) == 1:
+        out["category"] = photo.categories[0]
+    return out
+
+
+def train_photos(source: str | Path, table_path: str | Path, taxonomy: Taxonomy) -> list[PhotoTruth]:
+    """The labelled (non-probe) photos of the split table's TRAIN photographers, stable order."""
+    table = load_real_photo_table(table_path, taxonomy)
+    photos = [p for p in real_photos(source, table, "train") if not p.probe]
+    held = {p.sender for p in photos if table.split_of(p.sender) != "train"}
+    if held:  # real_photos filters by split already; this guards the guarantee itself
+        raise AssertionError(f"val/test photographers {sorted(held)} reached the training photos")
+    return photos
+
+
+class PhotoCaptions:
+    """One caption per photo sampled from the weighted templates its label can fill."""
+
+    def __init__(self, fields: Sequence[dict[str, str]], templates: Sequence[PhotoTemplate]):
+        self.fields = list(fields)
+        self.templates = [t.text for t in templates]
+        names = [[f for _, f, _, _ in string.Formatter().parse(t) if f] for t in self.templates]
+        self.weights = np.array([t.weight for t in templates], dtype=np.float64)
+        self.usable = np.array([[all(f in r for f in fs) for fs in names] for r in self.fields],
+                               dtype=bool).reshape(len(self.fields), len(self.templates))
+
+    def sample(self, idx: Sequence[int], rng: np.random.Generator) -> list[str]:
+        out = []
+        for i in idx:
+            w = self.weights * self.usable[i]
+            if w.sum() == 0:  # every label has a slot; a template set without {slot} may not fit
+                out.append(self.fields[i]["slot"])
+                continue
+            j = rng.choice(len(w), p=w / w.sum())
+            out.append(" ".join(self.templates[j].format(**self.fields[i]).split()))
+        return out
+
+
+def _corner(img, size: int, rng: np.random.Generator) -> np.ndarray:
+    w, h = img.size
+    side = max(1, round(CORNER * min(w, h)))
+    x = 0 if rng.random() < 0.5 else w - side
+    y = 0 if rng.random() < 0.5 else h - side
+    return np.asarray(img.crop((x, y, x + side, y + side)).resize((size, size)), dtype=np.uint8)
+
+
+def load_photo_pairs(cfg: RealPhotoPairsConfig, taxonomy: Taxonomy, image_size: int,
+                     cache_dir: str | Path, seed: int = 0) -> PhotoPairs:
+    """Decode (once; then from the cache) the train photographers' photos and border crops.
+
+    Raises:
+        InputError: no source configured, or no usable photo in it.
+    """
+    if not cfg.source:
+        raise InputError("train.real_photos.source is not set; point it at the real_photos folder")
+    photos = train_photos(cfg.source, cfg.table, taxonomy)
+    if not photos:
+        raise InputError(f"no labelled train-photographer photo under {cfg.source}")
+    h = hashlib.sha256(f"real-photos-v1-{image_size}-{cfg.background_size}-{seed}".encode())
+    for p in photos:
+        h.update(f"{p.photo_id}\t{p.sender}\t{p.label}\n".encode())
+    key = h.hexdigest()[:24]
+    cache_dir = Path(cache_dir)
+    npz, meta = cache_dir / f"photos-{key}.npz", cache_dir / f"photos-{key}.json"
+    if not (npz.is_file() and meta.is_file()):
+        rng = np.random.default_rng(seed)
+        pix, bgs, kept = [], [], []
+        for p in photos:
+            try:
+                img = load_image(p.uri)
+            except ImageError:
+                continue  # an unreadable photo is simply not a training pair
+            pix.append(np.asarray(resize_letterbox(img, image_size), dtype=np.uint8))
+            bgs.append(_corner(img, cfg.background_size, rng))
+            kept.append(p.photo_id)
+        cache_dir.mkdir(parents=True, exist_ok=True)
+        tag = secrets.token_hex(4)
+        tmp_npz, tmp_meta = npz.with_suffix(f".{tag}.tmp.npz"), meta.with_suffix(f".{tag}.tmp")
+        np.savez(tmp_npz, pixels=np.stack(pix), backgrounds=np.stack(bgs))
+        tmp_meta.write_text(json.dumps({"photo_ids": kept}), encoding="utf-8")
+        os.replace(tmp_npz, npz)
+        os.replace(tmp_meta, meta)
+    kept = json.loads(meta.read_text(encoding="utf-8"))["photo_ids"]
+    by_id = {p.photo_id: p for p in photos}
+    data = np.load(npz)
+    return PhotoPairs(photo_ids=kept, senders=[by_id[i].sender for i in kept],
+                      fields=[caption_fields(by_id[i]) for i in kept],
+                      pixels=data["pixels"], backgrounds=data["backgrounds"])
