@@ -43,6 +43,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--out", type=Path, required=True)
     a = ap.parse_args(argv)
 
+    load_before = os.getloadavg()[0]  # the machine may be shared: say how busy it was
     items = load_items(ArtifactStore(a.artifacts), columns=["item_id"]).column("item_id").to_pylist()
     key, port = new_key(), free_port()
     url = f"http://127.0.0.1:{port}"
@@ -83,7 +84,8 @@ def main(argv: list[str] | None = None) -> int:
         m.update(check_store(db, acked))
     m.update({
         "date": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), "target": a.target,
-        "machine": f"{os.cpu_count()} shared CPU cores, no GPU", "loadavg_1m_after": round(os.getloadavg()[0], 2),
+        "machine": f"{os.cpu_count()} shared CPU cores, no GPU", "loadavg_1m_before": round(load_before, 2),
+        "loadavg_1m_after": round(os.getloadavg()[0], 2),
         "server": "mmrec serve, local Ray Serve, one Ingress replica (lab/serving/serve_config.one_replica.yaml)",
         "ingress_replica_pids": {"before": replicas_before, "after": replicas_after},
         "processes_killed": state.get("killed", 1),
