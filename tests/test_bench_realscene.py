@@ -177,6 +177,25 @@ def test_outside_photo_reading_wrong_slot_abstention_and_outfit_slot():
         "real_photo.probe_abstain"] == [1.0]
 
 
+def test_calibrated_abstention_is_judged_on_its_guess_and_is_not_an_unanswered_case():
+    from mmrec.bench import metrics as M
+
+    case = Case(case_id="real_photo/b", scene="office", persona=ANONYMOUS, segment=ANONYMOUS,
+                mode="real_photo", k=1, photo_truth={"slot": "bottom", "categories": ["trousers"],
+                                                     "colour_family": None, "gender": None, "probe": False})
+    asked = {"slot": None, "slot_guess": "bottom", "slot_confidence": 0.3, "abstained": True,
+             "attributes": {"category": {"value": "trousers", "confidence": 0.4}}}
+    rec = score_case(case, {"outfits": [], "photo": asked, "versions": {}}, _truth())
+    obs, reading = rec["obs"], rec["photo_reading"]
+    assert obs["real_photo.abstain"] == [1.0] and obs["real_photo.slot_all"] == [0.0]
+    assert "answered" not in obs and "fill_rate" not in obs and "real_photo.slot" not in obs
+    assert reading["confidence"] == 0.3 and reading["guess_correct"] is True
+    wrong = score_case(case, {"outfits": [], "photo": {**asked, "slot_guess": "top", "slot_confidence": 0.7},
+                              "versions": {}}, _truth())["photo_reading"]
+    cal = M.calibration([reading, wrong], bins=10)
+    assert cal["count"] == 2 and cal["ece"] == pytest.approx((0.7 + 0.7) / 2)  # |0.3-1| and |0.7-0|
+
+
 def test_self_retrieved_photo_and_withheld_items_are_judged():
     case = Case(case_id="office/p/photo/0", scene="office", persona=ANONYMOUS, segment=ANONYMOUS,
                 mode="photo", k=1, photo_item="2", exclude_item_ids=["2"], gender="men")

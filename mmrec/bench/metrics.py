@@ -29,9 +29,10 @@ class MetricDef:
 
 METRICS: dict[str, MetricDef] = {
     "answered": MetricDef("Answered", "higher", "rate", "outfits",
-                          "requests that returned at least one outfit (per case)"),
+                          "requests that returned at least one outfit (per case; a photo the "
+                          "system declined to read is counted by <mode>.abstain instead)"),
     "fill_rate": MetricDef("Outfits / k", "higher", "rate", "outfits",
-                           "outfits returned over outfits asked for (per case)"),
+                           "outfits returned over outfits asked for (per case, abstentions aside)"),
     "scene_rules": MetricDef("Scene rules met", "higher", "rate", "rules",
                              "outfits whose every item meets the scene's rules on catalog truth "
                              "(outfits without a withheld item)"),

@@ -183,8 +183,10 @@ def score_case(case: Case, response: Mapping[str, Any], truth: Truth, *,
     obs: dict[str, list[float]] = {}
     outfits_out: list[dict[str, Any]] = []
     outfits = list(response.get("outfits") or [])
-    _obs(obs, "answered", bool(outfits))
-    _obs(obs, "fill_rate", min(len(outfits), case.k) / case.k)
+    if not (response.get("photo") or {}).get("abstained"):
+        # an abstention answers with a question, not outfits: the <mode>.abstain metrics count it
+        _obs(obs, "answered", bool(outfits))
+        _obs(obs, "fill_rate", min(len(outfits), case.k) / case.k)
     history_truth = {f"history.{f}": [v for i in persona.history if i in truth.rows
                                       for v in [J.truth_value(truth.rows[i], f)] if v]
                      for f in ("colour", "category")}
