@@ -98,6 +98,10 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--max-seconds", type=float, default=480)
     ap.add_argument("--train-set", action="append", default=[], metavar="KEY=VALUE",
                     help="rank config override for the retrain (e.g. logs.warm_start=false)")
+    ap.add_argument("--control-compose", action="append", default=[], metavar="KEY=VALUE",
+                    help="add a third arm, control_reweighted: the old ranker with these compose "
+                         "overrides (e.g. w_propensity=1.5), to tell a better order from a "
+                         "ranker that only weighs more against scene fit")
     args = ap.parse_args(argv)
     work = args.work or Path(f"/tmp/mmrec-loop-{dt.datetime.now():%Y%m%d-%H%M%S}")
     root = work / "artifacts"
@@ -111,6 +115,7 @@ def main(argv: list[str] | None = None) -> int:
     ab_requests = args.ab_requests or args.requests
     result: dict = {"work": str(work), "users": args.users, "requests_per_day": args.requests,
                     "ab_requests": ab_requests, "seed": args.seed, "train_set": args.train_set,
+                    "control_compose": args.control_compose,
                     "command": "lab/feedback/loop.py " + " ".join(argv if argv is not None else sys.argv[1:])}
     t0 = time.monotonic()
 
@@ -131,8 +136,11 @@ def main(argv: list[str] | None = None) -> int:
                          "models": manifest["metrics"]["models"]}
 
     ab = work / "ab.yaml"
-    ab.write_text(json.dumps({"ab": {"experiment": "ranker-logs", "variants": [
-        {"name": "control", "ranker": old}, {"name": "logs", "ranker": new}]}}))
+    variants = [{"name": "control", "ranker": old}, {"name": "logs", "ranker": new}]
+    if args.control_compose:
+        variants.append({"name": "control_reweighted", "ranker": old, "compose": {
+            k: float(v) for k, v in (kv.split("=", 1) for kv in args.control_compose)}})
+    ab.write_text(json.dumps({"ab": {"experiment": "ranker-logs", "variants": variants}}))
     srv = Server(root, env, ab, work / "serve-day-3.log")
     try:
         result["day3"] = json.loads(run(base + sim + ["--requests", str(ab_requests), "--via-api", srv.url,
