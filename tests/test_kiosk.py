@@ -246,7 +246,7 @@ def test_kiosk_asks_what_the_item_is_when_the_photo_cannot_be_read(server, brows
         n = browser.wait_for("document.querySelectorAll('.outfit').length")
         assert n >= 1 and not browser.js("!!document.getElementById('ask')")
         info = browser.js("document.getElementById('photo-info').textContent")
-        assert "built around a Bottom (trousers, skirt…), as you said" in info
+        assert "built around a bottom (trousers, skirt…), as you said" in info
         per_outfit = browser.js("[...document.querySelectorAll('.outfit')].map(o => "
                                 "[...o.querySelectorAll('.slot')].map(s => s.textContent))")
         assert all("bottom" in slots for slots in per_outfit), per_outfit

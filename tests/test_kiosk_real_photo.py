@@ -83,7 +83,7 @@ def test_real_track_pants_photo_anchors_a_bottom_or_asks(demo, browser, shared_d
         assert slots == [] and browser.js(STATUS) == "We could not read the item in your photo."
     else:
         assert slots and all("bottom" in s for s in slots), slots
-        assert "built around a Bottom" in browser.js("document.getElementById('photo-info').textContent")
+        assert "built around a bottom" in browser.js("document.getElementById('photo-info').textContent")
     # the same request over HTTP: the facts behind every "similar to your photo"
     form = {"scene": "casual_weekend", "k": "3", "lang": "en"}
     with httpx.Client(base_url=srv.url, headers={"X-API-Key": KEY}, timeout=60) as c:

@@ -5,7 +5,9 @@
     .venv/bin/python docs/img/take_kiosk_screenshot.py /tmp/shirt.jpg docs/img/kiosk.png office KEY http://127.0.0.1:8765
 
 Chromium may only read files under /tmp (copy the photo there); pass ``-`` as the photo for a
-scene-only request. Uses the DevTools client of tests/test_kiosk.py.
+scene-only request. When the kiosk cannot read the photo it asks what the item is: the shot
+shows that question, or, with a sixth argument (a slot: top, bottom, ...), the outfits after
+that answer. Uses the DevTools client of tests/test_kiosk.py.
 """
 
 import base64
@@ -22,7 +24,7 @@ from test_kiosk import STATUS, DevTools  # noqa: E402
 from websockets.sync.client import connect  # noqa: E402
 
 
-def main(photo: str, out: Path, scene: str, key: str, url: str) -> None:
+def main(photo: str, out: Path, scene: str, key: str, url: str, answer: str | None = None) -> None:
     profile = tempfile.mkdtemp()
     proc = subprocess.Popen(
         ["chromium", "--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
@@ -47,7 +49,10 @@ def main(photo: str, out: Path, scene: str, key: str, url: str) -> None:
                 b.call("DOM.setFileInputFiles", files=[photo], nodeId=node["nodeId"])
                 b.wait_for("document.getElementById('preview').style.display === 'block'")
             b.js("setTimeout(() => document.getElementById('go').click(), 0)")
-            b.wait_for("document.querySelectorAll('.outfit').length", 60)
+            b.wait_for("document.querySelectorAll('.outfit').length || !!document.getElementById('ask')", 60)
+            if answer and b.js("!!document.getElementById('ask')"):
+                b.js(f"document.querySelector('#ask button[data-slot={answer}]').click()")
+                b.wait_for("document.querySelectorAll('.outfit').length", 60)
             b.wait_for("[...document.querySelectorAll('.outfit img')].every(i => i.complete && i.naturalWidth > 0)", 60)
             print(b.js(STATUS))
             out.write_bytes(base64.b64decode(b.call("Page.captureScreenshot", format="png")["data"]))
@@ -56,4 +61,4 @@ def main(photo: str, out: Path, scene: str, key: str, url: str) -> None:
 
 
 if __name__ == "__main__":
-    main(sys.argv[1], Path(sys.argv[2]), sys.argv[3], sys.argv[4], sys.argv[5])
+    main(sys.argv[1], Path(sys.argv[2]), sys.argv[3], sys.argv[4], sys.argv[5], *sys.argv[6:7])
