@@ -212,7 +212,7 @@ def test_bad_hint_is_422_with_the_choices(client, hint, said):
 # -- with a recall index: look-alikes come from the image route ---------------------------------
 
 @pytest.fixture(scope="module")
-def indexed(tmp_path_factory):
+def indexed_store(tmp_path_factory):
     pytest.importorskip("torch")
     from mmrec.artifacts import ArtifactStore
     from mmrec.config import load_config
@@ -228,7 +228,12 @@ def indexed(tmp_path_factory):
     train_encoder(store, ecfg, progress=False)
     embed_catalog(store, ecfg, progress=False)
     build_index(store, load_config("index", profile="tiny"))
-    return Recommender.from_store(store, profile="tiny")
+    return store
+
+
+@pytest.fixture(scope="module")
+def indexed(indexed_store):
+    return Recommender.from_store(indexed_store, profile="tiny")
 
 
 def test_indexed_lookalikes_stay_in_the_hinted_slot_and_evidence_is_read(indexed):
@@ -253,3 +258,52 @@ def test_indexed_lookalikes_stay_in_the_hinted_slot_and_evidence_is_read(indexed
     finally:
         indexed.photos.calibrator = indexed.photos.abstain_below = None
     assert unsure.photo.abstained and unsure.outfits == [] and unsure.photo.slot_guess in CHOOSABLE_SLOTS
+
+
+def test_calibrate_slot_command_fits_on_val_and_serving_uses_it(indexed_store, tmp_path):
+    """`mmrec bench calibrate-slot` end to end on a stand-in real_photos folder: the catalog's own
+    photos labelled by slot (plus mislabelled and unsure ones) from 6 val and 2 test senders."""
+    import csv
+    import json
+    import shutil
+
+    import yaml
+
+    from mmrec.cli import main
+
+    rows = []
+    items = Recommender.from_store(indexed_store, profile="tiny").items
+    label = {"top": "Shirt", "bottom": "Pants", "shoes": "Shoes", "accessory": "Hat"}
+    images = tmp_path / "real_photos" / "images"
+    images.mkdir(parents=True)
+    for n, r in enumerate(items.rows):
+        if r["slot"] not in label:
+            continue
+        # every fourth photo mislabelled, so that some readings are wrong whatever the encoder
+        said = label[r["slot"]] if n % 4 else ("Pants" if r["slot"] != "bottom" else "Shirt")
+        shutil.copyfile(r["image_uri"], images / f"{r['item_id']}.jpg")
+        rows.append({"image": r["item_id"], "sender_id": str(1 + n % 8), "label": said, "kids": "False"})
+    rows.append({"image": rows[0]["image"], "sender_id": "1", "label": "Not sure", "kids": "False"})
+    with open(tmp_path / "real_photos" / "images.csv", "w", newline="") as f:
+        w = csv.DictWriter(f, fieldnames=["image", "sender_id", "label", "kids"])
+        w.writeheader()
+        w.writerows(rows)
+    table = {"schema_version": 1, "source": "real_photos", "senders": {"val": [1, 2, 3, 4, 5, 6], "test": [7, 8]},
+             "labels": {"Shirt": {"slot": "top", "categories": ["shirts"]},
+                        "Pants": {"slot": "bottom", "categories": ["trousers"]},
+                        "Shoes": {"slot": "shoes", "categories": ["casual shoes"]},
+                        "Hat": {"slot": "accessory", "categories": ["caps"]}, "Not sure": {"probe": True}}}
+    (tmp_path / "table.yaml").write_text(yaml.safe_dump(table))
+    out = tmp_path / "cal.json"
+    assert main(["--artifacts", str(indexed_store.root), "--profile", "tiny", "--quiet", "bench",
+                 "calibrate-slot", "--data", str(tmp_path), "--table", str(tmp_path / "table.yaml"),
+                 "--test", "--json", str(out)]) == 0
+    got = json.loads(out.read_text())
+    assert got["calibrator"]["fitted_on"]["split"] == "val" and got["calibrator"]["models"]["encoder"]
+    assert got["val"]["photos"] + got["test"]["photos"] == len(rows) - 1  # the probe has no slot truth
+    assert 0 <= got["test"]["ece"] <= 1 and 0 <= got["calibrator"]["threshold"] <= 1
+    art = indexed_store.load(kinds.SLOT_CALIBRATION)
+    assert art.version == got["version"] and "test.ece" in art.metrics
+    served = Recommender.from_store(indexed_store, profile="tiny")
+    assert served.photos.calibrator is not None and served.versions["slot_calibration"] == art.version
+    assert not any("slot_calibration" in n for n in served.load_notes)

@@ -196,7 +196,7 @@ def _calibrate_slot(args: argparse.Namespace) -> int:
 
     store = ArtifactStore(args.artifacts)
     cfg = stage_config(args, "recommend").model_copy(update={"prewarm_recall": False})
-    rec = Recommender.from_store(store, config=cfg)
+    rec = Recommender.from_store(store, config=cfg, profile=args.profile)
     table = load_real_photo_table(args.table, rec.tax)
     root = args.data / "real_photos"
     t0 = time.perf_counter()

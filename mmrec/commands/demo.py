@@ -23,6 +23,7 @@ class Step:
     estimate_s: int                  # measured on 2 cores (docs/README.md), printed before the step
     argv: Callable[[object], list[str]] | None  # None: the recall builder below
     always: bool = False             # cheap and incremental: run every time
+    needs: str | None = None         # a folder under --source; without it the step is skipped
 
 
 # Quick mini recipe: short time budgets so that a fresh machine is serving within ~20 minutes
@@ -49,6 +50,9 @@ STEPS = (
          lambda a: ["sft", "build", "--recipe", "sft_data/recipes/myntra_mini.yaml"]),
     Step("tagger: quick mini Qwen-VL (base + LoRA)", (kinds.VLM,), 390,
          lambda a: ["sft", "train", "--stage", "all", *QUICK_TAGGER]),
+    # after the models it calibrates: photos whose slot the models cannot read are asked about
+    Step("photo slot confidence (real-photo val photographers)", (kinds.SLOT_CALIBRATION,), 40,
+         lambda a: ["bench", "calibrate-slot", "--data", str(a.source)], needs="real_photos"),
 )
 
 
@@ -81,6 +85,9 @@ def _demo(args) -> int:
     store = ArtifactStore(args.artifacts)
     todo = [s for s in STEPS if not set(s.produces) <= set(args.skip)
             and (s.always or any(store.current_version(k) is None for k in s.produces))]
+    for s in [s for s in todo if s.needs and not (args.source / s.needs).is_dir()]:
+        print(f"skipping '{s.name}': {args.source / s.needs} not found", file=sys.stderr)
+        todo.remove(s)
     total = sum(s.estimate_s for s in todo)
     print(f"mmrec demo: {len(todo)} step(s) to run, about {total / 60:.0f} min on 2 cores "
           f"(artifacts in {args.artifacts}; existing ones are reused)", file=sys.stderr)
