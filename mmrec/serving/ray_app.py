@@ -119,18 +119,22 @@ class Ingress:
         resp = await run_in_threadpool(self.holder.current.recommend, req)
         return resp.model_dump(mode="json")
 
-    async def recommend_photo(self, image_bytes: bytes, payload: dict[str, Any]) -> dict[str, Any]:
+    async def recommend_photo(self, image_bytes: bytes, payload: dict[str, Any],
+                              slot: str | None = None, category: str | None = None) -> dict[str, Any]:
+        """``slot``/``category``: the shopper's hint of what the item is (as the HTTP form's)."""
         from starlette.concurrency import run_in_threadpool
 
         from mmrec.api_models import RecommendRequest
         from mmrec.images import load_image
+        from mmrec.recommend.slot_confidence import parse_slot_hint
 
         req = RecommendRequest.model_validate(payload)
         img = load_image(image_bytes, self.settings.image)
         img.thumbnail((self.settings.photo_max_side, self.settings.photo_max_side))
         rec = self.holder.current
         analysis = await self.photo.analyze(img)
-        resp = await run_in_threadpool(rec.recommend, req, photo=analysis)
+        resp = await run_in_threadpool(rec.recommend, req, photo=analysis,
+                                       slot_hint=parse_slot_hint(slot, category, rec.tax))
         return resp.model_dump(mode="json")
 
     def versions(self) -> dict[str, str]:
