@@ -176,8 +176,10 @@ class LogsConfig(StrictModel):
         "(impression_seen), when the logs hold any; shown: every shown item, its outfit rank "
         "standing in for whether it was looked at")
     refit_all_days: bool = Field(
-        False, description="after the evaluation on the last --eval-days days (of a fit that never "
-        "saw them), ship a model refitted on every day, the last share of answers validating")
+        True, description="after the evaluation on the last --eval-days days (of a fit that never "
+        "saw them), ship a model refitted on every day, the last share of answers validating "
+        "(measured in the loop: +2.7 / +1.6 pp item click rate over the old ranker vs +1.7 / +0.7 "
+        "for the fit without the last day; docs/ranker.md)")
 
 
 class LatencyConfig(StrictModel):
