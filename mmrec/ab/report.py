@@ -216,12 +216,13 @@ def report(impressions, events, *, experiment: str | None = None, since: dt.date
 
 def table(rep: dict[str, Any]) -> str:
     """The report as a fixed-width text table: one line per metric and variant, rates in %."""
+    w = max(14, 2 + max(len(v) for v in rep["variants"]))
     lines = [f"experiment {rep['experiment']} (control: {rep['control']}); "
              f"attribution window {rep['attribution_window_hours']:g} h; "
              f"{rep['excluded_anonymous']} anonymous answers left out",
              "units: ctr, add_to_cart_rate, purchase_rate per answer (n = answers; an answer with at "
              "least one); item_* per shown item (n = shown items)",
-             f"{'metric':<22}{'variant':<14}{'users':>7}{'n':>9}{'rate':>9}  {'95% CI':<17}"
+             f"{'metric':<22}{'variant':<{w}}{'users':>7}{'n':>9}{'rate':>9}  {'95% CI':<17}"
              f"{'vs control':>11}  95% CI"]
     for m in (*METRICS, *ITEM_METRICS):
         for v, row in rep["variants"].items():
@@ -229,7 +230,7 @@ def table(rep: dict[str, Any]) -> str:
             if r is None:  # a report written before the item rates
                 continue
             n = row["answers"] if UNITS[m] == "answer" else row["shown_items"]
-            line = (f"{m:<22}{v:<14}{row['users']:>7}{n:>9}{100 * r['rate']:>8.2f}%  "
+            line = (f"{m:<22}{v:<{w}}{row['users']:>7}{n:>9}{100 * r['rate']:>8.2f}%  "
                     f"{'[%.2f, %.2f]' % (100 * r['ci95'][0], 100 * r['ci95'][1]):<17}")
             d = r.get("diff_vs_control")
             if d:
