@@ -1,19 +1,26 @@
 """The whole feedback loop on local processes, with SIMULATED shoppers (#24 item 3).
 
-    .venv/bin/python lab/feedback/loop.py --artifacts artifacts --users 300 --requests 800
+    .venv/bin/python lab/feedback/loop.py --artifacts artifacts --users 1000 --requests 3000 \
+        --ab-requests 5000 [--seed 0] [--train-set logs.warm_start=false] [--control-compose w_propensity=1.3]
 
 1. a scratch artifact root: every kind of ``--artifacts`` linked read-only, except ``ranker``
    (copied: training adds a version) and ``feedback`` (a fresh store);
 2. days 1 and 2 (two days ago, yesterday) of traffic with the current ranker:
    `mmrec serve --no-ray` + `mmrec rank simulate --via-api` (the simulated shoppers);
-3. `mmrec rank train --dataset logs --eval-days 1`: trained on day 1, evaluated on day 2;
+3. `mmrec rank train --dataset logs --eval-days 1 [--set logs.KEY=VALUE ...]` (``--train-set``):
+   evaluated on day 2 by a fit on day 1, then (``logs.refit_all_days``) refitted on both;
 4. day 3 (today, up to now): the server restarted with an A/B experiment, control = the old
-   ranker version, ``logs`` = the new one, users split by `mmrec.ab`;
-5. `mmrec ab report --since <day 3>`: the click rates with 95% intervals and the difference.
+   ranker version, ``logs`` = the new one (``--control-compose``: a third arm, the old ranker
+   with compose overrides), users split by `mmrec.ab`;
+5. `mmrec ab report --since <day 3>`: per-answer and per-shown-item rates with 95% intervals and
+   the difference.
 
 Expected outcome (the done-when of #24 item 3): the ``logs`` variant's click rate above
-control's with a 95% interval of the difference excluding 0. Measured: see docs/ranker.md,
-"Training from your logs". Nothing here writes to ``--artifacts``.
+control's with a 95% interval of the difference excluding 0. Measured (docs/ranker.md,
+"Training from your logs"; lab/README.md): with the product's defaults at ``--users 1000
+--requests 3000 --ab-requests 5000`` the per-shown-item click rate is above control's on three
+seeds (interval excluding 0); the per-answer rate is ~99.6% for both arms. Nothing here writes
+to ``--artifacts``.
 """
 
 from __future__ import annotations
@@ -90,10 +97,9 @@ def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--artifacts", type=Path, default=Path("artifacts"))
     ap.add_argument("--work", type=Path, default=None, help="scratch folder (default: a new one in /tmp)")
-    ap.add_argument("--users", type=int, default=300)
-    ap.add_argument("--requests", type=int, default=800, help="recommend calls per day")
-    ap.add_argument("--ab-requests", type=int, default=None,
-                    help="recommend calls on the A/B day (default: --requests)")
+    ap.add_argument("--users", type=int, default=1000)
+    ap.add_argument("--requests", type=int, default=3000, help="recommend calls on each of days 1-2")
+    ap.add_argument("--ab-requests", type=int, default=5000, help="recommend calls on the A/B day")
     ap.add_argument("--seed", type=int, default=0, help="the simulated shoppers' seed")
     ap.add_argument("--max-seconds", type=float, default=480)
     ap.add_argument("--train-set", action="append", default=[], metavar="KEY=VALUE",
@@ -112,7 +118,7 @@ def main(argv: list[str] | None = None) -> int:
     base = [*MMREC, "--artifacts", str(root)]
     sim = ["rank", "simulate", "--users", str(args.users), "--max-seconds", str(args.max_seconds),
            "--seed", str(args.seed)]
-    ab_requests = args.ab_requests or args.requests
+    ab_requests = args.ab_requests
     result: dict = {"work": str(work), "users": args.users, "requests_per_day": args.requests,
                     "ab_requests": ab_requests, "seed": args.seed, "train_set": args.train_set,
                     "control_compose": args.control_compose,

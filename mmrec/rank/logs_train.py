@@ -5,17 +5,23 @@ logged and the events the apps sent, joined by `mmrec.feedback.attribution` into
 shown item labelled clicked / added / purchased.
 
 The rows become the same arrays as the simulated Myntra logs (`myntra_train.decode`), so the
-features, the fit and the artifact are the served ranker's own (`fit_roles`, `write_ranker`):
-- features as of each answer's time: a user's history counts only clicks made before it
-  (the click's own time, not its answer's), item statistics are daily snapshots of the days
-  before, profiles are those sent with ``PUT /v1/users`` (joined by pseudonym);
+features, the fit and the artifact are the served ranker's own (`fit_roles`, `write_ranker`).
+Each answer is featurised as serving featurised it (`featurise_logs`; `RankConfig.logs`, the
+details in `mmrec.rank.logs_served`):
+- the shopper's state is what the server's user store gave `Ranker.score` (``user_state:
+  served``), or, with ``logs``, rebuilt from the logged profiles and the clicks made before the
+  answer (the click's own time, not its answer's);
+- item statistics are daily snapshots of the days before, added to the statistics of the ranker
+  that answered, whose trees the new ones continue (``warm_start``);
+- rows are the shown items the app reported seen (``negatives: seen``), else every shown item;
 - the outfit's rank is the logged position, a training feature as for the simulated logs
   (0 when serving), and the scene's first occasion is the context occasion, as the
   recommender passes it;
 - the last ``eval_days`` days are the test; the days before are train and validation (the
-  last ``rank.myntra.val_share`` of their answers in time validate).
-The evaluation on the test days compares the new model with the score that the served ranker
-gave each shown item (what answered then), the logged order and random order.
+  last ``rank.myntra.val_share`` of their answers in time validate). With ``refit_all_days``
+  the shipped model is then refitted on every day.
+The evaluation on the test days compares the new model with the base ranker on the same
+features, the item score logged with each answer, the logged order and random order.
 """
 
 from __future__ import annotations
