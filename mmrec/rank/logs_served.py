@@ -75,7 +75,12 @@ def served_users(store: ArtifactStore, cfg: RankConfig, request_ids, request_use
     if wanted:
         pseudo = pseudonymiser(cfg.pseudonym)
         for version in wanted:
-            stores[version] = UserStore.load(store, version)
+            try:
+                stores[version] = UserStore.load(store, version)
+            except Exception as e:  # noqa: BLE001 - re-raised with the fix
+                raise InputError(f"interactions_sim/{version}, the user store that served the logged "
+                                 f"answers, cannot be loaded ({e}); restore it, or train with the "
+                                 "logged histories: --set logs.user_state=logs") from e
             by_pseudonym[version] = {pseudo(u): u for u in stores[version].ids()}
     out, known, signed_in = [], 0, 0
     for rid, user in zip(request_ids, request_user):
