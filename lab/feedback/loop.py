@@ -108,6 +108,9 @@ def main(argv: list[str] | None = None) -> int:
                     help="add a third arm, control_reweighted: the old ranker with these compose "
                          "overrides (e.g. w_propensity=1.5), to tell a better order from a "
                          "ranker that only weighs more against scene fit")
+    ap.add_argument("--logs-compose", action="append", default=[], metavar="KEY=VALUE",
+                    help="add an arm, logs_reweighted: the new ranker with these compose overrides "
+                         "(e.g. w_propensity=0.72: its propensity spread brought to the old one's)")
     args = ap.parse_args(argv)
     work = args.work or Path(f"/tmp/mmrec-loop-{dt.datetime.now():%Y%m%d-%H%M%S}")
     root = work / "artifacts"
@@ -121,7 +124,7 @@ def main(argv: list[str] | None = None) -> int:
     ab_requests = args.ab_requests
     result: dict = {"work": str(work), "users": args.users, "requests_per_day": args.requests,
                     "ab_requests": ab_requests, "seed": args.seed, "train_set": args.train_set,
-                    "control_compose": args.control_compose,
+                    "control_compose": args.control_compose, "logs_compose": args.logs_compose,
                     "command": "lab/feedback/loop.py " + " ".join(argv if argv is not None else sys.argv[1:])}
     t0 = time.monotonic()
 
@@ -146,6 +149,9 @@ def main(argv: list[str] | None = None) -> int:
     if args.control_compose:
         variants.append({"name": "control_reweighted", "ranker": old, "compose": {
             k: float(v) for k, v in (kv.split("=", 1) for kv in args.control_compose)}})
+    if args.logs_compose:
+        variants.append({"name": "logs_reweighted", "ranker": new, "compose": {
+            k: float(v) for k, v in (kv.split("=", 1) for kv in args.logs_compose)}})
     ab.write_text(json.dumps({"ab": {"experiment": "ranker-logs", "variants": variants}}))
     srv = Server(root, env, ab, work / "serve-day-3.log")
     try:
