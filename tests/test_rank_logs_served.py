@@ -122,11 +122,12 @@ def test_training_features_are_the_serving_features(served, key, user_state):
 
 
 def test_warm_start_continues_the_ranker_that_answered(served, key):
+    from mmrec.catalog.ingest import load_items
     from mmrec.rank import lgbm
     from mmrec.rank import myntra as Y
     from mmrec.rank.logs_train import featurise_logs, train_logs
     from mmrec.rank.myntra_train import STATS_FILE
-    from mmrec.rank.ranker import Ranker
+    from mmrec.rank.ranker import RankContext, Ranker
 
     store, cfg, base, _, export = served
     art = train_logs(store, cfg, export_dir=export, eval_days=1, log=lambda m: None)
@@ -139,8 +140,7 @@ def test_warm_start_continues_the_ranker_that_answered(served, key):
     assert art.metrics["served_as"]["users"]["known_to_the_user_store"] == 180
     # the statistics served next are the base's plus every logged shown item
     lg = featurise_logs(store, cfg, export_dir=export, log=lambda m: None)
-    items = Y.ItemTable.build(__import__("mmrec.catalog.ingest", fromlist=["x"]).load_items(store),
-                              lambda c: c, vocabs=old.meta["item_vocabs"])
+    items = Y.ItemTable.build(load_items(store), lambda c: c, vocabs=old.meta["item_vocabs"])
     b = Y.ItemStats.load_for(base.file(STATS_FILE), items)
     n = Y.ItemStats.load_for(art.file(STATS_FILE), items)
     logged = int((~lg.d.item_held_out & (lg.d.item_row >= 0)).sum())
@@ -151,7 +151,7 @@ def test_warm_start_continues_the_ranker_that_answered(served, key):
     rk = Ranker.load(store, art.version)
     cats = {i: rk.items.vocabs["category"][c] for i, c in zip(rk.items.item_ids, rk.items.codes["category"])}
     ids = list(rk.items.item_ids[:80])
-    s = rk.score(None, __import__("mmrec.rank.ranker", fromlist=["x"]).RankContext(occasion="formal"), ids)
+    s = rk.score(None, RankContext(occasion="formal"), ids)
     liked = np.array([cats[i] in LIKED for i in ids])
     assert s[liked].mean() > s[~liked].mean()
 
