@@ -94,6 +94,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--warmup", type=float, default=10)
     ap.add_argument("--concurrency", type=int, default=8)
     ap.add_argument("--out", type=Path, required=True)
+    ap.add_argument("--start-with", choices=("on", "off"), default="on",
+                    help="the arm that opens each pair (run a block of each to cancel an order effect)")
+    ap.add_argument("--append", action="store_true", help="add these runs to those already in --out")
     ap.add_argument("--micro-only", action="store_true",
                     help="only the direct CPU measurement, added to an existing --out file")
     a = ap.parse_args(argv)
@@ -106,10 +109,12 @@ def main(argv: list[str] | None = None) -> int:
         a.out.write_text(json.dumps(out, indent=1), encoding="utf-8")
         print(json.dumps(micro, indent=1))
         return 0
-    runs = []
+    old = json.loads(a.out.read_text()) if a.out.is_file() else {}
+    runs = list(old.get("runs", [])) if a.append else []
+    commands = list(old.get("commands", [old["command"]] if "command" in old else [])) if a.append else []
     with tempfile.TemporaryDirectory(prefix="mmrec-impression-cost-") as tmp:
         for i in range(2 * a.pairs):
-            on = i % 2 == 0
+            on = (i % 2 == 0) == (a.start_with == "on")
             r = one_run(a.artifacts, on, a.seconds, a.warmup, a.concurrency, Path(tmp), i)
             print(json.dumps(r), file=sys.stderr)
             runs.append(r)
@@ -123,11 +128,16 @@ def main(argv: list[str] | None = None) -> int:
            "server": "mmrec serve, local Ray Serve, one Ingress replica (lab/serving/serve_config.one_replica.yaml)",
            "load": f"JSON recommend, closed loop, concurrency {a.concurrency}, {a.seconds:g} s after {a.warmup:g} s warm-up, "
                    "response cache on (as served)",
-           "command": "python -m lab.serving.impression_cost " + " ".join(argv or sys.argv[1:]),
-           "median_of_runs": summary, "runs": runs}
+           "commands": commands + ["python -m lab.serving.impression_cost " + " ".join(argv or sys.argv[1:])],
+           "median_of_runs": summary,
+           # back-to-back pairs (runs 0-1, 2-3, ...): the drift of a shared machine cancels best here
+           "pairs_p99_on_minus_off_ms": [round((x if x["log_impressions"] else y)["p99_ms"]
+                                               - (y if x["log_impressions"] else x)["p99_ms"], 2)
+                                         for x, y in zip(runs[::2], runs[1::2])],
+           "runs": runs}
     a.out.parent.mkdir(parents=True, exist_ok=True)
-    if a.out.is_file():  # keep a --micro-only measurement written there before
-        out = {**json.loads(a.out.read_text()), **out}
+    if "cpu_per_impression" in old:  # keep a --micro-only measurement written there before
+        out["cpu_per_impression"] = old["cpu_per_impression"]
     a.out.write_text(json.dumps(out, indent=1), encoding="utf-8")
     print(json.dumps(summary, indent=1))
     return 0
