@@ -121,8 +121,8 @@ def run_drill(url: str, key: str, items: list[str], kill: Callable[[], None], *,
     try:
         time.sleep(before_s)
         acked_before = len(acked)
-        t_kill = time.monotonic()
         kill()
+        t_kill = time.monotonic()  # after kill() returns: answers during a slow kill do not count
         log(f"killed after {before_s:g}s of load ({acked_before} events acknowledged)")
         if restart is not None:
             restart()
