@@ -67,3 +67,20 @@ def test_a_dropped_connection_is_retried():
             pytest.raises(httpx.TransportError):
         c.recommend({"scene": "office"})  # nothing listens on port 9: both attempts refused
     assert c.retries == 1
+
+
+def test_gateway_answers_are_retried_but_not_the_apps_own_500(flaky):
+    """Ray Serve's HAProxy front answers 502/503/504 as a text/plain 500 (no live replica): retried;
+    the app's own 500 is JSON and would fail again: raised at once."""
+    from mmrec.serving.retry import retryable
+
+    assert retryable(500, "text/plain") and retryable(500, None) and retryable(502) and retryable(504)
+    assert not retryable(500, "application/json") and not retryable(422) and not retryable(404)
+    url, script, seen = flaky
+    script += [(502, {}), (500, {"Content-Type": "text/plain"})]
+    with MmrecClient(url, "k", seed=0) as c:
+        assert c.recommend({"scene": "office"})["ok"] and c.retries == 2
+    script += [(500, {"Content-Type": "application/json"})]
+    with MmrecClient(url, "k") as c, pytest.raises(httpx.HTTPStatusError):
+        c.recommend({"scene": "office"})
+    assert len(seen) == 4

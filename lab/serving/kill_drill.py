@@ -34,9 +34,11 @@ def main(argv: list[str] | None = None) -> int:
 
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--artifacts", type=Path, default=Path("artifacts"))
-    ap.add_argument("--target", choices=("replica", "process"), default="replica",
+    ap.add_argument("--target", choices=("replica", "process", "driver"), default="replica",
                     help="replica: the Ingress replica's process; process: `mmrec serve` and every "
-                         "process under it (Ray's daemons, replicas, HAProxy), as a container's death would")
+                         "process under it (Ray's daemons, replicas, HAProxy), as a container's death would; "
+                         "driver: `mmrec serve` alone (Ray's daemons should follow it: the drill waits 30 s, "
+                         "counts and kills any that did not, then restarts)")
     ap.add_argument("--shoppers", type=int, default=3)
     ap.add_argument("--before", type=float, default=10, help="seconds of load before the kill")
     ap.add_argument("--after", type=float, default=10, help="seconds of load after the first answer that follows it")
@@ -70,12 +72,35 @@ def main(argv: list[str] | None = None) -> int:
                     pass
             state["killed"] = len(tree)
 
+        def alive(pid: int) -> bool:  # a zombie (ended, not yet reaped) counts as gone
+            try:
+                return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
+            except (OSError, IndexError):
+                return False
+
+        def kill_driver() -> None:
+            tree = descendants(server.pid)
+            os.kill(server.pid, signal.SIGKILL)
+            t = time.monotonic()
+            while time.monotonic() - t < 30 and any(alive(p) for p in tree):
+                time.sleep(0.5)
+            left = [p for p in tree if alive(p)]
+            state["survivors"] = [Path(f"/proc/{p}/cmdline").read_bytes().split(b"\0")[0].decode(errors="replace")[-60:]
+                                  for p in left if Path(f"/proc/{p}/cmdline").exists()]
+            state["daemons_gone_s"] = round(time.monotonic() - t, 1)
+            for p in left:  # our own orphans, by PID: the restart must not meet them
+                try:
+                    os.kill(p, signal.SIGKILL)
+                except ProcessLookupError:
+                    pass
+
         def restart() -> None:
             state["server"] = start_subprocess(cmd, url, key, "ray")
 
         try:
-            m = run_drill(url, key, items, kill_replica if a.target == "replica" else kill_tree,
-                          restart=restart if a.target == "process" else None, shoppers=a.shoppers,
+            kill = {"replica": kill_replica, "process": kill_tree, "driver": kill_driver}[a.target]
+            m = run_drill(url, key, items, kill, restart=restart if a.target != "replica" else None,
+                          shoppers=a.shoppers,
                           before_s=a.before, after_s=a.after, log=lambda s: print(s, file=sys.stderr))
             replicas_after = wait_for(lambda: replica_pids(state["server"].pid), 30, "an Ingress replica")
         finally:
@@ -89,6 +114,8 @@ def main(argv: list[str] | None = None) -> int:
         "server": "mmrec serve, local Ray Serve, one Ingress replica (lab/serving/serve_config.one_replica.yaml)",
         "ingress_replica_pids": {"before": replicas_before, "after": replicas_after},
         "processes_killed": state.get("killed", 1),
+        **({"descendants_alive_after_30s": state.get("survivors"), "descendants_gone_after_s": state.get("daemons_gone_s")}
+           if a.target == "driver" else {}),
         "command": "python -m lab.serving.kill_drill " + " ".join(argv or sys.argv[1:]),
     })
     a.out.parent.mkdir(parents=True, exist_ok=True)

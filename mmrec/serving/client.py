@@ -1,9 +1,10 @@
 """A small client for apps and kiosks: recommend and events calls that retry safely.
 
 A recommend call changes nothing a shopper sees and an events batch is idempotent (every event
-carries its ``event_id``), so both are retried after a dropped connection, a 429 or a 503 —
-with backoff and jitter, honouring the server's Retry-After (capped) — and never after another
-4xx, which would fail the same way again.
+carries its ``event_id``), so both are retried after a dropped connection, a 429, a gateway
+answer (502/503/504, or a proxy's non-JSON 500: `mmrec.serving.retry.retryable`) — with backoff
+and jitter, honouring the server's Retry-After (capped) — and never after another 4xx or the
+app's own 500, which would fail the same way again.
 
     from mmrec.serving.client import MmrecClient
     with MmrecClient("http://127.0.0.1:8000", api_key) as c:
@@ -18,14 +19,14 @@ from typing import Any
 
 import httpx
 
-from mmrec.serving.retry import RETRY_STATUSES, backoff_s
+from mmrec.serving.retry import backoff_s, retryable
 
 
 class MmrecClient:
     """Args:
         base_url: the API, e.g. http://127.0.0.1:8000.
         api_key: sent as X-API-Key.
-        max_retries: retries after a disconnect, 429 or 503 (0: none).
+        max_retries: retries after a disconnect or a retryable answer (0: none).
         timeout_s: per attempt.
         http: an httpx client to send through instead (tests pass FastAPI's in-process
             TestClient); the key is added to its headers.
@@ -73,7 +74,7 @@ class MmrecClient:
                 self.retries += 1
                 time.sleep(backoff_s(attempt, None, self._rng))
                 continue
-            if r.status_code in RETRY_STATUSES and not last:
+            if retryable(r.status_code, r.headers.get("content-type")) and not last:
                 self.retries += 1
                 time.sleep(backoff_s(attempt, r.headers.get("Retry-After"), self._rng))
                 continue

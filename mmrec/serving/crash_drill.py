@@ -86,6 +86,7 @@ def run_drill(url: str, key: str, items: list[str], kill: Callable[[], None], *,
 
     acked: list[str] = []
     failures: list[str] = []
+    failed_at: list[float] = []  # when each failure was raised (monotonic)
     answered: list[float] = []  # when each recommend answered (monotonic)
     sent = {"recommend": 0, "events": 0, "retries": 0}
     stop = threading.Event()
@@ -112,6 +113,7 @@ def run_drill(url: str, key: str, items: list[str], kill: Callable[[], None], *,
                 except Exception as e:  # noqa: BLE001 - counted: a drill passes with none
                     with lock:
                         failures.append(f"{type(e).__name__}: {str(e)[:200]}")
+                        failed_at.append(time.monotonic())
             with lock:
                 sent["retries"] += c.retries
 
@@ -141,6 +143,9 @@ def run_drill(url: str, key: str, items: list[str], kill: Callable[[], None], *,
             "events_acknowledged": len(acked), "acknowledged_before_kill": acked_before,
             "client_retries": sent["retries"], "client_failures": len(failures),
             "failure_samples": failures[:5],
+            # when failures happened, in seconds after the kill (None: there were none)
+            "failures_from_s": round(min(failed_at) - t_kill, 2) if failed_at else None,
+            "failures_until_s": round(max(failed_at) - t_kill, 2) if failed_at else None,
             "first_answer_after_kill_s": round(t_back - t_kill, 2),
             "longest_gap_between_answers_s": round(max(gaps), 2) if gaps else None,
             "_acked": acked}

@@ -23,7 +23,7 @@ from typing import Any
 
 import numpy as np
 
-from mmrec.serving.retry import RETRY_STATUSES, backoff_s
+from mmrec.serving.retry import backoff_s, retryable
 
 _COLOURS = ("black", "white", "navy blue", "red", "grey", "blue", "pink", "green", "beige", "brown")
 # server-side timings a photo answer carries (ms), averaged per phase by the load test
@@ -57,7 +57,7 @@ class PhaseResult:
     errors: Counter = field(default_factory=Counter)  # transport errors by type
     seconds: float = 0.0
     late_sends: int = 0  # open loop: sends that left later than 50 ms after their slot
-    retries: int = 0  # attempts repeated after a disconnect, 429 or 503
+    retries: int = 0  # attempts repeated after a disconnect or a retryable answer (retry.retryable)
     client_cpu_s: float = 0.0  # this process's CPU time during the phase (the generator's cost)
     photo_batches: list[float] = field(default_factory=list)  # photos per tagger pass, as answered
     # photo answers' server-side timings (ms): the models' pass, the wait for it, the recommend
@@ -141,8 +141,9 @@ class LoadGenerator:
 
     async def _one(self, client, kind: str, res: PhaseResult) -> None:
         """One request as a client that retries would send it: a recommend call has no side effect
-        the shopper sees, so a disconnect, 429 or 503 is retried (``max_retries`` times, backoff
-        with jitter, honouring Retry-After up to 2 s); the latency counts from the first try."""
+        the shopper sees, so a disconnect or a retryable answer (`retry.retryable`: 429, 502-504, a
+        proxy's non-JSON 500) is retried (``max_retries`` times, backoff with jitter, honouring
+        Retry-After up to 2 s); the latency counts from the first try."""
         t0 = time.perf_counter()
         body = self._json_body() if kind == "json" else None
         photo = self.rng.choice(self.photos) if kind != "json" else None
@@ -154,13 +155,14 @@ class LoadGenerator:
                     async with self._send(client, kind, body, photo, scene) as r:
                         resp_body = await r.read()
                         retry_after = r.headers.get("Retry-After")
+                        content_type = r.headers.get("Content-Type")
                 except Exception:  # noqa: BLE001 - a disconnect: retried, then measured
                     if last:
                         raise
                     res.retries += 1
                     await asyncio.sleep(backoff_s(attempt, None, self.rng))
                     continue
-                if r.status in RETRY_STATUSES and not last:
+                if retryable(r.status, content_type) and not last:
                     res.retries += 1
                     await asyncio.sleep(backoff_s(attempt, retry_after, self.rng))
                     continue
