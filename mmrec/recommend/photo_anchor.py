@@ -113,7 +113,8 @@ class PhotoAnchoring:
             q = RecallQuery(image_vector=vec, attributes=attrs,
                             filters=Filters(slots=[slot] if slot else None, genders=genders,
                                             categories=categories, exclude_ids=exclude), k=k)
-            return [c.item_id for c in self.recall.search(q)][:k]
+            # the index may hold an item the items table no longer has (a vector outliving its row)
+            return [c.item_id for c in self.recall.search(q) if c.item_id in self.items.index][:k]
         if attrs.get("category") and (categories is None or attrs["category"] in categories):
             pos = [p for p, r in enumerate(self.items.rows) if r["category"] == attrs["category"]
                    and (attrs.get("colour") is None or r.get("colour") == attrs["colour"])]
