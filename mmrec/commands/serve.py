@@ -100,7 +100,8 @@ def _register_loadtest(serve_sub) -> None:
     b.add_argument("--typed-share", type=float, default=0.1,
                    help="share of JSON requests with typed text (English and Chinese with --distinct-queries)")
     b.add_argument("--max-retries", type=int, default=3,
-                   help="retries of a request after a disconnect, 429 or 503 (backoff; 0: none)")
+                   help="retries of a request after a disconnect, 429, 502, 503, 504 or a non-JSON 500 "
+                        "(a gateway; backoff; 0: none)")
     b.add_argument("--distinct-queries", action="store_true",
                    help="never repeat a typed query (with --set response_cache_size=0: every request a miss)")
     b.add_argument("--warmup", type=float, default=90.0,
