@@ -145,3 +145,23 @@ def test_tiny_training_mixes_photos_and_kiosk_views(tmp_path):
     art = train_encoder(store, cfg, progress=False, log=lambda s: None)
     assert art.metrics["real_photo_pairs"] == 4 and art.metrics["real_photo_senders"] == 3
     assert art.metrics["steps"] >= 1
+
+
+def test_missing_photo_source_trains_on_the_catalog_unless_required(tmp_path):
+    pytest.importorskip("torch")
+    from embed_fixtures import ingest, write_catalog
+    from mmrec.artifacts import ArtifactStore
+    from mmrec.embed.train import train_encoder
+    from mmrec.errors import InputError
+
+    store = ArtifactStore(tmp_path / "art")
+    ingest(store, write_catalog(tmp_path / "src", 24))
+    over = ["train.epochs=1", "train.batch_size=8", "train.real_photos.share=0.25",
+            f"train.real_photos.source={tmp_path / 'absent'}"]
+    logs: list[str] = []
+    art = train_encoder(store, load_config("embed", profile="tiny", overrides=over), progress=False,
+                        log=logs.append)
+    assert art.metrics["real_photo_pairs"] == 0 and any("catalog alone" in m for m in logs)
+    with pytest.raises(InputError, match="images.csv"):
+        train_encoder(store, load_config("embed", profile="tiny", overrides=over + [
+            "train.real_photos.required=true"]), progress=False, log=logs.append)

@@ -75,7 +75,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--items", default=None, help="items version (default: CURRENT)")
     p.add_argument("--cache-dir", type=Path, default=None, help="catalog pixel cache (default: <artifacts>/.cache/embed)")
     p.add_argument("--data", type=Path, default=Path("../shared/data"))
-    p.add_argument("--split", choices=("val", "test"), default="val")
+    p.add_argument("--split", choices=("val", "test", "hm"), default="val",
+                   help="real-photo photographer split, or hm: H&M's packshots (another retailer)")
     p.add_argument("--threads", type=int, default=1)
     p.add_argument("--out", type=Path, default=None)
     args = p.parse_args(argv)
@@ -83,7 +84,7 @@ def main(argv: list[str] | None = None) -> int:
     import torch
 
     from mmrec.artifacts import ArtifactStore
-    from mmrec.bench.photo_sources import load_real_photo_table, real_photos
+    from mmrec.bench.photo_sources import load_real_photo_table, other_retailer_photos, real_photos
     from mmrec.embed.encoder import Encoder
     from mmrec.images import load_image
     from mmrec.taxonomy import default_taxonomy
@@ -94,8 +95,11 @@ def main(argv: list[str] | None = None) -> int:
     enc_art = store.load("encoder", args.encoder)
     encoder = Encoder.from_dir(enc_art.path, device="cpu")
     ids, slots, vecs = catalog_pool(store, encoder, args.items, args.cache_dir)
-    table = load_real_photo_table(TABLE, default_taxonomy())
-    photos = [ph for ph in real_photos(args.data / "real_photos", table, args.split) if not ph.probe]
+    if args.split == "hm":
+        photos = [ph for ph in other_retailer_photos(args.data / "hm_sample" / "data" / "sample", default_taxonomy()) if ph.slot]
+    else:
+        table = load_real_photo_table(TABLE, default_taxonomy())
+        photos = [ph for ph in real_photos(args.data / "real_photos", table, args.split) if not ph.probe]
     pvecs = encoder.encode_images([load_image(ph.uri) for ph in photos])
     pslots = [ph.slot for ph in photos]
     out = {"encoder": enc_art.version, "split": args.split, "photos": len(photos),

@@ -115,6 +115,9 @@ class RealPhotoPairsConfig(StrictModel):
 
     share: float = Field(0.0, ge=0, lt=1, description="share of each batch that is real photos (0 = off)")
     source: str | None = Field(None, description="the real_photos folder (images.csv + images/)")
+    required: bool = Field(False, description=(
+        "false: a missing source folder trains on the catalog alone and says so in the log and "
+        "the manifest (the project runs without the shared data); true: refuse to train"))
     table: str = Field("benchmark/suites/photos/real_photos.yaml", description=(
         "reviewed label -> slot/categories table with the photographer split"))
     templates: list[PhotoTemplate] = Field(default_factory=lambda: [

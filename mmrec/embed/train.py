@@ -181,7 +181,7 @@ def train_encoder(store: ArtifactStore, cfg: EmbedConfig, *, items_version: str 
     if tc.epochs > 0:
         items = items.filter(pc.is_valid(items.column("image_uri")))
         cache_dir = Path(tc.cache_dir) if tc.cache_dir else store.root / ".cache" / "embed"
-        photos, backgrounds = _photo_inputs(cfg, encoder.image_size, cache_dir, rng)
+        photos, backgrounds = _photo_inputs(cfg, encoder.image_size, cache_dir, rng, log)
         pix = cached_pixels(items.select(["item_id", "image_uri", "image_sha256"]),
                             encoder.image_size, cache_dir, workers=cfg.catalog.decode_workers,
                             progress=progress)
@@ -201,9 +201,9 @@ def train_encoder(store: ArtifactStore, cfg: EmbedConfig, *, items_version: str 
         rows = items.select([c for c in items.column_names if c != "attributes"]).to_pylist()
         _train_loop(encoder, cfg, pix.pixels, rows, train_idx, val_idx, state, rng, progress, log,
                     photos=photos, backgrounds=backgrounds)
-        if photos is not None:
-            metrics.update({"real_photo_pairs": len(photos.photo_ids),
-                            "real_photo_senders": len(set(photos.senders))})
+        if tc.real_photos.share > 0:  # 0 pairs: the source was missing (see the log)
+            metrics.update({"real_photo_pairs": len(photos.photo_ids) if photos else 0,
+                            "real_photo_senders": len(set(photos.senders)) if photos else 0})
         metrics.update({
             "train_items": len(train_idx), "val_items": len(val_idx),
             "held_out_excluded": int(sum(split_of(r["item_id"]) == "test" for r in rows)),
@@ -226,12 +226,16 @@ def train_encoder(store: ArtifactStore, cfg: EmbedConfig, *, items_version: str 
     return store.load(kinds.ENCODER, w.version)
 
 
-def _photo_inputs(cfg: EmbedConfig, image_size: int, cache_dir: Path, rng: np.random.Generator
-                  ) -> tuple["PhotoPairs | None", np.ndarray | None]:
+def _photo_inputs(cfg: EmbedConfig, image_size: int, cache_dir: Path, rng: np.random.Generator,
+                  log: Callable[[str], None]) -> tuple["PhotoPairs | None", np.ndarray | None]:
     """Real-photo pairs (when a share of the batch is theirs) and the kiosk backgrounds."""
     tc = cfg.train
     need_photos = tc.real_photos.share > 0 or (tc.kiosk.p > 0 and tc.kiosk.backgrounds == "real_photos")
     photos = None
+    if need_photos and not tc.real_photos.required and not (Path(tc.real_photos.source) / "images.csv").is_file():
+        log(f"train.real_photos.source {tc.real_photos.source!r} has no images.csv: training on the "
+            "catalog alone (set train.real_photos.required=true to refuse instead)")
+        return None, None
     if need_photos:
         from mmrec.embed.photo_pairs import load_photo_pairs
         from mmrec.taxonomy import default_taxonomy

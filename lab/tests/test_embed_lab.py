@@ -1,0 +1,34 @@
+"""Every encoder experiment (lab/embed/configs/*.yaml) states its outcome and loads on today's
+product config; the photo probe's slot metrics agree with a count by hand."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from mmrec.config import load_config
+
+CONFIGS = sorted((Path(__file__).resolve().parents[1] / "embed" / "configs").glob("*.yaml"))
+
+
+@pytest.mark.parametrize("path", CONFIGS, ids=[p.name for p in CONFIGS])
+def test_each_encoder_experiment_states_its_outcome_and_loads(path):
+    text = "\n".join(line for line in path.read_text().splitlines() if line.startswith("#"))
+    assert "ADOPTED" in text and "2026-" in text and "Rerun" in text, path.name
+    cfg = load_config("embed", profile="mini", path=path)
+    assert cfg.model_dump() != load_config("embed", profile="mini").model_dump()
+
+
+def test_slot_metrics_count_the_neighbours():
+    from lab.embed.photo_probe import slot_metrics
+
+    pool = np.eye(4, dtype=np.float32)
+    pool_slots = ["top", "top", "other", "bottom"]
+    photos = np.array([[1, 0.9, 0.8, 0], [0, 0, 0.9, 1]], np.float32)
+    m = slot_metrics(photos, ["top", "bottom"], pool, pool_slots, k=3)
+    # photo 1: top, top, other -> 2/3, vote top; photo 2: bottom, other, top -> 1/3, vote ties
+    # bottom/top at one each, the nearer (bottom) first
+    assert m["neighbour_slot_P@3"] == pytest.approx((2 / 3 + 1 / 3) / 2)
+    assert m["knn_slot_acc"] == 1.0
