@@ -35,16 +35,18 @@ _COLOURS_ZH = ("黑色", "白色", "藏青色", "红色", "灰色", "蓝色", "�
 
 
 def typed_queries(seed: int = 0) -> list[str]:
-    """Distinct shopper queries in English and Chinese (colour, item, for whom, a negation), in
-    a seeded random order: a load test that never repeats a query never hits the response cache."""
+    """Distinct shopper queries in English and Chinese (colour, item, for whom, a negation, a
+    price ceiling or none; 10,800 of them), in a seeded random order: a load test that never
+    repeats a query never hits the response cache."""
     out = []
     for (c, t), (cz, tz) in zip(((c, t) for c in _COLOURS for t in _THINGS),
                                 ((c, t) for c in _COLOURS_ZH for t in _THINGS_ZH)):
         for g, gz in (("", ""), (" for women", "女士"), (" for men", "男士")):
             for n, (neg, negz) in enumerate(zip(_THINGS, _THINGS_ZH)):
                 if neg != t:
-                    out.append(f"{c} {t}{g}, no {neg}")
-                    out.append(f"{gz}{cz}{tz}，不要{negz}")
+                    for price, pricez in (("", ""), (" under 3000", "，3000元以内")):
+                        out.append(f"{c} {t}{g}, no {neg}{price}")
+                        out.append(f"{gz}{cz}{tz}，不要{negz}{pricez}")
     random.Random(seed).shuffle(out)
     return out
 
