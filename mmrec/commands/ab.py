@@ -49,6 +49,7 @@ def register(sub) -> None:
 
 def _report(args) -> int:
     from mmrec.ab.report import load, report, table
+    from mmrec.artifacts import atomic_write_text
     from mmrec.cli import ArgumentError
 
     if not 0 < args.attribution_window_hours <= 24 * 90:
@@ -68,8 +69,6 @@ def _report(args) -> int:
     print(table(rep))
     if args.out is not None:
         args.out.parent.mkdir(parents=True, exist_ok=True)
-        tmp = args.out.with_name(f".{args.out.name}.tmp")
-        tmp.write_text(json.dumps(rep, indent=1), encoding="utf-8")
-        tmp.replace(args.out)
+        atomic_write_text(args.out, json.dumps(rep, indent=1))
         print(f"wrote {args.out}", file=sys.stderr)
     return 0
