@@ -70,8 +70,9 @@ def bootstrap_diff(a: Users, b: Users, metric: str, *, resamples: int = 2000, se
     """95% percentile interval of rate(b) - rate(a), resampling users within each variant."""
     rng = np.random.default_rng(seed)
     out = np.empty(resamples)
-    for lo in range(0, resamples, _chunk(max(len(a.answers), len(b.answers)))):
-        m = min(resamples - lo, _chunk(max(len(a.answers), len(b.answers))))
+    chunk = _chunk(max(len(a.answers), len(b.answers)))
+    for lo in range(0, resamples, chunk):
+        m = min(resamples - lo, chunk)
         out[lo:lo + m] = _rates(b, metric, m, rng) - _rates(a, metric, m, rng)
     q = np.quantile(out, [0.025, 0.975])
     return float(q[0]), float(q[1])
