@@ -191,12 +191,22 @@ def test_variant_in_every_response_and_in_the_impression_log(routed, tmp_path):
 T0 = dt.datetime(2026, 12, 1, 10, tzinfo=dt.timezone.utc)
 
 
+def write_store(path, rows: list[tuple], events: list[tuple]) -> None:
+    """A feedback store at ``path`` holding impression ``rows`` and ``events``."""
+    con = connect(path)
+    store = FeedbackStore(path)
+    con.execute("BEGIN")
+    con.executemany(f"INSERT INTO impressions VALUES ({','.join('?' * len(IMPRESSION_COLUMNS))})", rows)
+    con.execute("COMMIT")
+    con.close()
+    store.add_events(events)
+    store.close()
+
+
 def plant(path, rates: dict[str, float], *, users=300, answers=4, experiment="ranker-v2",
           anonymous=0) -> None:
     """A store where each variant's answers are clicked at exactly ``rates[variant]``; clicks
     carry the request_id on even answers and only user + item on odd ones (fallback rule)."""
-    con = connect(path)
-    store = FeedbackStore(path)
     rows, events, n = [], [], 0
     for variant, rate in rates.items():
         for u in range(users):
@@ -215,12 +225,7 @@ def plant(path, rates: dict[str, float], *, users=300, answers=4, experiment="ra
                         events.append((f"p{n}", ts + 90_000_000, ts + 91_000_000, user, rid, item,
                                        "purchase", None))
                 n += 1
-    con.execute("BEGIN")
-    con.executemany(f"INSERT INTO impressions VALUES ({','.join('?' * len(IMPRESSION_COLUMNS))})", rows)
-    con.execute("COMMIT")
-    con.close()
-    store.add_events(events)
-    store.close()
+    write_store(path, rows, events)
 
 
 def test_report_finds_a_clear_winner(tmp_path, capsys):
@@ -317,8 +322,6 @@ def test_item_click_rate_separates_variants_whose_answers_all_get_a_click(tmp_pa
     # every answer of both variants gets at least one click (per-answer CTR 100% each), but
     # treat's answers hold 6 clicked items of 10 and control's 3: only the item rate sees it
     path = tmp_path / "fb.sqlite"
-    con = connect(path)
-    store = FeedbackStore(path)
     rows, events, n = [], [], 0
     for variant, k in (("control", 3), ("treat", 6)):
         for u in range(39):
@@ -332,12 +335,7 @@ def test_item_click_rate_separates_variants_whose_answers_all_get_a_click(tmp_pa
                     events.append((f"{rid}-{i}", ts + 60_000_000, ts + 61_000_000, f"u_{variant}{u}",
                                    rid, f"i{i}", "click", None))
                 n += 1
-    con.execute("BEGIN")
-    con.executemany(f"INSERT INTO impressions VALUES ({','.join('?' * len(IMPRESSION_COLUMNS))})", rows)
-    con.execute("COMMIT")
-    con.close()
-    store.add_events(events)
-    store.close()
+    write_store(path, rows, events)
     out = tmp_path / "r.json"
     assert main(["ab", "report", "--store", str(path), "--out", str(out), "--resamples", "300"]) == 0
     printed = capsys.readouterr().out
