@@ -101,7 +101,7 @@ class CandidateSource:
         self._cache = LRU(config.recall_cache_size)
         self._allowed: dict[tuple[str, str], np.ndarray] = {}
         self._genders_ok: dict[tuple[str, ...], np.ndarray] = {}
-        self._negated = LRU(256)
+        self._value_masks = LRU(256)  # negated / wanted values -> items mask
         self._known: dict[str, np.ndarray] = {}
         self.has_prices = bool((~np.isnan(items.price)).any())
 
@@ -109,7 +109,7 @@ class CandidateSource:
         """Drop every cached candidate list (after a stock or price change: they were chosen
         under the old values); the next requests recall afresh."""
         self._cache = LRU(self.cfg.recall_cache_size)
-        self._negated = LRU(256)  # masks read the rows' values: recomputed after a change
+        self._value_masks = LRU(256)  # they read the rows' values: recomputed after a change
         self._known.clear()
 
     # ------------------------------------------------------------------ masks
@@ -153,7 +153,7 @@ class CandidateSource:
         unsure tagger reading (a Python pass over a 12k catalog costs ~27 ms; this ~0.1 ms);
         tests/test_recommend_query.py checks that the two agree."""
         key = ("negated", tuple(sorted(query.excluded.items())))
-        m = self._negated.get(key)
+        m = self._value_masks.get(key)
         if m is None:
             tax = self.items.taxonomy
             cats = [self.items.categories.index(c) for c in query.excluded.get("category", ())
@@ -167,14 +167,14 @@ class CandidateSource:
             other = {f: set(v) for f, v in query.excluded.items() if f not in ("category", "colour")}
             if other:
                 m &= np.array([not any(r.get(f) in v for f, v in other.items()) for r in self.items.rows])
-            self._negated.put(key, m)
+            self._value_masks.put(key, m)
         return m
 
     def wanted_mask(self, attrs: dict[str, str]) -> np.ndarray:
-        """Items with every value of ``attrs`` (colours by family): the vectorised
-        `TypedQuery.matches`, over the whole catalog (cached per set of values)."""
+        """Items with every value of ``attrs`` (colours by family; category and colour only when
+        known, see `known_mask`), over the whole catalog (cached per set of values)."""
         key = ("wanted", tuple(sorted(attrs.items())))
-        m = self._negated.get(key)
+        m = self._value_masks.get(key)
         if m is None:
             m = np.ones(len(self.items), dtype=bool)
             other = {}
@@ -192,7 +192,7 @@ class CandidateSource:
                 rows = self.items.rows
                 for p in np.flatnonzero(m):
                     m[p] = all(rows[p].get(f) == v for f, v in other.items())
-            self._negated.put(key, m)
+            self._value_masks.put(key, m)
         return m
 
     def place_request(self, ctx: RequestContext) -> None:
@@ -258,15 +258,15 @@ class CandidateSource:
             else:
                 got = self._slot_candidates(ctx, slot, k, mask)
                 wanted = self.wanted_mask(query.binding_attrs) if query.slot == slot and query.binding_attrs else None
+                in_catalog = wanted is not None and bool((mask & wanted).any())
                 if wanted is not None:
                     exact = [j for j, i in enumerate(got.ids) if wanted[self.items.index[i]]]
                     if exact:
                         got = got.subset(exact)
-                    elif not (mask & wanted).any():
+                    elif not in_catalog:
                         notes.append(f"no {' '.join(query.binding_attrs.values())} fits {scene.label} "
                                      "and the filters; showing the closest")
-                if not got.ids or (wanted is not None and not wanted[got.positions].any()
-                                   and (mask & wanted).any()):
+                if not got.ids or (in_catalog and not wanted[got.positions].any()):
                     # recall's candidates all fail the hard rules (a negated word drew them) or
                     # miss what was named while the catalog has it: the catalog filter answers
                     out.pools[slot] = self._catalog_pool(scene, slot, query, mask, k, out.routes)
@@ -276,10 +276,10 @@ class CandidateSource:
                     out.info.update(got.info)
                     out.pools[slot] = SlotPool(slot, got.positions, got.propensity)
             if slot == query.slot and ctx.genders is None:
-                self._gender_from_request(ctx, out.pools[slot], notes)
+                self._gender_from_request(ctx, out.pools[slot])
         return out
 
-    def _gender_from_request(self, ctx: RequestContext, pool: SlotPool, notes: list[str]) -> None:
+    def _gender_from_request(self, ctx: RequestContext, pool: SlotPool) -> None:
         """A requested item that exists for one gender only (a skirt, here) makes the outfit
         that gender's: the other slots are filled for the same wearer."""
         codes = set(np.unique(self.items.gender[pool.positions]).tolist()) - {0}

@@ -62,20 +62,9 @@ class TypedQuery:
         (English) names of what was wanted, since the encoder and BM25 read English and a
         negated word would draw what it negates ("no heels")."""
         if self.parsed is None or (self.parsed.lang in (None, "en") and not self.parsed.excluded):
-            return self.text  # (a negated word would draw what it negates: "no heels")
+            return self.text
         words = [v for f in QUERY_FIELDS for v in self.parsed.wanted.get(f, ())]
         return " ".join(words) or None
-
-    def matches(self, row: Mapping[str, Any]) -> bool:
-        """Whether a catalog row has every value the query names for the requested item
-        (colours by family)."""
-        for f, v in self.binding_attrs.items():
-            if f == "colour" and self.taxonomy is not None:
-                if self.taxonomy.colour_family(row.get("colour")) != self.taxonomy.colour_family(v):
-                    return False
-            elif row.get(f) != v:
-                return False
-        return True
 
     def excludes(self, row: Mapping[str, Any]) -> bool:
         """Whether a catalog row has a value the shopper negated (colours by family)."""
