@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import string
 from typing import Literal
 
 from pydantic import Field, field_validator, model_validator
@@ -84,6 +85,11 @@ class KioskAugmentConfig(StrictModel):
         return self
 
 
+def template_fields(text: str) -> list[str]:
+    """The {field} names a caption template uses, in order."""
+    return [f for _, f, _, _ in string.Formatter().parse(text) if f is not None]
+
+
 # Fields a real-photo caption may name: only what its coarse label states.
 PHOTO_TEMPLATE_FIELDS = ("label", "slot", "category")
 
@@ -98,9 +104,7 @@ class PhotoTemplate(StrictModel):
     @field_validator("text")
     @classmethod
     def _fields_known(cls, v: str) -> str:
-        import string
-
-        names = [f for _, f, _, _ in string.Formatter().parse(v) if f is not None]
+        names = template_fields(v)
         bad = sorted(set(names) - set(PHOTO_TEMPLATE_FIELDS))
         if not names or bad:
             raise ValueError(f"photo template {v!r} must name only {list(PHOTO_TEMPLATE_FIELDS)} "
@@ -135,9 +139,7 @@ class TextTemplate(StrictModel):
     @field_validator("text")
     @classmethod
     def _fields_known(cls, v: str) -> str:
-        import string
-
-        names = [f for _, f, _, _ in string.Formatter().parse(v) if f is not None]
+        names = template_fields(v)
         if not names:
             raise ValueError(f"template {v!r} names no field; use e.g. '{{colour}} {{category}}'")
         bad = sorted(set(names) - set(TEMPLATE_FIELDS))

@@ -12,7 +12,6 @@ import hashlib
 import json
 import os
 import secrets
-import string
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -21,7 +20,7 @@ from typing import Any, Sequence
 import numpy as np
 import pyarrow as pa
 
-from mmrec.embed.config import TextTemplate
+from mmrec.embed.config import TextTemplate, template_fields
 from mmrec.images import ImageError, ImageLimits, load_image, resize_letterbox
 
 
@@ -114,7 +113,7 @@ class CaptionSampler:
     def __init__(self, rows: Sequence[dict[str, Any]], templates: Sequence[TextTemplate]):
         self.templates = [t.text for t in templates]
         self.weights = np.array([t.weight for t in templates], dtype=np.float64)
-        self.fields = [[f for _, f, _, _ in string.Formatter().parse(t) if f] for t in self.templates]
+        self.fields = [template_fields(t) for t in self.templates]
         self.rows = [{k: _clean(v) for k, v in r.items()} for r in rows]
         # usable[i, j]: item i has every field template j needs
         self.usable = np.array([[all(r.get(f) for f in fs) for fs in self.fields] for r in self.rows],
@@ -124,12 +123,16 @@ class CaptionSampler:
         out = []
         for i in idx:
             w = self.weights * self.usable[i]
-            if w.sum() == 0:  # nothing fits (no title?): fall back to the category name
-                out.append(self.rows[i].get("category") or "product")
+            if w.sum() == 0:
+                out.append(self.fallback(i))
                 continue
             j = rng.choice(len(w), p=w / w.sum())
             out.append(" ".join(self.templates[j].format(**self.rows[i]).split()))
         return out
+
+    def fallback(self, i: int) -> str:
+        """The caption of row ``i`` when no template fits (no title?): its category name."""
+        return self.rows[i].get("category") or "product"
 
 
 def _clean(v: Any) -> Any:

@@ -20,15 +20,14 @@ import hashlib
 import json
 import os
 import secrets
-import string
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Sequence
 
 import numpy as np
 
 from mmrec.bench.photo_sources import PhotoTruth, load_real_photo_table, real_photos
-from mmrec.embed.config import PhotoTemplate, RealPhotoPairsConfig
+from mmrec.embed.config import RealPhotoPairsConfig
+from mmrec.embed.data import CaptionSampler
 from mmrec.errors import InputError
 from mmrec.images import ImageError, load_image, resize_letterbox
 from mmrec.taxonomy import Taxonomy
@@ -67,27 +66,11 @@ def train_photos(source: str | Path, table_path: str | Path, taxonomy: Taxonomy)
     return photos
 
 
-class PhotoCaptions:
+class PhotoCaptions(CaptionSampler):
     """One caption per photo sampled from the weighted templates its label can fill."""
 
-    def __init__(self, fields: Sequence[dict[str, str]], templates: Sequence[PhotoTemplate]):
-        self.fields = list(fields)
-        self.templates = [t.text for t in templates]
-        names = [[f for _, f, _, _ in string.Formatter().parse(t) if f] for t in self.templates]
-        self.weights = np.array([t.weight for t in templates], dtype=np.float64)
-        self.usable = np.array([[all(f in r for f in fs) for fs in names] for r in self.fields],
-                               dtype=bool).reshape(len(self.fields), len(self.templates))
-
-    def sample(self, idx: Sequence[int], rng: np.random.Generator) -> list[str]:
-        out = []
-        for i in idx:
-            w = self.weights * self.usable[i]
-            if w.sum() == 0:  # every label has a slot; a template set without {slot} may not fit
-                out.append(self.fields[i]["slot"])
-                continue
-            j = rng.choice(len(w), p=w / w.sum())
-            out.append(" ".join(self.templates[j].format(**self.fields[i]).split()))
-        return out
+    def fallback(self, i: int) -> str:
+        return self.rows[i]["slot"]  # every label has a slot; a template set without {slot} may not fit
 
 
 def _corner(img, size: int, rng: np.random.Generator) -> np.ndarray:
