@@ -24,6 +24,7 @@ import json
 import sqlite3
 import threading
 from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Literal
 
@@ -125,21 +126,29 @@ def connect(path: str | Path, *, synchronous: Synchronous = "FULL", busy_timeout
     return con
 
 
-def _migrate(con: sqlite3.Connection, path: Path) -> None:
-    con.execute("BEGIN IMMEDIATE")  # one migrator at a time across processes
+@contextmanager
+def _immediate(con: sqlite3.Connection) -> Iterator[sqlite3.Cursor]:
+    """One write transaction (BEGIN IMMEDIATE ... COMMIT, ROLLBACK on any exception)."""
+    cur = con.cursor()
+    cur.execute("BEGIN IMMEDIATE")
     try:
-        have = con.execute("PRAGMA user_version").fetchone()[0]
+        yield cur
+        cur.execute("COMMIT")
+    except BaseException:
+        cur.execute("ROLLBACK")
+        raise
+
+
+def _migrate(con: sqlite3.Connection, path: Path) -> None:
+    with _immediate(con) as cur:  # one migrator at a time across processes
+        have = cur.execute("PRAGMA user_version").fetchone()[0]
         if have > SCHEMA_VERSION:
             raise OSError(f"{path}: feedback store schema {have} is newer than this mmrec "
                           f"understands ({SCHEMA_VERSION}); upgrade mmrec")
         for v in range(have + 1, SCHEMA_VERSION + 1):
             for stmt in MIGRATIONS[v]:
-                con.execute(stmt)
-            con.execute(f"PRAGMA user_version={v}")
-        con.execute("COMMIT")
-    except BaseException:
-        con.execute("ROLLBACK")
-        raise
+                cur.execute(stmt)
+            cur.execute(f"PRAGMA user_version={v}")
 
 
 class FeedbackStore:
@@ -159,6 +168,12 @@ class FeedbackStore:
         with self._lock:
             self._con.close()
 
+    @contextmanager
+    def _write(self) -> Iterator[sqlite3.Cursor]:
+        """A write transaction on the store's connection, under its lock."""
+        with self._lock, _immediate(self._con) as cur:
+            yield cur
+
     # -- events ----------------------------------------------------------------------------
     def add_events(self, rows: list[tuple]) -> list[bool]:
         """Insert events (tuples in EVENT_COLUMNS order) in one transaction; commit before returning.
@@ -168,17 +183,10 @@ class FeedbackStore:
         """
         sql = f"INSERT OR IGNORE INTO events ({', '.join(EVENT_COLUMNS)}) VALUES ({', '.join('?' * len(EVENT_COLUMNS))})"
         out: list[bool] = []
-        with self._lock:
-            cur = self._con.cursor()
-            cur.execute("BEGIN IMMEDIATE")
-            try:
-                for r in rows:
-                    cur.execute(sql, r)
-                    out.append(cur.rowcount == 1)
-                cur.execute("COMMIT")
-            except BaseException:
-                cur.execute("ROLLBACK")
-                raise
+        with self._write() as cur:
+            for r in rows:
+                cur.execute(sql, r)
+                out.append(cur.rowcount == 1)
         return out
 
     def known_requests(self, request_ids: Iterable[str]) -> set[str]:
@@ -203,21 +211,14 @@ class FeedbackStore:
         for op, *_ in rows:
             if op not in CATALOG_OPS:
                 raise ValueError(f"catalog change op must be one of {CATALOG_OPS}, got {op!r}")
-        with self._lock:
-            cur = self._con.cursor()
-            cur.execute("BEGIN IMMEDIATE")
-            try:
-                t = now_us()
-                for op, item_id, in_stock, price, body in rows:
-                    cur.execute("INSERT INTO stock_updates (received_us, item_id, in_stock, price, op, body) "
-                                "VALUES (?, ?, ?, ?, ?, ?)",
-                                (t, item_id, None if in_stock is None else int(in_stock), price, op,
-                                 None if body is None else json.dumps(body, separators=(",", ":"))))
-                seq = cur.execute("SELECT MAX(seq) FROM stock_updates").fetchone()[0] or 0
-                cur.execute("COMMIT")
-            except BaseException:
-                cur.execute("ROLLBACK")
-                raise
+        with self._write() as cur:
+            t = now_us()
+            for op, item_id, in_stock, price, body in rows:
+                cur.execute("INSERT INTO stock_updates (received_us, item_id, in_stock, price, op, body) "
+                            "VALUES (?, ?, ?, ?, ?, ?)",
+                            (t, item_id, None if in_stock is None else int(in_stock), price, op,
+                             None if body is None else json.dumps(body, separators=(",", ":"))))
+            seq = cur.execute("SELECT MAX(seq) FROM stock_updates").fetchone()[0] or 0
         return int(seq)
 
     def catalog_changes_since(self, seq: int, limit: int | None = None
@@ -236,17 +237,10 @@ class FeedbackStore:
     # -- profiles --------------------------------------------------------------------------
     def put_profile(self, user_id: str, profile: dict) -> bool:
         """Store (replace) a profile; True if the user had none before."""
-        with self._lock:
-            cur = self._con.cursor()
-            cur.execute("BEGIN IMMEDIATE")
-            try:
-                had = cur.execute("SELECT 1 FROM profiles WHERE user_id = ?", (user_id,)).fetchone()
-                cur.execute("INSERT OR REPLACE INTO profiles (user_id, updated_us, profile) VALUES (?, ?, ?)",
-                            (user_id, now_us(), json.dumps(profile, sort_keys=True)))
-                cur.execute("COMMIT")
-            except BaseException:
-                cur.execute("ROLLBACK")
-                raise
+        with self._write() as cur:
+            had = cur.execute("SELECT 1 FROM profiles WHERE user_id = ?", (user_id,)).fetchone()
+            cur.execute("INSERT OR REPLACE INTO profiles (user_id, updated_us, profile) VALUES (?, ?, ?)",
+                        (user_id, now_us(), json.dumps(profile, sort_keys=True)))
         return had is None
 
     def get_profile(self, user_id: str) -> dict | None:
@@ -266,17 +260,10 @@ class FeedbackStore:
 
     def _delete(self, where: dict[str, tuple[str, tuple]]) -> dict[str, int]:
         counts: dict[str, int] = {}
-        with self._lock:
-            cur = self._con.cursor()
-            cur.execute("BEGIN IMMEDIATE")
-            try:
-                for table, (cond, args) in where.items():
-                    cur.execute(f"DELETE FROM {table} WHERE {cond}", args)
-                    counts[table] = cur.rowcount
-                cur.execute("COMMIT")
-            except BaseException:
-                cur.execute("ROLLBACK")
-                raise
+        with self._write() as cur:
+            for table, (cond, args) in where.items():
+                cur.execute(f"DELETE FROM {table} WHERE {cond}", args)
+                counts[table] = cur.rowcount
         return counts
 
     # -- reads (export, tests) -------------------------------------------------------------
