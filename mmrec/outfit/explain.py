@@ -14,6 +14,8 @@ back to the plain template, which is verified the same way. The facts and contex
 
 from __future__ import annotations
 
+from typing import Any, Mapping
+
 from pydantic import Field
 
 from mmrec.config import StrictModel
@@ -48,6 +50,17 @@ class ExplainConfig(StrictModel):
     model_confidence: dict[str, float] = Field(
         default_factory=lambda: {"category": 0.8, "colour": 0.9, "season": 0.85},
         description="per field, the tagger confidence from which its readings are cited")
+
+    def cites(self, fld: str, fact: Mapping[str, Any] | None) -> bool:
+        """Whether an attribute fact (``ItemTable.attribute_fact``) may be stated: from the
+        catalog or the title, or a tagger reading at least as sure as its field's threshold.
+        The recommender binds constraints by the same rule (`CandidateSource.known_mask`)."""
+        if fact is None:
+            return False
+        if fact["source"] != "model":
+            return True
+        floor, conf = self.model_confidence.get(fld), fact.get("confidence")
+        return floor is not None and conf is not None and conf >= floor
 
 
 def _in(lang: str, claims: list[Claim], english: str) -> str:
@@ -96,12 +109,9 @@ class Explainer:
 
     def _new_item_fact(self, items: ItemTable, item_id: str, fld: str) -> Fact | None:
         a = items.attribute_fact(item_id, fld)
-        if a is None:
+        if not self.cfg.cites(fld, a):
             return None
         conf = a.get("confidence")
-        floor = self.cfg.model_confidence.get(fld)
-        if a["source"] == "model" and (conf is None or floor is None or conf < floor):
-            return None
         return Fact(item_id=item_id, field=fld, value=a["value"], source=a["source"],
                     confidence=None if conf is None else round(float(conf), 2))
 

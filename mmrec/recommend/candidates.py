@@ -119,12 +119,8 @@ class CandidateSource:
         or a negation shown to hold, only on such values."""
         m = self._known.get(fld)
         if m is None:
-            floor = self.cfg.explain.model_confidence.get(fld)
-            m = np.zeros(len(self.items), dtype=bool)
-            for p, item_id in enumerate(self.items.ids):
-                a = self.items.attribute_fact(item_id, fld)
-                m[p] = a is not None and (a["source"] != "model" or (
-                    floor is not None and a.get("confidence") is not None and a["confidence"] >= floor))
+            cites = self.cfg.explain.cites
+            m = np.array([cites(fld, self.items.attribute_fact(i, fld)) for i in self.items.ids], dtype=bool)
             self._known[fld] = m
         return m
 
