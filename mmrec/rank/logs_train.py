@@ -184,8 +184,9 @@ def evaluate(d, rows: np.ndarray, y: np.ndarray, bundle: lgbm.Bundle, served: np
     scores = {k: lgbm.predict(bundle.boosters[k], serve.X) for k in ("lambdarank", "binary")}
     scores.update({"served_ranker": served, "logged_order": -d.position[rows].astype(np.float64),
                    "random": np.random.default_rng(seed).random(len(rows))})
-    if base is not None:
-        scores["base_ranker"] = lgbm.predict(base.boosters[base.meta.get("serve_model") or "lambdarank"], serve.X)
+    base_model = base.boosters[base.meta.get("serve_model") or "lambdarank"] if base is not None else None
+    if base_model is not None:
+        scores["base_ranker"] = lgbm.predict(base_model, serve.X)
     has = (np.bincount(r, weights=y[rows], minlength=len(d.request_ids)) > 0)[r]
     _, sizes = np.unique(r[has], return_counts=True)
     off = M.offsets_from_sizes(sizes)
@@ -193,9 +194,8 @@ def evaluate(d, rows: np.ndarray, y: np.ndarray, bundle: lgbm.Bundle, served: np
     auc = {k: round(M.auc(lgbm.predict(bundle.boosters[k], logged.X), y[rows]), 5)
            for k in ("lambdarank", "binary")}
     auc["served_ranker"] = round(M.auc(served, y[rows]), 5)
-    if base is not None:
-        auc["base_ranker"] = round(M.auc(lgbm.predict(base.boosters[base.meta.get("serve_model") or "lambdarank"],
-                                                      logged.X), y[rows]), 5)
+    if base_model is not None:
+        auc["base_ranker"] = round(M.auc(lgbm.predict(base_model, logged.X), y[rows]), 5)
     return {"answers": int(len(np.unique(r))), "answers_with_positive": int(len(sizes)),
             "rows": int(len(rows)), "positives": int(y[rows].sum()),
             "click_auc_at_logged_positions": auc, "ndcg@10": ndcg}
