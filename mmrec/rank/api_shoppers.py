@@ -26,6 +26,7 @@ from typing import Any
 import numpy as np
 
 from mmrec.errors import InputError
+from mmrec.feedback.store import to_us
 from mmrec.rank.simulator import Population, _season_of, utility
 
 MAX_USERS = 10_000
@@ -50,10 +51,6 @@ def day_window(day: int, *, first_day: dt.date | None = None,
         raise InputError(f"simulated day {day} ({start.date()}) is older than the events API "
                          "accepts (30 days); move the first day closer")
     return start, end
-
-
-def _us(t: dt.datetime) -> int:
-    return int(t.timestamp() * 1_000_000)
 
 
 def _iso(us: int) -> str:
@@ -87,7 +84,7 @@ def run_day(client: Any, pop: Population, sim_cfg, scenes: dict[str, list[str]],
         client.put_user(f"sim_u{u:05d}", {
             "age": int(np.clip(round(float(pop.age[u])), 13, 120)), "gender": str(pop.ugender[u]),
             "preferred_occasions": list(pop.preferred[u])})
-    times = np.sort(rng.integers(_us(start), _us(end), requests))
+    times = np.sort(rng.integers(to_us(start), to_us(end), requests))
     counts: dict[str, dict[str, int]] = {}
     pending: list[dict] = []
 
