@@ -230,24 +230,27 @@ def _photo_inputs(cfg: EmbedConfig, image_size: int, cache_dir: Path, rng: np.ra
                   log: Callable[[str], None]) -> tuple["PhotoPairs | None", np.ndarray | None]:
     """Real-photo pairs (when a share of the batch is theirs) and the kiosk backgrounds."""
     tc = cfg.train
-    need_photos = tc.real_photos.share > 0 or (tc.kiosk.p > 0 and tc.kiosk.backgrounds == "real_photos")
+    use_pairs = tc.real_photos.share > 0
+    real_backgrounds = tc.kiosk.p > 0 and tc.kiosk.backgrounds == "real_photos"
     photos = None
-    if need_photos and not tc.real_photos.required and not (Path(tc.real_photos.source) / "images.csv").is_file():
-        log(f"train.real_photos.source {tc.real_photos.source!r} has no images.csv: training on the "
-            "catalog alone (set train.real_photos.required=true to refuse instead)")
-        return None, None
-    if need_photos:
+    if use_pairs or real_backgrounds:
+        if not tc.real_photos.required and not (Path(tc.real_photos.source) / "images.csv").is_file():
+            log(f"train.real_photos.source {tc.real_photos.source!r} has no images.csv: training on the "
+                "catalog alone (set train.real_photos.required=true to refuse instead)")
+            return None, None
         from mmrec.embed.photo_pairs import load_photo_pairs
         from mmrec.taxonomy import default_taxonomy
 
         photos = load_photo_pairs(tc.real_photos, default_taxonomy(), image_size, cache_dir, tc.seed)
     if tc.kiosk.p <= 0:
-        return (photos if tc.real_photos.share > 0 else None), None
-    if tc.kiosk.backgrounds == "real_photos":
-        return (photos if tc.real_photos.share > 0 else None), photos.backgrounds
-    from mmrec.embed.kiosk import synthetic_backgrounds
+        backgrounds = None
+    elif real_backgrounds:
+        backgrounds = photos.backgrounds
+    else:
+        from mmrec.embed.kiosk import synthetic_backgrounds
 
-    return photos, synthetic_backgrounds(256, tc.real_photos.background_size, rng)
+        backgrounds = synthetic_backgrounds(256, tc.real_photos.background_size, rng)
+    return (photos if use_pairs else None), backgrounds
 
 
 def _train_loop(encoder: Encoder, cfg: EmbedConfig, pixels: np.ndarray, rows: list[dict[str, Any]],
