@@ -158,12 +158,17 @@ def judge_gender(outfit: Sequence[tuple[str, Row]], shopper_gender: str | None) 
     return per_item, mixed, fails
 
 
+def known_price(p: Any) -> bool:
+    """Whether a catalog price is stated (None and NaN are not)."""
+    return p is not None and not (isinstance(p, float) and math.isnan(p))
+
+
 def judge_budget(outfit: Sequence[tuple[str, Row]], budget: float | None) -> tuple[bool | None, list[Failure]]:
     """Whether an outfit breaks a total budget; None when no budget or a price is unknown."""
     if budget is None:
         return None, []
     prices = [row.get("price") for _, row in outfit]
-    if any(p is None or (isinstance(p, float) and math.isnan(p)) for p in prices):
+    if not all(known_price(p) for p in prices):
         return None, []
     total = float(sum(prices))
     if total > budget:

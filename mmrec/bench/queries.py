@@ -9,14 +9,13 @@ judged. The constraint judge reads catalog truth only.
 
 from __future__ import annotations
 
-import math
 from pathlib import Path
 from typing import Any, Literal, Mapping, Sequence
 
 from pydantic import Field, model_validator
 
 from mmrec.bench.claims import item_misses_query
-from mmrec.bench.judges import Row, truth_value
+from mmrec.bench.judges import Row, known_price, truth_value
 from mmrec.config import StrictModel, read_yaml_model
 from mmrec.errors import ConfigError
 from mmrec.taxonomy import COLOUR_FAMILIES, Taxonomy
@@ -110,7 +109,7 @@ def constraint_failures(rows: Sequence[Row], expect: Mapping[str, Any], taxonomy
     if cap is not None and prices_known:
         for r in rows:
             p = r.get("price")
-            if p is None or (isinstance(p, float) and math.isnan(p)):
+            if not known_price(p):
                 out.append(f"{r.get('item_id')} has no price: it cannot be shown to be under {cap:g}")
             elif float(p) > cap:
                 out.append(f"{r.get('item_id')} costs {float(p):g} > {cap:g}")

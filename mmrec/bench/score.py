@@ -8,7 +8,6 @@ per-metric observations that `mmrec.bench.metrics` aggregates.
 from __future__ import annotations
 
 import hashlib
-import math
 from dataclasses import dataclass, field
 from typing import Any, Mapping, Sequence
 
@@ -43,7 +42,7 @@ class Truth:
     def has_prices(self) -> bool:
         """Whether the catalog states any price (a ceiling can be judged only then)."""
         if self._has_prices is None:
-            self._has_prices = any(_priced(r.get("price")) for r in self.rows.values())
+            self._has_prices = any(J.known_price(r.get("price")) for r in self.rows.values())
         return self._has_prices
 
     @property
@@ -60,10 +59,6 @@ class Truth:
                 words += [*r.values, r.reason, *J.scan_mentions(r.reason, self.taxonomy)]
             self._vocab[scene.name] = words
         return self._vocab[scene.name]
-
-
-def _priced(p: Any) -> bool:
-    return p is not None and not (isinstance(p, float) and math.isnan(p))
 
 
 def rules_held(scene: Any, outfit: Sequence[tuple[str, Mapping[str, Any]]]) -> list[str]:
