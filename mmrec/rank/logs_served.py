@@ -125,6 +125,12 @@ def seen_rows(joined: pa.Table, d) -> np.ndarray | None:
         return None
     seen = {(r, i) for r, i, s in zip(joined["request_id"].to_pylist(), joined["item_id"].to_pylist(),
                                       joined["seen"].to_pylist()) if s}
+    return np.fromiter((k in seen for k in row_keys(d)), bool, count=len(d.req))
+
+
+def row_keys(d, rows: np.ndarray | None = None) -> list[tuple[str, str | None]]:
+    """The joined table's key, (request_id, item_id), of each impression row of ``d`` (of
+    ``rows`` when given); item_id None for an item not in the catalog."""
+    req, item = (d.req, d.item_row) if rows is None else (d.req[rows], d.item_row[rows])
     ids = d.items.item_ids
-    return np.fromiter(((d.request_ids[q], ids[i] if i >= 0 else None) in seen
-                        for q, i in zip(d.req, d.item_row)), bool, count=len(d.req))
+    return [(d.request_ids[q], ids[i] if i >= 0 else None) for q, i in zip(req, item)]

@@ -344,7 +344,4 @@ def _served_scores(joined: pa.Table, d, rows: np.ndarray) -> np.ndarray:
     """The served ranker's logged score of each evaluated row (NaN -> 0)."""
     key = {(r, i): s for r, i, s in zip(joined["request_id"].to_pylist(), joined["item_id"].to_pylist(),
                                         joined["score"].to_pylist())}
-    ids = d.items.item_ids
-    out = np.array([key.get((d.request_ids[q], ids[i] if i >= 0 else None)) or 0.0
-                    for q, i in zip(d.req[rows], d.item_row[rows])], np.float64)
-    return out
+    return np.array([key.get(k) or 0.0 for k in S.row_keys(d, rows)], np.float64)
