@@ -144,9 +144,9 @@ def _train(args) -> int:
     from mmrec.artifacts import ArtifactStore
     from mmrec.rank.train import train
 
-    t0 = time.perf_counter()
     if args.dataset == "logs":
         return _train_logs(args)
+    t0 = time.perf_counter()
     art = train(args.dataset, ArtifactStore(args.artifacts), _cfg(args), interactions=args.interactions)
     print(f"{art.kind}/{art.version} written in {time.perf_counter() - t0:.1f}s; top features: "
           f"{art.metrics['top_features']}", file=sys.stderr)
