@@ -40,11 +40,9 @@ class ResponseShaper:
                 # named = of the kind the search names, on values known well enough to say so
                 query_matches={i for i in ids if ctx.query.named_item(self.items.row(i))
                                and known(i, "category") and (not ctx.query.names_colour or known(i, "colour"))},
-                # look-alikes of the photo in the slot it was read as: a neighbour of another
-                # slot is never "similar to your photo"
-                photo_similar={i for i in (set(photo.similar) | set(attempt.anchor_pool))
-                               if photo.slot is None or self.items.row(i).get("slot") == photo.slot}
-                if photo else set(),
+                # look-alikes in the slot the photo was read as only (PhotoAnchors.anchor keeps
+                # `similar` and the pool to that slot): no other slot's item is "similar"
+                photo_similar=(set(photo.similar) | set(attempt.anchor_pool)) if photo else set(),
                 harmony=harmony_of((self.items.row(i).get("colour") for i in ids), self.tax)
                 if all(known(i, "colour") for i in ids) else None)
             e = self.explainer.explain(self.items, ids, ectx, lang=ctx.request.lang or "en")
