@@ -22,9 +22,10 @@ from typing import Any, Sequence
 import numpy as np
 
 from mmrec import kinds
+from mmrec.bench.metrics import calibration
 from mmrec.bench.photo_sources import PhotoTruth
-from mmrec.recommend.slot_confidence import (CALIBRATION_FILE, FEATURES, SlotCalibrator, SlotEvidence,
-                                             expected_calibration_error)
+from mmrec.rank.metrics import auc
+from mmrec.recommend.slot_confidence import CALIBRATION_FILE, FEATURES, SlotCalibrator, SlotEvidence
 
 MIN_KEPT = 5  # a threshold must keep at least this many val photos to claim an accuracy
 
@@ -120,20 +121,14 @@ def evaluate(cal: SlotCalibrator, readings: Sequence[Reading], bins: int = 10,
     conf = [cal.confidence(r.evidence) for r in readings]
     ok = [r.correct for r in readings]
     kept = [o for c, o, r in zip(conf, ok, readings) if r.slot is not None and c >= t]
-    table = []
-    for b in range(bins):
-        sel = [(c, o) for c, o in zip(conf, ok) if b / bins <= c < (b + 1) / bins or (b == bins - 1 and c >= 1)]
-        if sel:
-            table.append({"bin": [b / bins, (b + 1) / bins], "count": len(sel),
-                          "confidence": float(np.mean([c for c, _ in sel])),
-                          "accuracy": float(np.mean([o for _, o in sel]))})
-    return {"photos": len(readings), "threshold": t, "ece": expected_calibration_error(conf, ok, bins),
-            "auroc": auroc(conf, ok), "brier": float(np.mean([(c - o) ** 2 for c, o in zip(conf, ok)]))
+    rel = reliability(conf, ok, bins)
+    return {"photos": len(readings), "threshold": t, "ece": rel["ece"] if rel else float("nan"),
+            "bins": rel["bins"] if rel else [], "auroc": auroc(conf, ok), "brier": float(np.mean([(c - o) ** 2 for c, o in zip(conf, ok)]))
             if conf else None,
             "accuracy_uncalibrated_all": float(np.mean(ok)) if ok else None,
             "abstain": 1 - len(kept) / len(readings) if readings else None,
             "kept": len(kept), "accuracy_kept": float(np.mean(kept)) if kept else None,
-            "mean_confidence": float(np.mean(conf)) if conf else None, "bins": table,
+            "mean_confidence": float(np.mean(conf)) if conf else None,
             "coverage": coverage(conf, ok, [r.slot is not None for r in readings])}
 
 
@@ -193,17 +188,21 @@ def cross_validated(readings: Sequence[Reading], c: float) -> dict[str, Any] | N
     got = held_out_confidences(readings, c)
     if got is None:
         return None
-    return {"ece": expected_calibration_error(*got), "auroc": auroc(*got), "photos": len(got[0])}
+    rel = reliability(*got)
+    return {"ece": rel["ece"] if rel else float("nan"), "auroc": auroc(*got), "photos": len(got[0])}
 
 
 def auroc(conf: Sequence[float], correct: Sequence[bool]) -> float | None:
-    """How well the confidence ranks right readings above wrong ones (0.5: not at all)."""
-    pos = [c for c, o in zip(conf, correct) if o]
-    neg = [c for c, o in zip(conf, correct) if not o]
-    if not pos or not neg:
+    """How well the confidence ranks right readings above wrong ones (0.5: not at all; None
+    without both right and wrong readings)."""
+    if all(correct) or not any(correct):
         return None
-    wins = sum((p > n) + 0.5 * (p == n) for p in pos for n in neg)
-    return wins / (len(pos) * len(neg))
+    return auc(np.asarray(conf), np.asarray(correct))
+
+
+def reliability(conf: Sequence[float], correct: Sequence[bool], bins: int = 10) -> dict[str, Any] | None:
+    """ECE and reliability bins of confidences against right/wrong (`metrics.calibration`)."""
+    return calibration([{"confidence": c, "correct": ok} for c, ok in zip(conf, correct)], bins)
 
 
 def save(store: Any, cal: SlotCalibrator, metrics: dict[str, Any]) -> str:
