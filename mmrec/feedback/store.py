@@ -90,6 +90,8 @@ MIGRATIONS[3] = [
     "ALTER TABLE stock_updates ADD COLUMN body TEXT",                        # upsert: JSON row + vector
 ]
 CATALOG_OPS = ("stock", "upsert", "delete")
+# one stored catalog change, as `catalog_changes_since` returns it less its seq
+CatalogChange = tuple[str, str, "bool | None", "float | None", "dict | None"]  # (op, item_id, in_stock, price, body)
 
 IMPRESSION_COLUMNS = ("request_id", "ts_us", "user_id", "channel", "scene", "query", "items",
                       "versions", "variant")
@@ -204,7 +206,7 @@ class FeedbackStore:
         """Store (item_id, in_stock, price) changes in one transaction; the last sequence number."""
         return self.add_catalog_changes([("stock", i, st, p, None) for i, st, p in rows])
 
-    def add_catalog_changes(self, rows: list[tuple[str, str, bool | None, float | None, dict | None]]) -> int:
+    def add_catalog_changes(self, rows: list[CatalogChange]) -> int:
         """Store (op, item_id, in_stock, price, body) changes in one transaction, in order;
         returns the last sequence number. ``op`` is one of CATALOG_OPS; ``body`` (upserts) is
         stored as JSON."""

@@ -17,7 +17,7 @@ Run it from cron or after a bulk change; how often is a trade between the side i
 from __future__ import annotations
 
 import time
-from typing import Any, Callable, Iterable
+from typing import TYPE_CHECKING, Any, Callable, Iterable
 
 import numpy as np
 
@@ -25,7 +25,8 @@ from mmrec.artifacts import Artifact, ArtifactStore
 from mmrec.recall.build import load_index, meta_row, publish
 from mmrec.recall.config import IndexConfig
 
-Change = tuple[str, str, "bool | None", "float | None", "dict | None"]  # (op, item_id, in_stock, price, body)
+if TYPE_CHECKING:
+    from mmrec.feedback.store import CatalogChange as Change
 
 
 def fold(changes: Iterable[Change], encoder_id: str | None, tag_of: Callable[[str], str | None]

@@ -31,11 +31,10 @@ from mmrec.outfit.items import ItemTable
 from mmrec.recommend.inventory import apply_stock
 
 if TYPE_CHECKING:
+    # (op, item_id, in_stock, price, body): one stored change (`FeedbackStore.catalog_changes_since`)
+    from mmrec.feedback.store import CatalogChange as Change
     from mmrec.recall.index import VectorIndex
     from mmrec.recommend.recommender import Recommender
-
-# (op, item_id, in_stock, price, body): one stored change (`FeedbackStore.catalog_changes_since`)
-Change = tuple[str, str, "bool | None", "float | None", "dict | None"]
 
 
 @dataclass
