@@ -19,3 +19,14 @@ def stage_config(args: argparse.Namespace, stage: str, **extra_overrides):
     overrides = list(args.overrides) + [f"{k}={v}" for k, v in extra_overrides.items() if v is not None]
     return load_config(stage, profile=args.profile, path=args.config_file, overrides=overrides,
                        config_dir=args.config_dir)
+
+
+def served_feedback_store(args: argparse.Namespace, *, serve_overrides: bool = True):
+    """The feedback store `mmrec serve` writes for ``args.artifacts``: serve.yaml's
+    ``feedback.path``, else ``<artifacts>/feedback/feedback.sqlite``. ``serve_overrides``: the
+    command's --config/--set are serve settings (False: they belong to another stage)."""
+    from mmrec.config import load_config
+
+    settings = stage_config(args, "serve") if serve_overrides else \
+        load_config("serve", profile=args.profile, config_dir=args.config_dir)
+    return settings.model_copy(update={"artifacts": str(args.artifacts)}).feedback_path()

@@ -11,7 +11,7 @@ import json
 import sys
 from pathlib import Path
 
-from mmrec.commands import add_config_args, stage_config
+from mmrec.commands import add_config_args, served_feedback_store
 
 
 def _when(text: str) -> dt.datetime:
@@ -60,8 +60,7 @@ def _report(args) -> int:
         raise ArgumentError(f"--since ({args.since.isoformat()}) must be before --until ({args.until.isoformat()})")
     store = args.store
     if store is None and args.export is None:
-        settings = stage_config(args, "serve").model_copy(update={"artifacts": str(args.artifacts)})
-        store = settings.feedback_path()
+        store = served_feedback_store(args)
     impressions, events = load(store=store, export=args.export)
     rep = report(impressions, events, experiment=args.experiment, since=args.since, until=args.until,
                  window=dt.timedelta(hours=args.attribution_window_hours), control=args.control,

@@ -14,7 +14,7 @@ import tempfile
 from pathlib import Path
 
 from mmrec import kinds
-from mmrec.commands import add_config_args, stage_config
+from mmrec.commands import add_config_args, served_feedback_store, stage_config
 
 
 def _date(text: str) -> dt.date:
@@ -64,8 +64,7 @@ def _store_path(args) -> Path:
     if args.store is not None:
         path = args.store
     else:
-        settings = stage_config(args, "serve").model_copy(update={"artifacts": str(args.artifacts)})
-        path = settings.feedback_path()
+        path = served_feedback_store(args)
     if not path.is_file():
         raise InputError(f"no feedback store at {path}: serve with feedback.enabled first, or pass --store")
     return path
@@ -142,17 +141,16 @@ def _served_load(args, db: Path) -> dict:
     from mmrec.catalog.ingest import load_items
     from mmrec.feedback.store import FeedbackStore
     from mmrec.serving.events_load import load_events
-    from mmrec.serving.local import free_port, start_subprocess
+    from mmrec.serving.local import free_port, serve_cmd, start_subprocess
     from mmrec.serving.settings import new_key
 
     items = load_items(ArtifactStore(args.artifacts), columns=["item_id"]).column("item_id").to_pylist()
     key, port = new_key(), free_port()
-    cmd = [sys.executable, "-m", "mmrec.cli", "--artifacts", str(args.artifacts), "--profile", args.profile,
-           "--quiet", "serve", "--port", str(port), "--set", "feedback.enabled=true",
-           "--set", f"feedback.path={db}", "--set", f"feedback.events_synchronous={args.synchronous}",
-           "--set", f"feedback.max_batch={max(args.batch, 500)}"]
-    cmd += ["--no-ray"] if args.serve == "uvicorn" else []
-    cmd += ["--serve-config", str(args.serve_config)] if args.serve_config else []
+    cmd = serve_cmd(port, artifacts=args.artifacts, profile=args.profile, no_ray=args.serve == "uvicorn",
+                    sets=["feedback.enabled=true", f"feedback.path={db}",
+                          f"feedback.events_synchronous={args.synchronous}",
+                          f"feedback.max_batch={max(args.batch, 500)}"],
+                    options=["--serve-config", str(args.serve_config)] if args.serve_config else [])
     kind = "uvicorn" if args.serve == "uvicorn" else "ray"
     print(f"starting `mmrec serve` ({kind}) ...", file=sys.stderr)
     server = start_subprocess(cmd, f"http://127.0.0.1:{port}", key, kind)

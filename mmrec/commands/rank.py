@@ -7,7 +7,7 @@ import sys
 import time
 from pathlib import Path
 
-from mmrec.commands import add_config_args, stage_config
+from mmrec.commands import add_config_args, served_feedback_store, stage_config
 
 DATASETS = ("rtr", "hm", "myntra-sim")
 # `logs`: the served answers and the shoppers' events (mmrec.rank.logs_train); train only
@@ -51,7 +51,7 @@ def register(sub) -> None:
     tr.add_argument("--interactions", default=None, help="interactions version (default: CURRENT)")
     lg = tr.add_argument_group("--dataset logs (retraining from the feedback store)")
     lg.add_argument("--store", type=Path, default=None,
-                    help="feedback store file (default: <artifacts>/feedback/feedback.sqlite); "
+                    help="feedback store file (default: the one mmrec serve writes, serve.yaml feedback.path or <artifacts>/feedback/feedback.sqlite); "
                          "its profiles are used with --export too")
     lg.add_argument("--export", type=Path, default=None,
                     help="read impressions and events from this `mmrec feedback export` folder")
@@ -155,14 +155,13 @@ def _train(args) -> int:
 
 
 def _train_logs(args) -> int:
-    from mmrec import kinds
     from mmrec.artifacts import ArtifactStore
     from mmrec.rank.logs_train import train_logs
 
     t0 = time.perf_counter()
     store_path = args.store
     if store_path is None:
-        default = Path(args.artifacts) / kinds.FEEDBACK / "feedback.sqlite"
+        default = served_feedback_store(args, serve_overrides=False)  # where `mmrec serve` logs
         store_path = default if (args.export is None or default.is_file()) else None
     art = train_logs(ArtifactStore(args.artifacts), _cfg(args), store_path=store_path,
                      export_dir=args.export, window_hours=args.attribution_window_hours,
