@@ -99,9 +99,9 @@ class Scene(StrictModel):
         extra = [t for t in self.on_request if slot in t]
         return self.model_copy(update={"templates": [*self.templates, *extra]}) if extra else self
 
-    def with_request_slots(self) -> list[str]:
-        """Every slot of the usual and the on-request templates, in first-seen order."""
-        return list(dict.fromkeys(s for t in [*self.templates, *self.on_request] for s in t))
+    def all_slots(self) -> list[str]:
+        """Every slot of `all_templates`, in first-seen order."""
+        return list(dict.fromkeys(s for t in self.all_templates() for s in t))
 
     def template_slots(self) -> list[str]:
         """Every slot used by some template, in first-seen order."""

@@ -373,7 +373,7 @@ class CandidateSource:
         ``background`` -- so that no scene-only request pays for recall."""
         for scene in self.scenes.scenes.values():
             self.composer.scene_fit(scene)
-            for slot in scene.with_request_slots():
+            for slot in scene.all_slots():
                 self.allowed_mask(scene, slot)
         for fld in _KNOWN_FIELDS:  # a Python pass over the catalog each: not in a request
             self.known_mask(fld)
