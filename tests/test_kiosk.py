@@ -74,6 +74,22 @@ class DevTools:
 STATUS = "document.getElementById('status').textContent"
 
 
+def upload(browser, url: str, photo: Path, *, lang: str | None = None, timeout_s: float = 30.0) -> None:
+    """Open the kiosk afresh, pick the casual weekend scene (and ``lang``), send ``photo``."""
+    browser.call("Page.navigate", url="about:blank")
+    browser.call("Page.navigate", url=f"{url}/kiosk/#key={KEY}")
+    browser.wait_for("document.querySelectorAll('#scene option').length >= 11", timeout_s=timeout_s)
+    if lang:
+        browser.js(f"(l => {{ l.value = '{lang}'; l.dispatchEvent(new Event('change')); }})"
+                   "(document.getElementById('lang'))")
+    browser.js("document.getElementById('scene').value = 'casual_weekend'")
+    doc = browser.call("DOM.getDocument")
+    node = browser.call("DOM.querySelector", nodeId=doc["root"]["nodeId"], selector="#photo")
+    browser.call("DOM.setFileInputFiles", files=[str(photo)], nodeId=node["nodeId"])
+    browser.wait_for("document.getElementById('preview').style.display === 'block'")
+    browser.js("document.getElementById('go').click()")
+
+
 @pytest.fixture(scope="module")
 def kiosk_rec(tmp_path_factory):
     import numpy as np
@@ -220,15 +236,7 @@ def test_kiosk_asks_what_the_item_is_when_the_photo_cannot_be_read(server, brows
     photos.abstain_below = 0.5
     switch = "(l => {{ l.value = '{}'; l.dispatchEvent(new Event('change')); }})(document.getElementById('lang'))"
     try:
-        browser.call("Page.navigate", url="about:blank")
-        browser.call("Page.navigate", url=f"{server.url}/kiosk/#key={KEY}")
-        browser.wait_for("document.querySelectorAll('#scene option').length >= 11")
-        browser.js("document.getElementById('scene').value = 'casual_weekend'")
-        doc = browser.call("DOM.getDocument")
-        node = browser.call("DOM.querySelector", nodeId=doc["root"]["nodeId"], selector="#photo")
-        browser.call("DOM.setFileInputFiles", files=[str(photo)], nodeId=node["nodeId"])
-        browser.wait_for("document.getElementById('preview').style.display === 'block'")
-        browser.js("document.getElementById('go').click()")
+        upload(browser, server.url, photo)
         browser.wait_for("!!document.getElementById('ask')")
         assert browser.js("document.querySelector('#ask p').textContent") == \
             "We could not read this item — what is it?"

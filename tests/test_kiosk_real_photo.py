@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from test_kiosk import KEY, STATUS, browser  # noqa: F401 -- the Chromium fixture, reused
+from test_kiosk import KEY, STATUS, browser, upload  # noqa: F401 -- the Chromium fixture, reused
 
 pytestmark = pytest.mark.data
 REPO = Path(__file__).resolve().parents[1]
@@ -43,19 +43,6 @@ def demo():
     srv.stop()
 
 
-def _upload(browser, url: str, photo: Path) -> None:  # noqa: F811
-    browser.call("Page.navigate", url="about:blank")
-    browser.call("Page.navigate", url=f"{url}/kiosk/#key={KEY}")
-    browser.wait_for("document.querySelectorAll('#scene option').length >= 11", timeout_s=60)
-    browser.js("(l => { l.value = 'en'; l.dispatchEvent(new Event('change')); })(document.getElementById('lang'))")
-    browser.js("document.getElementById('scene').value = 'casual_weekend'")
-    doc = browser.call("DOM.getDocument")
-    node = browser.call("DOM.querySelector", nodeId=doc["root"]["nodeId"], selector="#photo")
-    browser.call("DOM.setFileInputFiles", files=[str(photo)], nodeId=node["nodeId"])
-    browser.wait_for("document.getElementById('preview').style.display === 'block'")
-    browser.js("document.getElementById('go').click()")
-
-
 def _check_similar_claims(body: dict, rec) -> None:
     """Every item the explanations call similar to the photo is in the slot it was read as."""
     slot = body["photo"]["slot"]
@@ -73,7 +60,7 @@ def test_real_track_pants_photo_anchors_a_bottom_or_asks(demo, browser, shared_d
     photo = shared_data / "real_photos" / "images" / f"{image_id}.jpg"
     if not photo.is_file():
         pytest.skip(f"{photo} is absent")
-    _upload(browser, srv.url, photo)
+    upload(browser, srv.url, photo, lang="en", timeout_s=60)
     browser.wait_for("document.querySelectorAll('.outfit').length > 0 || !!document.getElementById('ask')",
                      timeout_s=60)
     asked = browser.js("!!document.getElementById('ask')")
