@@ -26,6 +26,19 @@ class Step:
     needs: str | None = None         # a folder under --source; without it the step is skipped
     stale: Callable[[object], bool] | None = None  # store -> its artifact must be rebuilt anyway
 
+    def due(self, store) -> bool:
+        """Run it: always, or an artifact it makes is missing or stale."""
+        return self.always or any(store.current_version(k) is None for k in self.produces) \
+            or (self.stale is not None and self.stale(store))
+
+
+def _calibration_stale(store) -> bool:
+    """The slot calibration was fitted on other models than the CURRENT ones (refit it)."""
+    from mmrec.recommend.loading import photo_model_versions
+    from mmrec.recommend.slot_confidence import SlotCalibrator
+
+    return SlotCalibrator.load(store, photo_model_versions(store))[0] is None
+
 
 # Quick mini recipe: short time budgets so that a fresh machine is serving within ~20 minutes
 # (measured from empty artifacts on an idle 2-core box: 11.1 min; estimates below are that run's).
@@ -54,16 +67,8 @@ STEPS = (
     # after the models it calibrates: photos whose slot the models cannot read are asked about
     Step("photo slot confidence (real-photo val photographers)", (kinds.SLOT_CALIBRATION,), 40,
          lambda a: ["bench", "calibrate-slot", "--data", str(a.source)], needs="real_photos",
-         stale=lambda store: _calibration_stale(store)),
+         stale=_calibration_stale),
 )
-
-
-def _calibration_stale(store) -> bool:
-    """The slot calibration was fitted on other models than the CURRENT ones (refit it)."""
-    from mmrec.recommend.loading import photo_model_versions
-    from mmrec.recommend.slot_confidence import SlotCalibrator
-
-    return SlotCalibrator.load(store, photo_model_versions(store))[0] is None
 
 
 def register(sub) -> None:
@@ -93,9 +98,7 @@ def _demo(args) -> int:
     if not (args.source / "myntra" / "styles.csv").is_file():
         raise InputError(f"{args.source}/myntra/styles.csv not found; pass --source DIR holding myntra/")
     store = ArtifactStore(args.artifacts)
-    todo = [s for s in STEPS if not set(s.produces) <= set(args.skip)
-            and (s.always or any(store.current_version(k) is None for k in s.produces)
-                 or (s.stale is not None and s.stale(store)))]
+    todo = [s for s in STEPS if not set(s.produces) <= set(args.skip) and s.due(store)]
     for s in [s for s in todo if s.needs and not (args.source / s.needs).is_dir()]:
         print(f"skipping '{s.name}': {args.source / s.needs} not found", file=sys.stderr)
         todo.remove(s)
@@ -104,8 +107,7 @@ def _demo(args) -> int:
           f"(artifacts in {args.artifacts}; existing ones are reused)", file=sys.stderr)
     t_all = time.perf_counter()
     for i, step in enumerate(todo, 1):
-        if not step.always and all(store.current_version(k) is not None for k in step.produces) \
-                and not (step.stale is not None and step.stale(store)):
+        if not step.due(store):
             continue  # an earlier step built it (e.g. rank simulate + train)
         print(f"\n[{i}/{len(todo)}] {step.name} (about {step.estimate_s}s)", file=sys.stderr)
         t0 = time.perf_counter()
