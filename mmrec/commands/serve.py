@@ -217,21 +217,17 @@ def _loadtest(args) -> int:
     else:
         # the service runs in its own process (`mmrec serve`), so that the load generator's
         # event loop never competes with the server for this process's GIL
-        from mmrec.serving.local import free_port, start_subprocess
+        from mmrec.serving.local import free_port, serve_cmd, start_subprocess
         from mmrec.serving.settings import new_key
 
         key, port = os.environ.get("MMREC_API_KEY") or new_key(), free_port()
-        cmd = [sys.executable, "-m", "mmrec.cli", "--artifacts", str(args.artifacts),
-               "--profile", args.profile, "--quiet", "serve", "--port", str(port),
-               "--source", str(args.source)] + (["--no-ray"] if args.no_ray else [])
-        if args.config_dir is not None:
-            cmd[3:3] = ["--config-dir", str(args.config_dir)]
-        for o in args.overrides:
-            cmd += ["--set", o]
+        options = ["--source", str(args.source)]
         if args.config_file:
-            cmd += ["--config", args.config_file]
+            options += ["--config", args.config_file]
         if args.serve_config is not None:
-            cmd += ["--serve-config", str(args.serve_config)]
+            options += ["--serve-config", str(args.serve_config)]
+        cmd = serve_cmd(port, artifacts=args.artifacts, profile=args.profile, no_ray=args.no_ray,
+                        sets=args.overrides, options=options, config_dir=args.config_dir)
         print(f"starting the service ({'uvicorn' if args.no_ray else 'local Ray Serve'}) ...", file=sys.stderr)
         t_start = time.perf_counter()
         server = start_subprocess(cmd, f"http://127.0.0.1:{port}", key,

@@ -8,11 +8,12 @@ from __future__ import annotations
 
 import os
 import socket
+import sys
 import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Iterable
 
 from mmrec import kinds
 from mmrec.artifacts import ArtifactStore
@@ -124,6 +125,20 @@ def start_ray(settings: ServeSettings, *, serve_config: str | Path | None = None
     url = f"http://{settings.host}:{settings.port}"
     wait_ready(url)
     return LocalServer(url, "ray", _shutdown_ray, time.perf_counter() - t0)
+
+
+def serve_cmd(port: int, *, artifacts: str | Path, profile: str | None = None, no_ray: bool = True,
+              sets: Iterable[str] = (), options: Iterable[str] = (), config_dir: Path | None = None
+              ) -> list[str]:
+    """The command line of `mmrec serve` on 127.0.0.1:``port`` in a Python process of its own
+    (for `start_subprocess`): ``sets`` become ``--set`` overrides, ``options`` are more `serve`
+    options (``--source``, ``--serve-config`` ...)."""
+    cmd = [sys.executable, "-m", "mmrec.cli", *(["--config-dir", str(config_dir)] if config_dir is not None else []),
+           "--artifacts", str(artifacts), *(["--profile", profile] if profile else []), "--quiet",
+           "serve", "--port", str(port), *(["--no-ray"] if no_ray else []), *options]
+    for o in sets:
+        cmd += ["--set", o]
+    return cmd
 
 
 def start_subprocess(cmd: list[str], url: str, api_key: str, kind: str,

@@ -23,7 +23,6 @@ import asyncio
 import itertools
 import os
 import random
-import sys
 import time
 from collections import Counter
 from dataclasses import dataclass, field
@@ -179,7 +178,7 @@ def run_stockout_test(artifacts: Path, profile: str, *, replicas: int = 2, concu
     import secrets
 
     from mmrec.outfit.scenes import SceneBook
-    from mmrec.serving.local import free_port, start_subprocess
+    from mmrec.serving.local import free_port, serve_cmd, start_subprocess
     from mmrec.serving.settings import new_key
 
     key = new_key()
@@ -188,13 +187,9 @@ def run_stockout_test(artifacts: Path, profile: str, *, replicas: int = 2, concu
     try:
         for r in range(replicas):
             port = free_port()
-            cmd = [sys.executable, "-m", "mmrec.cli", "--artifacts", str(artifacts), "--profile", profile,
-                   "--quiet", "serve", "--no-ray", "--port", str(port),
-                   "--set", "feedback.enabled=true", "--set", f"feedback.path={db}"]
-            if source is not None:
-                cmd += ["--source", str(source)]
-            for o in overrides:
-                cmd += ["--set", o]
+            cmd = serve_cmd(port, artifacts=artifacts, profile=profile,
+                            sets=["feedback.enabled=true", f"feedback.path={db}", *overrides],
+                            options=["--source", str(source)] if source is not None else [])
             t0 = time.perf_counter()
             servers.append(start_subprocess(cmd, f"http://127.0.0.1:{port}", key, "uvicorn"))
             log(f"replica {r} ready in {time.perf_counter() - t0:.1f}s on port {port}")
