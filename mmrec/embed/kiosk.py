@@ -24,6 +24,7 @@ import numpy as np
 from PIL import Image, ImageFilter
 
 from mmrec.embed.config import KioskAugmentConfig
+from mmrec.images import resize_letterbox
 
 MIN_FOREGROUND = 0.02  # below this share of non-white pixels (white on white) the cut is unusable
 
@@ -130,9 +131,7 @@ def kiosk_view(pixels: np.ndarray, background: np.ndarray, cfg: KioskAugmentConf
         buf = io.BytesIO()
         out.save(buf, format="JPEG", quality=int(rng.integers(cfg.jpeg_quality[0], cfg.jpeg_quality[1] + 1)))
         out = Image.open(io.BytesIO(buf.getvalue())).convert("RGB")
-    square = Image.new("RGB", (s, s), (255, 255, 255))
-    square.paste(out, ((s - cw) // 2, (s - ch) // 2))
-    return np.asarray(square, dtype=np.uint8)
+    return np.asarray(resize_letterbox(out, s), dtype=np.uint8)  # the longer side is s already
 
 
 def kiosk_batch(batch: np.ndarray, backgrounds: np.ndarray, cfg: KioskAugmentConfig,
