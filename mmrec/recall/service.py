@@ -9,7 +9,7 @@ assignment, so a request in flight finishes on the version it started with.
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -190,10 +190,8 @@ class Recall:
                                   old.popularity.source)
             attribute = AttributeRoute(snap.catalog, snap.attribute.taxonomy, self.cfg.attribute,
                                        tie_break=pop.prior())
-            snap = _Snapshot(snap.index, snap.catalog, attribute, snap.bm25, pop, snap.versions)
-        snap = _Snapshot(snap.index, snap.catalog, snap.attribute, snap.bm25, snap.popularity,
-                         snap.versions, fresh)
-        out = Recall(snap, self.encoder, self.cfg, self.index_cfg)
+            snap = replace(snap, attribute=attribute, popularity=pop)
+        out = Recall(replace(snap, fresh=fresh), self.encoder, self.cfg, self.index_cfg)
         out._text_vectors = self._text_vectors  # same encoder: same text vectors
         if hasattr(self, "_store"):
             out._store = self._store
