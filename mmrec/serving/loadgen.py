@@ -120,15 +120,13 @@ class LoadGenerator:
         if self.user_ids and self.rng.random() < 1 / 3:
             body["user_id"] = self.rng.choice(self.user_ids)
         if self.rng.random() < self.typed_share:
-            if self._distinct is not None:
-                body["query_text"] = next(self._distinct, None) or self._exhausted()
-            else:
+            if self._distinct is None:
                 body["query_text"] = f"{self.rng.choice(_COLOURS)} {self.rng.choice(_THINGS)}"
+            elif (query := next(self._distinct, None)) is not None:
+                body["query_text"] = query
+            else:
+                raise RuntimeError("the distinct typed queries ran out: shorten the phases or lower typed_share")
         return body
-
-    @staticmethod
-    def _exhausted() -> str:
-        raise RuntimeError("the distinct typed queries ran out: shorten the phases or lower typed_share")
 
     def _send(self, client, kind: str, body: dict[str, Any] | None, photo: bytes | None, scene: str):
         if kind == "json":
