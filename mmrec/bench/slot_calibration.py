@@ -52,8 +52,7 @@ def read_photos(rec: Any, photos: Sequence[PhotoTruth], batch: int = 16) -> list
 
     labelled = [p for p in photos if p.slot and not p.probe]
     scene = next(iter(rec.scenes.scenes.values()))  # the slot reading does not depend on the scene
-    saved, rec.photos.calibrator, rec.photos.abstain_below = \
-        (rec.photos.calibrator, rec.photos.abstain_below), None, None
+    saved, rec.photos.calibrator = rec.photos.calibrator, None  # uncalibrated: never abstains
     out: list[Reading] = []
     try:
         for at in range(0, len(labelled), batch):
@@ -63,7 +62,7 @@ def read_photos(rec: Any, photos: Sequence[PhotoTruth], batch: int = 16) -> list
                 slot = rec.photos.anchor(a, scene, None, []).out.slot
                 out.append(Reading(p.photo_id, p.sender, str(p.slot), slot, rec.photos.evidence(a, slot, [])))
     finally:
-        rec.photos.calibrator, rec.photos.abstain_below = saved
+        rec.photos.calibrator = saved
     return out
 
 

@@ -67,8 +67,18 @@ class PhotoAnchoring:
         self.k = similar_k
         self.min_confidence = min_confidence
         self.calibrator = calibrator
-        self.abstain_below = abstain_below if abstain_below is not None else (
-            calibrator.threshold if calibrator is not None else None)
+        self.abstain_below = abstain_below
+
+    @property
+    def abstain_below(self) -> float | None:
+        """The configured threshold, else the calibrator's own (follows a swapped calibrator)."""
+        if self._abstain_below is not None:
+            return self._abstain_below
+        return self.calibrator.threshold if self.calibrator is not None else None
+
+    @abstain_below.setter
+    def abstain_below(self, value: float | None) -> None:
+        self._abstain_below = value
 
     def _confident(self, photo: PhotoAnalysis, fields: tuple[str, ...] | None = None) -> dict[str, str]:
         return {f: v["value"] for f, v in photo.attributes.items()
