@@ -246,6 +246,30 @@ def test_gate_fails_on_a_single_broken_scene_rule(tmp_path):
     assert compare_runs(base, one_bad, soft)["passed"]
 
 
+def test_a_run_that_abstains_on_every_photo_is_judged_by_what_abstaining_cost(tmp_path):
+    """Photo outfits exist only for photos the system reads: when run b abstains on all of
+    them, a guarantee measured on its outfits holds vacuously (absent_in_b: pass), a metric the
+    bench merely lost still fails, and the loss of right readings shows in slot_all."""
+    def write(path, rows):
+        path.mkdir(parents=True)
+        with open(path / "results.jsonl", "w") as f:
+            for n, obs in enumerate(rows):
+                f.write(json.dumps({"case_id": f"c{n}", "mode": "real_photo", "status": "ok",
+                                    "latency_ms": 10.0, "obs": obs}) + "\n")
+        return path
+
+    read = write(tmp_path / "a", [{"photo.self_in_outfit": [0.0], "real_photo.slot": [1.0],
+                                   "real_photo.slot_all": [1.0]}] * 30)
+    abstains = write(tmp_path / "b", [{"real_photo.slot_all": [0.0]}] * 30)
+    vacuous = Gate(metrics={"photo.self_in_outfit": GateRule(max_rise=0.0, absent_in_b="pass"),
+                            "real_photo.slot": GateRule(max_drop=0.03, absent_in_b="pass")})
+    assert compare_runs(read, abstains, vacuous)["passed"]
+    lost = compare_runs(read, abstains, Gate(metrics={"real_photo.slot": GateRule(max_drop=0.03)}))
+    assert lost["failures"][0]["reason"].startswith("measured in run a (n=30) but not in run b")
+    cost = compare_runs(read, abstains, Gate(metrics={"real_photo.slot_all": GateRule(max_drop=0.03)}))
+    assert [f["metric"] for f in cost["failures"]] == ["real_photo.slot_all"]
+
+
 def test_shipped_real_photo_table_and_query_suite_are_valid(tmp_path):
     table = load_real_photo_table(REPO / "benchmark/suites/photos/real_photos.yaml", TAX)
     assert not set(table.senders["test"]) & set(table.senders["val"])

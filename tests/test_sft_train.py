@@ -343,3 +343,113 @@ def test_a_tagger_of_another_image_fit_is_refused_and_older_manifests_load(run, 
     assert ModelConfig.model_validate(old).arch == MiniArch.model_validate(art.config["model"]["arch"])
     with pytest.raises(ValueError, match="image_fit 'foreground' is not a fit the product ships"):
         MiniArch(image_fit="foreground")
+
+
+# ---------------------------------------------------------------- real photos, partial labels (#21)
+def _photo_folder(root, rows):
+    """A real_photos-shaped folder: images.csv + images/<stem>.jpg for (stem, sender, label) rows."""
+    import csv
+
+    (root / "images").mkdir(parents=True)
+    shapes = {"Pants": "jeans", "Shirt": "tshirts", "Not sure": "handbags"}
+    with open(root / "images.csv", "w", newline="") as f:
+        w = csv.writer(f)
+        w.writerow(["image", "sender_id", "label", "kids", "width", "height"])
+        for i, (stem, sender, label) in enumerate(rows):
+            # a phone-like photo: the garment off-centre on a grey floor
+            img = Image.new("RGB", (120, 100), (120 + i % 5 * 10, 110, 100))
+            img.paste(draw_product(shapes[label], "navy blue", jitter=i), (10 + i % 3 * 10, 10))
+            img.save(root / "images" / f"{stem}.jpg", "JPEG", quality=85)
+            w.writerow([stem, sender, label, "False", 120, 100])
+
+
+class _Out:
+    def __init__(self, logits):
+        self.logits = logits
+
+
+class _Trie:
+    def __init__(self, ids):
+        self.children = {t: None for t in ids}
+
+
+class _Grammar:
+    def __init__(self, fields):
+        self.fields = fields
+        self.tries = [_Trie([10, 11, 12, 13])]  # category values a, b, c (two tokens), unknown
+
+
+def _encode(s):
+    return {"a": [10], "b": [11], "c": [12, 5], "unknown": [13]}[s]
+
+
+def test_photo_category_loss_is_the_probability_of_the_allowed_set():
+    """A photo labelled "a or b" is right when the tagger reads either: the term is
+    -log(P(a) + P(b)) over the category values' first tokens, weighted like one answer token;
+    rows that are no photo add nothing, a batch without photos adds no term, and a label naming no writable value is an
+    error, not a silent no-op."""
+    from mmrec.attributes.photo_labels import PhotoCategoryLoss
+    from mmrec.errors import ConfigError
+
+    loss = PhotoCategoryLoss(_Grammar(["category", "gender"]), {7: ["a", "b"], "p.jpg": ["c"]}, _encode)
+    batch = loss.batch([7, 3, "p.jpg"])["photo_allowed"]
+    assert batch.tolist() == [[True, True, False, False], [False] * 4, [False, False, True, False]]
+    logits = torch.zeros(3, 2, 20)
+    logits[:, -1, 10:14] = torch.tensor([2.0, 0.0, 1.0, -1.0])
+    logits[1, -1, 10:14] = torch.tensor([9.0, 9.0, 9.0, 9.0])   # not a photo: never read
+    labels = torch.full((3, 4), -100)
+    labels[1, 1:] = 7                    # the catalog row's 3 answer tokens, photo rows' 2 prefix tokens
+    labels[0, 2:], labels[2, 2:] = 7, 7
+    term = loss(_Out(logits), {"photo_allowed": batch, "labels": labels})
+    p = torch.softmax(torch.tensor([2.0, 0.0, 1.0, -1.0]), 0)
+    nll = -torch.log(p[0] + p[1]) - torch.log(p[2])
+    # each photo weighs one answer token: the sum over photos / the batch's 7 answer tokens
+    assert float(term) == pytest.approx(float(nll / 7), rel=1e-5)
+    assert loss(_Out(logits), {"photo_allowed": loss.batch([3, 4])["photo_allowed"]}) is None
+    with pytest.raises(ConfigError, match="first field"):
+        PhotoCategoryLoss(_Grammar(["gender", "category"]), {}, _encode)
+    with pytest.raises(ConfigError, match="none of"):
+        PhotoCategoryLoss(_Grammar(["category"]), {1: ["zzz"]}, lambda s: [99])
+
+
+def test_lora_stage_trains_on_train_photographers_photos_with_their_label_only(run, tmp_path):
+    """Mixed-domain tagger: the train photographers' labelled photos join the LoRA stage; the
+    val/test photographers and the "could not tell" probes never do; a photo's example stops at
+    the category value (no other field is written, so none is trained or guessed); the set loss
+    is logged and recorded; without the folder the stage trains on the catalog and says so,
+    and with ``required`` it refuses."""
+    from mmrec.attributes.photo_labels import photo_training
+    from mmrec.attributes.train import load_base, load_parts, train_lora
+    from mmrec.bench.photo_sources import training_photos
+    from mmrec.errors import InputError
+
+    _, store, *_ = run
+    src = tmp_path / "real_photos"
+    # senders 1, 2, 4 are train photographers; 3 is val and 8 test in the benchmark's table
+    _photo_folder(src, [("t1", 1, "Pants"), ("t2", 1, "Shirt"), ("t3", 2, "Pants"), ("t4", 4, "Shirt"),
+                        ("p1", 2, "Not sure"), ("v1", 3, "Pants"), ("x1", 8, "Shirt")])
+    photos = training_photos(src, "benchmark/suites/photos/real_photos.yaml", TAX)
+    assert sorted(p.photo_id for p in photos) == ["t1", "t2", "t3", "t4"]
+
+    cfg = _lora_cfg(tmp_path / "out", "lora_stage.eval_steps=null", "lora_stage.max_steps=8",
+                    "lora_stage.logging_steps=2", f"real_photos.source={src}", "real_photos.share=0.3",
+                    "real_photos.weight=2")
+    parts = load_parts(store, None)
+    _, processor, _ = load_base(store, cfg)
+    examples, loss, info = photo_training(cfg.real_photos, parts, processor, None, 40, photos, print)
+    assert processor.tokenizer.decode(examples[0].answer_ids) == '{"category": "'
+    assert info == {"photos": 4, "senders": 3, "repeat": 4, "share_of_examples": round(16 / 56, 4)}
+    assert {e.image for e in examples} == {p.uri for p in photos}
+
+    art = train_lora(store, cfg, profile="tiny")
+    logged = [r["photo_category_nll"] for r in _log(art) if "photo_category_nll" in r]
+    assert logged and all(v > 0 for v in logged)
+    rec = art.metrics["real_photos"]
+    assert rec["photos"] == 4 and rec["category_loss"]["weight"] == 2 and rec["category_loss"]["photo_examples_seen"] > 0
+
+    missing = _lora_cfg(tmp_path / "out2", "lora_stage.eval_steps=null", "lora_stage.max_steps=2",
+                        f"real_photos.source={tmp_path / 'nowhere'}", "real_photos.share=0.3")
+    assert train_lora(store, missing, profile="tiny").metrics["real_photos"] == {"photos": 0}
+    with pytest.raises(InputError, match="has no images.csv"):
+        train_lora(store, _lora_cfg(tmp_path / "out3", f"real_photos.source={tmp_path / 'nowhere'}",
+                                    "real_photos.share=0.3", "real_photos.required=true"), profile="tiny")

@@ -196,6 +196,22 @@ class DistillSettings(StrictModel):
     vectors: str | None = Field(None, description="vectors artifact version or path (null: CURRENT)")
 
 
+class TaggerPhotos(StrictModel):
+    """LoRA stage: real phone photos of the train photographers with their partial labels
+    (``mmrec/attributes/photo_labels.py``): only the category reading gets a loss, set-valued
+    over the categories the coarse label allows; val and test photographers never enter."""
+
+    share: float = Field(0.0, ge=0, lt=1, description="share of the LoRA stage's training examples that "
+                                                      "are real photos (0 = off; each photo repeated to reach it)")
+    weight: float = Field(1.0, ge=0, description="weight of the set-valued category loss")
+    source: str | None = Field(None, description="the real_photos folder (images.csv + images/)")
+    required: bool = Field(False, description=(
+        "false: a missing source trains on the catalog alone and says so in the log and the manifest; "
+        "true: refuse to train"))
+    table: str = Field("benchmark/suites/photos/real_photos.yaml",
+                       description="reviewed label -> slot/categories table with the photographer split")
+
+
 class SftConfig(StrictModel):
     dataset: str | None = Field(None, description="sft_dataset version or path (null: CURRENT)")
     model: ModelConfig = Field(default_factory=ModelConfig)
@@ -203,6 +219,7 @@ class SftConfig(StrictModel):
         default_factory=lambda: StageTrain(tasks=["caption"], eval_steps=None, lowercase_answers=True),
         description="mini only: image -> title captioning, full parameters (the 'pretraining')")
     lora_stage: StageTrain = Field(default_factory=StageTrain)
+    real_photos: TaggerPhotos = Field(default_factory=TaggerPhotos)
     lora: LoraSettings = Field(default_factory=LoraSettings)
     distill: DistillSettings = Field(default_factory=DistillSettings)
     decode: DecodeSettings = Field(default_factory=DecodeSettings)

@@ -153,9 +153,9 @@ class Collator:
     def __init__(self, processor, pixels: PixelCache | None = None, *, left_pad: bool = False,
                  extras: Sequence[Any] = ()):
         self.extras = [x for x in extras if x.batch_keys]
-        if self.extras and pixels is None:
-            raise ValueError(f"{[x.name for x in self.extras]} add tensors indexed by pixel-cache row: "
-                             "pass the PixelCache")
+        by_row = [x.name for x in self.extras if x.needs_pixel_rows]
+        if by_row and pixels is None:
+            raise ValueError(f"{by_row} add tensors indexed by pixel-cache row: pass the PixelCache")
         self.processor = processor
         self.pixels = pixels
         self.left_pad = left_pad
@@ -209,7 +209,6 @@ class Collator:
         if any(e.answer_ids for e in examples):
             batch["labels"] = lab
         if self.extras and images is None:
-            rows = [int(e.image) for e in examples]
             for x in self.extras:
-                batch.update(x.batch(rows))
+                batch.update(x.batch([int(e.image) if x.needs_pixel_rows else e.image for e in examples]))
         return batch

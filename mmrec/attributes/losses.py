@@ -37,6 +37,7 @@ class ExtraLoss:
     name = "extra"
     log_key: str | None = None
     batch_keys: tuple[str, ...] = ()
+    needs_pixel_rows = True  # ``batch`` gets pixel-cache rows (False: each example's image, row or path)
 
     def __init__(self, weight: float = 1.0):
         if weight < 0:

@@ -17,6 +17,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -30,6 +31,7 @@ from mmrec.attributes.config import SftConfig, StageTrain
 from mmrec.attributes.data import Collator, Mirrored, PixelCache, encode_records
 from mmrec.attributes.dataset.build import KIND as DATASET_KIND, read_jsonl
 from mmrec.attributes.losses import ExtraLoss, LossContext, build_extra_losses
+from mmrec.attributes.photo_labels import load_training_photos, photo_training
 from mmrec.attributes.prompts import PromptSet, tokenizer_corpus
 from mmrec.attributes.tagger import vlm_input
 from mmrec.attributes.trainer import (ScheduleClock, WeightAverage, attribute_eval_callback, callbacks,
@@ -63,9 +65,11 @@ def load_parts(store: ArtifactStore, ref: str | None) -> DatasetParts:
     return DatasetParts(art, prompts, spec["fields"], spec["values"], products)
 
 
-def pixel_cache(store: ArtifactStore, parts: DatasetParts, size: int, *, progress: bool = False) -> PixelCache:
-    """Every dataset image squashed to ``size`` px, cached under ``<artifacts>/.cache/sft_pixels``."""
-    return PixelCache.build([p["image_path"] for p in parts.products], size,
+def pixel_cache(store: ArtifactStore, parts: DatasetParts, size: int, *, progress: bool = False,
+                extra_paths: Sequence[str] = ()) -> PixelCache:
+    """Every dataset image (and ``extra_paths``: real photos) squashed to ``size`` px, cached under
+    ``<artifacts>/.cache/sft_pixels``."""
+    return PixelCache.build([p["image_path"] for p in parts.products] + list(extra_paths), size,
                             store.root / ".cache" / "sft_pixels", progress=progress)
 
 
@@ -287,8 +291,17 @@ def train_lora(store: ArtifactStore, cfg: SftConfig, *, progress: bool = False, 
     size = int(base_art.config["model"]["arch"]["image_size"]) if mini else None
     if mini:
         vlm_input(base_art)  # refuses a base trained on another image fit (an experiment's)
-    cache = pixel_cache(store, parts, size, progress=progress) if mini else None
+    def log(msg: str) -> None:
+        print(msg, file=sys.stderr, flush=True)
+
+    photos = load_training_photos(cfg.real_photos, log) if cfg.real_photos.share > 0 else []
+    cache = (pixel_cache(store, parts, size, progress=progress, extra_paths=[p.uri for p in photos])
+             if mini else None)
     train_ex = _examples(parts, ["train"], st.tasks, processor, cache, lowercase=st.lowercase_answers)
+    photo_ex, photo_loss, photo_info = photo_training(
+        cfg.real_photos, parts, processor, cache.index if cache is not None else None, len(train_ex),
+        photos, log)
+    train_ex += photo_ex
     model = apply_lora(model, cfg)
     trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
 
@@ -320,6 +333,8 @@ def train_lora(store: ArtifactStore, cfg: SftConfig, *, progress: bool = False, 
     JsonlLog, TimeBudget = callbacks()
     clock = ScheduleClock(st.max_steps, st.time_budget_min, st.budget_clock)
     extras = extra_losses("lora", st.extra_losses, parts, model, processor, cache, store, st.seed)
+    if photo_loss is not None:
+        extras.append(photo_loss)
     averager, avg_cbs = averaging(model, st)
     cbs = [JsonlLog(log_path, "lora"), TimeBudget(clock), *avg_cbs]  # averaging before validation
     if val:
@@ -363,5 +378,6 @@ def train_lora(store: ArtifactStore, cfg: SftConfig, *, progress: bool = False, 
                      "trainable_parameters": trainable, "best_step": (best or {}).get("step"),
                      "best_val_selection_macro_f1": (best or {}).get("score"),
                      "best_selection_fields": (best or {}).get("fields"), "profile": profile,
-                     **loss_metrics(extras, st)}
+                     **loss_metrics(extras, st),
+                     "real_photos": {**photo_info, **({"category_loss": photo_loss.summary()} if photo_loss else {})}}
     return store.load(kinds.VLM, w.version)

@@ -36,6 +36,11 @@ class GateRule(StrictModel):
     max_drop: float | None = Field(None, ge=0, description="higher-is-better: allowed absolute drop")
     max_rise: float | None = Field(None, ge=0, description="lower-is-better: allowed absolute rise")
     max_rise_ratio: float | None = Field(None, ge=0, description="latency: allowed relative rise")
+    absent_in_b: Literal["fail", "pass"] = Field("fail", description=(
+        "a metric measured in run a but on no case of run b: fail (the bench lost it), or pass for "
+        "a metric measured only on what the system answers (a photo it abstains on composes no "
+        "outfit, so its outfit guarantees hold vacuously); what abstaining costs is then gated by "
+        "a metric over every case, such as <mode>.slot_all"))
 
     @model_validator(mode="after")
     def _one(self) -> "GateRule":
@@ -187,6 +192,8 @@ def _gate_failure(row: dict[str, Any], rule: GateRule, significance: bool, level
     """Why a gated metric fails the release, or None when it passes."""
     a, b, delta = row.get("a"), row.get("b"), row.get("delta")
     if a is not None and row.get("count_a") and (b is None or not row.get("count_b")):
+        if rule.absent_in_b == "pass":
+            return None
         return f"measured in run a (n={row['count_a']}) but not in run b"
     if delta is None:
         return None

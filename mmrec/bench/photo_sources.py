@@ -127,6 +127,19 @@ def real_photos(root: str | Path, table: RealPhotoTable, split: str = "test") ->
     return sorted(out, key=lambda p: p.photo_id)
 
 
+def training_photos(source: str | Path, table_path: str | Path, taxonomy: Taxonomy) -> list[PhotoTruth]:
+    """The labelled (non-probe) photos of the split table's TRAIN photographers, stable order:
+    what the mixed-domain recipes (encoder and tagger) may train on."""
+    from mmrec.attributes.prompts import resolve_path
+
+    table = load_real_photo_table(resolve_path(table_path), taxonomy)
+    photos = [p for p in real_photos(source, table, "train") if not p.probe]
+    held = {p.sender for p in photos if table.split_of(str(p.sender)) != "train"}
+    if held:  # real_photos filters by split already; this guards the guarantee itself
+        raise AssertionError(f"val/test photographers {sorted(held)} reached the training photos")
+    return photos
+
+
 def other_retailer_photos(root: str | Path, taxonomy: Taxonomy) -> list[PhotoTruth]:
     """H&M articles with a photo, their truth mapped by the catalog's H&M adapter."""
     from mmrec.catalog.adapters import read_hm

@@ -25,7 +25,7 @@ from pathlib import Path
 
 import numpy as np
 
-from mmrec.bench.photo_sources import PhotoTruth, load_real_photo_table, real_photos
+from mmrec.bench.photo_sources import PhotoTruth, training_photos as train_photos  # noqa: F401 (re-exported)
 from mmrec.embed.config import RealPhotoPairsConfig
 from mmrec.embed.data import CaptionSampler
 from mmrec.errors import InputError
@@ -54,16 +54,6 @@ def caption_fields(photo: PhotoTruth) -> dict[str, str]:
     if len(photo.categories) == 1:
         out["category"] = photo.categories[0]
     return out
-
-
-def train_photos(source: str | Path, table_path: str | Path, taxonomy: Taxonomy) -> list[PhotoTruth]:
-    """The labelled (non-probe) photos of the split table's TRAIN photographers, stable order."""
-    table = load_real_photo_table(table_path, taxonomy)
-    photos = [p for p in real_photos(source, table, "train") if not p.probe]
-    held = {p.sender for p in photos if table.split_of(p.sender) != "train"}
-    if held:  # real_photos filters by split already; this guards the guarantee itself
-        raise AssertionError(f"val/test photographers {sorted(held)} reached the training photos")
-    return photos
 
 
 class PhotoCaptions(CaptionSampler):

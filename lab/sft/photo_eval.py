@@ -1,0 +1,94 @@
+"""How the tagger alone reads outside photos: slot and garment class from its category value.
+
+For every labelled photo of one real-photo photographer split (probes excluded), or H&M's
+packshots (``--split hm``), the tagger's category reading is judged against the photo's label:
+
+  slot_acc        the slot of the category read (taxonomy) is the label's slot
+  garment_acc     the category read is one the label allows ("Pants": trousers, jeans, ...)
+  confident       share of photos whose category confidence >= --min-confidence (the
+                  serving threshold, `recommend.photo_min_confidence`), and slot_acc on them
+  ece             expected calibration error of the category confidence as P(slot right)
+
+Choose recipes on ``--split val``; read ``--split test`` once per adopted recipe.
+
+Usage (repo root):
+  .venv/bin/python -m lab.sft.photo_eval --artifacts artifacts --vlm <version> --split val \
+      --out docs/results/<name>/tagger_photos_val.json
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+from collections import Counter
+from pathlib import Path
+
+import numpy as np
+
+TABLE = Path("benchmark/suites/photos/real_photos.yaml")
+
+
+def judge(readings: list[dict], photos: list, taxonomy, min_confidence: float) -> dict:
+    """Slot / garment accuracy of the category readings against the photos' truth."""
+    from mmrec.bench.metrics import calibration
+
+    slot_ok, garment_ok, conf = [], [], []
+    for r, p in zip(readings, photos):
+        cat = r.get("category", {})
+        value, c = cat.get("value"), float(cat.get("confidence") or 0.0)
+        slot_ok.append(value is not None and taxonomy.slot_of(value) == p.slot)
+        garment_ok.append(value in p.categories)
+        conf.append(c)
+    slot_ok, conf = np.array(slot_ok), np.array(conf)
+    kept = conf >= min_confidence
+    cal = calibration([{"confidence": c, "correct": bool(ok)} for c, ok in zip(conf, slot_ok)]) or {}
+    return {"photos": len(photos), "slot_acc": float(slot_ok.mean()), "garment_acc": float(np.mean(garment_ok)),
+            "confident_share": float(kept.mean()),
+            "slot_acc_confident": float(slot_ok[kept].mean()) if kept.any() else None,
+            "ece": cal.get("ece"),
+            "read_slots": dict(Counter(taxonomy.slot_of(r.get("category", {}).get("value") or "") or "none"
+                                       for r in readings).most_common()),
+            "true_slots": dict(Counter(p.slot for p in photos).most_common())}
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--artifacts", type=Path, default=Path("artifacts"))
+    p.add_argument("--vlm", default=None, help="vlm version (default: CURRENT)")
+    p.add_argument("--data", type=Path, default=Path("../shared/data"))
+    p.add_argument("--split", choices=("val", "test", "hm"), default="val")
+    p.add_argument("--min-confidence", type=float, default=0.5)
+    p.add_argument("--threads", type=int, default=2)
+    p.add_argument("--out", type=Path, default=None)
+    args = p.parse_args(argv)
+
+    import torch
+
+    from mmrec.artifacts import ArtifactStore
+    from mmrec.attributes.tagger import Tagger
+    from mmrec.bench.photo_sources import load_real_photo_table, other_retailer_photos, real_photos
+    from mmrec.images import load_image
+    from mmrec.taxonomy import default_taxonomy
+
+    torch.set_num_threads(args.threads)
+    t0 = time.perf_counter()
+    tax = default_taxonomy()
+    tagger = Tagger.load(ArtifactStore(args.artifacts), args.vlm)
+    if args.split == "hm":
+        photos = [ph for ph in other_retailer_photos(args.data / "hm_sample" / "data" / "sample", tax) if ph.slot]
+    else:
+        table = load_real_photo_table(TABLE, tax)
+        photos = [ph for ph in real_photos(args.data / "real_photos", table, args.split) if not ph.probe]
+    readings = tagger.tag([load_image(ph.uri) for ph in photos])
+    out = {"vlm": tagger.version, "split": args.split, **judge(readings, photos, tax, args.min_confidence),
+           "seconds": round(time.perf_counter() - t0, 1)}
+    print(json.dumps(out, indent=1))
+    if args.out:
+        args.out.parent.mkdir(parents=True, exist_ok=True)
+        args.out.write_text(json.dumps(out, indent=1) + "\n", encoding="utf-8")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
