@@ -153,7 +153,8 @@ def test_typed_text_steers_its_slot(rec):
 def look_alikes():
     """A catalog with hand-set image vectors: bags point one way (``bag``), the men's formal
     shirts mostly another (``top``), everything else away from both; a look-alike search returns
-    one item per look-alike slot (``photo_similar_k=1``, so 4 neighbours vote on the slot)."""
+    one item per look-alike slot (``photo_similar_k=1``). The slot vote is the 10 nearest items
+    on the image alone, so each direction holds 10 items: a vote by its own kind."""
     import numpy as np
 
     from mmrec.catalog.ingest import items_table
@@ -165,9 +166,9 @@ def look_alikes():
     from mmrec.recommend import RecommenderConfig
     from outfit_fixtures import ALL, item_rows, item_table
 
-    extra = [(f"t{k}", "men", "shirts", "white", "formal", "summer", "solid", 40.0 + k) for k in (5, 6, 7)] + [
+    extra = [(f"t{k}", "men", "shirts", "white", "formal", "summer", "solid", 40.0 + k) for k in range(5, 14)] + [
         (f"g{k}", "men", cat, "black", "casual", "fall", None, 30.0 + k)
-        for k, cat in enumerate(["messenger bag", "backpacks", "messenger bag", "backpacks"])]
+        for k, cat in enumerate(["messenger bag", "backpacks"] * 4)]
     items = item_table(ALL + extra)
     bag, top, other = np.eye(3, dtype=np.float32)
     vecs = []
@@ -210,6 +211,21 @@ def test_a_misread_photo_is_matched_by_its_look_alikes_slot(look_alikes):
     ok = rec.recommend(req, photo=_shirt_photo(v["other"]))
     assert ok.outfits and ok.photo.slot == "top" and ok.photo.slot_source == "tagger"
     assert not any("reads as" in n for n in ok.notes)
+
+
+def test_an_unread_slot_is_voted_by_the_image_not_by_the_tagged_colour(look_alikes):
+    """The tagger cannot name the garment but is sure of its colour and use (white, formal):
+    the slot is voted by the photo's look-alikes on the image alone (bags), not by a search
+    that mixes in the tagged colour and returns the catalog's white formal shirts."""
+    rec, req, v = look_alikes
+    photo = PhotoAnalysis(attributes={"category": {"value": "shirts", "confidence": 0.2},
+                                      "colour": {"value": "white", "confidence": 0.95},
+                                      "usage": {"value": "formal", "confidence": 0.95}},
+                          vector=v["bag"].tolist())
+    slot, how, _ = rec.photos.similar_to_photo(photo, 3)
+    assert (slot, how) == ("bag", "neighbours")
+    resp = rec.recommend(req, photo=photo)
+    assert resp.photo.slot == "bag" and resp.photo.slot_source == "neighbours"
 
 
 def test_a_photo_nothing_goes_with_gets_the_scene_s_outfits_in_its_colours(look_alikes):
