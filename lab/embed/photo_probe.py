@@ -68,6 +68,25 @@ def probe_accuracy(pool_vecs: np.ndarray, pool_slots: list[str], photo_vecs: np.
     return float(np.mean(clf.predict(photo_vecs) == np.asarray(photo_slots)))
 
 
+def labelled_photos(data: Path, split: str, taxonomy) -> list:
+    """The labelled photos of a real-photo photographer split (probes excluded), or H&M's
+    packshots with a slot (``split == "hm"``)."""
+    from mmrec.bench.photo_sources import load_real_photo_table, other_retailer_photos, real_photos
+
+    if split == "hm":
+        return [ph for ph in other_retailer_photos(data / "hm_sample" / "data" / "sample", taxonomy) if ph.slot]
+    table = load_real_photo_table(TABLE, taxonomy)
+    return [ph for ph in real_photos(data / "real_photos", table, split) if not ph.probe]
+
+
+def write_result(out: dict, path: Path | None) -> None:
+    """Print a measurement as JSON and, with ``path``, write it there too."""
+    print(json.dumps(out, indent=1))
+    if path:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(json.dumps(out, indent=1) + "\n", encoding="utf-8")
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--artifacts", type=Path, default=Path("artifacts"))
@@ -84,7 +103,6 @@ def main(argv: list[str] | None = None) -> int:
     import torch
 
     from mmrec.artifacts import ArtifactStore
-    from mmrec.bench.photo_sources import load_real_photo_table, other_retailer_photos, real_photos
     from mmrec.embed.encoder import Encoder
     from mmrec.images import load_image
     from mmrec.taxonomy import default_taxonomy
@@ -95,11 +113,7 @@ def main(argv: list[str] | None = None) -> int:
     enc_art = store.load("encoder", args.encoder)
     encoder = Encoder.from_dir(enc_art.path, device="cpu")
     ids, slots, vecs = catalog_pool(store, encoder, args.items, args.cache_dir)
-    if args.split == "hm":
-        photos = [ph for ph in other_retailer_photos(args.data / "hm_sample" / "data" / "sample", default_taxonomy()) if ph.slot]
-    else:
-        table = load_real_photo_table(TABLE, default_taxonomy())
-        photos = [ph for ph in real_photos(args.data / "real_photos", table, args.split) if not ph.probe]
+    photos = labelled_photos(args.data, args.split, default_taxonomy())
     pvecs = encoder.encode_images([load_image(ph.uri) for ph in photos])
     pslots = [ph.slot for ph in photos]
     out = {"encoder": enc_art.version, "split": args.split, "photos": len(photos),
@@ -108,10 +122,7 @@ def main(argv: list[str] | None = None) -> int:
            "probe_slot_acc": probe_accuracy(vecs, slots, pvecs, pslots),
            "majority_slot_share": Counter(pslots).most_common(1)[0][1] / len(pslots),
            "seconds": round(time.perf_counter() - t0, 1)}
-    print(json.dumps(out, indent=1))
-    if args.out:
-        args.out.parent.mkdir(parents=True, exist_ok=True)
-        args.out.write_text(json.dumps(out, indent=1) + "\n", encoding="utf-8")
+    write_result(out, args.out)
     return 0
 
 

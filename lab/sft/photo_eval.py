@@ -19,15 +19,11 @@ Usage (repo root):
 from __future__ import annotations
 
 import argparse
-import json
 import time
 from collections import Counter
 from pathlib import Path
 
 import numpy as np
-
-TABLE = Path("benchmark/suites/photos/real_photos.yaml")
-
 
 def judge(readings: list[dict], photos: list, taxonomy, min_confidence: float) -> dict:
     """Slot / garment accuracy of the category readings against the photos' truth."""
@@ -47,7 +43,7 @@ def judge(readings: list[dict], photos: list, taxonomy, min_confidence: float) -
             "confident_share": float(kept.mean()),
             "slot_acc_confident": float(slot_ok[kept].mean()) if kept.any() else None,
             "ece": cal.get("ece"),
-            "read_slots": dict(Counter(taxonomy.slot_of(r.get("category", {}).get("value") or "") or "none"
+            "read_slots": dict(Counter(taxonomy.slot_of(v) if (v := r.get("category", {}).get("value")) else "none"
                                        for r in readings).most_common()),
             "true_slots": dict(Counter(p.slot for p in photos).most_common())}
 
@@ -66,8 +62,8 @@ def main(argv: list[str] | None = None) -> int:
     import torch
 
     from mmrec.artifacts import ArtifactStore
+    from lab.embed.photo_probe import labelled_photos, write_result
     from mmrec.attributes.tagger import Tagger
-    from mmrec.bench.photo_sources import load_real_photo_table, other_retailer_photos, real_photos
     from mmrec.images import load_image
     from mmrec.taxonomy import default_taxonomy
 
@@ -75,18 +71,11 @@ def main(argv: list[str] | None = None) -> int:
     t0 = time.perf_counter()
     tax = default_taxonomy()
     tagger = Tagger.load(ArtifactStore(args.artifacts), args.vlm)
-    if args.split == "hm":
-        photos = [ph for ph in other_retailer_photos(args.data / "hm_sample" / "data" / "sample", tax) if ph.slot]
-    else:
-        table = load_real_photo_table(TABLE, tax)
-        photos = [ph for ph in real_photos(args.data / "real_photos", table, args.split) if not ph.probe]
+    photos = labelled_photos(args.data, args.split, tax)
     readings = tagger.tag([load_image(ph.uri) for ph in photos])
     out = {"vlm": tagger.version, "split": args.split, **judge(readings, photos, tax, args.min_confidence),
            "seconds": round(time.perf_counter() - t0, 1)}
-    print(json.dumps(out, indent=1))
-    if args.out:
-        args.out.parent.mkdir(parents=True, exist_ok=True)
-        args.out.write_text(json.dumps(out, indent=1) + "\n", encoding="utf-8")
+    write_result(out, args.out)
     return 0
 
 
