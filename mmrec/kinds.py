@@ -24,6 +24,7 @@ ENCODER = "encoder"                  # mmrec.embed.train: the CLIP encoder
 VECTORS = "vectors"                  # mmrec.embed.catalog: one vector per catalog image
 EMBED_EVAL = "embed_eval"            # mmrec.embed.evaluate
 INDEX = "index"                      # mmrec.recall.build: FAISS index + id map + filters
+PHOTO_REFS = "photo_refs"            # mmrec.embed.photo_refs: labelled phone photos that vote on a slot
 INDEX_LATENCY = "index_latency"      # mmrec.recall.ann_latency (`mmrec index latency`)
 
 # -- ranking ---------------------------------------------------------------------------------

@@ -7,6 +7,7 @@ run by hand (called in-process), so the demo never takes a path the documented c
 
 from __future__ import annotations
 
+import json
 import sys
 import time
 from dataclasses import dataclass
@@ -40,6 +41,17 @@ def _calibration_stale(store) -> bool:
     return SlotCalibrator.load(store, photo_model_versions(store))[0] is None
 
 
+def _photo_refs_stale(store) -> bool:
+    """The reference photos were embedded by another encoder than the CURRENT one."""
+    from mmrec.embed.photo_refs import PhotoRefs
+
+    version = store.current_version(kinds.ENCODER)
+    if version is None:
+        return False
+    encoder_id = json.loads(store.load(kinds.ENCODER, version).file("encoder.json").read_text())["encoder_id"]
+    return PhotoRefs.load(store, encoder_id)[0] is None
+
+
 # Quick mini recipe: short time budgets so that a fresh machine is serving within ~20 minutes
 # (measured from empty artifacts on an idle 2-core box: 11.1 min; estimates below are that run's).
 # The full recipes (configs/*.yaml) train longer for the quality numbers in docs/.
@@ -56,6 +68,9 @@ STEPS = (
     # incremental embedding, then the index reused / updated in place / rebuilt as needed
     Step("catalog embedding + FAISS index (incremental)", (kinds.VECTORS, kinds.INDEX), 20, None,
          always=True),
+    Step("reference photos (train photographers' labelled phone photos)", (kinds.PHOTO_REFS,), 20,
+         lambda a: ["embed", "photo-refs", "--source", str(a.source / "real_photos")], needs="real_photos",
+         stale=_photo_refs_stale),
     Step("simulated shoppers (SIMULATED logs over the catalog)", (kinds.INTERACTIONS_SIM,), 15,
          lambda a: ["rank", "simulate", "--set", f"shared_data={a.source}"]),
     Step("ranker training", (kinds.RANKER,), 30,

@@ -1,4 +1,5 @@
-"""`mmrec embed train | catalog | eval`: the CLIP encoder, catalog vectors, held-out evaluation."""
+"""`mmrec embed train | catalog | photo-refs | eval`: the CLIP encoder, catalog vectors, reference
+photos for the kiosk's slot vote, held-out evaluation."""
 
 from __future__ import annotations
 
@@ -29,6 +30,16 @@ def register(sub) -> None:
     add_config_args(cat)
     cat.set_defaults(handler=_catalog)
 
+    pr = s.add_parser("photo-refs", help="embed the train photographers' labelled phone photos as "
+                                         "reference photos for the kiosk's slot vote (photo_refs)")
+    pr.add_argument("--source", default="../shared/data/real_photos",
+                    help="the real_photos folder (images.csv + images/)")
+    pr.add_argument("--table", default="benchmark/suites/photos/real_photos.yaml",
+                    help="reviewed label table with the photographer split (train photographers only)")
+    pr.add_argument("--encoder", default=None, help="encoder version (default: CURRENT)")
+    add_config_args(pr)
+    pr.set_defaults(handler=_photo_refs)
+
     ev = s.add_parser("eval", help="held-out retrieval metrics per route and fused "
                                    "(writes embed_eval/<version>/metrics.json)")
     ev.add_argument("--vectors", default=None, help="vectors version (default: CURRENT)")
@@ -54,6 +65,20 @@ def _train(args) -> int:
           + json.dumps({k: m[k] for k in ("train_items", "epochs_done", "train_minutes",
                                           "train_images_per_s", "final") if k in m}),
           file=sys.stderr)
+    print(art.version)
+    return 0
+
+
+def _photo_refs(args) -> int:
+    from mmrec.artifacts import ArtifactStore
+    from mmrec.embed.encoder import Encoder
+    from mmrec.embed.photo_refs import build_photo_refs
+    from mmrec.taxonomy import default_taxonomy
+
+    store = ArtifactStore(args.artifacts)
+    t0 = time.perf_counter()
+    art = build_photo_refs(store, Encoder.load(store, args.encoder), args.source, args.table, default_taxonomy())
+    print(f"wrote {art.path} in {time.perf_counter() - t0:.0f}s: {json.dumps(art.metrics)}", file=sys.stderr)
     print(art.version)
     return 0
 

@@ -132,7 +132,8 @@ def derive(rec: "Recommender", changes: list[Change], *, seq: int | None = None
         versions["catalog_seq"] = str(seq)
     out = Recommender(items, rec.scenes, recall=recall, ranker=rec.ranker, users=rec.users,
                       photo=rec.photo, priors=rec.priors, config=rec.cfg, taxonomy=rec.tax,
-                      versions=versions, notes=rec.load_notes, users_simulated=rec.users_simulated)
+                      versions=versions, notes=rec.load_notes, users_simulated=rec.users_simulated,
+                      slot_calibrator=rec.photos.calibrator, photo_refs=rec.photos.refs)
     out.live = LiveCatalog(fresh, deleted)
     return out, len(touched)
 

@@ -18,6 +18,7 @@ from mmrec.outfit.photo import PhotoModels
 from mmrec.outfit.priors import CooccurrencePriors
 from mmrec.outfit.scenes import SceneBook
 from mmrec.recommend.config import RecommenderConfig
+from mmrec.embed.photo_refs import PhotoRefs
 from mmrec.recommend.slot_confidence import SlotCalibrator
 from mmrec.taxonomy import default_taxonomy
 
@@ -44,12 +45,14 @@ class LoadedParts:
     notes: list[str] = field(default_factory=list)
     versions: dict[str, str] = field(default_factory=dict)
     slot_calibrator: SlotCalibrator | None = None
+    photo_refs: PhotoRefs | None = None
 
     def kwargs(self) -> dict[str, Any]:
         return {"recall": self.recall, "ranker": self.ranker, "users": self.users,
                 "photo": self.photo, "priors": self.priors, "config": self.config,
                 "taxonomy": self.items.taxonomy, "notes": self.notes, "versions": self.versions,
-                "users_simulated": self.users is not None, "slot_calibrator": self.slot_calibrator}
+                "users_simulated": self.users is not None, "slot_calibrator": self.slot_calibrator,
+                "photo_refs": self.photo_refs}
 
 
 def load_parts(store: ArtifactStore, *, config: RecommenderConfig | None = None,
@@ -110,6 +113,14 @@ def load_parts(store: ArtifactStore, *, config: RecommenderConfig | None = None,
         notes += photo_notes
     else:  # photo responses carry the versions the photo deployment used
         versions = {"tagger": "photo deployment", "encoder": "photo deployment"}
+    # reference photos vote in the space of the encoder that reads photos (recall's, whichever
+    # replica runs it)
+    encoder_id = getattr(photo.encoder, "encoder_id", None) or getattr(getattr(recall, "index", None),
+                                                                       "encoder_id", None)
+    refs, ref_notes = PhotoRefs.load(store, encoder_id)
+    notes += ref_notes
+    if refs is not None:
+        versions[kinds.PHOTO_REFS] = refs.version
     calibrator, cal_notes = SlotCalibrator.load(store, photo_model_versions(store, photo_tagger))
     notes += cal_notes
     if calibrator is not None:
@@ -127,14 +138,16 @@ def load_parts(store: ArtifactStore, *, config: RecommenderConfig | None = None,
     if users is not None and getattr(users, "version", None):
         versions["users"] = f"{users.version} (simulated)"
     return LoadedParts(items, scenes, cfg, recall=recall, ranker=ranker, users=users, photo=photo,
-                       priors=priors, notes=notes, versions=versions, slot_calibrator=calibrator)
+                       priors=priors, notes=notes, versions=versions, slot_calibrator=calibrator,
+                       photo_refs=refs)
 
 
 def photo_model_versions(store: ArtifactStore, with_tagger: bool = True) -> dict[str, str | None]:
     """The CURRENT versions a photo reading depends on (what a slot calibrator is fitted on)."""
     return {kinds.VLM: store.current_version(kinds.VLM) if with_tagger else None,
             kinds.ENCODER: store.current_version(kinds.ENCODER),
-            kinds.INDEX: store.current_version(kinds.INDEX)}
+            kinds.INDEX: store.current_version(kinds.INDEX),
+            kinds.PHOTO_REFS: store.current_version(kinds.PHOTO_REFS)}
 
 
 def _load_users(store: ArtifactStore, notes: list[str]) -> "UserStore | None":

@@ -42,6 +42,7 @@ from mmrec.recommend.loading import load_parts
 from mmrec.recommend.photo_anchor import PhotoAnchoring, SlotFrom
 from mmrec.recommend.query import QueryReader
 from mmrec.recommend.response import ResponseShaper
+from mmrec.embed.photo_refs import PhotoRefs
 from mmrec.recommend.slot_confidence import SlotCalibrator, SlotHint
 from mmrec.taxonomy import Taxonomy, default_taxonomy
 
@@ -77,6 +78,8 @@ class Recommender:
             response; a profile with ``simulated=True`` is flagged either way).
         slot_calibrator: a photo reading's slot confidence; below its threshold the photo
             answer abstains (None: uncalibrated readings, never declined).
+        photo_refs: labelled reference photos whose slots vote on a photo the tagger cannot
+            place (None: its catalog look-alikes vote).
     """
 
     def __init__(self, items: ItemTable, scenes: SceneBook, *, recall: CandidateRecall | None = None,
@@ -84,7 +87,8 @@ class Recommender:
                  photo: PhotoModels | None = None, priors: CooccurrencePriors | None = None,
                  config: RecommenderConfig | None = None, taxonomy: Taxonomy | None = None,
                  versions: dict[str, str] | None = None, notes: list[str] | None = None,
-                 users_simulated: bool = False, slot_calibrator: SlotCalibrator | None = None):
+                 users_simulated: bool = False, slot_calibrator: SlotCalibrator | None = None,
+                 photo_refs: PhotoRefs | None = None):
         self.cfg = config or RecommenderConfig()
         self.generation = next_generation()
         self.tax = taxonomy or items.taxonomy or default_taxonomy()
@@ -102,7 +106,7 @@ class Recommender:
         self.candidates = CandidateSource(items, scenes, self.composer, recall, self.cfg)
         self.photos = PhotoAnchoring(items, self.tax, recall, self.cfg.photo_similar_k,
                                      self.cfg.photo_min_confidence, slot_calibrator,
-                                     self.cfg.photo_abstain_below)
+                                     self.cfg.photo_abstain_below, photo_refs)
         self.queries = QueryReader(self.tax, scenes)
         self.shaper = ResponseShaper(items, self.explainer, self.tax)
         self.load_notes = list(notes or [])
