@@ -91,3 +91,19 @@ def test_an_unread_slot_is_voted_by_the_nearest_reference_photos(anchored):
     catalog = [rec.items.row(i)["slot"] for i in rec.photos.similar(photo, None, None, 10, [], tags=False)]
     voted = rec.photos.majority_slot(catalog)
     assert voted != "bottom" and rec.photos.similar_to_photo(photo, 3)[:2] == (voted, "neighbours")
+
+
+def test_a_live_catalog_change_keeps_the_photo_reading(anchored):
+    """An upsert or delete derives a new recommender over the changed catalog; it must read
+    photos as the old one did: same reference photos, same slot calibrator (before, the
+    calibrator was dropped and photos were never declined after the first catalog change)."""
+    from mmrec.recommend.catalog_live import derive
+    from mmrec.recommend.slot_confidence import FEATURES, SlotCalibrator
+
+    rec, _ = anchored
+    rec.photos.calibrator = SlotCalibrator(coef=[0.0] * len(FEATURES), intercept=0.0, threshold=0.7)
+    gone = rec.items.ids[0]
+    derived, n = derive(rec, [("delete", gone, None, None, None)])
+    assert n == 1 and gone not in derived.items.index
+    assert derived.photos.refs is rec.photos.refs and derived.photos.calibrator is rec.photos.calibrator
+    assert derived.photos.abstain_below == 0.7
