@@ -102,6 +102,10 @@ def test_calibrator_artifact_is_tied_to_its_models(store):
     cal, notes = SlotCalibrator.load(store, {**models, "vlm": "v2"})
     assert cal is None and "fitted on other models" in notes[0] and "vlm v1 (loaded: v2)" in notes[0]
     assert store.load(kinds.SLOT_CALIBRATION).metrics["val.ece"] == 0.01
+    # reference photos added after the fit change the vote it was fitted on; none is as before
+    assert SlotCalibrator.load(store, {**models, "photo_refs": None})[0] is not None
+    cal, notes = SlotCalibrator.load(store, {**models, "photo_refs": "r1"})
+    assert cal is None and "photo_refs None (loaded: r1)" in notes[0]
 
 
 # -- the photo route, in-process ------------------------------------------------------------

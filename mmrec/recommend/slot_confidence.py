@@ -90,7 +90,8 @@ class SlotCalibrator(StrictModel):
     threshold: float = Field(ge=0, le=1, description="answers with a lower slot confidence abstain")
     target_accuracy: float | None = Field(None, ge=0, le=1, description="what the threshold was chosen for")
     models: dict[str, str | None] = Field(default_factory=dict,
-                                          description="versions of the tagger, encoder and index fitted on")
+                                          description="versions of the tagger, encoder, index and "
+                                                      "reference photos fitted on")
     fitted_on: dict[str, Any] = Field(default_factory=dict, description="photos, split, counts")
 
     @model_validator(mode="after")
@@ -120,7 +121,10 @@ class SlotCalibrator(StrictModel):
         except ValueError as e:  # an older recipe's features: a note, not a failed load
             return None, [f"slot_calibration/{version} is unusable ({str(e).splitlines()[-1][:200]}): "
                           "photo slot readings are uncalibrated and never declined; refit it"]
-        stale = {k: (v, current_models.get(k)) for k, v in cal.models.items() if current_models.get(k) != v}
+        # a model the calibrator was fitted without (an older calibrator: no photo_refs) counts
+        # as absent then: reference photos added since change every vote it was fitted on
+        stale = {k: (cal.models.get(k), current_models.get(k)) for k in {*cal.models, *current_models}
+                 if current_models.get(k) != cal.models.get(k)}
         if stale:
             said = ", ".join(f"{k} {a} (loaded: {b})" for k, (a, b) in sorted(stale.items()))
             return None, [f"slot_calibration/{version} was fitted on other models ({said}): photo "
