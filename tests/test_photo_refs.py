@@ -60,9 +60,9 @@ def anchored():
     index = VectorIndex.build(vecs, list(items.ids), [meta_row(r) for r in items.rows], IndexConfig(),
                               kind="flat", encoder_id="enc@1")
     recall = Recall.from_parts(index, items_table_of(item_rows(ALL)), encoder=None, cfg=RecallConfig())
-    ref_vecs = np.stack([bottom] * 6 + [top] * 4).astype(np.float32)
-    refs = PhotoRefs("r1", "enc@1", [f"r{i}" for i in range(10)],
-                     np.array(["bottom"] * 6 + ["top"] * 4), ref_vecs)
+    ref_vecs = np.stack([bottom] * 10 + [top] * 4).astype(np.float32)
+    refs = PhotoRefs("r1", "enc@1", [f"r{i}" for i in range(14)],
+                     np.array(["bottom"] * 10 + ["top"] * 4), ref_vecs)
     rec = Recommender(items, SceneBook.load(), recall=recall, config=RecommenderConfig(photo_similar_k=3),
                       photo_refs=refs)
     return rec, {"bag": bag, "bottom": bottom}

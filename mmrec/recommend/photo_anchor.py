@@ -99,8 +99,8 @@ class PhotoAnchoring:
 
     @staticmethod
     def majority_slot(slots: list[str]) -> str | None:
-        """The commonest outfit slot among the first `NEIGHBOURS` (``other`` does not vote)."""
-        votes = Counter(slots[:NEIGHBOURS])
+        """The commonest outfit slot among the voters (``other`` does not vote)."""
+        votes = Counter(slots)
         votes.pop("other", None)
         return votes.most_common(1)[0][0] if votes else None
 
@@ -147,16 +147,20 @@ class PhotoAnchoring:
         return slot, how, self.similar(photo, slot, genders, k, exclude=[])
 
     def voter_slots(self, photo: PhotoAnalysis, exclude: list[str]) -> list[str]:
-        """The slots that vote on a photo's slot and back its confidence, nearest first: its
-        `NEIGHBOURS` nearest labelled reference photos when there are (`PhotoRefs`, in the
-        photo's encoder space), else its nearest catalog items on the image alone, in every slot
-        and gender. Never the attribute-mixed search: with the tagger's colour and usage in the
-        query its top ten are whatever shares them (on the real-photo val senders that vote read
-        the slot right 12% of the time, the catalog images alone 46%, reference photos 60%)."""
+        """The slots that vote on a photo's slot and back its confidence: its `NEIGHBOURS`
+        nearest catalog items on the image alone (every slot and gender), plus its `NEIGHBOURS`
+        nearest labelled reference photos when there are (`PhotoRefs`, in the photo's encoder
+        space). Both, because each electorate knows its own domain: a packshot's catalog
+        neighbours agree on its slot while phone photos scatter over it, and the other way round
+        for a phone photo (real-photo val senders: catalog 49%, reference photos 60%, both 57%;
+        re-shot catalog photos lost 7 points of look-alike category P@10 with reference photos
+        alone). Never the attribute-mixed search: with the tagger's colour and usage in the query
+        its top ten are whatever shares them (that vote read val photos right 12% of the time)."""
+        out = [self.items.row(i)["slot"] for i in self.similar(photo, None, None, NEIGHBOURS, exclude, tags=False)]
         refs = self.refs
         if refs is not None and photo.vector is not None and photo.encoder_id == refs.encoder_id:
-            return refs.nearest_slots(photo.vector, NEIGHBOURS)
-        return [self.items.row(i)["slot"] for i in self.similar(photo, None, None, NEIGHBOURS, exclude, tags=False)]
+            out += refs.nearest_slots(photo.vector, NEIGHBOURS)
+        return out
 
     def evidence(self, photo: PhotoAnalysis, slot: str | None, exclude: list[str],
                  voters: list[str] | None = None) -> SlotEvidence:

@@ -73,8 +73,8 @@ def evidence_of(slot: str | None, attributes: dict[str, dict[str, Any]], neighbo
     cat = attributes.get("category") or {}
     t_slot = taxonomy.slot_of(cat["value"]) if cat.get("value") else None
     t_slot = None if t_slot == "other" else t_slot
-    votes = Counter(s for s in neighbour_slots[:NEIGHBOURS] if s != "other")
-    n = max(1, min(len(neighbour_slots), NEIGHBOURS))
+    votes = Counter(s for s in neighbour_slots if s != "other")
+    n = max(1, len(neighbour_slots))
     shares = {s: c / n for s, c in votes.items()}
     return SlotEvidence(slot=slot, tagger_slot=t_slot, tagger_confidence=float(cat.get("confidence") or 0.0)
                         if t_slot else 0.0, neighbour_slot=votes.most_common(1)[0][0] if votes else None,
