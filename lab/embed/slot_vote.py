@@ -1,0 +1,87 @@
+"""Who should vote on a phone photo's slot: catalog look-alikes, labelled reference photos, or both.
+
+For the labelled photos of one photographer split (probes excluded), the majority slot ("other"
+does not vote) of:
+
+  catalog   the 10 nearest catalog products on the image (`PhotoAnchoring` without references)
+  refs      the 10 nearest labelled phone photos of the TRAIN photographers (`PhotoRefs`)
+  both      the 20 together (what the served system counts when reference photos exist)
+
+Measured 2026-12-07 with the demo encoder (`encoder/20261207T122848526Z-32e8e1`) on val (151):
+catalog 0.490, refs 0.603, both 0.570 (docs/benchmark.md "Perception on real photos, second
+pass"). Choose on ``--split val``.
+
+Usage (repo root):
+  .venv/bin/python -m lab.embed.slot_vote --artifacts artifacts --split val
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+from collections import Counter
+from pathlib import Path
+
+import numpy as np
+
+from lab.embed.photo_probe import catalog_pool, labelled_photos, write_result
+
+K = 10
+
+
+def majority(slots) -> str | None:
+    votes = Counter(s for s in slots if s != "other")
+    return votes.most_common(1)[0][0] if votes else None
+
+
+def vote_accuracy(photo_vecs: np.ndarray, truth: list[str], pool_vecs: np.ndarray, pool_slots: np.ndarray,
+                  ref_vecs: np.ndarray, ref_slots: np.ndarray, k: int = K) -> dict[str, float]:
+    """Accuracy of the majority slot of each electorate."""
+    cat = np.argsort(-(photo_vecs @ pool_vecs.T), axis=1)[:, :k]
+    ref = np.argsort(-(photo_vecs @ ref_vecs.T), axis=1)[:, :k]
+    out = {"catalog": [], "refs": [], "both": []}
+    for i, t in enumerate(truth):
+        out["catalog"].append(majority(pool_slots[cat[i]]) == t)
+        out["refs"].append(majority(ref_slots[ref[i]]) == t)
+        out["both"].append(majority([*pool_slots[cat[i]], *ref_slots[ref[i]]]) == t)
+    return {name: float(np.mean(v)) for name, v in out.items()}
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--artifacts", type=Path, default=Path("artifacts"))
+    p.add_argument("--encoder", default=None, help="encoder version (default: CURRENT)")
+    p.add_argument("--data", type=Path, default=Path("../shared/data"))
+    p.add_argument("--split", choices=("val", "test", "hm"), default="val")
+    p.add_argument("--threads", type=int, default=1)
+    p.add_argument("--out", type=Path, default=None)
+    args = p.parse_args(argv)
+
+    import torch
+
+    from mmrec.artifacts import ArtifactStore
+    from mmrec.embed.encoder import Encoder
+    from mmrec.images import load_image
+    from mmrec.taxonomy import default_taxonomy
+
+    torch.set_num_threads(args.threads)
+    t0 = time.perf_counter()
+    store = ArtifactStore(args.artifacts)
+    enc_art = store.load("encoder", args.encoder)
+    encoder = Encoder.from_dir(enc_art.path, device="cpu")
+    tax = default_taxonomy()
+    _, pool_slots, pool_vecs = catalog_pool(store, encoder, None, None)
+    refs = labelled_photos(args.data, "train", tax)
+    ref_vecs = encoder.encode_images([load_image(r.uri) for r in refs])
+    photos = labelled_photos(args.data, args.split, tax)
+    vecs = encoder.encode_images([load_image(ph.uri) for ph in photos])
+    out = {"encoder": enc_art.version, "split": args.split, "photos": len(photos), "references": len(refs),
+           **vote_accuracy(vecs, [ph.slot for ph in photos], pool_vecs, np.asarray(pool_slots),
+                           ref_vecs, np.asarray([r.slot for r in refs])),
+           "seconds": round(time.perf_counter() - t0, 1)}
+    write_result(out, args.out)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
