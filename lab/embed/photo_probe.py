@@ -87,31 +87,42 @@ def write_result(out: dict, path: Path | None) -> None:
         path.write_text(json.dumps(out, indent=1) + "\n", encoding="utf-8")
 
 
-def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+def photo_args(p: argparse.ArgumentParser, *, threads: int = 1) -> None:
+    """The arguments every photo measurement of the lab takes."""
     p.add_argument("--artifacts", type=Path, default=Path("artifacts"))
-    p.add_argument("--encoder", default=None, help="encoder version (default: CURRENT)")
-    p.add_argument("--items", default=None, help="items version (default: CURRENT)")
-    p.add_argument("--cache-dir", type=Path, default=None, help="catalog pixel cache (default: <artifacts>/.cache/embed)")
     p.add_argument("--data", type=Path, default=Path("../shared/data"))
     p.add_argument("--split", choices=("val", "test", "hm"), default="val",
                    help="real-photo photographer split, or hm: H&M's packshots (another retailer)")
-    p.add_argument("--threads", type=int, default=1)
+    p.add_argument("--threads", type=int, default=threads)
     p.add_argument("--out", type=Path, default=None)
-    args = p.parse_args(argv)
 
+
+def open_encoder(args: argparse.Namespace):
+    """(store, encoder artifact, encoder) for ``--artifacts`` / ``--encoder``, on ``--threads``."""
     import torch
 
     from mmrec.artifacts import ArtifactStore
     from mmrec.embed.encoder import Encoder
+
+    torch.set_num_threads(args.threads)
+    store = ArtifactStore(args.artifacts)
+    art = store.load("encoder", args.encoder)
+    return store, art, Encoder.from_dir(art.path, device="cpu")
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    photo_args(p)
+    p.add_argument("--encoder", default=None, help="encoder version (default: CURRENT)")
+    p.add_argument("--items", default=None, help="items version (default: CURRENT)")
+    p.add_argument("--cache-dir", type=Path, default=None, help="catalog pixel cache (default: <artifacts>/.cache/embed)")
+    args = p.parse_args(argv)
+
     from mmrec.images import load_image
     from mmrec.taxonomy import default_taxonomy
 
-    torch.set_num_threads(args.threads)
     t0 = time.perf_counter()
-    store = ArtifactStore(args.artifacts)
-    enc_art = store.load("encoder", args.encoder)
-    encoder = Encoder.from_dir(enc_art.path, device="cpu")
+    store, enc_art, encoder = open_encoder(args)
     ids, slots, vecs = catalog_pool(store, encoder, args.items, args.cache_dir)
     photos = labelled_photos(args.data, args.split, default_taxonomy())
     pvecs = encoder.encode_images([load_image(ph.uri) for ph in photos])

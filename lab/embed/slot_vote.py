@@ -20,11 +20,10 @@ from __future__ import annotations
 import argparse
 import time
 from collections import Counter
-from pathlib import Path
 
 import numpy as np
 
-from lab.embed.photo_probe import catalog_pool, labelled_photos, write_result
+from lab.embed.photo_probe import catalog_pool, labelled_photos, open_encoder, photo_args, write_result
 
 K = 10
 
@@ -49,26 +48,15 @@ def vote_accuracy(photo_vecs: np.ndarray, truth: list[str], pool_vecs: np.ndarra
 
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--artifacts", type=Path, default=Path("artifacts"))
+    photo_args(p)
     p.add_argument("--encoder", default=None, help="encoder version (default: CURRENT)")
-    p.add_argument("--data", type=Path, default=Path("../shared/data"))
-    p.add_argument("--split", choices=("val", "test", "hm"), default="val")
-    p.add_argument("--threads", type=int, default=1)
-    p.add_argument("--out", type=Path, default=None)
     args = p.parse_args(argv)
 
-    import torch
-
-    from mmrec.artifacts import ArtifactStore
-    from mmrec.embed.encoder import Encoder
     from mmrec.images import load_image
     from mmrec.taxonomy import default_taxonomy
 
-    torch.set_num_threads(args.threads)
     t0 = time.perf_counter()
-    store = ArtifactStore(args.artifacts)
-    enc_art = store.load("encoder", args.encoder)
-    encoder = Encoder.from_dir(enc_art.path, device="cpu")
+    store, enc_art, encoder = open_encoder(args)
     tax = default_taxonomy()
     _, pool_slots, pool_vecs = catalog_pool(store, encoder, None, None)
     refs = labelled_photos(args.data, "train", tax)

@@ -21,9 +21,10 @@ from __future__ import annotations
 import argparse
 import time
 from collections import Counter
-from pathlib import Path
 
 import numpy as np
+
+from lab.embed.photo_probe import labelled_photos, photo_args, write_result
 
 def judge(readings: list[dict], photos: list, taxonomy, min_confidence: float) -> dict:
     """Slot / garment accuracy of the category readings against the photos' truth."""
@@ -50,19 +51,14 @@ def judge(readings: list[dict], photos: list, taxonomy, min_confidence: float) -
 
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--artifacts", type=Path, default=Path("artifacts"))
+    photo_args(p, threads=2)
     p.add_argument("--vlm", default=None, help="vlm version (default: CURRENT)")
-    p.add_argument("--data", type=Path, default=Path("../shared/data"))
-    p.add_argument("--split", choices=("val", "test", "hm"), default="val")
     p.add_argument("--min-confidence", type=float, default=0.5)
-    p.add_argument("--threads", type=int, default=2)
-    p.add_argument("--out", type=Path, default=None)
     args = p.parse_args(argv)
 
     import torch
 
     from mmrec.artifacts import ArtifactStore
-    from lab.embed.photo_probe import labelled_photos, write_result
     from mmrec.attributes.tagger import Tagger
     from mmrec.images import load_image
     from mmrec.taxonomy import default_taxonomy
