@@ -107,3 +107,27 @@ def test_a_live_catalog_change_keeps_the_photo_reading(anchored):
     assert n == 1 and gone not in derived.items.index
     assert derived.photos.refs is rec.photos.refs and derived.photos.calibrator is rec.photos.calibrator
     assert derived.photos.abstain_below == 0.7
+
+
+def test_the_demo_re_embeds_reference_photos_after_a_new_encoder(tmp_path):
+    """`mmrec demo` rebuilds the reference photos when the CURRENT encoder is not the one that
+    embedded them (a retrained encoder reads photos in another space), and not otherwise."""
+    from mmrec import kinds
+    from mmrec.commands.demo import _photo_refs_stale
+    from mmrec.embed.config import ModelSpec
+    from mmrec.embed.encoder import Encoder
+    from mmrec.embed.photo_refs import build_photo_refs
+
+    store = ArtifactStore(tmp_path / "artifacts")
+    src = write_real_photos(tmp_path / "real_photos")
+    encoders = []
+    for _ in range(2):
+        enc = Encoder.create(ModelSpec(name="mmrec-clip-tiny", device="cpu"))
+        with store.write(kinds.ENCODER, config={}) as w:
+            enc.save(w.path, encoder_id=f"tiny@{w.version}", version=w.version)
+        encoders.append(Encoder.load(store, w.version))
+    assert _photo_refs_stale(store)  # none yet: to build
+    build_photo_refs(store, encoders[1], src, TABLE, default_taxonomy())  # the CURRENT encoder's
+    assert not _photo_refs_stale(store)
+    build_photo_refs(store, encoders[0], src, TABLE, default_taxonomy())  # an older encoder's
+    assert _photo_refs_stale(store)
