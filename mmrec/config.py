@@ -27,6 +27,14 @@ DEFAULT_PROFILE = "mini"
 REPO_CHECKOUT = Path(__file__).resolve().parent.parent
 
 
+def resolve_path(path: str | Path) -> Path:
+    """A relative path is looked up from the working directory, then from the repo checkout."""
+    p = Path(path)
+    if p.is_absolute() or p.exists():
+        return p
+    return REPO_CHECKOUT / p
+
+
 def shipped_dir(package: str, folder: str) -> Path:
     """The repository's top-level ``folder``, installed as package data ``package``.
 

@@ -11,9 +11,10 @@ occasion or any other field, so:
   is guessed (``category`` must therefore be the answer's first field);
 - its one loss term is set-valued: ``-log P(category in allowed)`` over the category values
   (the first token of each value, normalised over the first tokens of all category values,
-  "unknown" included), weighted like one answer token of the token loss (``weight`` times that). With the mini tokenizer every value is one token and the term is
-  exact; with a real Qwen tokenizer a first token shared by an allowed and a disallowed value
-  credits both (the label cannot tell them apart either).
+  "unknown" included), weighted like one answer token of the token loss (``weight`` times
+  that). With the mini tokenizer every value is one token and the term is exact; with a real
+  Qwen tokenizer a first token shared by an allowed and a disallowed value credits both (the
+  label cannot tell them apart either).
 
 The decoder is untouched: at inference the tagger writes the whole JSON as before, only its
 reading of a phone photo's category has now seen phone photos. Photos whose labeller could not
@@ -32,8 +33,9 @@ from mmrec.errors import ConfigError
 
 
 def photo_examples(photos: Sequence[PhotoTruth], prompt_ids: list[int], prefix_ids: list[int],
-                   image_index: dict[str, int], repeat: int) -> list[Example]:
-    """One example per photo (``repeat`` times): the JSON prompt, then only the answer's opening."""
+                   image_index: dict[str, Any], repeat: int) -> list[Example]:
+    """One example per photo (``repeat`` times): the JSON prompt, then only the answer's opening.
+    ``image_index``: photo path -> the example's image (a pixel-cache row, or the path itself)."""
     return [Example(list(prompt_ids), list(prefix_ids), image_index[p.uri])
             for _ in range(repeat) for p in photos]
 

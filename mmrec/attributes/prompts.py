@@ -15,11 +15,10 @@ from typing import Any, Iterable, Iterator, Mapping, Sequence
 import yaml
 from pydantic import Field, model_validator
 
-from mmrec.config import StrictModel
+from mmrec.config import StrictModel, resolve_path
 from mmrec.errors import ConfigError, InputError
 
 IMAGE_PLACEHOLDER = "<image>"
-REPO_ROOT = Path(__file__).resolve().parents[2]
 
 
 class PromptSet(StrictModel):
@@ -48,14 +47,6 @@ class PromptSet(StrictModel):
 
     def json_instruction(self, fields: Sequence[str], index: int = 0) -> str:
         return self.json_instructions[index].format(fields=", ".join(fields))
-
-
-def resolve_path(path: str | Path) -> Path:
-    """A relative path is looked up from the working directory, then from the repo root."""
-    p = Path(path)
-    if p.is_absolute() or p.exists():
-        return p
-    return REPO_ROOT / p
 
 
 def load_prompts(path: str | Path) -> PromptSet:

@@ -30,7 +30,7 @@ def build_tagger(store: ArtifactStore, *, profile: str = "mini", quick: bool = F
         reuse: keep an existing CURRENT dataset / base model / tagger instead of training anew.
     """
     from mmrec.attributes.dataset.build import KIND as DATASET_KIND, build_dataset
-    from mmrec.attributes.prompts import resolve_path
+    from mmrec.config import resolve_path
     from mmrec.attributes.train import train_base, train_lora
     from mmrec.config import load_config
 

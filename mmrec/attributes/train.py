@@ -81,6 +81,10 @@ def set_threads(n: int) -> None:
 
 
 # ----------------------------------------------------------------------------------- helpers
+def _log(msg: str) -> None:
+    print(msg, file=sys.stderr, flush=True)
+
+
 def _prepare_output(output_dir: Path, resume: bool) -> None:
     if output_dir.exists() and not resume:
         shutil.rmtree(output_dir)  # a fresh run must not pick up another run's checkpoints
@@ -277,7 +281,6 @@ def train_lora(store: ArtifactStore, cfg: SftConfig, *, progress: bool = False, 
 
     Returns None on the non-main processes of a multi-GPU run (only rank 0 writes).
     """
-    from mmrec.attributes.model import save_model
     from mmrec.attributes.predict import Predictor
     from mmrec.taxonomy import default_taxonomy
 
@@ -291,16 +294,13 @@ def train_lora(store: ArtifactStore, cfg: SftConfig, *, progress: bool = False, 
     size = int(base_art.config["model"]["arch"]["image_size"]) if mini else None
     if mini:
         vlm_input(base_art)  # refuses a base trained on another image fit (an experiment's)
-    def log(msg: str) -> None:
-        print(msg, file=sys.stderr, flush=True)
-
-    photos = load_training_photos(cfg.real_photos, log) if cfg.real_photos.share > 0 else []
+    photos = load_training_photos(cfg.real_photos, _log) if cfg.real_photos.share > 0 else []
     cache = (pixel_cache(store, parts, size, progress=progress, extra_paths=[p.uri for p in photos])
              if mini else None)
     train_ex = _examples(parts, ["train"], st.tasks, processor, cache, lowercase=st.lowercase_answers)
     photo_ex, photo_loss, photo_info = photo_training(
         cfg.real_photos, parts, processor, cache.index if cache is not None else None, len(train_ex),
-        photos, log)
+        photos, _log)
     train_ex += photo_ex
     model = apply_lora(model, cfg)
     trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)

@@ -23,7 +23,7 @@ from typing import Any, Literal
 
 from pydantic import Field, model_validator
 
-from mmrec.config import StrictModel, read_yaml_model
+from mmrec.config import StrictModel, read_yaml_model, resolve_path
 from mmrec.errors import ConfigError, InputError
 from mmrec.taxonomy import SLOTS, Taxonomy
 
@@ -130,8 +130,6 @@ def real_photos(root: str | Path, table: RealPhotoTable, split: str = "test") ->
 def training_photos(source: str | Path, table_path: str | Path, taxonomy: Taxonomy) -> list[PhotoTruth]:
     """The labelled (non-probe) photos of the split table's TRAIN photographers, stable order:
     what the mixed-domain recipes (encoder and tagger) may train on."""
-    from mmrec.attributes.prompts import resolve_path
-
     table = load_real_photo_table(resolve_path(table_path), taxonomy)
     photos = [p for p in real_photos(source, table, "train") if not p.probe]
     held = {p.sender for p in photos if table.split_of(str(p.sender)) != "train"}

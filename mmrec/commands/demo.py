@@ -7,7 +7,6 @@ run by hand (called in-process), so the demo never takes a path the documented c
 
 from __future__ import annotations
 
-import json
 import sys
 import time
 from dataclasses import dataclass
@@ -43,12 +42,13 @@ def _calibration_stale(store) -> bool:
 
 def _photo_refs_stale(store) -> bool:
     """The reference photos were embedded by another encoder than the CURRENT one."""
+    from mmrec.embed.encoder import Encoder
     from mmrec.embed.photo_refs import PhotoRefs
 
     version = store.current_version(kinds.ENCODER)
     if version is None:
         return False
-    encoder_id = json.loads(store.load(kinds.ENCODER, version).file("encoder.json").read_text())["encoder_id"]
+    encoder_id = Encoder.read_meta(store.load(kinds.ENCODER, version).path)["encoder_id"]
     return PhotoRefs.load(store, encoder_id)[0] is None
 
 

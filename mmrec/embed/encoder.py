@@ -164,16 +164,27 @@ class Encoder:
         return cls(model, tokenizer, encoder_id=eid, model_cfg=model_cfg,
                    preprocess=spec.preprocess, device=device, name=spec.name)
 
+    @staticmethod
+    def read_meta(path: str | Path) -> dict[str, Any]:
+        """The ``encoder.json`` of an encoder folder (its id, name, version, preprocessing), read
+        without loading the model.
+
+        Raises:
+            ArtifactError: the folder has no readable encoder.json.
+        """
+        path = Path(path)
+        try:
+            return json.loads((path / META_FILE).read_text(encoding="utf-8"))
+        except (OSError, json.JSONDecodeError) as e:
+            raise ArtifactError(f"{path}: no readable {META_FILE} ({e}); not an mmrec encoder") from e
+
     @classmethod
     def from_dir(cls, path: str | Path, *, device: str = "auto") -> "Encoder":
         """Load an encoder folder written by `save` (an open_clip local-dir + encoder.json)."""
         import open_clip
 
         path = Path(path)
-        try:
-            meta = json.loads((path / META_FILE).read_text(encoding="utf-8"))
-        except (OSError, json.JSONDecodeError) as e:
-            raise ArtifactError(f"{path}: no readable {META_FILE} ({e}); not an mmrec encoder") from e
+        meta = cls.read_meta(path)
         dev = resolve_device(device)
         name = f"local-dir:{path}"
         model = open_clip.create_model(name, device=dev)

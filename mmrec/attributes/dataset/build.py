@@ -36,7 +36,8 @@ from mmrec.attributes.dataset.product import Product
 from mmrec.attributes.dataset.records import caption_records, eval_records, train_records
 from mmrec.attributes.dataset.sampling import resample
 from mmrec.attributes.dataset.split import assign_splits
-from mmrec.attributes.prompts import load_prompts, resolve_path
+from mmrec.attributes.prompts import load_prompts
+from mmrec.config import resolve_path
 from mmrec.errors import InputError
 from mmrec.taxonomy import Taxonomy, default_taxonomy
 
