@@ -106,7 +106,9 @@ class PhotoOut(StrictModel):
                                                "built around a guess; ask the shopper (slot_choices)")
     abstain_reason: str | None = None
     slot_choices: list[str] = Field(default_factory=list, description="when abstained: slots to offer "
-                                    "the shopper; re-send the photo with one as the `slot` hint")
+                                    "the shopper, likeliest first (the reading's guess, then the "
+                                    "slots its look-alikes voted for); re-send the photo with one "
+                                    "as the `slot` hint")
 
 
 class RecommendResponse(StrictModel):

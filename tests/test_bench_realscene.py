@@ -194,6 +194,15 @@ def test_calibrated_abstention_is_judged_on_its_guess_and_is_not_an_unanswered_c
                               "versions": {}}, _truth())["photo_reading"]
     cal = M.calibration([reading, wrong], bins=10)
     assert cal["count"] == 2 and cal["ece"] == pytest.approx((0.7 + 0.7) / 2)  # |0.3-1| and |0.7-0|
+    # how well the kiosk asks: where the true slot sits among the choices it offers
+    offered = lambda choices: score_case(case, {"outfits": [], "photo": {**asked, "slot_choices": choices},  # noqa: E731
+                                               "versions": {}}, _truth())["obs"]
+    first = offered(["bottom", "top", "shoes"])
+    assert first["real_photo.ask_first"] == [1.0] and first["real_photo.ask_top2"] == [1.0]
+    second = offered(["top", "bottom", "shoes"])
+    assert second["real_photo.ask_first"] == [0.0] and second["real_photo.ask_top2"] == [1.0]
+    assert offered(["top", "shoes", "bottom"])["real_photo.ask_top2"] == [0.0]
+    assert "real_photo.ask_first" not in obs  # no choices offered: nothing to judge
 
 
 def test_self_retrieved_photo_and_withheld_items_are_judged():

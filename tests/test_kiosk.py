@@ -226,6 +226,15 @@ def test_kiosk_asks_what_the_item_is_when_the_photo_cannot_be_read(server, brows
     photos = kiosk_rec.photos
     photos.calibrator = SlotCalibrator(coef=[0.0] * len(FEATURES), intercept=-4.0, threshold=0.5)
     photos.abstain_below = 0.5
+    # labelled reference photos like this one say "shoes": the reading leans to shoes
+    from mmrec.embed.photo_refs import PhotoRefs
+    from mmrec.images import load_image
+
+    import numpy as np
+
+    vec = np.asarray(kiosk_rec.photo.encoder.encode_images([load_image(photo)]), dtype=np.float32)
+    photos.refs = PhotoRefs("r1", kiosk_rec.photo.encoder.encoder_id, ["a", "b", "c"],
+                            np.asarray(["shoes"] * 3), np.repeat(vec, 3, axis=0))
     switch = "(l => {{ l.value = '{}'; l.dispatchEvent(new Event('change')); }})(document.getElementById('lang'))"
     try:
         upload(browser, server.url, photo)
@@ -233,7 +242,11 @@ def test_kiosk_asks_what_the_item_is_when_the_photo_cannot_be_read(server, brows
         assert browser.js("document.querySelector('#ask p').textContent") == \
             "We could not read this item — what is it?"
         slots = browser.js("[...document.querySelectorAll('#ask button')].map(b => b.dataset.slot)")
-        assert slots == list(CHOOSABLE_SLOTS)
+        assert sorted(slots) == sorted(CHOOSABLE_SLOTS) and slots[0] == "shoes"
+        # the reading's guess leads, styled as the default answer; the others are secondary
+        classes = browser.js("[...document.querySelectorAll('#ask button')].map(b => b.className)")
+        assert classes == ["likely"] + ["secondary"] * (len(slots) - 1), classes
+        assert browser.js("document.querySelector('#ask .hint').textContent") == "Likeliest first."
         assert browser.js(STATUS) == "We could not read the item in your photo."
         assert browser.js("document.querySelectorAll('.outfit').length") == 0
         # the language switch asks again, in Chinese
@@ -253,4 +266,4 @@ def test_kiosk_asks_what_the_item_is_when_the_photo_cannot_be_read(server, brows
         texts = browser.js("[...document.querySelectorAll('.explanation')].map(e => e.textContent)")
         assert texts and all(t.startswith("Casual weekend look:") for t in texts)
     finally:
-        photos.calibrator = photos.abstain_below = None
+        photos.calibrator = photos.abstain_below = photos.refs = None

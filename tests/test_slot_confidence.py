@@ -13,7 +13,8 @@ from mmrec.errors import InputError
 from mmrec.outfit.photo import PhotoAnalysis
 from mmrec.recommend import Recommender
 from mmrec.recommend.slot_confidence import (CHOOSABLE_SLOTS, FEATURES, SlotCalibrator, SlotHint,
-                                             evidence_of, expected_calibration_error, parse_slot_hint)
+                                             evidence_of, expected_calibration_error, parse_slot_hint,
+                                             slot_choices)
 from mmrec.serving.app import create_app
 from mmrec.serving.settings import ServeSettings
 from mmrec.taxonomy import default_taxonomy
@@ -40,6 +41,13 @@ def test_evidence_is_relative_to_the_read_slot():
     silent = evidence_of("shoes", {}, [], TAX)
     assert silent.features()[FEATURES.index("tagger_silent")] == 1.0
     assert calibrator(5.0).confidence(evidence_of(None, {}, [], TAX)) == 0.0  # no slot, no confidence
+
+
+def test_slot_choices_put_the_guess_first_then_the_neighbours_votes():
+    ev = evidence_of("bottom", {}, ["shoes", "shoes", "top", "other", "bottom"], TAX)
+    assert slot_choices(ev) == ["bottom", "shoes", "top", "one-piece", "outerwear", "bag", "accessory"]
+    # no slot read and no votes: the fixed order, nothing presented as likelier
+    assert slot_choices(evidence_of(None, {}, [], TAX)) == list(CHOOSABLE_SLOTS)
 
 
 def test_calibrator_refuses_other_features():
@@ -80,8 +88,27 @@ def test_fit_orders_evidence_and_picks_the_lowest_threshold_meeting_the_target()
     got = evaluate(cal, readings)
     assert got["accuracy_kept"] >= 0.9 and got["kept"] == 40 and got["abstain"] == pytest.approx(0.5)
     assert got["auroc"] > 0.8 and got["ece"] < 0.1 and sum(b["count"] for b in got["bins"]) == 80
+    assert cal.fitted_on["threshold_from"] == "held_out" and cal.fitted_on["held_out_accuracy_kept"] >= 0.9
     # unreachable target: abstain on everything rather than claim it
     assert fit(readings, target_accuracy=0.99).threshold == 1.0
+
+
+def test_threshold_is_chosen_on_photos_the_calibrator_did_not_fit():
+    """One photographer's readings are right where the look-alikes agree completely; everyone
+    else's look-alike agreement means nothing. Fitted on all of them, those ten photos top the
+    ranking and a 90% threshold keeps them; held out by photographer, the pattern does not
+    carry, so the calibrator promises nothing it cannot keep."""
+    rows = ([("0", 1.0, "top")] * 10 + [(str(s), 0.9, "shoes") for s in range(1, 10)]
+            + [(str(s), 0.5, "top" if n % 2 else "shoes") for s in range(1, 10) for n in range(4)])
+    readings = [Reading(f"p{i}", sender, truth, "top",
+                        evidence_of("top", {}, ["top"] * round(10 * share) + ["bag"] * round(10 * (1 - share)), TAX))
+                for i, (sender, share, truth) in enumerate(rows)]
+    cal = fit(readings, target_accuracy=0.9)
+    in_sample = choose_threshold([cal.confidence(r.evidence) for r in readings],
+                                 [r.correct for r in readings], 0.9)
+    assert in_sample < 1.0  # what choosing on the fitted photos would have promised
+    assert cal.threshold == 1.0 and cal.fitted_on["threshold_from"] == "held_out"
+    assert cal.fitted_on["held_out_kept"] == 0
 
 
 def test_choose_threshold_keeps_ties_together_and_needs_support():
@@ -157,7 +184,9 @@ def test_unsure_reading_abstains_and_lists_the_slot_choices(client, rec):
     photo = body["photo"]
     assert photo["abstained"] and photo["slot"] is None and photo["slot_guess"] == "top"
     assert photo["slot_confidence"] == pytest.approx(0.018, abs=0.001)
-    assert photo["slot_choices"] == list(CHOOSABLE_SLOTS) and not photo["similar"]
+    # every slot is offered, the reading's guess first
+    choices = photo["slot_choices"]
+    assert sorted(choices) == sorted(CHOOSABLE_SLOTS) and choices[0] == "top" and not photo["similar"]
     assert body["outfits"] == []  # nothing composed around a guess
     said = [n for n in body["notes"] if "could not be read" in n]
     assert said and "0.02 is below 0.50" in said[0] and "bottom" in said[0]

@@ -139,6 +139,10 @@ PHOTO_READING = {
     "gender": ("gender", "higher", "read gender equals the label's (adult lines)"),
     "abstain": ("abstained", "lower", "labelled photos the system would not read"),
     "probe_abstain": ("probes abstained", "higher", "unreadable photos (labeller unsure) it abstained on"),
+    "ask_first": ("asked: right slot offered first", "higher", "abstained labelled photos whose true "
+                  "slot is the first choice the shopper is offered (one tap)"),
+    "ask_top2": ("asked: right slot among first two", "higher", "abstained labelled photos whose true "
+                 "slot is among the first two choices offered"),
     "anchor_slot": ("outfit around true slot", "higher", "outfits holding an item of the photo's true slot"),
     "similar_slot@10": ("look-alikes of true slot P@10", "higher",
                         "top-10 look-alikes (the product itself left out) of the photo's true slot"),

@@ -142,6 +142,11 @@ def _photo_reading(case: Case, response: Mapping[str, Any], ptruth: Mapping[str,
     correct = slot == ptruth["slot"]
     _obs(obs, f"{m}.slot_all", correct)
     if abstained:
+        choices = list(photo.get("slot_choices") or [])
+        if choices:  # how well the question is asked: where the true slot sits among the choices
+            at = choices.index(ptruth["slot"]) if ptruth["slot"] in choices else len(choices)
+            _obs(obs, f"{m}.ask_first", at == 0)
+            _obs(obs, f"{m}.ask_top2", at < 2)
         return out
     out["correct"] = correct
     _obs(obs, f"{m}.slot", correct)

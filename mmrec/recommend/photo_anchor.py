@@ -25,8 +25,8 @@ from mmrec.outfit.items import ItemTable
 from mmrec.outfit.photo import PhotoAnalysis
 from mmrec.outfit.scenes import Scene, genders_compatible
 from mmrec.recommend.components import CandidateRecall
-from mmrec.recommend.slot_confidence import (CHOOSABLE_SLOTS, NEIGHBOURS, SlotCalibrator,
-                                             SlotEvidence, SlotHint, evidence_of)
+from mmrec.recommend.slot_confidence import (NEIGHBOURS, SlotCalibrator, SlotEvidence, SlotHint,
+                                             evidence_of, slot_choices)
 from mmrec.taxonomy import Taxonomy
 
 # Where the slot of a photo comes from in one attempt: the rule (tagger, else neighbours), the
@@ -170,13 +170,6 @@ class PhotoAnchoring:
         voters = self.voter_slots(photo, exclude) if voters is None else voters
         return evidence_of(slot, photo.attributes, voters, self.tax)
 
-    def slot_confidence(self, photo: PhotoAnalysis, slot: str | None, exclude: list[str],
-                        voters: list[str] | None = None) -> float | None:
-        """Calibrated probability that ``slot`` is the photo's slot (None: no calibrator)."""
-        if self.calibrator is None:
-            return None
-        return round(self.calibrator.confidence(self.evidence(photo, slot, exclude, voters)), 4)
-
     def anchor(self, photo: PhotoAnalysis, scene: Scene, genders: list[str] | None,
                exclude: list[str], slot_from: SlotFrom = "rule", hint: SlotHint | None = None
                ) -> PhotoAnchor:
@@ -200,9 +193,10 @@ class PhotoAnchoring:
         if slot is None and reading:
             slot = self.majority_slot(voters)
             how = "neighbours" if slot else "none"
-        conf = self.slot_confidence(photo, slot, exclude, voters) if reading else None
+        ev = self.evidence(photo, slot, exclude, voters) if reading and self.calibrator else None
+        conf = round(self.calibrator.confidence(ev), 4) if ev is not None else None
         if conf is not None and self.abstain_below is not None and conf < self.abstain_below:
-            return self._abstain(photo, slot, conf)
+            return self._abstain(photo, ev, conf)
         # one wide search (in the read slot) serves the look-alikes and (usually) the slot's pool
         wide = self.similar(photo, slot, genders, 4 * k, exclude, cats,
                             tags=slot_from != "neighbours" or hint is not None)
@@ -243,14 +237,16 @@ class PhotoAnchoring:
                        slot_source=how if slot else "none", similar=ids, slot_confidence=conf)
         return PhotoAnchor(Anchor(feats, slot, attrs), out, pool, notes)
 
-    def _abstain(self, photo: PhotoAnalysis, guess: str | None, conf: float) -> PhotoAnchor:
-        """No anchor: the reading is too unsure to build outfits around (the caller asks)."""
+    def _abstain(self, photo: PhotoAnalysis, ev: SlotEvidence, conf: float) -> PhotoAnchor:
+        """No anchor: the reading is too unsure to build outfits around (the caller asks, the
+        likeliest slots first)."""
+        guess, choices = ev.slot, slot_choices(ev)
         why = (f"slot confidence {conf:.2f} is below {self.abstain_below:.2f}" if guess else
                "no slot could be read")
         out = PhotoOut(attributes={f: dict(v) for f, v in photo.attributes.items()}, slot=None,
                        slot_source="none", slot_guess=guess, slot_confidence=conf, abstained=True,
-                       abstain_reason=why, slot_choices=list(CHOOSABLE_SLOTS))
+                       abstain_reason=why, slot_choices=choices)
         note = (f"the photo could not be read ({why}); say what the item is to get outfits "
-                f"around it: {', '.join(CHOOSABLE_SLOTS)}")
+                f"around it: {', '.join(choices)}")
         return PhotoAnchor(Anchor(Features.of_attributes({}, self.items, self.tax, None), None, {}),
                            out, [], [note])
