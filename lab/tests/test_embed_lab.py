@@ -32,3 +32,21 @@ def test_slot_metrics_count_the_neighbours():
     # bottom/top at one each, the nearer (bottom) first
     assert m["neighbour_slot_P@3"] == pytest.approx((2 / 3 + 1 / 3) / 2)
     assert m["knn_slot_acc"] == 1.0
+
+
+def test_ask_orderings_rank_the_true_slot():
+    from lab.embed.ask_order import orderings, rank_metrics
+    from mmrec.bench.slot_calibration import Reading
+    from mmrec.recommend.slot_confidence import evidence_of
+    from mmrec.taxonomy import default_taxonomy
+
+    tax = default_taxonomy()
+    # read as a top; the look-alikes lean to shoes; the truth is shoes, then bag
+    ev = evidence_of("top", {}, ["shoes", "shoes", "top"], tax)
+    readings = [Reading("a", "1", "shoes", "top", ev), Reading("b", "1", "bag", "top", ev)]
+    order = orderings(["bottom", "bottom", "top"])
+    assert order["prior"](ev)[:2] == ["bottom", "top"]
+    assert order["votes"](ev)[:2] == ["top", "shoes"] and order["guess"](ev)[1] == "bottom"
+    m = rank_metrics(readings, order["votes"])
+    # shoes second; bag: top, shoes, then the fixed order (bottom, one-piece, outerwear, bag)
+    assert m == {"first": 0.0, "top2": 0.5, "mean_rank": (2 + 6) / 2}

@@ -86,7 +86,7 @@ def slot_choices(ev: SlotEvidence) -> list[str]:
     slot the reading leaned to, then the others by their share of the image's nearest
     neighbours (ties in `CHOOSABLE_SLOTS` order). On the real-photo val photographers the first
     choice was the right one for 57.7% of photos and one of the first two for 75.8%, against
-    48.3% / 73.2% in the fixed order (docs/benchmark.md "Asking well")."""
+    48.3% / 73.2% in the fixed order (`python -m lab.embed.ask_order`)."""
     return sorted(CHOOSABLE_SLOTS, key=lambda s: (s != ev.slot, -ev.neighbour_shares.get(s, 0.0),
                                                   CHOOSABLE_SLOTS.index(s)))
 
