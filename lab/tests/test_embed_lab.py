@@ -50,3 +50,13 @@ def test_ask_orderings_rank_the_true_slot():
     m = rank_metrics(readings, order["votes"])
     # shoes second; bag: top, shoes, then the fixed order (bottom, one-piece, outerwear, bag)
     assert m == {"first": 0.0, "top2": 0.5, "mean_rank": (2 + 6) / 2}
+
+
+def test_lower_bound_threshold_needs_enough_right_readings():
+    from lab.embed.threshold_rule import lower_bound_threshold, wilson_lower
+
+    assert wilson_lower(10, 10) < 1.0 and wilson_lower(100, 100) > wilson_lower(10, 10)
+    assert wilson_lower(0, 0) == 0.0
+    # 5 of 5 right is not enough evidence for 90%; 40 of 40 is
+    assert lower_bound_threshold([0.9] * 5 + [0.1] * 5, [True] * 5 + [False] * 5, 0.9) == 1.0
+    assert lower_bound_threshold([0.9] * 40 + [0.1] * 5, [True] * 40 + [False] * 5, 0.9) == 0.9
