@@ -190,6 +190,13 @@ def test_unsure_reading_abstains_and_lists_the_slot_choices(client, rec):
     assert body["outfits"] == []  # nothing composed around a guess
     said = [n for n in body["notes"] if "could not be read" in n]
     assert said and "0.02 is below 0.50" in said[0] and "bottom" in said[0]
+    # a calibrator that keeps its target nowhere asks on every photo, and says why
+    _with(rec, calibrator(4.0, threshold=1.0))
+    try:
+        photo = _post(client).json()["photo"]
+    finally:
+        _with(rec, None)
+    assert photo["abstained"] and "not reliable enough on such photos" in photo["abstain_reason"]
 
 
 def test_confident_reading_is_served_with_its_confidence(client, rec):

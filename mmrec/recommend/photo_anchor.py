@@ -241,8 +241,13 @@ class PhotoAnchoring:
         """No anchor: the reading is too unsure to build outfits around (the caller asks, the
         likeliest slots first)."""
         guess, choices = ev.slot, slot_choices(ev)
-        why = (f"slot confidence {conf:.2f} is below {self.abstain_below:.2f}" if guess else
-               "no slot could be read")
+        if not guess:
+            why = "no slot could be read"
+        elif self.abstain_below >= 1.0:  # the calibrator found no confidence that keeps its target
+            why = (f"slot confidence {conf:.2f}; the photo models are not reliable enough on such "
+                   "photos to answer without asking")
+        else:
+            why = f"slot confidence {conf:.2f} is below {self.abstain_below:.2f}"
         out = PhotoOut(attributes={f: dict(v) for f, v in photo.attributes.items()}, slot=None,
                        slot_source="none", slot_guess=guess, slot_confidence=conf, abstained=True,
                        abstain_reason=why, slot_choices=choices)
