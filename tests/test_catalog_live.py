@@ -132,7 +132,7 @@ def test_a_schema_2_store_keeps_its_stock_changes_when_upgraded(tmp_path):
     seq = store.add_catalog_changes([("delete", "t1", None, None, None)])
     assert seq == 3 and store.stock_updates_since(0)[-1][0] == 2  # a delete is not a stock change
     store.close()
-    assert sqlite3.connect(path).execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION == 3
+    assert sqlite3.connect(path).execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION == 4
 
 
 # -- with a real recall stack: tiny encoder -> vectors -> FAISS index ----------------------------

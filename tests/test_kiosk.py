@@ -255,8 +255,13 @@ def test_kiosk_asks_what_the_item_is_when_the_photo_cannot_be_read(server, brows
         assert browser.js("document.querySelector('#ask button[data-slot=bottom]').textContent") == "下装（裤子、裙子…）"
         browser.js(switch.format("en"))
         browser.wait_for("(document.querySelector('#ask p') || {}).textContent === 'We could not read this item — what is it?'")
+        # keeping the photo is the shopper's choice, off until ticked
+        assert browser.js("document.getElementById('share-photo').checked") is False
+        browser.js("document.getElementById('share-photo').click()")
         browser.js("document.querySelector('#ask button[data-slot=bottom]').click()")
         n = browser.wait_for("document.querySelectorAll('.outfit').length")
+        notes = browser.js("document.querySelector('.notes').textContent")
+        assert "your photo" in notes, notes  # the server said whether it kept it
         assert n >= 1 and not browser.js("!!document.getElementById('ask')")
         info = browser.js("document.getElementById('photo-info').textContent")
         assert "built around a bottom (trousers, skirt…), as you said" in info

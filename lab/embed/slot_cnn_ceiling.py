@@ -121,6 +121,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--budget-s", type=float, default=1200)
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--photo-fraction", type=float, default=1.0,
+                   help="train on this share of the train photographers (whole photographers, "
+                        "seeded): how accuracy grows with labelled phone photos")
     p.add_argument("--out", type=Path, default=None)
     args = p.parse_args(argv)
 
@@ -138,6 +141,10 @@ def main(argv: list[str] | None = None) -> int:
     tax = default_taxonomy()
     t0 = time.perf_counter()
     train = [ph for ph in labelled_photos(args.data, "train", tax) if ph.slot in SLOTS]
+    if args.photo_fraction < 1.0:
+        senders = sorted({str(ph.sender) for ph in train})
+        keep = set(np.random.default_rng(args.seed + 1).permutation(senders)[:round(len(senders) * args.photo_fraction)])
+        train = [ph for ph in train if str(ph.sender) in keep]
     val = labelled_photos(args.data, "val", tax)
     xp = np.stack([letterboxed(ph.uri, batches.side) for ph in train])
     yp = np.array([SLOTS.index(ph.slot) for ph in train])
@@ -171,6 +178,7 @@ def main(argv: list[str] | None = None) -> int:
             print(curve[-1], flush=True)
     acc = float(np.mean(np.asarray(SLOTS)[read(m, batches, xv).argmax(1)] == yv))
     write_result({"size": args.size, "budget_s": args.budget_s, "steps": step, "train_photos": len(xp),
+                  "photo_fraction": args.photo_fraction,
                   "catalog_images": len(xc), "val_photos": len(yv), "val_slot": acc,
                   "majority_slot_share": Counter(yv.tolist()).most_common(1)[0][1] / len(yv),
                   "curve": curve, "load_seconds": round(load_s, 1)}, args.out)

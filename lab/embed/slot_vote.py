@@ -11,6 +11,16 @@ Measured 2026-12-07 with the demo encoder (`encoder/20261207T122848526Z-32e8e1`)
 catalog 0.490, refs 0.603, both 0.570 (docs/benchmark.md "Perception on real photos, second
 pass"). Choose on ``--split val``.
 
+What kiosk answers would add (`mmrec embed photo-refs --answers`), simulated on the split's own
+labelled photos, each read leaving itself out:
+
+  refs+same    the reference photos plus the other photos of the same photographer (a store's
+               kiosk: same camera, light and backdrop), as if answered earlier
+  refs+others  the reference photos plus the photos of every other photographer of the split
+
+Measured 2026-12-07 (same encoder, val): refs 0.603, refs+same 0.609, refs+others 0.616: small
+with this encoder (docs/serving.md "Kiosk photo answers").
+
 Usage (repo root):
   .venv/bin/python -m lab.embed.slot_vote --artifacts artifacts --split val
 """
@@ -46,6 +56,22 @@ def vote_accuracy(photo_vecs: np.ndarray, truth: list[str], pool_vecs: np.ndarra
     return {name: float(np.mean(v)) for name, v in out.items()}
 
 
+def answers_accuracy(photo_vecs: np.ndarray, truth: list[str], senders: list[str], ref_vecs: np.ndarray,
+                     ref_slots: np.ndarray, k: int = K) -> dict[str, float]:
+    """Reference-photo vote with the split's other photos added as answered ones (leave one out):
+    of the same photographer, or of every other photographer."""
+    truth_a, senders_a = np.asarray(truth), np.asarray(senders)
+    out = {"refs+same": [], "refs+others": []}
+    for i, t in enumerate(truth):
+        others = np.arange(len(truth)) != i
+        for name, pick in (("refs+same", others & (senders_a == senders_a[i])),
+                           ("refs+others", senders_a != senders_a[i])):
+            vecs = np.vstack([ref_vecs, photo_vecs[pick]])
+            slots = np.concatenate([ref_slots, truth_a[pick]])
+            out[name].append(majority(slots[np.argsort(-(vecs @ photo_vecs[i]))[:k]]) == t)
+    return {name: float(np.mean(v)) for name, v in out.items()}
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     photo_args(p)
@@ -66,6 +92,8 @@ def main(argv: list[str] | None = None) -> int:
     out = {"encoder": enc_art.version, "split": args.split, "photos": len(photos), "references": len(refs),
            **vote_accuracy(vecs, [ph.slot for ph in photos], pool_vecs, np.asarray(pool_slots),
                            ref_vecs, np.asarray([r.slot for r in refs])),
+           **answers_accuracy(vecs, [ph.slot for ph in photos], [str(ph.sender) for ph in photos],
+                              ref_vecs, np.asarray([r.slot for r in refs])),
            "seconds": round(time.perf_counter() - t0, 1)}
     write_result(out, args.out)
     return 0

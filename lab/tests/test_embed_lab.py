@@ -60,3 +60,17 @@ def test_lower_bound_threshold_needs_enough_right_readings():
     # 5 of 5 right is not enough evidence for 90%; 40 of 40 is
     assert lower_bound_threshold([0.9] * 5 + [0.1] * 5, [True] * 5 + [False] * 5, 0.9) == 1.0
     assert lower_bound_threshold([0.9] * 40 + [0.1] * 5, [True] * 40 + [False] * 5, 0.9) == 0.9
+
+
+def test_answers_accuracy_adds_the_splits_other_photos_leaving_each_out():
+    from lab.embed.slot_vote import answers_accuracy
+
+    refs = np.array([[0, 1]], np.float32)  # one reference photo, a top, far from the photos
+    photos = np.array([[1, 0], [1, 0], [0.9, 0.1]], np.float32)
+    # two bottoms by photographer a, a shoe by b; k=1: the nearest other photo decides
+    got = answers_accuracy(photos, ["bottom", "bottom", "shoes"], ["a", "a", "b"], refs,
+                           np.array(["top"]), k=1)
+    # same photographer: each bottom finds the other bottom, the shoe only the top reference
+    assert got["refs+same"] == pytest.approx(2 / 3)
+    # other photographers: bottoms find the shoe, the shoe finds a bottom
+    assert got["refs+others"] == 0.0

@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import sys
 import time
+from pathlib import Path
 
 from mmrec.commands import add_config_args, stage_config
 
@@ -37,6 +38,9 @@ def register(sub) -> None:
     pr.add_argument("--table", default="benchmark/suites/photos/real_photos.yaml",
                     help="reviewed label table with the photographer split (train photographers only)")
     pr.add_argument("--encoder", default=None, help="encoder version (default: CURRENT)")
+    pr.add_argument("--answers", nargs="?", const="served", default=None, metavar="STORE",
+                    help="also the kiosk photos shoppers agreed to keep with their answer, from the "
+                         "feedback store STORE (default: the one `mmrec serve` writes)")
     add_config_args(pr)
     pr.set_defaults(handler=_photo_refs)
 
@@ -77,10 +81,28 @@ def _photo_refs(args) -> int:
 
     store = ArtifactStore(args.artifacts)
     t0 = time.perf_counter()
-    art = build_photo_refs(store, Encoder.load(store, args.encoder), args.source, args.table, default_taxonomy())
+    answers = _kiosk_answers(args) if args.answers else []
+    art = build_photo_refs(store, Encoder.load(store, args.encoder), args.source, args.table,
+                           default_taxonomy(), answers=answers)
     print(f"wrote {art.path} in {time.perf_counter() - t0:.0f}s: {json.dumps(art.metrics)}", file=sys.stderr)
     print(art.version)
     return 0
+
+
+def _kiosk_answers(args) -> list:
+    from mmrec.commands import served_feedback_store
+    from mmrec.errors import InputError
+    from mmrec.feedback.photo_answers import answered_photos
+    from mmrec.feedback.store import FeedbackStore
+
+    path = served_feedback_store(args, serve_overrides=False) if args.answers == "served" else Path(args.answers)
+    if not path.is_file():
+        raise InputError(f"--answers: no feedback store at {path}")
+    fb = FeedbackStore(path)
+    try:
+        return answered_photos(fb)
+    finally:
+        fb.close()
 
 
 def _catalog(args) -> int:

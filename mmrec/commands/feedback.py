@@ -87,6 +87,7 @@ def _export(args) -> int:
 
 
 def _prune(args) -> int:
+    from mmrec.feedback.photo_answers import prune_files
     from mmrec.feedback.store import FeedbackStore
 
     days = args.retention_days
@@ -100,6 +101,7 @@ def _prune(args) -> int:
     store = FeedbackStore(_store_path(args))
     try:
         counts = store.prune(cut)
+        counts["photo_answer_files"] = prune_files(store)
     finally:
         store.close()
     print(json.dumps({"older_than": cut.isoformat(timespec="seconds"), "deleted": counts}))

@@ -11,8 +11,8 @@ The ``photo_refs`` artifact holds, for the photos of the benchmark's TRAIN photo
 test photographers never enter; "could not tell" labels never do), their slot and the encoder's
 image vector. It is tied to that encoder: a kiosk photo embedded by another encoder lives in
 another space, so the loader refuses a mismatched set (the vote then falls back to the catalog).
-A retailer grows its own set the same way: kiosk photos with the shopper's answer to "what is
-it?" are labelled reference photos.
+A retailer grows its own set the same way: kiosk photos kept with the shopper's answer to "what
+is it?" (with consent, `mmrec.feedback.photo_answers`) join with `mmrec embed photo-refs --answers`.
 """
 
 from __future__ import annotations
@@ -68,8 +68,10 @@ class PhotoRefs:
 
 
 def build_photo_refs(store: Any, encoder: Any, source: str | Path, table: str | Path,
-                     taxonomy: Any, *, batch_size: int = 256) -> Any:
-    """Embed the train photographers' labelled photos with ``encoder``; write ``photo_refs``.
+                     taxonomy: Any, *, answers: Sequence[Any] = (), batch_size: int = 256) -> Any:
+    """Embed the train photographers' labelled photos, and ``answers`` (kiosk photos with the
+    shopper's answer, `mmrec.feedback.photo_answers.PhotoAnswer`), with ``encoder``; write
+    ``photo_refs``.
 
     Raises:
         InputError: no images.csv under ``source``, or no labelled train-photographer photo.
@@ -77,12 +79,14 @@ def build_photo_refs(store: Any, encoder: Any, source: str | Path, table: str | 
     import pyarrow as pa
     import pyarrow.parquet as pq
 
-    from mmrec.bench.photo_sources import training_photos
+    from mmrec.bench.photo_sources import PhotoTruth, training_photos
     from mmrec.images import ImageError, load_image
 
     photos = training_photos(source, table, taxonomy)
     if not photos:
         raise InputError(f"no labelled train-photographer photo under {source}")
+    photos += [PhotoTruth(f"kiosk:{a.photo_id}", "kiosk_answer", str(a.path), a.category or a.slot,
+                          slot=a.slot, sender="kiosk") for a in answers]
     kept, images = [], []
     for p in photos:
         try:
@@ -98,6 +102,7 @@ def build_photo_refs(store: Any, encoder: Any, source: str | Path, table: str | 
         pq.write_table(rows, w.path / REFS_FILE)
         np.save(w.path / VECTORS_FILE, vectors)
         w.metrics = {"photos": len(kept), "unreadable": len(photos) - len(kept),
+                     "kiosk_answers": sum(p.sender == "kiosk" for p in kept),
                      "senders": len({p.sender for p in kept}),
                      "slots": {s: int(n) for s, n in zip(*np.unique(rows.column("slot").to_pylist(),
                                                                     return_counts=True))}}

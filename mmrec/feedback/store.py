@@ -28,7 +28,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Literal
 
-SCHEMA_VERSION = 3
+SCHEMA_VERSION = 4
 Synchronous = Literal["NORMAL", "FULL"]
 
 # One migration per schema version, applied in order inside one transaction each; the file
@@ -89,6 +89,20 @@ MIGRATIONS[3] = [
     "ALTER TABLE stock_updates ADD COLUMN op TEXT NOT NULL DEFAULT 'stock'",  # stock | upsert | delete
     "ALTER TABLE stock_updates ADD COLUMN body TEXT",                        # upsert: JSON row + vector
 ]
+# 4: kiosk photo answers — a photo the kiosk could not read, kept with the shopper's answer to
+# "what is it?" only when the shopper agreed (`share_photo`); the image lies beside the store
+# (`mmrec.feedback.photo_answers`), the row says what the shopper said it is.
+MIGRATIONS[4] = [
+    """CREATE TABLE photo_answers (
+         photo_id TEXT PRIMARY KEY,       -- sha256 of the stored JPEG
+         ts_us INTEGER NOT NULL,          -- when it was answered
+         slot TEXT NOT NULL,
+         category TEXT,                   -- NULL: the shopper named the slot only
+         request_id TEXT
+       )""",
+    "CREATE INDEX photo_answers_ts ON photo_answers(ts_us)",
+]
+PHOTO_ANSWER_COLUMNS = ("photo_id", "ts_us", "slot", "category", "request_id")
 CATALOG_OPS = ("stock", "upsert", "delete")
 # one stored catalog change, as `catalog_changes_since` returns it less its seq
 CatalogChange = tuple[str, str, "bool | None", "float | None", "dict | None"]  # (op, item_id, in_stock, price, body)
@@ -250,15 +264,32 @@ class FeedbackStore:
             row = self._con.execute("SELECT profile FROM profiles WHERE user_id = ?", (user_id,)).fetchone()
         return json.loads(row[0]) if row else None
 
+    # -- kiosk photo answers ---------------------------------------------------------------
+    def add_photo_answer(self, photo_id: str, slot: str, category: str | None, request_id: str | None) -> bool:
+        """Store what a shopper said a photo shows; True if the photo was new (a later answer
+        for the same photo replaces the earlier one: the shopper corrected it)."""
+        with self._write() as cur:
+            had = cur.execute("SELECT 1 FROM photo_answers WHERE photo_id = ?", (photo_id,)).fetchone()
+            cur.execute(f"INSERT OR REPLACE INTO photo_answers ({', '.join(PHOTO_ANSWER_COLUMNS)}) "
+                        "VALUES (?, ?, ?, ?, ?)", (photo_id, now_us(), slot, category, request_id))
+        return had is None
+
+    def photo_answers(self) -> list[tuple[str, int, str, str | None, str | None]]:
+        """Every stored photo answer (PHOTO_ANSWER_COLUMNS), oldest first."""
+        with self._lock:
+            return self._con.execute(f"SELECT {', '.join(PHOTO_ANSWER_COLUMNS)} FROM photo_answers "
+                                     "ORDER BY ts_us, photo_id").fetchall()
+
     # -- deletion and retention ------------------------------------------------------------
     def delete_user(self, user_id: str) -> dict[str, int]:
         """Remove the user's profile, events and impressions in one transaction; the counts."""
         return self._delete({t: ("user_id = ?", (user_id,)) for t in ("profiles", "events", "impressions")})
 
     def prune(self, older_than: dt.datetime) -> dict[str, int]:
-        """Delete events and impressions whose time is before ``older_than`` (retention)."""
+        """Delete events, impressions and photo answers whose time is before ``older_than``
+        (retention; the answers' image files go with `mmrec.feedback.photo_answers.prune_files`)."""
         cut = to_us(older_than)
-        return self._delete({t: ("ts_us < ?", (cut,)) for t in ("events", "impressions")})
+        return self._delete({t: ("ts_us < ?", (cut,)) for t in ("events", "impressions", "photo_answers")})
 
     def _delete(self, where: dict[str, tuple[str, tuple]]) -> dict[str, int]:
         counts: dict[str, int] = {}

@@ -28,6 +28,7 @@ from mmrec.api_models import (ErrorOut, ItemOut, RecommendRequest, RecommendResp
                               RequestFilters, SceneOut, ScenesResponse, TagResponse)
 from mmrec.errors import ArtifactError, InputError
 from mmrec.feedback.impressions import impression_parts
+from mmrec.feedback.photo_answers import keep_answer
 from mmrec.feedback.stock import StockSync
 from mmrec.images import ImageError, load_image
 from mmrec.lru import LRU
@@ -275,6 +276,9 @@ def create_app(recommender: Any, settings: ServeSettings | None = None, *,
         slot: Annotated[str | None, Form(max_length=20, description="what the item is, as the shopper "
                                          "says (top, bottom, ...): the photo anchors there")] = None,
         category: Annotated[str | None, Form(max_length=40, description="its catalog category")] = None,
+        share_photo: Annotated[bool, Form(description="the shopper agreed to keep this photo with their "
+                                          "slot/category answer, to improve photo reading (needs slot or "
+                                          "category; kept without metadata, no user id)")] = False,
         accept_language: Annotated[str | None, Header(max_length=500)] = None,
     ) -> Response:
         rec = current()
@@ -284,6 +288,8 @@ def create_app(recommender: Any, settings: ServeSettings | None = None, *,
                                    filters=RequestFilters.model_validate_json(filters) if filters
                                    else RequestFilters())
             hint = parse_slot_hint(slot, category, rec.tax)  # InputError -> 422 naming the choices
+            if share_photo and hint is None:
+                raise InputError("share_photo keeps a photo with the shopper's answer: give slot or category")
         except ValidationError as e:
             raise RequestValidationError(e.errors(include_input=False)) from None
         except InputError as e:
@@ -296,6 +302,8 @@ def create_app(recommender: Any, settings: ServeSettings | None = None, *,
         analysis = await photo.analyze(img)
         async with gate:
             resp = await run_in_threadpool(rec.recommend, req, photo=analysis, slot_hint=hint)
+        if share_photo and hint is not None:
+            resp.notes.append(await _keep_answer(img, hint, resp.request_id))
         metrics.outfits.inc(len(resp.outfits))
         if log_on:
             log_impression(resp.request_id, req, impression_parts(resp), resp.versions.get("variant"))
@@ -317,6 +325,14 @@ def create_app(recommender: Any, settings: ServeSettings | None = None, *,
         return TagResponse(request_id=request.scope.get("state", {}).get("request_id", ""),
                            versions=versions, attributes=analysis.attributes, slot=slot,
                            similar=similar, notes=notes)
+
+    async def _keep_answer(img, hint, request_id: str) -> str:
+        """Keep a consented photo with the shopper's answer (`mmrec.feedback.photo_answers`);
+        the note that says what happened to it."""
+        if feedback is None:
+            return "your photo was not kept: this server keeps no feedback"
+        await run_in_threadpool(keep_answer, feedback.store, img, hint.slot, hint.category, request_id)
+        return "your photo is kept with your answer to help read photos better"
 
     async def _decode(upload: UploadFile):
         data = await upload.read(settings.image.max_bytes + 1)
