@@ -96,7 +96,7 @@ class PhotoOut(StrictModel):
 
     attributes: dict[str, dict[str, Any]] = Field(default_factory=dict)
     slot: str | None = Field(None, description="the slot the outfits are built around (None: not placed)")
-    slot_source: Literal["tagger", "neighbours", "shopper", "none"] = "none"
+    slot_source: Literal["tagger", "encoder", "neighbours", "shopper", "none"] = "none"
     similar: list[str] = Field(default_factory=list)
     slot_confidence: float | None = Field(
         None, description="calibrated probability that the read slot is right (None: no calibrator, "

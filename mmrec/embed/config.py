@@ -155,6 +155,14 @@ def _default_templates() -> list[TextTemplate]:
             TextTemplate(text="{colour} {category} for {gender}, {usage}")]
 
 
+class SlotHeadConfig(StrictModel):
+    """A linear slot head on the image vector trained with cross-entropy next to the contrastive
+    loss (`mmrec.embed.slot_head`); weight 0: no head."""
+
+    weight: float = Field(0.0, ge=0, description="cross-entropy weight relative to the contrastive loss")
+    scale: float = Field(10.0, gt=0, description="the unit vector is scaled by this before the head")
+
+
 class TrainConfig(StrictModel):
     """Contrastive training of the in-house encoder on the catalog's image <-> text pairs."""
 
@@ -179,6 +187,7 @@ class TrainConfig(StrictModel):
     templates: list[TextTemplate] = Field(default_factory=_default_templates)
     kiosk: KioskAugmentConfig = Field(default_factory=KioskAugmentConfig)
     real_photos: RealPhotoPairsConfig = Field(default_factory=RealPhotoPairsConfig)
+    slot_head: SlotHeadConfig = Field(default_factory=SlotHeadConfig)
     include_val: bool = Field(False, description=(
         "also train on the val split (the test split is never trained on, whatever this says)"))
     eval_every: int = Field(5, ge=0, description="epochs between val retrieval checks (0 = only at the end)")

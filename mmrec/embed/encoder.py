@@ -23,6 +23,7 @@ import numpy as np
 
 from mmrec import kinds
 from mmrec.embed.config import ModelSpec
+from mmrec.embed.slot_head import SlotHead
 from mmrec.errors import ArtifactError, InputError
 from mmrec.images import resize_letterbox
 
@@ -121,6 +122,7 @@ class Encoder:
         self.device = device
         self.name = name
         self.version = version
+        self.slot_head: SlotHead | None = None  # trained with train.slot_head (mmrec.embed.slot_head)
         pp = open_clip.get_model_preprocess_cfg(model)
         size = pp.get("size", model.visual.image_size)
         self.image_size = int(size[0] if isinstance(size, (tuple, list)) else size)
@@ -190,9 +192,11 @@ class Encoder:
         model = open_clip.create_model(name, device=dev)
         tokenizer = open_clip.get_tokenizer(name)
         model_cfg = json.loads((path / OPEN_CLIP_CONFIG).read_text(encoding="utf-8"))["model_cfg"]
-        return cls(model, tokenizer, encoder_id=meta["encoder_id"], model_cfg=model_cfg,
-                   preprocess=meta["preprocess"], device=dev, name=meta.get("name", ""),
-                   version=meta.get("version"))
+        enc = cls(model, tokenizer, encoder_id=meta["encoder_id"], model_cfg=model_cfg,
+                  preprocess=meta["preprocess"], device=dev, name=meta.get("name", ""),
+                  version=meta.get("version"))
+        enc.slot_head = SlotHead.load(path)
+        return enc
 
     @classmethod
     def load(cls, store: "ArtifactStore", version: str | None = None, *,
@@ -225,6 +229,8 @@ class Encoder:
                 "preprocess": self.preprocess_mode, "image_size": self.image_size,
                 "dim": self.dim, "context_length": self.context_length}
         (out / META_FILE).write_text(json.dumps(meta, indent=2), encoding="utf-8")
+        if self.slot_head is not None:
+            self.slot_head.save(out)
 
     # -- properties -----------------------------------------------------------------------
     @property

@@ -37,6 +37,7 @@ from mmrec.artifacts import Artifact, ArtifactStore
 from mmrec.embed.config import EmbedConfig
 from mmrec.embed.data import CaptionSampler, cached_pixels
 from mmrec.embed.encoder import Encoder
+from mmrec.embed.slot_head import IGNORE
 from mmrec.embed.metrics import known_item_metrics, set_metrics, top_k_indices
 from mmrec.errors import InputError
 from mmrec.splits import split_of
@@ -269,6 +270,14 @@ def _train_loop(encoder: Encoder, cfg: EmbedConfig, pixels: np.ndarray, rows: li
 
         n_photo = min(len(photos.photo_ids), round(tc.batch_size * tc.real_photos.share))
         photo_captions = PhotoCaptions(photos.fields, tc.real_photos.templates)
+    head, row_slots, photo_slots = None, None, None
+    if tc.slot_head.weight > 0:  # a supervised slot head next to the contrastive loss
+        from mmrec.embed.slot_head import HEAD_SLOTS, slot_targets
+
+        head = torch.nn.Linear(encoder.dim, len(HEAD_SLOTS))
+        opt.add_param_group({"params": list(head.parameters()), "weight_decay": 0.0})
+        row_slots = slot_targets([r.get("slot") for r in rows])
+        photo_slots = slot_targets([f.get("slot") for f in photos.fields]) if photos is not None else None
     bs = min(tc.batch_size - n_photo, len(train_idx))  # catalog images per step
     steps_per_epoch = max(1, len(train_idx) // bs)  # drop the ragged tail: a tiny batch is a noisy step
     total_steps = steps_per_epoch * tc.epochs
@@ -303,15 +312,21 @@ def _train_loop(encoder: Encoder, cfg: EmbedConfig, pixels: np.ndarray, rows: li
 
                 batch = kiosk_batch(batch, backgrounds, tc.kiosk, rng)
             texts = captions.sample(idx, rng)
+            targets = row_slots[idx] if head is not None else None
             if n_photo:
                 pidx = np.sort(rng.choice(len(photos.photo_ids), size=n_photo, replace=False))
                 batch = np.concatenate([batch, photos.pixels[pidx]])
                 texts += photo_captions.sample(pidx, rng)
+                if head is not None:
+                    targets = np.concatenate([targets, photo_slots[pidx]])
             batch = augment(batch, tc.augment.pad, tc.augment.flip, rng)
             caption_ids = torch.tensor(_ids_of(texts))
             img = model.encode_image(encoder.pixels_to_tensor(batch), normalize=True)
             txt = model.encode_text(encoder.tokenizer(texts), normalize=True)
             loss = multi_positive_clip_loss(img, txt, model.logit_scale.exp(), caption_ids)
+            if head is not None and (targets != IGNORE).any():
+                loss = loss + tc.slot_head.weight * torch.nn.functional.cross_entropy(
+                    head(img * tc.slot_head.scale), torch.from_numpy(targets), ignore_index=IGNORE)
             opt.zero_grad(set_to_none=True)
             loss.backward()
             if tc.grad_clip:
@@ -343,6 +358,10 @@ def _train_loop(encoder: Encoder, cfg: EmbedConfig, pixels: np.ndarray, rows: li
     if bar is not None:
         bar.close()
     model.eval()
+    if head is not None:
+        from mmrec.embed.slot_head import SlotHead
+
+        encoder.slot_head = SlotHead.from_torch(head, tc.slot_head.scale)
 
 
 def _ids_of(texts: list[str]) -> list[int]:

@@ -27,6 +27,8 @@ class PhotoAnalysis:
     attributes: dict[str, dict[str, Any]] = field(default_factory=dict)  # field -> {value, confidence}
     vector: list[float] | None = None
     encoder_id: str | None = None
+    # slot -> probability from the encoder's slot head (None: the encoder has no head)
+    slot_probs: dict[str, float] | None = None
     versions: dict[str, str] = field(default_factory=dict)
     # photo_models_ms: the models' pass; photo_batch: photos that shared it (batching at work)
     timings: dict[str, float] = field(default_factory=dict)
@@ -97,9 +99,14 @@ class PhotoModels:
             for out, tags in zip(outs, self.tagger.tag(list(images))):
                 out.attributes = {k: dict(v) for k, v in tags.items() if v and v.get("value") is not None}
         if self.encoder is not None:
-            for out, vec in zip(outs, self.encoder.encode_images(list(images))):
+            vecs = self.encoder.encode_images(list(images))
+            head = getattr(self.encoder, "slot_head", None)
+            probs = head.probs(vecs) if head is not None else None
+            for n, (out, vec) in enumerate(zip(outs, vecs)):
                 out.vector = [float(x) for x in vec]
                 out.encoder_id = self.encoder.encoder_id
+                if probs is not None:
+                    out.slot_probs = {s: round(float(p), 4) for s, p in zip(head.slots, probs[n])}
         took = round((time.perf_counter() - t0) * 1000, 3)
         for out in outs:
             out.timings = {"photo_models_ms": took, "photo_batch": float(len(images))}

@@ -221,7 +221,8 @@ class Recommender:
         are the scene's, matched to the photo's colours. Returns ``first`` when neither helps."""
         read = first.photo
         assert read is not None and read.slot is not None
-        tries: tuple[SlotFrom, ...] = ("neighbours", "colours") if read.slot_source == "tagger" else ("colours",)
+        tries: tuple[SlotFrom, ...] = (("neighbours", "colours") if read.slot_source in ("tagger", "encoder")
+                                        else ("colours",))
         for slot_from in tries:
             retry = self._attempt(ctx, photo, slot_from)
             if not retry.outfits or (slot_from == "neighbours" and retry.photo.slot == read.slot):

@@ -1,0 +1,74 @@
+"""The encoder's slot head: trained next to the contrastive loss on catalog items and phone
+photos, saved and loaded with the encoder, and read first when the kiosk places a photo."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from mmrec.config import load_config
+from mmrec.embed.slot_head import HEAD_SLOTS, IGNORE, SlotHead, slot_targets
+from mmrec.outfit.photo import PhotoAnalysis
+from mmrec.recommend.slot_confidence import FEATURES, evidence_of, slot_choices
+from mmrec.taxonomy import default_taxonomy
+from test_embed_mixed import TABLE, write_real_photos
+
+TAX = default_taxonomy()
+
+
+def test_targets_skip_rows_without_an_outfit_slot():
+    assert slot_targets(["top", "other", None, "shoes"]).tolist() == [0, IGNORE, IGNORE, HEAD_SLOTS.index("shoes")]
+
+
+def test_head_probabilities_and_round_trip(tmp_path):
+    w = np.zeros((len(HEAD_SLOTS), 2), np.float32)
+    w[HEAD_SLOTS.index("bottom")] = [1, 0]
+    w[HEAD_SLOTS.index("shoes")] = [0, 1]
+    head = SlotHead(HEAD_SLOTS, w, np.zeros(len(HEAD_SLOTS), np.float32), 10.0)
+    p = head.probs(np.array([[1, 0], [0, 1]], np.float32))
+    assert np.allclose(p.sum(axis=1), 1.0)
+    assert [HEAD_SLOTS[i] for i in p.argmax(axis=1)] == ["bottom", "shoes"]
+    head.save(tmp_path)
+    back = SlotHead.load(tmp_path)
+    assert back.slots == HEAD_SLOTS and np.allclose(back.probs(np.eye(2, dtype=np.float32)), head.probs(np.eye(2)))
+    assert SlotHead.load(tmp_path / "none") is None  # an encoder trained without a head
+
+
+def test_training_with_a_slot_head_saves_it_with_the_encoder(tmp_path):
+    pytest.importorskip("torch")
+    from embed_fixtures import ingest, write_catalog
+    from mmrec.artifacts import ArtifactStore
+    from mmrec.embed.encoder import Encoder
+    from mmrec.embed.train import train_encoder
+
+    store = ArtifactStore(tmp_path / "art")
+    ingest(store, write_catalog(tmp_path / "src", 40))
+    src = write_real_photos(tmp_path / "real_photos")
+    over = ["train.epochs=2", "train.batch_size=16", "train.real_photos.share=0.25",
+            f"train.real_photos.source={src}", f"train.real_photos.table={TABLE}"]
+    plain = train_encoder(store, load_config("embed", profile="tiny", overrides=over), progress=False, log=lambda s: None)
+    assert Encoder.from_dir(plain.path, device="cpu").slot_head is None
+    art = train_encoder(store, load_config("embed", profile="tiny", overrides=over + ["train.slot_head.weight=1.0"]),
+                        progress=False, log=lambda s: None)
+    enc = Encoder.from_dir(art.path, device="cpu")
+    assert enc.slot_head is not None and enc.slot_head.slots == HEAD_SLOTS
+    # the head was trained: it no longer gives every slot the same probability
+    probs = enc.slot_head.probs(np.eye(enc.dim, dtype=np.float32)[:4])
+    assert probs.shape == (4, len(HEAD_SLOTS)) and probs.std() > 1e-3
+
+
+def test_the_slot_head_places_the_photo_and_orders_the_question():
+    """Read first: the head's slot, not the tagger's category of another slot; its
+    probability is evidence; the question lists the slots in the head's order."""
+    from mmrec.recommend.photo_anchor import PhotoAnchoring
+
+    probs = {s: 0.01 for s in HEAD_SLOTS} | {"bottom": 0.6, "shoes": 0.3}
+    photo = PhotoAnalysis(attributes={"category": {"value": "shirts", "confidence": 0.9}}, slot_probs=probs)
+    anchoring = PhotoAnchoring.__new__(PhotoAnchoring)
+    anchoring.tax, anchoring.min_confidence = TAX, 0.5
+    assert anchoring.read_slot(photo) == ("bottom", "encoder")
+    assert anchoring.read_slot(PhotoAnalysis(attributes=photo.attributes)) == ("top", "tagger")
+    ev = evidence_of("bottom", photo.attributes, ["top"] * 5, TAX, probs)
+    assert dict(zip(FEATURES, ev.features()))["head_for"] == 0.6
+    assert slot_choices(ev)[:3] == ["bottom", "shoes", "top"]
+    assert dict(zip(FEATURES, evidence_of("bottom", {}, [], TAX).features()))["head_for"] == 0.0
