@@ -15,6 +15,8 @@ docs/results/perception-ask-20261207/slot_cnn_ceiling_*_scratch.log):
   64 px (stride-1 stem),  420 s:   314 steps, slot 0.589
   96 px (standard stem), 1,200 s: 1,298 steps, slot 0.781 (0.662 / 0.722 / 0.768 at steps
                                   400 / 800 / 1,000: still rising at the end of the budget)
+  96 px, --photo-fraction 0.5 (this script; the machine shared with other jobs): 586 steps,
+                                  0.689 -- fewer steps than the full run: not a learning curve yet
 The served reading (tagger when confident, else the vote of catalog look-alikes and reference
 photos, demo models) reads the same val photos 0.570 (`mmrec bench calibrate-slot`: accuracy
 without abstention). Conclusion: a supervised slot objective on a wider image tower at 96 px

@@ -6,9 +6,12 @@ among its two most probable (``head_top2``), and the tagger's confident reading 
 where it is confident (``--vlm``: its slot right there, and the head's on the same photos), which
 decides whether the kiosk should read the head or the tagger first.
 
-Measured 2026-12-07 on val (151): encoder 20261207T160512213Z-3e65b9 (weight 1.0, 288 steps)
-head 0.623, top two 0.788; on the 37 photos where the demo tagger is confident (>= 0.5) the tagger
-0.676, the head 0.784 -> the head is read first (`PhotoAnchoring.read_slot`). Choose on val.
+Measured 2026-12-07 with this script on the demo encoder 20261207T161009142Z-4e9839 (weight 1.0,
+287 steps) and the demo tagger: val (151) head 0.609, top two 0.801; on the 38 photos where the
+tagger is confident (>= 0.5) tagger 0.711, head 0.737 -> the head is read first
+(`PhotoAnchoring.read_slot`; the first measurement, on the 288-step arm with the readings of the
+benchmark's reader, gave 0.623 and 37 photos at 0.676 / 0.784). Test, once: 0.603 / 0.781; (116)
+tagger 0.655, head 0.638. H&M: 0.33 / 0.53. Choose on val.
 
 Usage (repo root):
   .venv/bin/python -m lab.embed.slot_head_eval --encoder <version> --split val [--vlm CURRENT]
