@@ -213,3 +213,17 @@ def test_rules_and_harmony_are_not_claimed_on_unsure_tagger_readings():
     unsure.rows[1]["attributes"]["usage"] = {"value": "formal", "source": "model", "confidence": 0.7}
     e = roomy.explain(unsure, ["m1", "m2"], c)
     assert "no sportswear at the office" not in e.text and e.precision == 1.0
+
+
+def test_a_look_alike_is_named_with_its_colour_only_when_the_photo_shares_it(items, explainer):
+    """The image route vouches for the look: "the white shirt is similar to your photo" of a
+    photo read as green would claim a colour match nobody saw."""
+    from mmrec.outfit.wording import split_statements
+
+    def said(**kw):
+        e = explainer.explain(items, OUTFIT, ctx(items, photo_similar={"t1"}, **kw))
+        return [s for s in split_statements(e.text) if "similar to your photo" in s]
+
+    assert said(photo_colour_family="white") == ["The white shirt is similar to your photo."]
+    assert said(photo_colour_family="green") == ["The shirt is similar to your photo."]
+    assert said() == ["The shirt is similar to your photo."]  # the photo's colour was not read

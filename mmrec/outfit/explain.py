@@ -142,6 +142,15 @@ class Explainer:
                                        self.cfg.max_words - len(outfit.en.split()))
         return facts + evidence, [outfit, *said]
 
+    def _same_colour_family(self, items: ItemTable, item_id: str, family: str | None) -> bool:
+        colour = items.row(item_id).get("colour")
+        return family is not None and colour is not None and self.tax.colour_family(colour) == family
+
+    def _bare_name(self, items: ItemTable, item_id: str) -> tuple[str, str]:
+        """(English, Chinese) name of an item without its colour."""
+        cat = items.row(item_id).get("category")
+        return (display_category(cat) if cat else "item"), zh_item(self.tax, None, cat)
+
     def _claims(self, items: ItemTable, item_ids: list[str], ctx: ExplainContext,
                 names: dict[str, tuple[str, str]]) -> list[Claim]:
         """Every claim the facts back, most telling first (`select_claims` keeps the head)."""
@@ -163,10 +172,15 @@ class Explainer:
         similar = [i for i in item_ids if i in ctx.photo_similar]
         if similar:
             be = "are" if len(similar) > 1 or is_plural_noun(items.row(similar[0])["category"]) else "is"
+            # the image route vouches for the look, not the colour: a look-alike is named with its
+            # colour only where the photo was read in the same colour family (re-shot catalog
+            # photos: "the white shirt is similar" to a green kurta was the commonest false claim)
+            like = {i: names[i] if self._same_colour_family(items, i, ctx.photo_colour_family)
+                    else self._bare_name(items, i) for i in similar}
             out.append(Claim(
                 "photo", [Fact(item_id=i, field="recall_route", value="image", source="recall") for i in similar],
-                f"The {join_phrases([names[i][0] for i in similar])} {be} similar to your photo.",
-                f"{zh_join([names[i][1] for i in similar])}与您的照片相似。"))
+                f"The {join_phrases([like[i][0] for i in similar])} {be} similar to your photo.",
+                f"{zh_join([like[i][1] for i in similar])}与您的照片相似。"))
         # the shopper: history first (what they pick), then the profile's occasions
         for fld in ("colour", "category"):
             top = set(ctx.taste.get(fld, []))

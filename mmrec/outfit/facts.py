@@ -50,4 +50,7 @@ class ExplainContext:
     query_text: str | None = None
     query_matches: set[str] = field(default_factory=set)  # items of the kind the query names
     photo_similar: set[str] = field(default_factory=set)  # items found by the photo
+    # the photo's colour family as the tagger read it with confidence (None: not read): a
+    # look-alike is named with its colour only when it shares it
+    photo_colour_family: str | None = None
     harmony: str | None = None  # key of HARMONY_PHRASES computed by the caller

@@ -108,7 +108,7 @@ class Recommender:
                                      self.cfg.photo_min_confidence, slot_calibrator,
                                      self.cfg.photo_abstain_below, photo_refs)
         self.queries = QueryReader(self.tax, scenes)
-        self.shaper = ResponseShaper(items, self.explainer, self.tax)
+        self.shaper = ResponseShaper(items, self.explainer, self.tax, self.cfg.photo_min_confidence)
         self.load_notes = list(notes or [])
         self.versions = self._versions(versions or {})
 
