@@ -141,3 +141,57 @@ def test_answers_join_the_reference_photos(tmp_path):
     assert main(["--artifacts", str(tmp_path / "artifacts"), "--quiet", "embed", "photo-refs", "--source",
                  str(src), "--table", str(TABLE), "--answers", str(tmp_path / "missing.sqlite")]) != 0
     assert default_taxonomy().slot_of("sneakers") == "shoes"
+
+
+def test_answers_train_the_encoder_beside_the_train_photographers(tmp_path):
+    """`train.real_photos.answers`: kept kiosk answers become labelled training photos, a slot
+    answer allowing every category of that slot."""
+    pytest.importorskip("torch")
+    from embed_fixtures import ingest, write_catalog
+    from mmrec.config import load_config
+    from mmrec.embed.train import train_encoder
+    from mmrec.feedback.photo_answers import keep_answer, training_answers
+    from mmrec.errors import InputError
+    from test_embed_mixed import TABLE, write_real_photos
+
+    fb_path = tmp_path / "fb" / "feedback.sqlite"
+    fb = FeedbackStore(fb_path)
+    try:
+        keep_answer(fb, Image.new("RGB", (40, 60), (0, 90, 0)), "shoes", "sneakers", None)
+        keep_answer(fb, Image.new("RGB", (40, 60), (90, 0, 0)), "bottom", None, None)
+    finally:
+        fb.close()
+    tax = default_taxonomy()
+    got = {p.slot: p for p in training_answers(fb_path, tax)}
+    assert got["shoes"].categories == ("sneakers",) and got["shoes"].sender == "kiosk"
+    assert "jeans" in got["bottom"].categories and all(tax.slot_of(c) == "bottom" for c in got["bottom"].categories)
+    with pytest.raises(InputError, match="no feedback store"):
+        training_answers(tmp_path / "missing.sqlite", tax)
+
+    store = ArtifactStore(tmp_path / "art")
+    ingest(store, write_catalog(tmp_path / "src", 40))
+    src = write_real_photos(tmp_path / "real_photos")
+    over = ["train.epochs=1", "train.batch_size=16", "train.real_photos.share=0.25",
+            f"train.real_photos.source={src}", f"train.real_photos.table={TABLE}"]
+    art = train_encoder(store, load_config("embed", profile="tiny", overrides=over + [f"train.real_photos.answers={fb_path}"]),
+                        progress=False, log=lambda s: None)
+    assert art.metrics["real_photo_pairs"] == 4 + 2 and art.metrics["real_photo_senders"] == 3 + 1
+
+
+def test_answers_join_the_taggers_training_photos(tmp_path):
+    from mmrec.attributes.config import TaggerPhotos
+    from mmrec.attributes.photo_labels import load_training_photos
+    from mmrec.feedback.photo_answers import keep_answer
+    from test_embed_mixed import TABLE, write_real_photos
+
+    fb_path = tmp_path / "feedback.sqlite"
+    fb = FeedbackStore(fb_path)
+    try:
+        keep_answer(fb, Image.new("RGB", (40, 60), (0, 0, 90)), "one-piece", "dresses", None)
+    finally:
+        fb.close()
+    src = write_real_photos(tmp_path / "real_photos")
+    cfg = TaggerPhotos(share=0.25, source=str(src), table=str(TABLE))
+    plain = load_training_photos(cfg, log=lambda s: None)
+    both = load_training_photos(cfg.model_copy(update={"answers": str(fb_path)}), log=lambda s: None)
+    assert len(both) == len(plain) + 1 and both[-1].categories == ("dresses",)

@@ -210,6 +210,9 @@ class TaggerPhotos(StrictModel):
         "true: refuse to train"))
     table: str = Field("benchmark/suites/photos/real_photos.yaml",
                        description="reviewed label -> slot/categories table with the photographer split")
+    answers: str | None = Field(None, description=(
+        "a feedback store (feedback.sqlite) whose kiosk photo answers, kept with the shopper's "
+        "consent, join the train photographers' photos (null: none)"))
 
 
 class SftConfig(StrictModel):

@@ -131,7 +131,12 @@ def load_training_photos(cfg, log: Callable[[str], None]) -> list[PhotoTruth]:
         log(f"real_photos.source {cfg.source!r} has no images.csv: the LoRA stage trains on the "
             "catalog alone (set real_photos.required=true to refuse instead)")
         return []
-    return training_photos(cfg.source, cfg.table, default_taxonomy())
+    photos = training_photos(cfg.source, cfg.table, default_taxonomy())
+    if cfg.answers:  # kiosk photos with the shopper's answer (mmrec.feedback.photo_answers)
+        from mmrec.feedback.photo_answers import training_answers
+
+        photos += training_answers(cfg.answers, default_taxonomy())
+    return photos
 
 
 def photo_training(cfg, parts, processor, image_index: dict[str, int] | None, n_records: int,

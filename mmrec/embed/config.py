@@ -128,6 +128,9 @@ class RealPhotoPairsConfig(StrictModel):
         PhotoTemplate(text="{category}", weight=2.0), PhotoTemplate(text="{slot}"),
         PhotoTemplate(text="{label}")])
     background_size: int = Field(48, ge=16, le=256, description="side of the cached border crops")
+    answers: str | None = Field(None, description=(
+        "a feedback store (feedback.sqlite) whose kiosk photo answers, kept with the shopper's "
+        "consent, join the train photographers' photos (null: none)"))
 
 
 class TextTemplate(StrictModel):

@@ -10,7 +10,9 @@ re-encoded from the decoded pixels (at most ``photo_max_side``), so nothing of t
 metadata (EXIF: camera, place, time) is kept. Kiosk visitors are anonymous: no user id is stored.
 
 Used by `mmrec embed photo-refs --answers` (the answered photos join the reference photos that
-vote on a photo's slot); `mmrec feedback prune` deletes rows and files past the retention.
+vote on a photo's slot) and by the mixed-domain training of both photo models
+(`real_photos.answers` in configs/embed.yaml and configs/sft.yaml: `training_answers`);
+`mmrec feedback prune` deletes rows and files past the retention.
 """
 
 from __future__ import annotations
@@ -81,3 +83,31 @@ def prune_files(store: Any) -> int:
     for f in gone:
         f.unlink(missing_ok=True)
     return len(gone)
+
+
+def training_answers(store_path: str | Path, taxonomy: Any) -> list[Any]:
+    """The kept answers of the feedback store at ``store_path`` as labelled training photos
+    (`mmrec.bench.photo_sources.PhotoTruth`): the slot, and the category when the shopper named
+    one (else every category of that slot, the set the tagger's category loss allows). Kiosk
+    visitors are not benchmark photographers, so none of these is ever judged by the benchmark.
+
+    Raises:
+        InputError: no feedback store at ``store_path``.
+    """
+    from mmrec.bench.photo_sources import PhotoTruth
+    from mmrec.errors import InputError
+    from mmrec.feedback.store import FeedbackStore
+
+    if not Path(store_path).is_file():
+        raise InputError(f"real_photos.answers: no feedback store at {store_path}")
+    store = FeedbackStore(store_path)
+    try:
+        answers = answered_photos(store)
+    finally:
+        store.close()
+    by_slot: dict[str, tuple[str, ...]] = {}
+    for cat in taxonomy.values("category"):
+        by_slot[taxonomy.slot_of(cat)] = by_slot.get(taxonomy.slot_of(cat), ()) + (cat,)
+    return [PhotoTruth(f"kiosk:{a.photo_id}", "kiosk_answer", str(a.path), a.category or a.slot, slot=a.slot,
+                       categories=(a.category,) if a.category else by_slot.get(a.slot, ()), sender="kiosk")
+            for a in answers]
