@@ -5,6 +5,21 @@
 The product registers `mmrec/embed/model_configs/` (mmrec-clip-tiny, mmrec-clip-mini); this adds
 `lab/embed/model_configs/` to open_clip's registry, then runs the product's own CLI in-process.
 A trained encoder artifact carries its architecture (open_clip_config.json), so it loads anywhere.
+
+Measured 2026-12-07 with the product recipe (slot head 1.0, photos 0.25) at 288 steps (6 epochs,
+2 threads), val (`python -m lab.embed.slot_head_eval --split val --vlm CURRENT`, `mmrec embed
+train`'s final val line); the product's mmrec-clip-mini (64 px, width 16): head 0.623, top two
+0.788, title R@10 0.561, category AP 0.553, 6.4 CPU-min:
+  mmrec-clip-mini96 (96 px): head 0.623, top two 0.821, R@10 0.574, AP 0.531, 7.6 CPU-min
+  mmrec-clip-mini-w32 (width 32): head 0.609, top two 0.762, R@10 0.605, AP 0.559, 9.2 CPU-min
+NOT ADOPTED: neither reads photos better at this budget; width 32 buys catalog retrieval (+4.4
+R@10) for 44% more compute (worth an equal-CPU pair at the full budget). The supervised CNN
+ceiling (0.78, `slot_cnn_ceiling.py`) differs in depth and width (ResNet-18), half its batch
+photos, crop augmentation and 1,300 steps, not in resolution alone.
+
+Rerun (repo root; then set artifacts/encoder/CURRENT back to the demo encoder):
+    .venv/bin/python -m lab.embed.train embed train --set model.name=mmrec-clip-mini96 \
+        --set train.epochs=6 --set train.time_budget_min=null --set train.threads=2
 """
 
 from __future__ import annotations
