@@ -96,6 +96,19 @@ def test_sharing_needs_an_answer_and_a_feedback_store(rec, tmp_path):
         assert "your photo was not kept: this server keeps no feedback" in r.json()["notes"]
 
 
+def test_a_storage_failure_keeps_the_outfits_and_says_so(rec, tmp_path, monkeypatch):
+    import mmrec.serving.app as app_module
+
+    def full_disk(*a, **k):
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(app_module, "keep_answer", full_disk)
+    with client_for(rec, tmp_path / "fb.sqlite") as c:
+        r = post(c, slot="bottom", share_photo="true")
+    assert r.status_code == 200 and r.json()["outfits"]
+    assert any("could not be kept" in n for n in r.json()["notes"])
+
+
 def test_retention_deletes_answers_and_their_photos(tmp_path):
     from mmrec.feedback.photo_answers import keep_answer
 

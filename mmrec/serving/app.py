@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import logging
 import mimetypes
+import sqlite3
 import time
 import uuid
 from pathlib import Path
@@ -331,7 +332,11 @@ def create_app(recommender: Any, settings: ServeSettings | None = None, *,
         the note that says what happened to it."""
         if feedback is None:
             return "your photo was not kept: this server keeps no feedback"
-        await run_in_threadpool(keep_answer, feedback.store, img, hint.slot, hint.category, request_id)
+        try:
+            await run_in_threadpool(keep_answer, feedback.store, img, hint.slot, hint.category, request_id)
+        except (OSError, sqlite3.Error) as e:  # a full disk must not cost the shopper the outfits
+            log.warning("photo answer of %s not kept: %s", request_id, e)
+            return "your photo could not be kept (storage error); your outfits are unaffected"
         return "your photo is kept with your answer to help read photos better"
 
     async def _decode(upload: UploadFile):
