@@ -163,7 +163,7 @@ def test_answers_train_the_encoder_beside_the_train_photographers(tmp_path):
     from embed_fixtures import ingest, write_catalog
     from mmrec.config import load_config
     from mmrec.embed.train import train_encoder
-    from mmrec.feedback.photo_answers import keep_answer, training_answers
+    from mmrec.feedback.photo_answers import keep_answer, answer_photos
     from mmrec.errors import InputError
     from test_embed_mixed import TABLE, write_real_photos
 
@@ -175,11 +175,11 @@ def test_answers_train_the_encoder_beside_the_train_photographers(tmp_path):
     finally:
         fb.close()
     tax = default_taxonomy()
-    got = {p.slot: p for p in training_answers(fb_path, tax)}
+    got = {p.slot: p for p in answer_photos(fb_path, tax)}
     assert got["shoes"].categories == ("sneakers",) and got["shoes"].sender == "kiosk"
     assert "jeans" in got["bottom"].categories and all(tax.slot_of(c) == "bottom" for c in got["bottom"].categories)
     with pytest.raises(InputError, match="no feedback store"):
-        training_answers(tmp_path / "missing.sqlite", tax)
+        answer_photos(tmp_path / "missing.sqlite", tax)
 
     store = ArtifactStore(tmp_path / "art")
     ingest(store, write_catalog(tmp_path / "src", 40))

@@ -133,9 +133,9 @@ def load_training_photos(cfg, log: Callable[[str], None]) -> list[PhotoTruth]:
         return []
     photos = training_photos(cfg.source, cfg.table, default_taxonomy())
     if cfg.answers:  # kiosk photos with the shopper's answer (mmrec.feedback.photo_answers)
-        from mmrec.feedback.photo_answers import training_answers
+        from mmrec.feedback.photo_answers import answer_photos
 
-        photos += training_answers(cfg.answers, default_taxonomy())
+        photos += answer_photos(cfg.answers, default_taxonomy())
     return photos
 
 

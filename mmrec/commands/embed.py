@@ -6,7 +6,6 @@ from __future__ import annotations
 import json
 import sys
 import time
-from pathlib import Path
 
 from mmrec.commands import add_config_args, stage_config
 
@@ -81,28 +80,19 @@ def _photo_refs(args) -> int:
 
     store = ArtifactStore(args.artifacts)
     t0 = time.perf_counter()
-    answers = _kiosk_answers(args) if args.answers else []
-    art = build_photo_refs(store, Encoder.load(store, args.encoder), args.source, args.table,
-                           default_taxonomy(), answers=answers)
+    tax = default_taxonomy()
+    answers = []
+    if args.answers:
+        from mmrec.commands import served_feedback_store
+        from mmrec.feedback.photo_answers import answer_photos
+
+        path = served_feedback_store(args, serve_overrides=False) if args.answers == "served" else args.answers
+        answers = answer_photos(path, tax)
+    art = build_photo_refs(store, Encoder.load(store, args.encoder), args.source, args.table, tax,
+                           answers=answers)
     print(f"wrote {art.path} in {time.perf_counter() - t0:.0f}s: {json.dumps(art.metrics)}", file=sys.stderr)
     print(art.version)
     return 0
-
-
-def _kiosk_answers(args) -> list:
-    from mmrec.commands import served_feedback_store
-    from mmrec.errors import InputError
-    from mmrec.feedback.photo_answers import answered_photos
-    from mmrec.feedback.store import FeedbackStore
-
-    path = served_feedback_store(args, serve_overrides=False) if args.answers == "served" else Path(args.answers)
-    if not path.is_file():
-        raise InputError(f"--answers: no feedback store at {path}")
-    fb = FeedbackStore(path)
-    try:
-        return answered_photos(fb)
-    finally:
-        fb.close()
 
 
 def _catalog(args) -> int:

@@ -84,9 +84,9 @@ def load_photo_pairs(cfg: RealPhotoPairsConfig, taxonomy: Taxonomy, image_size: 
     if not photos:
         raise InputError(f"no labelled train-photographer photo under {cfg.source}")
     if cfg.answers:  # kiosk photos with the shopper's answer (mmrec.feedback.photo_answers)
-        from mmrec.feedback.photo_answers import training_answers
+        from mmrec.feedback.photo_answers import answer_photos
 
-        photos += training_answers(cfg.answers, taxonomy)
+        photos += answer_photos(cfg.answers, taxonomy)
     h = hashlib.sha256(f"real-photos-v1-{image_size}-{cfg.background_size}-{seed}".encode())
     for p in photos:
         h.update(f"{p.photo_id}\t{p.sender}\t{p.label}\n".encode())

@@ -70,7 +70,7 @@ class PhotoRefs:
 def build_photo_refs(store: Any, encoder: Any, source: str | Path, table: str | Path,
                      taxonomy: Any, *, answers: Sequence[Any] = (), batch_size: int = 256) -> Any:
     """Embed the train photographers' labelled photos, and ``answers`` (kiosk photos with the
-    shopper's answer, `mmrec.feedback.photo_answers.PhotoAnswer`), with ``encoder``; write
+    shopper's answer, `mmrec.feedback.photo_answers.answer_photos`), with ``encoder``; write
     ``photo_refs``.
 
     Raises:
@@ -79,14 +79,13 @@ def build_photo_refs(store: Any, encoder: Any, source: str | Path, table: str | 
     import pyarrow as pa
     import pyarrow.parquet as pq
 
-    from mmrec.bench.photo_sources import PhotoTruth, training_photos
+    from mmrec.bench.photo_sources import training_photos
     from mmrec.images import ImageError, load_image
 
     photos = training_photos(source, table, taxonomy)
     if not photos:
         raise InputError(f"no labelled train-photographer photo under {source}")
-    photos += [PhotoTruth(f"kiosk:{a.photo_id}", "kiosk_answer", str(a.path), a.category or a.slot,
-                          slot=a.slot, sender="kiosk") for a in answers]
+    photos += list(answers)
     kept, images = [], []
     for p in photos:
         try:

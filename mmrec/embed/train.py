@@ -37,8 +37,8 @@ from mmrec.artifacts import Artifact, ArtifactStore
 from mmrec.embed.config import EmbedConfig
 from mmrec.embed.data import CaptionSampler, cached_pixels
 from mmrec.embed.encoder import Encoder
-from mmrec.embed.slot_head import IGNORE
 from mmrec.embed.metrics import known_item_metrics, set_metrics, top_k_indices
+from mmrec.embed.slot_head import HEAD_SLOTS, IGNORE, SlotHead, slot_targets
 from mmrec.errors import InputError
 from mmrec.splits import split_of
 
@@ -272,8 +272,6 @@ def _train_loop(encoder: Encoder, cfg: EmbedConfig, pixels: np.ndarray, rows: li
         photo_captions = PhotoCaptions(photos.fields, tc.real_photos.templates)
     head, row_slots, photo_slots = None, None, None
     if tc.slot_head.weight > 0:  # a supervised slot head next to the contrastive loss
-        from mmrec.embed.slot_head import HEAD_SLOTS, slot_targets
-
         head = torch.nn.Linear(encoder.dim, len(HEAD_SLOTS))
         opt.add_param_group({"params": list(head.parameters()), "weight_decay": 0.0})
         row_slots = slot_targets([r.get("slot") for r in rows])
@@ -359,8 +357,6 @@ def _train_loop(encoder: Encoder, cfg: EmbedConfig, pixels: np.ndarray, rows: li
         bar.close()
     model.eval()
     if head is not None:
-        from mmrec.embed.slot_head import SlotHead
-
         encoder.slot_head = SlotHead.from_torch(head, tc.slot_head.scale)
 
 

@@ -11,7 +11,7 @@ metadata (EXIF: camera, place, time) is kept. Kiosk visitors are anonymous: no u
 
 Used by `mmrec embed photo-refs --answers` (the answered photos join the reference photos that
 vote on a photo's slot) and by the mixed-domain training of both photo models
-(`real_photos.answers` in configs/embed.yaml and configs/sft.yaml: `training_answers`);
+(`real_photos.answers` in configs/embed.yaml and configs/sft.yaml), both through `answer_photos`;
 `mmrec feedback prune` deletes rows and files past the retention.
 """
 
@@ -85,11 +85,12 @@ def prune_files(store: Any) -> int:
     return len(gone)
 
 
-def training_answers(store_path: str | Path, taxonomy: Any) -> list[Any]:
-    """The kept answers of the feedback store at ``store_path`` as labelled training photos
-    (`mmrec.bench.photo_sources.PhotoTruth`): the slot, and the category when the shopper named
-    one (else every category of that slot, the set the tagger's category loss allows). Kiosk
-    visitors are not benchmark photographers, so none of these is ever judged by the benchmark.
+def answer_photos(store_path: str | Path, taxonomy: Any) -> list[Any]:
+    """The kept answers of the feedback store at ``store_path`` as labelled photos
+    (`mmrec.bench.photo_sources.PhotoTruth`, sender "kiosk"): the slot, and the category when the
+    shopper named one (else every category of that slot, the set the tagger's category loss
+    allows). Kiosk visitors are not benchmark photographers: none of these is ever judged by the
+    benchmark.
 
     Raises:
         InputError: no feedback store at ``store_path``.
@@ -99,7 +100,7 @@ def training_answers(store_path: str | Path, taxonomy: Any) -> list[Any]:
     from mmrec.feedback.store import FeedbackStore
 
     if not Path(store_path).is_file():
-        raise InputError(f"real_photos.answers: no feedback store at {store_path}")
+        raise InputError(f"no feedback store at {store_path} (kiosk photo answers)")
     store = FeedbackStore(store_path)
     try:
         answers = answered_photos(store)

@@ -65,6 +65,7 @@ class Attempt:
     photo: PhotoOut | None = None  # how the photo was read in this attempt
     anchor_pool: list[str] = field(default_factory=list)  # look-alikes allowed in the anchor slot
     notes: list[str] = field(default_factory=list)
+    photo_colour: str | None = None  # the photo's colour as the anchor uses it (read confidently)
 
 
 def elapsed_ms(t0: float) -> float:

@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING, Any
 
 from mmrec import kinds
 from mmrec.artifacts import ArtifactStore
+from mmrec.embed.photo_refs import PhotoRefs
 from mmrec.errors import ArtifactNotFound
 from mmrec.outfit.items import ItemTable
 from mmrec.outfit.loading import attach_vectors, merge_predictions
@@ -18,7 +19,6 @@ from mmrec.outfit.photo import PhotoModels
 from mmrec.outfit.priors import CooccurrencePriors
 from mmrec.outfit.scenes import SceneBook
 from mmrec.recommend.config import RecommenderConfig
-from mmrec.embed.photo_refs import PhotoRefs
 from mmrec.recommend.slot_confidence import SlotCalibrator
 from mmrec.taxonomy import default_taxonomy
 

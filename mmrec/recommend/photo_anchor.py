@@ -91,9 +91,9 @@ class PhotoAnchoring:
     def read_slot(self, photo: PhotoAnalysis) -> tuple[str | None, str]:
         """The photo's slot before any vote: the encoder's slot head when it has one, else the
         tagger's confident category (`tagged_slot`). The head first: on the real-photo val
-        photographers it read the slot right 0.636 against 0.570 for the tagger-else-vote rule,
-        and 0.784 against 0.676 on the photos where the tagger was confident (docs/recall.md
-        "Slot head")."""
+        photographers the demo encoder's head read the slot right 0.609 against 0.570 for the
+        tagger-else-vote rule, and 0.737 against 0.711 on the photos where the tagger was
+        confident (`lab/embed/slot_head_eval.py`, docs/recall.md "Slot head")."""
         if photo.slot_probs:
             return max(photo.slot_probs, key=photo.slot_probs.__getitem__), "encoder"
         return self.tagged_slot(photo)

@@ -108,7 +108,7 @@ class Recommender:
                                      self.cfg.photo_min_confidence, slot_calibrator,
                                      self.cfg.photo_abstain_below, photo_refs)
         self.queries = QueryReader(self.tax, scenes)
-        self.shaper = ResponseShaper(items, self.explainer, self.tax, self.cfg.photo_min_confidence)
+        self.shaper = ResponseShaper(items, self.explainer, self.tax)
         self.load_notes = list(notes or [])
         self.versions = self._versions(versions or {})
 
@@ -262,7 +262,8 @@ class Recommender:
                                         require_slot=ctx.query.slot, allow_repeats=request.allow_repeats,
                                         max_total_price=request.filters.budget)
         ctx.add_ms("compose_ms", t)
-        return Attempt(outfits, cands, photo_out, anchor_pool, notes)
+        return Attempt(outfits, cands, photo_out, anchor_pool, notes,
+                       photo_colour=anchor.attributes.get("colour") if anchor is not None else None)
 
     def _read_shopper(self, ctx: RequestContext, user_id: str | None) -> None:
         """Profile, history taste and whom the outfit is for (a stated gender wins)."""

@@ -17,14 +17,11 @@ class ResponseShaper:
         items: the catalog (titles, colours, images of the answered items).
         explainer: builds each outfit's checked statements.
         taxonomy: colour harmony of an outfit, colour families.
-        min_photo_confidence: the tagger's confidence from which a photo's colour is used.
     """
 
-    def __init__(self, items: ItemTable, explainer: Explainer, taxonomy: Taxonomy,
-                 min_photo_confidence: float = 0.5):
+    def __init__(self, items: ItemTable, explainer: Explainer, taxonomy: Taxonomy):
         self.items = items
         self.explainer = explainer
-        self.min_photo_confidence = min_photo_confidence  # a photo's tagged value used from here
         self.tax = taxonomy
 
     def outfits(self, ctx: RequestContext, attempt: Attempt) -> list[OutfitOut]:
@@ -46,7 +43,7 @@ class ResponseShaper:
                 # look-alikes in the slot the photo was read as only (PhotoAnchors.anchor keeps
                 # `similar` and the pool to that slot): no other slot's item is "similar"
                 photo_similar=(set(photo.similar) | set(attempt.anchor_pool)) if photo else set(),
-                photo_colour_family=self._photo_colour_family(photo),
+                photo_colour_family=self.tax.colour_family(attempt.photo_colour) if attempt.photo_colour else None,
                 harmony=harmony_of((self.items.row(i).get("colour") for i in ids), self.tax)
                 if all(known(i, "colour") for i in ids) else None)
             e = self.explainer.explain(self.items, ids, ectx, lang=ctx.request.lang or "en")
@@ -57,13 +54,6 @@ class ResponseShaper:
             items=[self.item(i, s, p) for i, s, p in zip(ids, o.slots, o.propensity)],
             score=round(o.score, 6), compatibility=round(o.compat, 6), template=o.template,
             explanation=expl)
-
-    def _photo_colour_family(self, photo) -> str | None:
-        """The colour family the tagger read on the photo, when it was sure enough to use it."""
-        col = ((photo.attributes if photo else None) or {}).get("colour") or {}
-        if not col.get("value") or (col.get("confidence") or 0) < self.min_photo_confidence:
-            return None
-        return self.tax.colour_family(col["value"])
 
     def _known(self, item_id: str, fld: str) -> bool:
         return self.explainer.citable(self.items, item_id, fld)
