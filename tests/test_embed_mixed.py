@@ -129,6 +129,20 @@ def test_kiosk_view_changes_the_scene_and_is_seeded():
     assert np.array_equal(kiosk_batch(batch, bgs, off, np.random.default_rng(0)), batch)
 
 
+def test_photo_crops_frame_the_garment_closer_and_keep_the_size():
+    from mmrec.embed.train import random_crops
+
+    # a dark square in the middle of white: a crop can only keep it or enlarge it
+    batch = np.full((32, 48, 48, 3), 255, np.uint8)
+    batch[:, 16:32, 16:32] = 20
+    out = random_crops(batch, 0.6, np.random.default_rng(0))
+    assert out.shape == batch.shape and out.dtype == np.uint8
+    dark = (out.min(axis=-1) < 128).mean(axis=(1, 2))
+    assert (dark >= (batch.min(axis=-1) < 128).mean() - 0.02).mean() > 0.8
+    assert dark.max() > 0.2  # some views zoom in on the garment
+    assert np.array_equal(out, random_crops(batch, 0.6, np.random.default_rng(0)))  # seeded
+
+
 def test_tiny_training_mixes_photos_and_kiosk_views(tmp_path):
     pytest.importorskip("torch")
     from embed_fixtures import ingest, write_catalog
@@ -139,7 +153,7 @@ def test_tiny_training_mixes_photos_and_kiosk_views(tmp_path):
     ingest(store, write_catalog(tmp_path / "src", 40))
     src = write_real_photos(tmp_path / "real_photos")
     cfg = load_config("embed", profile="tiny", overrides=[
-        "train.epochs=1", "train.batch_size=16", "train.kiosk.p=0.5",
+        "train.epochs=1", "train.batch_size=16", "train.kiosk.p=0.5", "train.augment.photo_crop=0.6",
         "train.real_photos.share=0.25", f"train.real_photos.source={src}",
         f"train.real_photos.table={TABLE}"])
     art = train_encoder(store, cfg, progress=False, log=lambda s: None)

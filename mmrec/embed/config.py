@@ -39,6 +39,10 @@ class ModelSpec(StrictModel):
 class AugmentConfig(StrictModel):
     pad: int = Field(4, ge=0, le=32, description="pixels of white padding before a random crop")
     flip: bool = Field(True, description="random horizontal flip")
+    photo_crop: float | None = Field(None, gt=0.0, le=1.0, description=(
+        "real phone photos only: a random crop of this fraction of the side up to the whole "
+        "(aspect 3:4..4:3), resized back, so that the slot head sees a garment framed closer or "
+        "partly; null: off"))
 
 
 def _ordered_range(v: tuple[float, float], name: str) -> tuple[float, float]:

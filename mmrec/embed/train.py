@@ -110,6 +110,24 @@ def augment(batch: np.ndarray, pad: int, flip: bool, rng: np.random.Generator) -
     return out
 
 
+def random_crops(batch: np.ndarray, min_side: float, rng: np.random.Generator) -> np.ndarray:
+    """Each uint8 [n, S, S, 3] image cropped to a random box of ``min_side``..1 of the side
+    (aspect 3:4..4:3, anywhere in the frame) and resized back to S x S."""
+    from PIL import Image
+
+    n, s = batch.shape[0], batch.shape[1]
+    out = np.empty_like(batch)
+    for i in range(n):
+        side = rng.uniform(min_side, 1.0) * s
+        aspect = math.exp(rng.uniform(math.log(3 / 4), math.log(4 / 3)))
+        w = int(min(s, max(2, round(side * math.sqrt(aspect)))))
+        h = int(min(s, max(2, round(side / math.sqrt(aspect)))))
+        x, y = int(rng.integers(0, s - w + 1)), int(rng.integers(0, s - h + 1))
+        crop = Image.fromarray(batch[i, y:y + h, x:x + w])
+        out[i] = np.asarray(crop.resize((s, s), Image.BILINEAR))
+    return out
+
+
 def split_rows(items: pa.Table, include_val: bool) -> tuple[list[int], list[int]]:
     """Row indices to train on and to check on; test-split (held-out) rows are in neither."""
     train, val = [], []
@@ -313,7 +331,10 @@ def _train_loop(encoder: Encoder, cfg: EmbedConfig, pixels: np.ndarray, rows: li
             targets = row_slots[idx] if head is not None else None
             if n_photo:
                 pidx = np.sort(rng.choice(len(photos.photo_ids), size=n_photo, replace=False))
-                batch = np.concatenate([batch, photos.pixels[pidx]])
+                shots = photos.pixels[pidx]
+                if tc.augment.photo_crop:
+                    shots = random_crops(shots, tc.augment.photo_crop, rng)
+                batch = np.concatenate([batch, shots])
                 texts += photo_captions.sample(pidx, rng)
                 if head is not None:
                     targets = np.concatenate([targets, photo_slots[pidx]])
