@@ -72,3 +72,25 @@ def test_the_slot_head_places_the_photo_and_orders_the_question():
     assert dict(zip(FEATURES, ev.features()))["head_for"] == 0.6
     assert slot_choices(ev)[:3] == ["bottom", "shoes", "top"]
     assert dict(zip(FEATURES, evidence_of("bottom", {}, [], TAX).features()))["head_for"] == 0.0
+
+
+def test_the_reading_never_names_a_category_of_another_slot_than_the_outfits_use():
+    """A photo the head places as a bottom while the tagger says "shirts": the kiosk must not say
+    "reads as shirts; outfits are built around a bottom". The category comes from the look-alikes
+    in the read slot (or the shopper), and a category of the read slot is left as the tagger said."""
+    from outfit_fixtures import item_table
+    from mmrec.recommend.photo_anchor import PhotoAnchoring
+    from mmrec.recommend.slot_confidence import SlotHint
+
+    anchoring = PhotoAnchoring.__new__(PhotoAnchoring)
+    anchoring.tax, anchoring.items = TAX, item_table()
+    photo = PhotoAnalysis(attributes={"category": {"value": "shirts", "confidence": 0.9},
+                                      "colour": {"value": "blue", "confidence": 0.8}})
+    read = anchoring.reading(photo, "bottom", ["b2", "b1", "b2"])
+    assert read["category"] == {"value": "jeans", "confidence": 0.6667, "source": "look-alikes", "tagger": "shirts"}
+    assert read["colour"] == {"value": "blue", "confidence": 0.8}
+    assert "category" not in anchoring.reading(photo, "bottom", [])  # nothing to say instead
+    assert anchoring.reading(photo, "top", ["t1"])["category"] == {"value": "shirts", "confidence": 0.9}
+    told = anchoring.reading(photo, "bottom", ["b2"], SlotHint(slot="bottom", category="trousers"))
+    assert told["category"]["value"] == "trousers" and told["category"]["source"] == "shopper"
+    assert photo.attributes["category"]["value"] == "shirts"  # the analysis itself is untouched

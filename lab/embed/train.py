@@ -12,10 +12,13 @@ train`'s final val line); the product's mmrec-clip-mini (64 px, width 16): head 
 0.788, title R@10 0.561, category AP 0.553, 6.4 CPU-min:
   mmrec-clip-mini96 (96 px): head 0.623, top two 0.821, R@10 0.574, AP 0.531, 7.6 CPU-min
   mmrec-clip-mini-w32 (width 32): head 0.609, top two 0.762, R@10 0.605, AP 0.559, 9.2 CPU-min
-NOT ADOPTED: neither reads photos better at this budget; width 32 buys catalog retrieval (+4.4
-R@10) for 44% more compute (worth an equal-CPU pair at the full budget). The supervised CNN
-ceiling (0.78, `slot_cnn_ceiling.py`) differs in depth and width (ResNet-18), half its batch
-photos, crop augmentation and 1,300 steps, not in resolution alone.
+At the full budget (1,440 steps, 1 thread, photo crops; lab/embed/configs/photo_crop.yaml):
+  mmrec-clip-mini-d2 (two blocks per stage): head 0.748 vs 0.775 for the product's tower
+  without crops, R@10 0.759 vs 0.746, AP 0.749 vs 0.708, 26.6 vs 23.6 CPU-min
+NOT ADOPTED: none reads photos better; width 32 buys catalog retrieval (+4.4
+R@10) for 44% more compute. The product's own tower at its full budget (1,398-1,440 steps)
+reads val photos 0.775, level with the supervised ResNet-18 ceiling (0.781, `slot_cnn_ceiling.py`):
+the gap measured at 288 steps was training length, not the tower.
 
 Rerun (repo root; then set artifacts/encoder/CURRENT back to the demo encoder):
     .venv/bin/python -m lab.embed.train embed train --set model.name=mmrec-clip-mini96 \

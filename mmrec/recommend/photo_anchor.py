@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from collections import Counter
 from dataclasses import dataclass, field
-from typing import Literal
+from typing import Any, Literal
 
 import numpy as np
 
@@ -246,9 +246,35 @@ class PhotoAnchoring:
                          f"{', '.join(asked)}")
         vec = np.asarray(photo.vector, dtype=np.float32) if photo.vector is not None else None
         feats = Features.of_attributes(attrs, self.items, self.tax, vec)
-        out = PhotoOut(attributes={f: dict(v) for f, v in photo.attributes.items()}, slot=slot,
+        out = PhotoOut(attributes=self.reading(photo, slot, ids, hint), slot=slot,
                        slot_source=how if slot else "none", similar=ids, slot_confidence=conf)
         return PhotoAnchor(Anchor(feats, slot, attrs), out, pool, notes)
+
+    def reading(self, photo: PhotoAnalysis, slot: str | None, look_alikes: list[str],
+                hint: SlotHint | None = None) -> dict[str, dict[str, Any]]:
+        """What the photo reads as, consistent with the slot the outfits are built around.
+
+        The tagger's attributes, except a category of another slot than ``slot`` (the slot head
+        or the shopper placed it elsewhere: "tshirts" on a photo read as a bottom describes a
+        different item). That category is replaced by the shopper's, else by the commonest
+        category among the photo's look-alikes in the slot (confidence: their share, ``source``
+        "look-alikes", the tagger's word kept as ``tagger``), else dropped."""
+        out = {f: dict(v) for f, v in photo.attributes.items()}
+        if slot is None:
+            return out
+        if hint is not None and hint.category:
+            out["category"] = {"value": hint.category, "confidence": None, "source": "shopper"}
+            return out
+        cat = (out.get("category") or {}).get("value")
+        if not cat or self.tax.slot_of(cat) == slot:
+            return out
+        tagged = out.pop("category")
+        votes = Counter(self.items.row(i)["category"] for i in look_alikes)
+        if votes:
+            value, n = votes.most_common(1)[0]
+            out["category"] = {"value": value, "confidence": round(n / len(look_alikes), 4),
+                               "source": "look-alikes", "tagger": tagged.get("value")}
+        return out
 
     def _abstain(self, photo: PhotoAnalysis, ev: SlotEvidence, conf: float) -> PhotoAnchor:
         """No anchor: the reading is too unsure to build outfits around (the caller asks, the
