@@ -106,9 +106,9 @@ def answer_photos(store_path: str | Path, taxonomy: Any) -> list[Any]:
         answers = answered_photos(store)
     finally:
         store.close()
-    by_slot: dict[str, tuple[str, ...]] = {}
+    by_slot: dict[str, list[str]] = {}
     for cat in taxonomy.values("category"):
-        by_slot[taxonomy.slot_of(cat)] = by_slot.get(taxonomy.slot_of(cat), ()) + (cat,)
+        by_slot.setdefault(taxonomy.slot_of(cat), []).append(cat)
     return [PhotoTruth(f"kiosk:{a.photo_id}", "kiosk_answer", str(a.path), a.category or a.slot, slot=a.slot,
-                       categories=(a.category,) if a.category else by_slot.get(a.slot, ()), sender="kiosk")
+                       categories=(a.category,) if a.category else tuple(by_slot.get(a.slot, ())), sender="kiosk")
             for a in answers]

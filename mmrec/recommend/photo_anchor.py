@@ -91,9 +91,10 @@ class PhotoAnchoring:
     def read_slot(self, photo: PhotoAnalysis) -> tuple[str | None, str]:
         """The photo's slot before any vote: the encoder's slot head when it has one, else the
         tagger's confident category (`tagged_slot`). The head first: on the real-photo val
-        photographers the demo encoder's head read the slot right 0.609 against 0.570 for the
-        tagger-else-vote rule, and 0.737 against 0.711 on the photos where the tagger was
-        confident (`lab/embed/slot_head_eval.py`, docs/recall.md "Slot head")."""
+        photographers the quick (6 CPU-min) encoder's head read the slot right 0.609 against 0.570
+        for the tagger-else-vote rule, and 0.737 against 0.711 on the photos where the tagger was
+        confident; at the encoder's full budget the head reads val 0.775
+        (`lab/embed/slot_head_eval.py`, docs/recall.md "Slot head")."""
         if photo.slot_probs:
             return max(photo.slot_probs, key=photo.slot_probs.__getitem__), "encoder"
         return self.tagged_slot(photo)
@@ -229,12 +230,12 @@ class PhotoAnchoring:
             if not pool:
                 notes.append(f"nothing like the photo is allowed as a {slot} for {scene.label}")
         attrs = self._confident(photo)
-        if slot is not None and ((hint is not None and hint.category)
-                                 or (attrs.get("category") and self.tax.slot_of(attrs["category"]) != slot)):
+        told = hint is not None and hint.category
+        if slot is not None and (told or self._of_another_slot(attrs.get("category"), slot)):
             # the shopper's word (or the slot head's reading) over the tagger's category: a
             # category of another slot would describe a different item
             attrs.pop("category", None)
-            if hint is not None and hint.category:
+            if told:
                 attrs["category"] = hint.category
         read_as = attrs.get("gender")
         asked = [g for g in genders or () if g != "unisex"]  # unisex items go with anyone
@@ -249,6 +250,10 @@ class PhotoAnchoring:
         out = PhotoOut(attributes=self.reading(photo, slot, ids, hint), slot=slot,
                        slot_source=how if slot else "none", similar=ids, slot_confidence=conf)
         return PhotoAnchor(Anchor(feats, slot, attrs), out, pool, notes)
+
+    def _of_another_slot(self, category: str | None, slot: str) -> bool:
+        """A tagged category that describes an item of another slot than the one read."""
+        return bool(category) and self.tax.slot_of(category) != slot
 
     def reading(self, photo: PhotoAnalysis, slot: str | None, look_alikes: list[str],
                 hint: SlotHint | None = None) -> dict[str, dict[str, Any]]:
@@ -265,8 +270,7 @@ class PhotoAnchoring:
         if hint is not None and hint.category:
             out["category"] = {"value": hint.category, "confidence": None, "source": "shopper"}
             return out
-        cat = (out.get("category") or {}).get("value")
-        if not cat or self.tax.slot_of(cat) == slot:
+        if not self._of_another_slot((out.get("category") or {}).get("value"), slot):
             return out
         tagged = out.pop("category")
         votes = Counter(self.items.row(i)["category"] for i in look_alikes)
