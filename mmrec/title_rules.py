@@ -83,6 +83,38 @@ class TitleAttribute:
     span: tuple[int, int]
 
 
+def _term_tables(taxonomy: Taxonomy, fields: tuple[str, ...], *, singulars: bool = False
+                 ) -> tuple[dict[str, dict[str, str]], dict[str, dict[str, str]], int]:
+    """(multi-token phrases, single tokens, longest run) -> {field: value} for the fields' terms;
+    a trailing plural s/es is accepted, and with ``singulars`` a plural term's singular too
+    (category names are plural: "watches", a title says "Watch").
+
+    Runs of several tokens are matched word by word ("slim fit"); a single token also matches a
+    multi-word term written as one ("Roundneck", "SlimFit"). Gluing several tokens together
+    would invent words ("Bra SS" -> "brass")."""
+    phrases: dict[str, dict[str, str]] = {}
+    words: dict[str, dict[str, str]] = {}
+    max_tokens = 1
+    plurals: list[tuple[dict[str, dict[str, str]], str, str, str]] = []
+    for field in fields:
+        skip = {normalize(t) for t in _TITLE_SKIP_TERMS.get(field, ())}
+        for term, value in taxonomy.terms(field):
+            key = normalize(term)
+            if key in skip:
+                continue
+            max_tokens = max(max_tokens, len(key.split()))
+            for table, k in ((phrases, key), (words, key.replace(" ", ""))):
+                table.setdefault(k, {})[field] = value
+                plurals += [(table, k + "s", field, value), (table, k + "es", field, value)]
+                if singulars and k.endswith("es") and k[:-2].endswith(("s", "x", "z", "ch", "sh")):
+                    plurals.append((table, k[:-2], field, value))  # watches -> watch
+                elif singulars and k.endswith("s"):
+                    plurals.append((table, k[:-1], field, value))  # capes -> cape, not "cap"
+    for table, key, field, value in plurals:  # after every exact form, so that those win
+        table.setdefault(key, {}).setdefault(field, value)
+    return phrases, words, max_tokens
+
+
 class _Rules:
     """Lookup tables built once per taxonomy.
 
@@ -94,25 +126,9 @@ class _Rules:
 
     def __init__(self, taxonomy: Taxonomy):
         self.taxonomy = taxonomy
-        # Runs of several tokens are matched word by word ("slim fit"); a single token also
-        # matches a multi-word term written as one ("Roundneck", "SlimFit"). Gluing several
-        # tokens together would invent words ("Bra SS" -> "brass").
-        self.phrases: dict[str, dict[str, str]] = {}
-        self.words: dict[str, dict[str, str]] = {}
-        self.max_tokens = 1
-        plurals: list[tuple[dict[str, dict[str, str]], str, str, str]] = []
-        for field in TITLE_FIELDS:
-            skip = {normalize(t) for t in _TITLE_SKIP_TERMS.get(field, ())}
-            for term, value in taxonomy.terms(field):
-                key = normalize(term)
-                if key in skip:
-                    continue
-                self.max_tokens = max(self.max_tokens, len(key.split()))
-                for table, k in ((self.phrases, key), (self.words, key.replace(" ", ""))):
-                    table.setdefault(k, {})[field] = value
-                    plurals += [(table, k + "s", field, value), (table, k + "es", field, value)]
-        for table, key, field, value in plurals:  # after every exact form, so that those win
-            table.setdefault(key, {}).setdefault(field, value)
+        self.phrases, self.words, self.max_tokens = _term_tables(taxonomy, TITLE_FIELDS)
+        # the product type, read only where no catalog column states it (`title_category`)
+        self.types = _term_tables(taxonomy, ("category",), singulars=True)
 
     def _hits(self, toks: list[tuple[int, int, str]]) -> dict[str, str] | None:
         if len(toks) == 1:
@@ -275,3 +291,31 @@ def title_gender(title: str, taxonomy: Taxonomy) -> str | None:
         return None
     m = _gender_word(title, taxonomy, None)
     return taxonomy.canonical("gender", m.group(1)) if m else None
+
+
+def title_category(title: str, taxonomy: Taxonomy) -> TitleAttribute | None:
+    """The product type a title names, or None: the category term that ends last, the longest
+    one ending there ("Puma Women Speeder Black Sports Shoes" -> sports shoes, not a bare
+    "shoes"; "Lakme Absolute Nail Polish" -> nail polish). Titles put the type last, after the
+    descriptors, and the brand is skipped ("Lee Cooper Men Boots" names no "cooper").
+
+    Only for products that no catalog column describes (new arrivals): on the withheld catalog
+    slice the type it names matched the catalog's category 81% of the time on the 67% of titles
+    naming one, against 65% for the tagger's reading of the photo (docs/catalog.md)."""
+    if not isinstance(title, str) or not title.strip():
+        return None
+    rules = _rules(taxonomy)
+    _, region = _brand(title, rules, None)
+    phrases, words, max_tokens = rules.types
+    toks = [(m.start(), m.end(), m.group(0).lower()) for m in _TOKEN.finditer(title, region)]
+    best: TitleAttribute | None = None
+    for end in range(len(toks), 0, -1):  # the run that ends last wins; at one end, the longest
+        for n in range(min(max_tokens, end), 0, -1):
+            run = toks[end - n:end]
+            hits = words.get(run[0][2]) if n == 1 else phrases.get(" ".join(t[2] for t in run))
+            if hits and "category" in hits:
+                best = TitleAttribute("category", hits["category"], (run[0][0], run[-1][1]))
+                break
+        if best is not None:
+            break
+    return best

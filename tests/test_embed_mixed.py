@@ -14,10 +14,12 @@ from mmrec.embed.config import KioskAugmentConfig, RealPhotoPairsConfig, TrainCo
 from mmrec.taxonomy import default_taxonomy
 
 TABLE = Path(__file__).resolve().parents[1] / "benchmark" / "suites" / "photos" / "real_photos.yaml"
-# senders of the benchmark's split table: 8 and 36 are test, 3 and 13 val; 1, 2, 4 are train
-ROWS = [("a1", 1, "Shirt"), ("a2", 1, "Pants"), ("a3", 2, "Not sure"), ("a4", 2, "Dress"),
+# senders of the benchmark's split table: 8 and 36 are test, 3 and 13 val, 1 and 5 calibration;
+# 6, 2, 4 are train
+ROWS = [("a1", 6, "Shirt"), ("a2", 6, "Pants"), ("a3", 2, "Not sure"), ("a4", 2, "Dress"),
         ("a5", 4, "Other"), ("a6", 4, "T-Shirt"), ("a7", 4, "Skip"),
-        ("t1", 8, "Shirt"), ("t2", 36, "Pants"), ("v1", 3, "Shoes"), ("v2", 13, "Dress")]
+        ("t1", 8, "Shirt"), ("t2", 36, "Pants"), ("v1", 3, "Shoes"), ("v2", 13, "Dress"),
+        ("c1", 1, "Shirt"), ("c2", 5, "Pants")]
 COLOUR_WORDS = {"red", "blue", "black", "white", "green", "navy", "men", "women", "casual", "formal"}
 
 
@@ -42,7 +44,7 @@ def test_only_train_senders_and_no_probes_become_pairs(tmp_path):
     assert sorted(p.photo_id for p in photos) == ["a1", "a2", "a4", "a6"]
     cfg = RealPhotoPairsConfig(share=0.25, source=str(src), table=str(TABLE), background_size=16)
     pairs = load_photo_pairs(cfg, default_taxonomy(), 32, tmp_path / "cache")
-    assert set(pairs.senders) == {"1", "2", "4"}  # val (3, 13) and test (8, 36) never enter
+    assert set(pairs.senders) == {"6", "2", "4"}  # val, test and calibration senders never enter
     assert pairs.pixels.shape == (4, 32, 32, 3) and pairs.backgrounds.shape == (4, 16, 16, 3)
     again = load_photo_pairs(cfg, default_taxonomy(), 32, tmp_path / "cache")  # from the cache
     assert again.photo_ids == pairs.photo_ids and np.array_equal(again.pixels, pairs.pixels)

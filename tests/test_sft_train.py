@@ -414,7 +414,7 @@ def test_photo_category_loss_is_the_probability_of_the_allowed_set():
 
 def test_lora_stage_trains_on_train_photographers_photos_with_their_label_only(run, tmp_path):
     """Mixed-domain tagger: the train photographers' labelled photos join the LoRA stage; the
-    val/test photographers and the "could not tell" probes never do; a photo's example stops at
+    val/test/calibration photographers and the "could not tell" probes never do; a photo's example stops at
     the category value (no other field is written, so none is trained or guessed); the set loss
     is logged and recorded; without the folder the stage trains on the catalog and says so,
     and with ``required`` it refuses."""
@@ -425,9 +425,10 @@ def test_lora_stage_trains_on_train_photographers_photos_with_their_label_only(r
 
     _, store, *_ = run
     src = tmp_path / "real_photos"
-    # senders 1, 2, 4 are train photographers; 3 is val and 8 test in the benchmark's table
-    _photo_folder(src, [("t1", 1, "Pants"), ("t2", 1, "Shirt"), ("t3", 2, "Pants"), ("t4", 4, "Shirt"),
-                        ("p1", 2, "Not sure"), ("v1", 3, "Pants"), ("x1", 8, "Shirt")])
+    # senders 6, 2, 4 are train photographers; 3 is val, 8 test and 1 calibration in the
+    # benchmark's table
+    _photo_folder(src, [("t1", 6, "Pants"), ("t2", 6, "Shirt"), ("t3", 2, "Pants"), ("t4", 4, "Shirt"),
+                        ("p1", 2, "Not sure"), ("v1", 3, "Pants"), ("x1", 8, "Shirt"), ("c1", 1, "Shirt")])
     photos = training_photos(src, "benchmark/suites/photos/real_photos.yaml", TAX)
     assert sorted(p.photo_id for p in photos) == ["t1", "t2", "t3", "t4"]
 

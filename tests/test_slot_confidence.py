@@ -300,9 +300,10 @@ def test_indexed_lookalikes_stay_in_the_hinted_slot_and_evidence_is_read(indexed
     assert unsure.photo.abstained and unsure.outfits == [] and unsure.photo.slot_guess in CHOOSABLE_SLOTS
 
 
-def test_calibrate_slot_command_fits_on_val_and_serving_uses_it(indexed_store, tmp_path):
+def test_calibrate_slot_command_fits_on_val_and_calibration_and_serving_uses_it(indexed_store, tmp_path):
     """`mmrec bench calibrate-slot` end to end on a stand-in real_photos folder: the catalog's own
-    photos labelled by slot (plus mislabelled and unsure ones) from 6 val and 2 test senders."""
+    photos labelled by slot (plus mislabelled and unsure ones) from 4 val, 2 calibration and 2
+    test senders; the fit reads val and calibration, never test."""
     import csv
     import json
     import shutil
@@ -328,7 +329,8 @@ def test_calibrate_slot_command_fits_on_val_and_serving_uses_it(indexed_store, t
         w = csv.DictWriter(f, fieldnames=["image", "sender_id", "label", "kids"])
         w.writeheader()
         w.writerows(rows)
-    table = {"schema_version": 1, "source": "real_photos", "senders": {"val": [1, 2, 3, 4, 5, 6], "test": [7, 8]},
+    table = {"schema_version": 1, "source": "real_photos", "senders": {"val": [1, 2, 3, 4], "calibration": [5, 6],
+                                                                 "test": [7, 8]},
              "labels": {"Shirt": {"slot": "top", "categories": ["shirts"]},
                         "Pants": {"slot": "bottom", "categories": ["trousers"]},
                         "Shoes": {"slot": "shoes", "categories": ["casual shoes"]},
@@ -339,8 +341,11 @@ def test_calibrate_slot_command_fits_on_val_and_serving_uses_it(indexed_store, t
                  "calibrate-slot", "--data", str(tmp_path), "--table", str(tmp_path / "table.yaml"),
                  "--test", "--json", str(out)]) == 0
     got = json.loads(out.read_text())
-    assert got["calibrator"]["fitted_on"]["split"] == "val" and got["calibrator"]["models"]["encoder"]
-    assert got["val"]["photos"] + got["test"]["photos"] == len(rows) - 1  # the probe has no slot truth
+    fitted = got["calibrator"]["fitted_on"]
+    assert fitted["split"] == "val+calibration" and got["calibrator"]["models"]["encoder"]
+    assert fitted["photos_by_split"] == {"val": got["val"]["photos"], "calibration": got["calibration"]["photos"]}
+    assert got["fit"]["photos"] == fitted["photos"] == got["val"]["photos"] + got["calibration"]["photos"]
+    assert fitted["photos"] + got["test"]["photos"] == len(rows) - 1  # the probe has no slot truth
     assert 0 <= got["test"]["ece"] <= 1 and 0 <= got["calibrator"]["threshold"] <= 1
     art = indexed_store.load(kinds.SLOT_CALIBRATION)
     assert art.version == got["version"] and "test.ece" in art.metrics

@@ -10,7 +10,8 @@ import pytest
 
 from mmrec.errors import InputError
 from mmrec.taxonomy import Taxonomy, default_taxonomy
-from mmrec.title_rules import TITLE_FIELDS, TitleAttribute, extract_title_attributes, title_coverage
+from mmrec.title_rules import (TITLE_FIELDS, TitleAttribute, extract_title_attributes, title_category,
+                               title_coverage)
 
 MYNTRA = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "myntra" / "styles.csv"
 
@@ -162,3 +163,18 @@ def test_myntra_title_coverage_and_speed(tax):
     assert cov["brand"]["fraction"] > 0.9
     assert {"solid", "printed", "striped", "checked"} <= set(cov["pattern"]["top_values"])
     assert elapsed < 2.0, f"{len(titles)} titles took {elapsed:.2f} s"
+
+
+@pytest.mark.parametrize("title, kind, words", [
+    ("Puma Women Speeder Black Sports Shoes", "sports shoes", "Sports Shoes"),  # longest run ending last
+    ("Timex Women Navy Dial Watch M303", "watches", "Watch"),   # singular, a model number after it
+    ("Puma Men Black Cap", "caps", "Cap"),
+    ("Vero Moda Women Red Cape", "capes", "Cape"),              # not "cap" from "capes"
+    ("Flying Machine Men Slim Fit Striped Shirt", "shirts", "Shirt"),
+    ("Nike Men Running", None, None),                           # names no type: the photo decides
+    ("", None, None),
+])
+def test_title_category_reads_the_product_type_a_title_ends_with(tax, title, kind, words):
+    got = title_category(title, tax)
+    assert (got.value if got else None) == kind
+    assert (title[got.span[0]:got.span[1]] if got else None) == words

@@ -70,7 +70,7 @@ class RealPhotoTable(StrictModel):
     schema_version: Literal[1] = 1
     source: Literal["real_photos"] = "real_photos"
     labels: dict[str, LabelRule]
-    senders: dict[Literal["test", "val"], list[int]]
+    senders: dict[Literal["test", "val", "calibration"], list[int]]
 
     def split_of(self, sender: str) -> str:
         s = int(sender)
@@ -93,9 +93,12 @@ def load_real_photo_table(path: str | Path, taxonomy: Taxonomy) -> RealPhotoTabl
             if rule.slot and taxonomy.slot_of(c) != rule.slot:
                 raise ConfigError(f"{path}: label {label!r}: {c!r} fills slot "
                                   f"{taxonomy.slot_of(c)!r}, not {rule.slot!r}")
-    overlap = set(table.senders.get("test", [])) & set(table.senders.get("val", []))
-    if overlap:
-        raise ConfigError(f"{path}: senders in both test and val: {sorted(overlap)}")
+    named = list(table.senders.items())
+    for i, (a, ids_a) in enumerate(named):
+        for b, ids_b in named[i + 1:]:
+            overlap = set(ids_a) & set(ids_b)
+            if overlap:
+                raise ConfigError(f"{path}: senders in both {a} and {b}: {sorted(overlap)}")
     return table
 
 
@@ -129,12 +132,13 @@ def real_photos(root: str | Path, table: RealPhotoTable, split: str = "test") ->
 
 def training_photos(source: str | Path, table_path: str | Path, taxonomy: Taxonomy) -> list[PhotoTruth]:
     """The labelled (non-probe) photos of the split table's TRAIN photographers, stable order:
-    what the mixed-domain recipes (encoder and tagger) may train on."""
+    what the mixed-domain recipes (encoder and tagger) and the reference photos may use (never
+    the test, val or calibration photographers)."""
     table = load_real_photo_table(resolve_path(table_path), taxonomy)
     photos = [p for p in real_photos(source, table, "train") if not p.probe]
     held = {p.sender for p in photos if table.split_of(str(p.sender)) != "train"}
     if held:  # real_photos filters by split already; this guards the guarantee itself
-        raise AssertionError(f"val/test photographers {sorted(held)} reached the training photos")
+        raise AssertionError(f"held-out photographers {sorted(held)} reached the training photos")
     return photos
 
 

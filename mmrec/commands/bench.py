@@ -61,13 +61,14 @@ def register(sub) -> None:
     cmp_.set_defaults(handler=_compare)
 
     cal = s.add_parser("calibrate-slot", help="fit the photo slot confidence on the real-photo val "
-                       "senders, choose the abstention threshold, write a slot_calibration artifact")
+                       "and calibration senders, choose the abstention threshold, write a "
+                       "slot_calibration artifact")
     cal.add_argument("--data", type=Path, default=Path("../shared/data"),
                      help="real data root holding real_photos/")
     cal.add_argument("--table", type=Path, default=Path("benchmark/suites/photos/real_photos.yaml"),
                      help="label table + photographer split")
     cal.add_argument("--target-accuracy", type=float, default=0.92,
-                     help="slot accuracy the photos kept must reach on val")
+                     help="slot accuracy the photos kept must reach (held-out photographers)")
     cal.add_argument("--test", action="store_true",
                      help="also read the test senders and report the fitted calibrator on them "
                           "(never used for fitting; do it once per calibrator)")
@@ -200,19 +201,24 @@ def _calibrate_slot(args: argparse.Namespace) -> int:
     table = load_real_photo_table(args.table, rec.tax)
     root = args.data / "real_photos"
     t0 = time.perf_counter()
-    val = SC.read_photos(rec, real_photos(root, table, "val"))
+    # val and, where the table names it, the calibration split: photographers no model trained on
+    splits = [sp for sp in SC.FIT_SPLITS if table.senders.get(sp)]
+    by_split = {sp: SC.read_photos(rec, real_photos(root, table, sp)) for sp in splits}
+    fit_on = [r for sp in splits for r in by_split[sp]]
     models = photo_model_versions(store)
-    cal = SC.fit(val, target_accuracy=args.target_accuracy, models=models,
-                 fitted_on={"source": "real_photos", "table": str(args.table), "split": "val",
-                            "photos": len(val), "senders": len({r.sender for r in val})})
-    out = {"calibrator": cal.model_dump(), "val": SC.evaluate(cal, val),
-           "val_cross_validated": SC.cross_validated(val, cal.fitted_on.get("c", 1.0))}
+    cal = SC.fit(fit_on, target_accuracy=args.target_accuracy, models=models,
+                 fitted_on={"source": "real_photos", "table": str(args.table), "split": "+".join(splits),
+                            "photos": len(fit_on), "senders": len({r.sender for r in fit_on}),
+                            "photos_by_split": {sp: len(by_split[sp]) for sp in splits}})
+    out = {"calibrator": cal.model_dump(), "fit": SC.evaluate(cal, fit_on),
+           "fit_cross_validated": SC.cross_validated(fit_on, cal.fitted_on.get("c", 1.0)),
+           **{sp: SC.evaluate(cal, by_split[sp]) for sp in splits}}
     if args.test:
         out["test"] = SC.evaluate(cal, SC.read_photos(rec, real_photos(root, table, "test")))
-    flat = {f"{split}.{k}": v for split in ("val", "test") if split in out
+    flat = {f"{split}.{k}": v for split in ("fit", *splits, "test") if split in out
             for k, v in out[split].items() if k not in ("bins", "coverage")}
-    cv = out["val_cross_validated"] or {}
-    flat.update({f"val_cv.{k}": v for k, v in cv.items()})
+    cv = out["fit_cross_validated"] or {}
+    flat.update({f"fit_cv.{k}": v for k, v in cv.items()})
     out["version"] = SC.save(store, cal, flat)
     if args.json:
         atomic_write_text(args.json, json.dumps(out, indent=2, sort_keys=True))

@@ -83,7 +83,7 @@ STEPS = (
     Step("tagger: quick mini Qwen-VL (base + LoRA)", (kinds.VLM,), 390,
          lambda a: ["sft", "train", "--stage", "all", *QUICK_TAGGER]),
     # after the models it calibrates: photos whose slot the models cannot read are asked about
-    Step("photo slot confidence (real-photo val photographers)", (kinds.SLOT_CALIBRATION,), 40,
+    Step("photo slot confidence (real-photo val + calibration photographers)", (kinds.SLOT_CALIBRATION,), 40,
          lambda a: ["bench", "calibrate-slot", "--data", str(a.source)], needs="real_photos",
          stale=_calibration_stale),
 )

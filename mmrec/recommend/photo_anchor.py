@@ -56,7 +56,7 @@ class PhotoAnchoring:
         calibrator: maps a reading's evidence to its slot confidence (None: uncalibrated, never
             abstains).
         abstain_below: slot confidence under which the reading abstains (None: the
-            calibrator's own threshold, chosen on validation photos).
+            calibrator's own threshold, chosen on the val + calibration photographers).
         refs: labelled reference photos that vote on an unread slot (None: catalog look-alikes
             vote).
     """
