@@ -91,8 +91,9 @@ def photo_args(p: argparse.ArgumentParser, *, threads: int = 1) -> None:
     """The arguments every photo measurement of the lab takes."""
     p.add_argument("--artifacts", type=Path, default=Path("artifacts"))
     p.add_argument("--data", type=Path, default=Path("../shared/data"))
-    p.add_argument("--split", choices=("val", "test", "hm"), default="val",
-                   help="real-photo photographer split, or hm: H&M's packshots (another retailer)")
+    p.add_argument("--split", choices=("val", "calibration", "test", "hm"), default="val",
+                   help="real-photo photographer split (calibration: held out from training like "
+                        "val), or hm: H&M's packshots (another retailer)")
     p.add_argument("--threads", type=int, default=threads)
     p.add_argument("--out", type=Path, default=None)
 
