@@ -19,7 +19,8 @@ Rules, in order:
   4. given the catalog category: fit, sleeve and neckline are skipped for shoes, bags,
      accessories and hosiery ("Slim" watches, "Crew Socks"), and metal/plastic/rubber/wood for
      garments ("Heavy Metal" tee).
-Colour and category are never taken from titles: the catalog columns own them.
+Colour and category are never taken from titles where the catalog columns state them; a new
+arrival, which has no such columns yet, takes its product type from the title (`title_category`).
 """
 
 from __future__ import annotations
@@ -300,8 +301,8 @@ def title_category(title: str, taxonomy: Taxonomy) -> TitleAttribute | None:
     descriptors, and the brand is skipped ("Lee Cooper Men Boots" names no "cooper").
 
     Only for products that no catalog column describes (new arrivals): on the withheld catalog
-    slice the type it names matched the catalog's category 81% of the time on the 67% of titles
-    naming one, against 65% for the tagger's reading of the photo (docs/catalog.md)."""
+    slice 98.8% of titles name a type, the catalog's category 94.4% of the time, against 65.9%
+    for the tagger's reading of the photo (docs/catalog.md "New arrivals")."""
     if not isinstance(title, str) or not title.strip():
         return None
     rules = _rules(taxonomy)
