@@ -203,8 +203,8 @@ def choose_c(readings: Sequence[Reading]
 
 
 def cross_validated(readings: Sequence[Reading], c: float) -> dict[str, Any] | None:
-    """ECE and AUROC of held-out confidences (folds of photographers): how far a calibrator's numbers on the
-    photos it was fitted on flatter it."""
+    """ECE and AUROC of held-out confidences (folds of photographers): how far a calibrator's
+    numbers on the photos it was fitted on flatter it."""
     got = held_out_confidences(readings, c)
     if got is None:
         return None

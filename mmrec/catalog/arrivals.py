@@ -44,8 +44,8 @@ def infer_arrival(row: Mapping[str, Any], tags: Mapping[str, Mapping[str, Any]],
 
     Returns:
         a full items row: the title's product type and gender word win over the tagger's
-        readings (the retailer wrote them); title
-        details over the tagger's pattern; slot from the category.
+        readings (the retailer wrote them); title details over the tagger's pattern; slot from
+        the category.
     """
     out = dict(row)
     attrs: dict[str, dict[str, Any]] = {}
