@@ -7,13 +7,12 @@ without the tagger's (neighbour share, head probability, the read slot); the hea
 Reported: held-out log-loss, AUROC, and the share of photos the held-out rule would answer at
 the 92% target (`choose_threshold` on the held-out confidences).
 
-Measured 2026-12-07 (night) on two `make demo` builds (./artifacts, and a second build from
-empty in /tmp/a), NOT ADOPTED (two builds are too few to call the variance): all features
-log-loss 0.472 / 0.486, AUROC 0.800 / 0.789, answered 45.4% / 26.7%; without the tagger 0.484 /
-0.490, 0.792 / 0.791, answered 36.7% / 35.6%; head alone 0.497 / 0.501, 0.762 / 0.778, 11.0% /
-13.2%. The quick tagger's evidence sharpens the score a little and makes the answered share
-swing with its draw; without it the two builds answered alike. Worth a third and fourth build
-before a decision (docs/benchmark.md "Two builds, and the 92% target").
+Measured 2026-12-07 (night) on three `make demo` builds (./artifacts, and two builds from empty
+in /tmp/a and /tmp/b), NOT ADOPTED: all features log-loss 0.472 / 0.486 / 0.502, AUROC 0.800 /
+0.789 / 0.767, answered 45.4% / 26.7% / 23.8%; without the tagger 0.483 / 0.489 / 0.508, 0.792 /
+0.791 / 0.761, answered 36.7% / 35.6% / 21.1%; head alone 11.0% / 13.2% / 9.8%. The tagger's
+evidence sharpens the score a little in every build; the third build answered little either
+way, so dropping it does not steady the kiosk (docs/benchmark.md "Builds, and the 92% target").
 
 Usage (repo root):
   .venv/bin/python -m lab.embed.calibrator_features --artifacts artifacts
