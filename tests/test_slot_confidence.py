@@ -352,3 +352,33 @@ def test_calibrate_slot_command_fits_on_val_and_calibration_and_serving_uses_it(
     served = Recommender.from_store(indexed_store, profile="tiny")
     assert served.photos.calibrator is not None and served.versions["slot_calibration"] == art.version
     assert not any("slot_calibration" in n for n in served.load_notes)
+
+
+def test_calibration_refuses_reference_photos_of_held_out_photographers(tmp_path):
+    """A store whose reference photos predate the calibration split holds photos of photographers
+    the calibrator now fits on: `calibrate-slot` must not fit on their flattered readings."""
+    import numpy as np
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    from mmrec.artifacts import ArtifactStore
+    from mmrec.bench.photo_sources import RealPhotoTable
+    from mmrec.bench.slot_calibration import held_out_reference_senders
+    from mmrec.embed.photo_refs import REFS_FILE, VECTORS_FILE
+
+    table = RealPhotoTable(labels={"Not sure": {"probe": True}},
+                           senders={"val": [3], "calibration": [5], "test": [8]})
+    store = ArtifactStore(tmp_path / "art")
+    assert held_out_reference_senders(store, table) == []  # no reference photos: nothing to check
+
+    def refs(senders: list[str]) -> None:
+        with store.write(kinds.PHOTO_REFS, config={"encoder_id": "e"}) as w:
+            pq.write_table(pa.table({"photo_id": [f"p{i}" for i in range(len(senders))], "sender": senders,
+                                     "label": ["Shirt"] * len(senders), "slot": ["top"] * len(senders)}),
+                           w.path / REFS_FILE)
+            np.save(w.path / VECTORS_FILE, np.zeros((len(senders), 4), np.float32))
+
+    refs(["2", "5", "kiosk", "6"])  # built when 5 was a train photographer
+    assert held_out_reference_senders(store, table) == ["5"]
+    refs(["2", "6", "kiosk"])       # rebuilt after the split (kiosk answers have no photographer)
+    assert held_out_reference_senders(store, table) == []

@@ -199,6 +199,15 @@ def _calibrate_slot(args: argparse.Namespace) -> int:
     cfg = stage_config(args, "recommend").model_copy(update={"prewarm_recall": False})
     rec = Recommender.from_store(store, config=cfg, profile=args.profile)
     table = load_real_photo_table(args.table, rec.tax)
+    stale = SC.held_out_reference_senders(store, table)
+    if stale:
+        from mmrec.errors import InputError
+
+        raise InputError(f"the reference photos (photo_refs/{store.current_version('photo_refs')}) include "
+                         f"photographers {args.table} now holds out ({', '.join(stale[:5])}"
+                         f"{', ...' if len(stale) > 5 else ''}): they were built, and the encoder and "
+                         "tagger likely trained, before the split; retrain them (mmrec demo from empty "
+                         "artifacts, or embed train, sft train, then embed photo-refs) and fit again")
     root = args.data / "real_photos"
     t0 = time.perf_counter()
     # val and, where the table names it, the calibration split: photographers no model trained on
