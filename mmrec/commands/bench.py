@@ -203,7 +203,7 @@ def _calibrate_slot(args: argparse.Namespace) -> int:
     if stale:
         from mmrec.errors import InputError
 
-        raise InputError(f"the reference photos (photo_refs/{store.current_version('photo_refs')}) include "
+        raise InputError(f"the reference photos ({kinds.PHOTO_REFS}/{store.current_version(kinds.PHOTO_REFS)}) include "
                          f"photographers {args.table} now holds out ({', '.join(stale[:5])}"
                          f"{', ...' if len(stale) > 5 else ''}): they were built, and the encoder and "
                          "tagger likely trained, before the split; retrain them (mmrec demo from empty "
