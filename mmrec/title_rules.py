@@ -84,11 +84,25 @@ class TitleAttribute:
     span: tuple[int, int]
 
 
-def _term_tables(taxonomy: Taxonomy, fields: tuple[str, ...], *, singulars: bool = False
-                 ) -> tuple[dict[str, dict[str, str]], dict[str, dict[str, str]], int]:
-    """(multi-token phrases, single tokens, longest run) -> {field: value} for the fields' terms;
-    a trailing plural s/es is accepted, and with ``singulars`` a plural term's singular too
-    (category names are plural: "watches", a title says "Watch").
+@dataclass(frozen=True)
+class _Terms:
+    """Normalised terms -> {field: value}: multi-token phrases, single tokens, the longest run."""
+
+    phrases: dict[str, dict[str, str]]
+    words: dict[str, dict[str, str]]
+    max_tokens: int
+
+    def hits(self, toks: list[tuple[int, int, str]]) -> dict[str, str] | None:
+        """The fields a run of tokens names, or None."""
+        if len(toks) == 1:
+            return self.words.get(toks[0][2])
+        return self.phrases.get(" ".join(t[2] for t in toks))
+
+
+def _term_tables(taxonomy: Taxonomy, fields: tuple[str, ...], *, singulars: bool = False) -> _Terms:
+    """The fields' terms as lookup tables; a trailing plural s/es is accepted, and with
+    ``singulars`` a plural term's singular too (category names are plural: "watches", a title
+    says "Watch").
 
     Runs of several tokens are matched word by word ("slim fit"); a single token also matches a
     multi-word term written as one ("Roundneck", "SlimFit"). Gluing several tokens together
@@ -113,7 +127,7 @@ def _term_tables(taxonomy: Taxonomy, fields: tuple[str, ...], *, singulars: bool
                     plurals.append((table, k[:-1], field, value))  # capes -> cape, not "cap"
     for table, key, field, value in plurals:  # after every exact form, so that those win
         table.setdefault(key, {}).setdefault(field, value)
-    return phrases, words, max_tokens
+    return _Terms(phrases, words, max_tokens)
 
 
 class _Rules:
@@ -127,14 +141,9 @@ class _Rules:
 
     def __init__(self, taxonomy: Taxonomy):
         self.taxonomy = taxonomy
-        self.phrases, self.words, self.max_tokens = _term_tables(taxonomy, TITLE_FIELDS)
+        self.terms = _term_tables(taxonomy, TITLE_FIELDS)
         # the product type, read only where no catalog column states it (`title_category`)
         self.types = _term_tables(taxonomy, ("category",), singulars=True)
-
-    def _hits(self, toks: list[tuple[int, int, str]]) -> dict[str, str] | None:
-        if len(toks) == 1:
-            return self.words.get(toks[0][2])
-        return self.phrases.get(" ".join(t[2] for t in toks))
 
     def scan(
         self, text: str, fields: tuple[str, ...], reject: frozenset[tuple[str, str]] = frozenset()
@@ -143,8 +152,8 @@ class _Rules:
         toks = [(m.start(), m.end(), m.group(0).lower()) for m in _TOKEN.finditer(text)]
         out: dict[str, TitleAttribute] = {}
         for i in range(len(toks)):
-            for n in range(min(self.max_tokens, len(toks) - i), 0, -1):
-                hits = self._hits(toks[i : i + n])
+            for n in range(min(self.terms.max_tokens, len(toks) - i), 0, -1):
+                hits = self.terms.hits(toks[i : i + n])
                 if not hits:
                     continue
                 for field, value in hits.items():
@@ -157,8 +166,8 @@ class _Rules:
     def trailing_descriptor(self, text: str, start: int, end: int) -> int | None:
         """Start of a pattern/material term ending ``text[start:end]`` after another word."""
         toks = [(m.start(), m.end(), m.group(0).lower()) for m in _TOKEN.finditer(text, start, end)]
-        for n in range(min(self.max_tokens, len(toks) - 1), 0, -1):
-            hits = self._hits(toks[-n:])
+        for n in range(min(self.terms.max_tokens, len(toks) - 1), 0, -1):
+            hits = self.terms.hits(toks[-n:])
             if hits and ("pattern" in hits or "material" in hits):
                 return toks[-n][0]
         return None
@@ -307,16 +316,12 @@ def title_category(title: str, taxonomy: Taxonomy) -> TitleAttribute | None:
         return None
     rules = _rules(taxonomy)
     _, region = _brand(title, rules, None)
-    phrases, words, max_tokens = rules.types
+    types = rules.types
     toks = [(m.start(), m.end(), m.group(0).lower()) for m in _TOKEN.finditer(title, region)]
-    best: TitleAttribute | None = None
     for end in range(len(toks), 0, -1):  # the run that ends last wins; at one end, the longest
-        for n in range(min(max_tokens, end), 0, -1):
+        for n in range(min(types.max_tokens, end), 0, -1):
             run = toks[end - n:end]
-            hits = words.get(run[0][2]) if n == 1 else phrases.get(" ".join(t[2] for t in run))
-            if hits and "category" in hits:
-                best = TitleAttribute("category", hits["category"], (run[0][0], run[-1][1]))
-                break
-        if best is not None:
-            break
-    return best
+            value = (types.hits(run) or {}).get("category")
+            if value:
+                return TitleAttribute("category", value, (run[0][0], run[-1][1]))
+    return None
