@@ -81,16 +81,10 @@ def held_out_reference_senders(store: Any, table: Any) -> list[str]:
     photos: a ``photo_refs`` built before they were held out (the calibration split, 2026-12-07).
     Their photos would vote on their own slot, and the encoder and tagger of that time trained on
     them too: a calibrator fitted on them would be flattered."""
-    import pyarrow.parquet as pq
+    from mmrec.embed.photo_refs import reference_senders
 
-    from mmrec.embed.photo_refs import REFS_FILE
-
-    version = store.current_version(kinds.PHOTO_REFS)
-    if not version:
-        return []
-    senders = set(pq.read_table(store.load(kinds.PHOTO_REFS, version).file(REFS_FILE),
-                                columns=["sender"]).column("sender").to_pylist())
-    return sorted(s for s in senders if s != "kiosk" and s.isdigit() and table.split_of(s) != "train")
+    # kiosk answers carry no photographer id ("kiosk"): only numbered senders belong to a split
+    return sorted(s for s in reference_senders(store) if s.isdigit() and table.split_of(s) != "train")
 
 
 def _xy(readings: Sequence[Reading]) -> tuple[np.ndarray, np.ndarray]:

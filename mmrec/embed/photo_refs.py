@@ -67,6 +67,18 @@ class PhotoRefs:
                    np.asarray(table.column("slot").to_pylist()), np.load(art.file(VECTORS_FILE))), []
 
 
+def reference_senders(store: Any) -> set[str]:
+    """The senders of the CURRENT ``photo_refs`` (photographer ids, "kiosk" for kiosk answers);
+    empty without one. Whatever encoder embedded them."""
+    import pyarrow.parquet as pq
+
+    version = store.current_version(kinds.PHOTO_REFS)
+    if not version:
+        return set()
+    path = store.load(kinds.PHOTO_REFS, version).file(REFS_FILE)
+    return set(pq.read_table(path, columns=["sender"]).column("sender").to_pylist())
+
+
 def build_photo_refs(store: Any, encoder: Any, source: str | Path, table: str | Path,
                      taxonomy: Any, *, answers: Sequence[Any] = (), batch_size: int = 256) -> Any:
     """Embed the train photographers' labelled photos, and ``answers`` (kiosk photos with the
