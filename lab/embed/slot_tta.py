@@ -26,6 +26,7 @@ import argparse
 import time
 
 import numpy as np
+from PIL import ImageOps
 
 from lab.embed.photo_probe import labelled_photos, open_encoder, photo_args, write_result
 
@@ -37,7 +38,7 @@ def _crop(im, side: float):
     return im.crop((left, top, left + cw, top + ch))
 
 
-VIEWS = {"o": lambda im: im, "f": lambda im: im.transpose(0),  # 0: FLIP_LEFT_RIGHT
+VIEWS = {"o": lambda im: im, "f": ImageOps.mirror,
          "c85": lambda im: _crop(im, 0.85), "c70": lambda im: _crop(im, 0.70)}
 SUMS = (("o", "f"), ("o", "f", "c85"), ("o", "f", "c70"))
 
