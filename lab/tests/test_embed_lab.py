@@ -74,3 +74,15 @@ def test_answers_accuracy_adds_the_splits_other_photos_leaving_each_out():
     assert got["refs+same"] == pytest.approx(2 / 3)
     # other photographers: bottoms find the shoe, the shoe finds a bottom
     assert got["refs+others"] == 0.0
+
+
+def test_confident_end_counts_only_photos_at_each_level():
+    from lab.embed.slot_ensemble import confident_end
+
+    slots = np.array(["top", "bottom"])
+    probs = np.array([[0.95, 0.05], [0.85, 0.15], [0.4, 0.6], [0.92, 0.08]])
+    truth = np.array(["top", "bottom", "bottom", "bottom"])
+    m = confident_end(probs, slots, truth)
+    assert m["slot"] == 0.5
+    assert m["share_at_0.8"] == 0.75 and m["slot_at_0.8"] == pytest.approx(1 / 3)
+    assert m["share_at_0.9"] == 0.5 and m["slot_at_0.9"] == 0.5
