@@ -13,6 +13,12 @@ from mmrec.taxonomy import default_taxonomy
 from test_embed_mixed import TABLE, write_real_photos
 
 
+def TABLE_CLASSES(label: str) -> set[str]:  # noqa: N802 - the table's mapping, read independently
+    import yaml
+
+    return set(yaml.safe_load(open(TABLE))["labels"][label]["categories"])
+
+
 def test_built_from_train_photographers_only_and_refused_for_another_encoder(tmp_path):
     """`mmrec embed photo-refs`: the train photographers' labelled photos (never val or test
     photographers, never "could not tell" probes) with their slots, in the encoder's space;
@@ -32,6 +38,10 @@ def test_built_from_train_photographers_only_and_refused_for_another_encoder(tmp
     assert notes == [] and sorted(refs.photo_ids) == ["a1", "a2", "a4", "a6"]
     assert refs.vectors.shape == (4, encoder.dim)
     assert sorted(refs.nearest_slots(refs.vectors[0], 10)) == ["bottom", "one-piece", "top", "top"]
+    # each reference keeps its garment label and the categories the label allows
+    by_id = dict(zip(refs.photo_ids, zip(refs.labels, refs.classes)))
+    assert all(label and classes for label, classes in by_id.values())
+    assert all(TABLE_CLASSES(label) == set(classes) for label, classes in by_id.values())
     other, notes = PhotoRefs.load(store, "another@2")
     assert other is None and "embedded by tiny@1" in notes[0]
     # the CLI refuses a folder without images.csv with the path in the message

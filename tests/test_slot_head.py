@@ -83,7 +83,7 @@ def test_the_reading_never_names_a_category_of_another_slot_than_the_outfits_use
     from mmrec.recommend.slot_confidence import SlotHint
 
     anchoring = PhotoAnchoring.__new__(PhotoAnchoring)
-    anchoring.tax, anchoring.items = TAX, item_table()
+    anchoring.tax, anchoring.items, anchoring.refs = TAX, item_table(), None
     photo = PhotoAnalysis(attributes={"category": {"value": "shirts", "confidence": 0.9},
                                       "colour": {"value": "blue", "confidence": 0.8}})
     read = anchoring.reading(photo, "bottom", ["b2", "b1", "b2"])
@@ -94,3 +94,35 @@ def test_the_reading_never_names_a_category_of_another_slot_than_the_outfits_use
     told = anchoring.reading(photo, "bottom", ["b2"], SlotHint(slot="bottom", category="trousers"))
     assert told["category"]["value"] == "trousers" and told["category"]["source"] == "shopper"
     assert photo.attributes["category"]["value"] == "shirts"  # the analysis itself is untouched
+
+
+def test_the_nearest_labelled_phone_photos_name_the_garment_class():
+    """A phone photo of trousers read as a bottom: the nearest labelled reference photos of the
+    bottom slot say "Pants", so the kiosk names a category "Pants" allows (the tagger's if it is
+    one, else the look-alikes' commonest such); references of other slots, references without a
+    class (a kiosk answer that named only a slot) and another encoder's references do not vote."""
+    from outfit_fixtures import item_table
+    from mmrec.embed.photo_refs import PhotoRefs
+    from mmrec.recommend.photo_anchor import PhotoAnchoring
+
+    pants = ("trousers", "jeans", "track pants")
+    near, far = [1.0, 0.0], [0.6, 0.8]
+    refs = PhotoRefs("r1", "enc@1", ["p1", "p2", "p3", "p4", "p5", "p6"],
+                     np.asarray(["bottom", "bottom", "bottom", "bottom", "top", "bottom"]),
+                     np.asarray([near, near, far, far, near, near], dtype=np.float32),
+                     labels=np.asarray(["Pants", "Pants", "Pants", "Shorts", "Shirt", "bottom"]),
+                     classes=[pants, pants, pants, ("shorts",), ("shirts",), ()])
+    anchoring = PhotoAnchoring.__new__(PhotoAnchoring)
+    anchoring.tax, anchoring.items, anchoring.refs = TAX, item_table(), refs
+    photo = PhotoAnalysis(attributes={"category": {"value": "shirts", "confidence": 0.9}},
+                          vector=near, encoder_id="enc@1")
+    read = anchoring.reading(photo, "bottom", ["b2", "b1", "b2"])
+    assert read["category"] == {"value": "jeans", "confidence": 0.75, "source": "reference photos",
+                                "label": "Pants", "tagger": "shirts"}
+    tagged = PhotoAnalysis(attributes={"category": {"value": "track pants", "confidence": 0.4}},
+                           vector=near, encoder_id="enc@1")
+    assert anchoring.reading(tagged, "bottom", ["b2"])["category"]["value"] == "track pants"
+    # a slot without named references falls back (here: nothing to say)
+    assert "category" not in anchoring.reading(photo, "shoes", [])
+    other = PhotoAnalysis(attributes=photo.attributes, vector=near, encoder_id="enc@2")
+    assert anchoring.reading(other, "bottom", ["b2"])["category"]["source"] == "look-alikes"

@@ -8,8 +8,9 @@ photographers the ten nearest reference photos read the slot right 60.3% of the 
 nearest catalog items 49.0% (demo encoder, 2026-12-07, docs/benchmark.md).
 
 The ``photo_refs`` artifact holds, for the photos of the benchmark's TRAIN photographers (val and
-test photographers never enter; "could not tell" labels never do), their slot and the encoder's
-image vector. It is tied to that encoder: a kiosk photo embedded by another encoder lives in
+test photographers never enter; "could not tell" labels never do), their slot, garment label and
+the categories it allows, and the encoder's image vector. The labels also name the garment class
+of a photo whose slot is read (`PhotoRefs.nearest_class`). It is tied to that encoder: a kiosk photo embedded by another encoder lives in
 another space, so the loader refuses a mismatched set (the vote then falls back to the catalog).
 A retailer grows its own set the same way: kiosk photos kept with the shopper's answer to "what
 is it?" (with consent, `mmrec.feedback.photo_answers`) join with `mmrec embed photo-refs --answers`.
@@ -17,6 +18,7 @@ is it?" (with consent, `mmrec.feedback.photo_answers`) join with `mmrec embed ph
 
 from __future__ import annotations
 
+from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Sequence
@@ -39,6 +41,8 @@ class PhotoRefs:
     photo_ids: list[str]
     slots: np.ndarray        # str [n]
     vectors: np.ndarray      # float32 [n, d], unit norm
+    labels: np.ndarray | None = None            # str [n]: the garment label ("Pants", ...)
+    classes: list[tuple[str, ...]] | None = None  # the categories each label allows; () none named
 
     def nearest_slots(self, vector: Sequence[float], k: int) -> list[str]:
         """The slots of the ``k`` reference photos nearest to ``vector`` (a unit image vector),
@@ -47,6 +51,26 @@ class PhotoRefs:
         k = min(k, len(sims))
         top = np.argpartition(-sims, k - 1)[:k]
         return [str(s) for s in self.slots[top[np.argsort(-sims[top])]]]
+
+    def __post_init__(self) -> None:
+        self._named = np.asarray([bool(c) for c in self.classes or ()], dtype=bool)
+
+    def nearest_class(self, vector: Sequence[float], slot: str, k: int) -> tuple[str, tuple[str, ...], float] | None:
+        """(label, the categories it allows, its share of the votes) of the commonest garment label
+        among the ``k`` reference photos of ``slot`` nearest to ``vector`` that name a class (ties:
+        the nearer label); None without such photos. Phone photos name a phone photo's garment
+        class better than its catalog look-alikes do (`lab/embed/garment_vote.py`)."""
+        if self.labels is None or self.classes is None:
+            return None
+        named = np.flatnonzero((self.slots == slot) & self._named)
+        if not len(named):
+            return None
+        sims = self.vectors[named] @ np.asarray(vector, dtype=np.float32)
+        near = named[np.argsort(-sims)[:k]]
+        votes = Counter(str(self.labels[i]) for i in near)
+        best = max(votes.values())
+        winner = next(i for i in near if votes[str(self.labels[i])] == best)
+        return str(self.labels[winner]), self.classes[winner], best / len(near)
 
     @classmethod
     def load(cls, store: Any, encoder_id: str | None) -> tuple["PhotoRefs | None", list[str]]:
@@ -63,8 +87,11 @@ class PhotoRefs:
             return None, [f"photo_refs/{version} was embedded by {made_by}, photos are read by "
                           f"{encoder_id}: the slot vote uses catalog look-alikes (mmrec embed photo-refs)"]
         table = pq.read_table(art.file(REFS_FILE))
+        named = "classes" in table.column_names  # sets built before 2026-12-08 name no classes
         return cls(version, made_by, table.column("photo_id").to_pylist(),
-                   np.asarray(table.column("slot").to_pylist()), np.load(art.file(VECTORS_FILE))), []
+                   np.asarray(table.column("slot").to_pylist()), np.load(art.file(VECTORS_FILE)),
+                   labels=np.asarray(table.column("label").to_pylist()) if named else None,
+                   classes=[tuple(c) for c in table.column("classes").to_pylist()] if named else None), []
 
 
 def reference_senders(store: Any) -> set[str]:
@@ -106,8 +133,11 @@ def build_photo_refs(store: Any, encoder: Any, source: str | Path, table: str | 
             continue  # an unreadable photo is simply not a reference
         kept.append(p)
     vectors = np.asarray(encoder.encode_images(images, batch_size=batch_size), dtype=np.float32)
+    # a label names a garment class unless it is only a slot (a kiosk answer without a category)
     rows = pa.table({"photo_id": [p.photo_id for p in kept], "sender": [str(p.sender) for p in kept],
-                     "label": [p.label for p in kept], "slot": [p.slot for p in kept]})
+                     "label": [p.label for p in kept], "slot": [p.slot for p in kept],
+                     "classes": pa.array([list(p.categories) if p.label != p.slot else [] for p in kept],
+                                         type=pa.list_(pa.string()))})
     with store.write(kinds.PHOTO_REFS, config={"encoder_id": encoder.encoder_id, "source": str(source),
                                                "table": str(table), "split": "train"}) as w:
         pq.write_table(rows, w.path / REFS_FILE)

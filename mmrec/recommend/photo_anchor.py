@@ -29,6 +29,12 @@ from mmrec.recommend.slot_confidence import (NEIGHBOURS, SlotCalibrator, SlotEvi
                                              evidence_of, slot_choices)
 from mmrec.taxonomy import Taxonomy
 
+# Reference photos that name a kiosk photo's garment class: on the real-photo val + calibration
+# photographers (620 photos whose slot was read right) the 20 nearest named the class right
+# 81.8% of the time, 10 80.9%, 5 81.3%; the served rule before them 77.3%
+# (lab/embed/garment_vote.py, docs/benchmark.md "Garment class from reference photos").
+CLASS_NEIGHBOURS = 20
+
 # Where the slot of a photo comes from in one attempt: the rule (tagger, else neighbours), the
 # neighbours only (second opinion on a misread), or no slot at all (match colours only).
 SlotFrom = Literal["rule", "neighbours", "colours"]
@@ -259,16 +265,24 @@ class PhotoAnchoring:
                 hint: SlotHint | None = None) -> dict[str, dict[str, Any]]:
         """What the photo reads as, consistent with the slot the outfits are built around.
 
-        The tagger's attributes, except a category of another slot than ``slot`` (the slot head
-        or the shopper placed it elsewhere: "tshirts" on a photo read as a bottom describes a
-        different item). That category is replaced by the shopper's, else by the commonest
-        category among the photo's look-alikes in the slot (confidence: their share, ``source``
-        "look-alikes", the tagger's word kept as ``tagger``), else dropped."""
+        The tagger's attributes, with the category decided in this order: the shopper's; the
+        garment class the nearest labelled reference photos of the slot name (`reference_class`);
+        the tagger's, if of ``slot`` ("tshirts" on a photo read as a bottom describes a different
+        item); the commonest category among the photo's look-alikes in the slot (confidence:
+        their share, ``source`` "look-alikes"); else none. A replaced tagger's word is kept as
+        ``tagger``."""
         out = {f: dict(v) for f, v in photo.attributes.items()}
         if slot is None:
             return out
         if hint is not None and hint.category:
             out["category"] = {"value": hint.category, "confidence": None, "source": "shopper"}
+            return out
+        named = self.reference_class(photo, slot, look_alikes)
+        if named is not None:
+            tagged = (out.get("category") or {}).get("value")
+            if named["value"] != tagged and tagged:
+                named["tagger"] = tagged
+            out["category"] = named
             return out
         if not self._of_another_slot((out.get("category") or {}).get("value"), slot):
             return out
@@ -279,6 +293,27 @@ class PhotoAnchoring:
             out["category"] = {"value": value, "confidence": round(n / len(look_alikes), 4),
                                "source": "look-alikes", "tagger": tagged.get("value")}
         return out
+
+    def reference_class(self, photo: PhotoAnalysis, slot: str, look_alikes: list[str]) -> dict[str, Any] | None:
+        """The photo's category from the garment label of its nearest reference photos of
+        ``slot`` (`PhotoRefs.nearest_class`): the tagger's category if the label allows it
+        (finer: "jeans" for "Pants"), else the commonest look-alike category it allows, else its
+        first. Confidence: the label's share of the votes; None without named reference photos
+        in the photo's encoder space."""
+        refs = self.refs
+        if refs is None or photo.vector is None or photo.encoder_id != refs.encoder_id:
+            return None
+        found = refs.nearest_class(photo.vector, slot, CLASS_NEIGHBOURS)
+        if found is None:
+            return None
+        label, allowed, share = found
+        tagged = (photo.attributes.get("category") or {}).get("value")
+        if tagged in allowed:
+            value = tagged
+        else:
+            votes = Counter(c for c in (self.items.row(i)["category"] for i in look_alikes) if c in allowed)
+            value = votes.most_common(1)[0][0] if votes else allowed[0]
+        return {"value": value, "confidence": round(share, 4), "source": "reference photos", "label": label}
 
     def _abstain(self, photo: PhotoAnalysis, ev: SlotEvidence, conf: float) -> PhotoAnchor:
         """No anchor: the reading is too unsure to build outfits around (the caller asks, the
