@@ -15,6 +15,10 @@ train`'s final val line); the product's mmrec-clip-mini (64 px, width 16): head 
 At the full budget (1,440 steps, 1 thread, photo crops; lab/embed/configs/photo_crop.yaml):
   mmrec-clip-mini-d2 (two blocks per stage): head 0.748 vs 0.775 for the product's tower
   without crops, R@10 0.759 vs 0.746, AP 0.749 vs 0.708, 26.6 vs 23.6 CPU-min
+At the full budget (27 CPU-min, 2 threads, the product's recipe), 2026-12-08 00:18:
+  mmrec-clip-mini96: 798 steps (the 64 px tower makes ~1,440), val head 0.728, top two 0.848,
+  calibration split (703) 0.706 / 0.836; three 64 px demo builds of the same recipe: val 0.715 -
+  0.762, calibration 0.708 - 0.725 (`lab.embed.slot_ensemble`); title R@10 0.734 vs 0.746
 NOT ADOPTED: none reads photos better; width 32 buys catalog retrieval (+4.4
 R@10) for 44% more compute. The product's own tower at its full budget (1,398-1,440 steps)
 reads val photos 0.775, level with the supervised ResNet-18 ceiling (0.781, `slot_cnn_ceiling.py`):
