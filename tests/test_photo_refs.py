@@ -13,7 +13,8 @@ from mmrec.taxonomy import default_taxonomy
 from test_embed_mixed import TABLE, write_real_photos
 
 
-def TABLE_CLASSES(label: str) -> set[str]:  # noqa: N802 - the table's mapping, read independently
+def table_categories(label: str) -> set[str]:
+    """The categories the shipped label table allows for ``label``, read independently."""
     import yaml
 
     return set(yaml.safe_load(open(TABLE))["labels"][label]["categories"])
@@ -41,7 +42,7 @@ def test_built_from_train_photographers_only_and_refused_for_another_encoder(tmp
     # each reference keeps its garment label and the categories the label allows
     by_id = dict(zip(refs.photo_ids, zip(refs.labels, refs.classes)))
     assert all(label and classes for label, classes in by_id.values())
-    assert all(TABLE_CLASSES(label) == set(classes) for label, classes in by_id.values())
+    assert all(table_categories(label) == set(classes) for label, classes in by_id.values())
     other, notes = PhotoRefs.load(store, "another@2")
     assert other is None and "embedded by tiny@1" in notes[0]
     # the CLI refuses a folder without images.csv with the path in the message

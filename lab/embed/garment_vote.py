@@ -23,8 +23,10 @@ calibration, 620 photos with the slot read right: served 0.773, look-alikes 0.78
 (20 nearest, the tagger's category when the label allows it). Test, read once through the
 benchmark: garment class on the answered photos 0.691 -> 0.733
 (docs/results/garment-class-20261207/garment_vote_valcal.json, docs/benchmark.md "Garment class
-from reference photos"). Rerun, and choose on val + calibration; read test once for an adopted rule
-(repo root):
+from reference photos"). The label vote is the product's `PhotoRefs.nearest_class`, so the store's
+reference photos must carry their classes (built since 2026-12-08), and ``served`` is then the
+adopted rule itself (refs20-tagger); the "served before" number above came from the older refs.
+Rerun, and choose on val + calibration; read test once for an adopted rule (repo root):
   .venv/bin/python -m lab.embed.garment_vote --artifacts artifacts --split val --split calibration
 """
 
@@ -40,18 +42,6 @@ import numpy as np
 from lab.embed.photo_probe import write_result
 
 KS = (5, 10, 20)
-
-
-def ref_label(sims: np.ndarray, ref_labels: np.ndarray, ref_slots: np.ndarray, slot: str, k: int) -> str | None:
-    """The commonest garment label among the ``k`` nearest reference photos of ``slot``
-    (ties: the nearer label's first appearance)."""
-    in_slot = np.flatnonzero(ref_slots == slot)
-    if not len(in_slot):
-        return None
-    near = in_slot[np.argsort(-sims[in_slot])[:k]]
-    votes = Counter(str(x) for x in ref_labels[near])
-    best = max(votes.values())
-    return next(str(x) for x in ref_labels[near] if votes[str(x)] == best)
 
 
 def class_of_label(label_categories: list[str], look_alike_categories: list[str], tagged: str | None) -> str:
@@ -73,14 +63,10 @@ def main(argv: list[str] | None = None) -> int:
     args = p.parse_args(argv)
     splits = args.split or ["val", "calibration"]
 
-    import pyarrow.parquet as pq
-
     from mmrec.artifacts import ArtifactStore
     from mmrec.bench.photo_sources import load_real_photo_table, real_photos
     from mmrec.config import load_config
-    from mmrec.embed.photo_refs import REFS_FILE, PhotoRefs
     from mmrec.images import load_image
-    from mmrec.kinds import PHOTO_REFS
     from mmrec.recommend import Recommender
 
     t0 = time.perf_counter()
@@ -89,9 +75,8 @@ def main(argv: list[str] | None = None) -> int:
     rec = Recommender.from_store(store, config=cfg, profile="mini")
     table = load_real_photo_table(args.table, rec.tax)
     refs = rec.photos.refs
-    if refs is None:
-        p.error("no photo_refs of the CURRENT encoder in the store (mmrec embed photo-refs)")
-    ref_labels = np.asarray(pq.read_table(store.load(PHOTO_REFS, refs.version).file(REFS_FILE)).column("label").to_pylist())
+    if refs is None or refs.classes is None:
+        p.error("no photo_refs with garment classes of the CURRENT encoder (mmrec embed photo-refs)")
     scene = next(iter(rec.scenes.scenes.values()))
     rec.photos.calibrator = None  # read every photo: the class is judged where the slot is right
     rows = []
@@ -106,16 +91,15 @@ def main(argv: list[str] | None = None) -> int:
                     continue
                 tagged = (a.attributes.get("category") or {}).get("value")
                 look = [rec.items.row(i)["category"] for i in placed.out.similar]
-                sims = refs.vectors @ np.asarray(a.vector, dtype=np.float32)
                 row = {"split": split, "allowed": set(ph.categories),
                        "served": (placed.out.attributes.get("category") or {}).get("value"),
                        "tagger": tagged if tagged and rec.tax.slot_of(tagged) == slot else None,
                        "look-alikes": Counter(look).most_common(1)[0][0] if look else None}
                 for k in KS:
-                    label = ref_label(sims, ref_labels, refs.slots, slot, k)
-                    cats = table.labels[label].categories if label else []
-                    row[f"refs{k}"] = class_of_label(cats, look, tagged) if label else None
-                    row[f"refs{k}-tagger"] = (tagged if tagged in cats else class_of_label(cats, look, None)) if label else None
+                    found = refs.nearest_class(a.vector, slot, k)
+                    cats = list(found[1]) if found else []
+                    row[f"refs{k}"] = class_of_label(cats, look, tagged) if found else None
+                    row[f"refs{k}-tagger"] = (tagged if tagged in cats else class_of_label(cats, look, None)) if found else None
                 rows.append(row)
     rules = ["served", "tagger", "look-alikes", *(f"refs{k}" for k in KS), *(f"refs{k}-tagger" for k in KS)]
     out = {"artifacts": str(args.artifacts), "splits": splits, "slot_right": len(rows)}

@@ -44,6 +44,10 @@ class PhotoRefs:
     labels: np.ndarray | None = None            # str [n]: the garment label ("Pants", ...)
     classes: list[tuple[str, ...]] | None = None  # the categories each label allows; () none named
 
+    def __post_init__(self) -> None:
+        # which references can vote on a garment class, computed once (nearest_class is per photo)
+        self._named = np.asarray([bool(c) for c in self.classes or ()], dtype=bool)
+
     def nearest_slots(self, vector: Sequence[float], k: int) -> list[str]:
         """The slots of the ``k`` reference photos nearest to ``vector`` (a unit image vector),
         nearest first."""
@@ -51,9 +55,6 @@ class PhotoRefs:
         k = min(k, len(sims))
         top = np.argpartition(-sims, k - 1)[:k]
         return [str(s) for s in self.slots[top[np.argsort(-sims[top])]]]
-
-    def __post_init__(self) -> None:
-        self._named = np.asarray([bool(c) for c in self.classes or ()], dtype=bool)
 
     def nearest_class(self, vector: Sequence[float], slot: str, k: int) -> tuple[str, tuple[str, ...], float] | None:
         """(label, the categories it allows, its share of the votes) of the commonest garment label

@@ -174,10 +174,17 @@ class PhotoAnchoring:
         alone). Never the attribute-mixed search: with the tagger's colour and usage in the query
         its top ten are whatever shares them (that vote read val photos right 12% of the time)."""
         out = [self.items.row(i)["slot"] for i in self.similar(photo, None, None, NEIGHBOURS, exclude, tags=False)]
-        refs = self.refs
-        if refs is not None and photo.vector is not None and photo.encoder_id == refs.encoder_id:
+        refs = self._refs_for(photo)
+        if refs is not None:
             out += refs.nearest_slots(photo.vector, NEIGHBOURS)
         return out
+
+    def _refs_for(self, photo: PhotoAnalysis) -> PhotoRefs | None:
+        """The reference photos, if they live in the space the photo was embedded in."""
+        refs = self.refs
+        if refs is None or photo.vector is None or photo.encoder_id != refs.encoder_id:
+            return None
+        return refs
 
     def evidence(self, photo: PhotoAnalysis, slot: str | None, exclude: list[str],
                  voters: list[str] | None = None) -> SlotEvidence:
@@ -287,12 +294,19 @@ class PhotoAnchoring:
         if not self._of_another_slot((out.get("category") or {}).get("value"), slot):
             return out
         tagged = out.pop("category")
-        votes = Counter(self.items.row(i)["category"] for i in look_alikes)
-        if votes:
-            value, n = votes.most_common(1)[0]
+        common = self._commonest_category(look_alikes)
+        if common:
+            value, n = common
             out["category"] = {"value": value, "confidence": round(n / len(look_alikes), 4),
                                "source": "look-alikes", "tagger": tagged.get("value")}
         return out
+
+    def _commonest_category(self, item_ids: list[str], allowed: tuple[str, ...] | None = None
+                            ) -> tuple[str, int] | None:
+        """(category, count) of the commonest category among ``item_ids`` (within ``allowed``)."""
+        votes = Counter(c for c in (self.items.row(i)["category"] for i in item_ids)
+                        if allowed is None or c in allowed)
+        return votes.most_common(1)[0] if votes else None
 
     def reference_class(self, photo: PhotoAnalysis, slot: str, look_alikes: list[str]) -> dict[str, Any] | None:
         """The photo's category from the garment label of its nearest reference photos of
@@ -300,10 +314,8 @@ class PhotoAnchoring:
         (finer: "jeans" for "Pants"), else the commonest look-alike category it allows, else its
         first. Confidence: the label's share of the votes; None without named reference photos
         in the photo's encoder space."""
-        refs = self.refs
-        if refs is None or photo.vector is None or photo.encoder_id != refs.encoder_id:
-            return None
-        found = refs.nearest_class(photo.vector, slot, CLASS_NEIGHBOURS)
+        refs = self._refs_for(photo)
+        found = refs.nearest_class(photo.vector, slot, CLASS_NEIGHBOURS) if refs is not None else None
         if found is None:
             return None
         label, allowed, share = found
@@ -311,8 +323,8 @@ class PhotoAnchoring:
         if tagged in allowed:
             value = tagged
         else:
-            votes = Counter(c for c in (self.items.row(i)["category"] for i in look_alikes) if c in allowed)
-            value = votes.most_common(1)[0][0] if votes else allowed[0]
+            common = self._commonest_category(look_alikes, allowed)
+            value = common[0] if common else allowed[0]
         return {"value": value, "confidence": round(share, 4), "source": "reference photos", "label": label}
 
     def _abstain(self, photo: PhotoAnalysis, ev: SlotEvidence, conf: float) -> PhotoAnchor:
